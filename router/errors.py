@@ -1,0 +1,219 @@
+"""The error hierarchy. Every error a generation can end with is a ``TarashError``.
+
+Each error knows whether it is *retryable* (the orchestrator falls back to the next attempt) and carries the
+provider, model, the vendor's request id and the HTTP status when known. None of them ever carries an API key:
+vendor text passes through ``scrub`` (which removes the attempt's secrets and truncates) before it is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from router.models import ExecutionMetadata
+
+Outcome = Literal["failed", "skipped"]
+
+MAX_MESSAGE_CHARS = 600
+# Shapes of credentials that must never be echoed even when we don't know the exact value.
+_KEY_PATTERNS = re.compile(
+    r"(?i)(bearer\s+|key\s+|token\s+|api[-_]?key[=:]\s*)([A-Za-z0-9._:\-]{8,})"
+)
+
+
+def scrub(text: str, secrets: tuple[str, ...] | list[str] = (), limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Remove known secret values and credential-looking tokens from ``text``, then truncate it."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[REDACTED]")
+    text = _KEY_PATTERNS.sub(lambda m: m.group(1) + "[REDACTED]", text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+class TarashError(Exception):
+    """Base of every tarash-router error.
+
+    Attributes:
+        provider, model: the attempt that failed, when known.
+        provider_request_id: the vendor's id for the request or job, when known.
+        http_status: the vendor's HTTP status, when the error came from one.
+        retryable: whether the orchestrator moves on to the next attempt.
+        retry_after: seconds the vendor asked us to wait (``Retry-After``), when it said so.
+        execution_metadata: set by the orchestrator on the error it finally raises.
+    """
+
+    retryable: bool = False
+    #: How the orchestrator records an attempt that ends with this error.
+    outcome: ClassVar[Outcome] = "failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        provider_request_id: str | None = None,
+        http_status: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+        raw: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.provider_request_id = provider_request_id
+        self.http_status = http_status
+        if retryable is not None:
+            self.retryable = retryable
+        self.retry_after = retry_after
+        self.code = code
+        self.raw = raw
+        self.execution_metadata: ExecutionMetadata | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        parts = [repr(self.message)]
+        for name in ("provider", "model", "provider_request_id", "http_status"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    @property
+    def type_name(self) -> str:
+        """snake_case class name, the ``type`` of the daemon's error body."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+
+
+class InvalidRequestError(TarashError):
+    """The vendor (or the model's rules) rejected a field of the request: 400/422."""
+
+
+class AuthenticationError(TarashError):
+    """The vendor refused the credentials: 401/403."""
+
+
+class ContentPolicyError(TarashError):
+    """Moderation or a safety filter blocked the prompt, an input or the output."""
+
+
+class RateLimitError(TarashError):
+    """429 or vendor throttling."""
+
+    retryable = True
+
+
+class ProviderTimeoutError(TarashError):
+    """The attempt ran past its timeout, or the poll budget ran out."""
+
+    retryable = True
+
+
+class ProviderUnavailableError(TarashError):
+    """5xx, connection refused/reset, DNS failure."""
+
+    retryable = True
+
+
+class BadProviderResponseError(TarashError):
+    """The vendor answered with garbage: bad JSON, missing media, an empty result."""
+
+    retryable = True
+
+
+class GenerationFailedError(TarashError):
+    """The vendor accepted the job, then reported it failed."""
+
+    retryable = True
+
+
+class AmbiguousSubmitError(TarashError):
+    """The submit went out and no answer came back: the vendor may have accepted (and may bill) the job.
+
+    Whether the chain falls back is the attempt's ``on_ambiguous_submit`` policy (see the orchestrator).
+    """
+
+
+class MissingCredentialsError(TarashError):
+    """No key in the config nor in the provider's env var: the attempt is skipped, never sent."""
+
+    outcome = "skipped"
+    retryable = True
+
+
+class ConfigurationError(TarashError):
+    """The attempt's config cannot work (unknown provider, missing ``api_version``...): skipped."""
+
+    outcome = "skipped"
+    retryable = True
+
+
+class UnknownProviderError(ConfigurationError, KeyError):
+    """No handler is registered under that provider name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class UnsupportedCapabilityError(TarashError):
+    """The provider cannot do what the request needs: the attempt is skipped before any paid call."""
+
+    outcome = "skipped"
+    retryable = True
+
+
+class GenerationCancelledError(TarashError):
+    """The caller cancelled the generation."""
+
+
+class AllAttemptsFailedError(TarashError):
+    """Every attempt of the chain failed or was skipped.
+
+    ``last_error`` is the error of the last attempt; ``execution_metadata`` lists every attempt.
+    """
+
+    def __init__(self, last_error: TarashError, execution_metadata: ExecutionMetadata) -> None:
+        n = execution_metadata.total_attempts
+        super().__init__(
+            f"all {n} attempt{'s' if n != 1 else ''} failed; last error: "
+            f"{type(last_error).__name__}: {last_error.message}",
+            provider=last_error.provider,
+            model=last_error.model,
+            provider_request_id=last_error.provider_request_id,
+            http_status=last_error.http_status,
+            retryable=False,
+            retry_after=last_error.retry_after,
+            code=last_error.code,
+        )
+        self.last_error = last_error
+        self.execution_metadata = execution_metadata
+
+
+ERROR_CLASSES: dict[str, type[TarashError]] = {
+    cls.__name__: cls
+    for cls in (
+        TarashError,
+        InvalidRequestError,
+        AuthenticationError,
+        ContentPolicyError,
+        RateLimitError,
+        ProviderTimeoutError,
+        ProviderUnavailableError,
+        BadProviderResponseError,
+        GenerationFailedError,
+        AmbiguousSubmitError,
+        MissingCredentialsError,
+        ConfigurationError,
+        UnknownProviderError,
+        UnsupportedCapabilityError,
+        GenerationCancelledError,
+    )
+}
+"""Error classes by name, for configs that name an error (mock outcomes, fallback policies)."""

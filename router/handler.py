@@ -1,0 +1,172 @@
+"""``ProviderHandler``: what every provider implements, in one of two shapes.
+
+*Simple*: override ``generate_video_async`` / ``generate_image_async`` (or their sync twins). Enough for a
+custom handler; the orchestrator runs it under the attempt's timeout.
+
+*Stepped*: override ``submit``, ``poll``, ``fetch_result`` and (where the vendor allows) ``cancel``. The
+orchestrator then drives the job itself (``router.steps``), which is what lets the daemon persist the vendor's
+job id the moment ``submit`` returns and, after a restart, resume polling that job instead of paying for a new
+one. Built-in providers are stepped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from router.errors import UnsupportedCapabilityError
+from router.models import (
+    AnyConfig,
+    AnyRequest,
+    AnyResponse,
+    AnyUpdate,
+    ImageGenerationConfig,
+    ImageGenerationRequest,
+    ImageGenerationResponse,
+    ImageGenerationUpdate,
+    Kind,
+    StatusType,
+    VideoGenerationConfig,
+    VideoGenerationRequest,
+    VideoGenerationResponse,
+    VideoGenerationUpdate,
+)
+from router.sync import run_sync
+
+ProgressCallback = Callable[[VideoGenerationUpdate], Awaitable[None] | None]
+ImageProgressCallback = Callable[[ImageGenerationUpdate], Awaitable[None] | None]
+AnyProgressCallback = Callable[[Any], Awaitable[None] | None]
+
+
+@dataclass
+class ProviderJob:
+    """A vendor-side job: the vendor's id plus whatever the later steps need (status/result URLs...).
+
+    ``data`` must stay JSON-serialisable: the job store persists it so a restarted daemon can resume.
+    """
+
+    id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PollStatus:
+    """One poll of a vendor job. ``raw`` is the vendor's payload, passed to ``on_progress`` as ``update``."""
+
+    status: StatusType
+    raw: dict[str, Any] = field(default_factory=dict)
+    progress_percent: int | None = None
+
+
+class ProviderHandler:
+    """Base class for provider handlers (any object with the same methods also works).
+
+    Class attributes a handler sets:
+        kinds: the kinds it can generate.
+        api_key_env: conventional env vars holding its key, first found wins.
+        requires_api_key: False for handlers that need no key (mock, or token-based auth).
+    """
+
+    kinds: ClassVar[frozenset[Kind]] = frozenset({"video", "image"})
+    api_key_env: ClassVar[tuple[str, ...]] = ()
+    requires_api_key: ClassVar[bool] = True
+
+    # ---- capability check ---------------------------------------------------------------------------------
+    def unsupported_reason(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:
+        """Why this handler cannot serve ``request`` (the attempt is then skipped), or None if it can."""
+        if kind not in self.kinds:
+            return f"provider does not support {kind} generation"
+        return None
+
+    # ---- stepped shape ------------------------------------------------------------------------------------
+    async def submit(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> ProviderJob | AnyResponse:
+        """Start a vendor job. Return its ``ProviderJob``, or the final response for synchronous vendor APIs."""
+        raise NotImplementedError
+
+    async def poll(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> PollStatus:
+        """Ask the vendor how the job is doing. Raise a ``TarashError`` when the vendor says it failed."""
+        raise NotImplementedError
+
+    async def fetch_result(
+        self, kind: Kind, config: AnyConfig, request: AnyRequest, job: ProviderJob, status: PollStatus
+    ) -> AnyResponse:
+        """Build the response of a completed job (fetching the vendor's result if it is separate)."""
+        raise NotImplementedError
+
+    async def cancel(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> None:
+        """Cancel the vendor job where the vendor allows it. Best effort; the default does nothing."""
+
+    def poll_delay(self, config: AnyConfig) -> float:
+        """Seconds between polls."""
+        return float(config.poll_interval)
+
+    # ---- simple shape (defaults drive the steps, so stepped handlers get these for free) -------------------
+    async def generate_video_async(
+        self,
+        config: VideoGenerationConfig,
+        request: VideoGenerationRequest,
+        on_progress: ProgressCallback | None = None,
+    ) -> VideoGenerationResponse:
+        """Generate one video with this handler alone (no fallback chain)."""
+        return await self._generate("video", config, request, on_progress)  # type: ignore[return-value]
+
+    async def generate_image_async(
+        self,
+        config: ImageGenerationConfig,
+        request: ImageGenerationRequest,
+        on_progress: ImageProgressCallback | None = None,
+    ) -> ImageGenerationResponse:
+        """Generate images with this handler alone (no fallback chain)."""
+        return await self._generate("image", config, request, on_progress)  # type: ignore[return-value]
+
+    def generate_video(
+        self,
+        config: VideoGenerationConfig,
+        request: VideoGenerationRequest,
+        on_progress: ProgressCallback | None = None,
+    ) -> VideoGenerationResponse:
+        """Blocking form of ``generate_video_async``."""
+        return run_sync(self.generate_video_async(config, request, on_progress))
+
+    def generate_image(
+        self,
+        config: ImageGenerationConfig,
+        request: ImageGenerationRequest,
+        on_progress: ImageProgressCallback | None = None,
+    ) -> ImageGenerationResponse:
+        """Blocking form of ``generate_image_async``."""
+        return run_sync(self.generate_image_async(config, request, on_progress))
+
+    async def _generate(
+        self, kind: Kind, config: AnyConfig, request: AnyRequest, on_progress: AnyProgressCallback | None
+    ) -> AnyResponse:
+        from router.steps import drive  # local: steps imports this module
+
+        if not is_stepped(self):
+            raise UnsupportedCapabilityError(f"{type(self).__name__} implements no {kind} generation")
+        reason = self.unsupported_reason(kind, config, request)
+        if reason:
+            raise UnsupportedCapabilityError(reason, provider=config.provider, model=config.model)
+
+        async def emit(update: AnyUpdate) -> None:
+            if on_progress is not None:
+                result = on_progress(update)
+                if asyncio.iscoroutine(result):
+                    await result
+
+        async with asyncio.timeout(config.timeout):
+            return await drive(self, kind, config, request, emit, request_id="")
+
+
+def is_stepped(handler: object) -> bool:
+    """True when ``handler`` overrides the job steps (so the orchestrator can drive and resume it)."""
+    submit = getattr(type(handler), "submit", None)
+    return submit is not None and submit is not ProviderHandler.submit
+
+
+def overrides(handler: object, method: str) -> bool:
+    """True when ``handler`` defines ``method`` itself (duck-typed handlers count if they have it)."""
+    impl = getattr(type(handler), method, None)
+    return impl is not None and impl is not getattr(ProviderHandler, method, None)

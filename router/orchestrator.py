@@ -1,0 +1,329 @@
+"""The fallback loop: one implementation, generic over kind (video | image) and called by both the async
+and the sync public functions.
+
+For each config of the chain ``[config, *fallbacks]`` it resolves the handler and key, checks capability,
+runs the attempt under the config's ``timeout`` and records an ``AttemptMetadata``. A retryable error moves
+on to the next config; a non-retryable one stops the chain. Observers (metrics, logs, the job store) hear
+every attempt event from here, the one place that knows them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from router.errors import (
+    AllAttemptsFailedError,
+    AmbiguousSubmitError,
+    BadProviderResponseError,
+    GenerationCancelledError,
+    ProviderTimeoutError,
+    TarashError,
+    UnsupportedCapabilityError,
+    scrub,
+)
+from router.handler import ProviderJob, is_stepped, overrides
+from router.models import (
+    AnyConfig,
+    AnyRequest,
+    AnyResponse,
+    AnyUpdate,
+    AttemptMetadata,
+    ExecutionMetadata,
+    ImageGenerationResponse,
+    ImageGenerationUpdate,
+    Kind,
+    StatusType,
+    VideoGenerationResponse,
+    VideoGenerationUpdate,
+    flatten_chain,
+    utc_now,
+)
+from router.registry import handler_for, resolve_api_key
+from router.steps import drive
+
+log = logging.getLogger("router.orchestrator")
+
+ProgressCallback = Callable[[Any], Awaitable[None] | None]
+
+#: Default of the per-attempt ``provider_config["on_ambiguous_submit"]`` ("stop" | "fallback") by kind.
+#: A video job costs dollars and a dropped answer usually means the vendor accepted it, so by default we
+#: stop rather than risk paying twice; an image costs cents and the caller is waiting, so we fall back.
+AMBIGUOUS_SUBMIT_DEFAULT: dict[str, Literal["stop", "fallback"]] = {"video": "stop", "image": "fallback"}
+
+_UPDATE_TYPES = {"video": VideoGenerationUpdate, "image": ImageGenerationUpdate}
+
+
+class ChainObserver:
+    """Hears every attempt event of one generation. Subclass and override what you need; an observer that
+    raises is logged and ignored (a metrics bug must not fail a generation)."""
+
+    async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None: ...
+
+    async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None: ...
+
+    async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None: ...
+
+    async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None: ...
+
+    async def update(self, update: AnyUpdate) -> None: ...
+
+    async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None: ...
+
+
+@dataclass
+class ResumePoint:
+    """Where to pick a chain up after a restart: attempts already ended, the 1-based attempt to run next,
+    and that attempt's vendor job if it had been submitted (it is polled, not submitted again)."""
+
+    next_attempt: int
+    attempts: list[AttemptMetadata] = field(default_factory=list)
+    job: ProviderJob | None = None
+    started_at: Any = None
+
+
+class _Events:
+    """Fan-out to the caller's progress callback and the observers, each failure contained."""
+
+    def __init__(self, on_progress: ProgressCallback | None, observers: Sequence[ChainObserver]) -> None:
+        self._on_progress = on_progress
+        self._observers = observers
+
+    async def progress(self, update: AnyUpdate) -> None:
+        if self._on_progress is not None:
+            try:
+                result = self._on_progress(update)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # noqa: BLE001 - a broken callback must not kill the generation
+                log.exception("on_progress callback raised; generation continues")
+        await self.notify("update", update)
+
+    async def notify(self, event: str, *args: Any) -> None:
+        for observer in self._observers:
+            try:
+                await getattr(observer, event)(*args)
+            except Exception:  # noqa: BLE001
+                log.exception("observer %s.%s raised", type(observer).__name__, event)
+
+
+async def run_chain(
+    kind: Kind,
+    config: AnyConfig,
+    request: AnyRequest,
+    on_progress: ProgressCallback | None = None,
+    *,
+    observers: Sequence[ChainObserver] = (),
+    request_id: str | None = None,
+    resume: ResumePoint | None = None,
+    chain: Sequence[AnyConfig] | None = None,
+) -> AnyResponse:
+    """Run ``request`` through the fallback chain of ``config`` and return the first success.
+
+    Raises the first non-retryable error, or ``AllAttemptsFailedError`` when the chain is exhausted; either
+    carries ``execution_metadata``. ``chain`` overrides the flattened chain (the job store passes the chain
+    it persisted, so a resumed job reaches the same vendor deployments).
+    """
+    request_id = request_id or uuid.uuid4().hex
+    configs = list(chain) if chain is not None else flatten_chain(config)
+    events = _Events(on_progress, observers)
+    attempts: list[AttemptMetadata] = list(resume.attempts) if resume else []
+    first = resume.next_attempt if resume else 1
+    last_error: TarashError | None = None
+
+    for number in range(first, len(configs) + 1):
+        attempt_config = configs[number - 1]
+        resumed = resume is not None and number == resume.next_attempt
+        attempt = AttemptMetadata(
+            provider=attempt_config.provider,
+            model=attempt_config.model,
+            attempt_number=number,
+            started_at=(resume.started_at if resumed and resume.started_at else utc_now()),
+            status="failed",
+        )
+        attempts.append(attempt)
+        await events.notify("attempt_started", attempt, attempt_config)
+        job = resume.job if resumed else None
+        try:
+            response = await _run_attempt(kind, attempt_config, request, request_id, attempt, events, job)
+        except asyncio.CancelledError:
+            _record_failure(attempt, GenerationCancelledError("the caller cancelled the generation"), ())
+            await events.notify("attempt_finished", attempt, attempt_config, None)
+            raise
+        except TarashError as error:
+            last_error = error
+            metadata = _metadata(attempts, len(configs), None)
+            await events.notify("attempt_finished", attempt, attempt_config, error)
+            if error.retryable and number < len(configs):
+                await events.notify("fallback", attempt_config, configs[number], error)
+                await events.progress(
+                    _UPDATE_TYPES[kind](
+                        request_id=request_id,
+                        status="queued",
+                        update={
+                            "event": "fallback",
+                            "from_provider": attempt_config.provider,
+                            "to_provider": configs[number].provider,
+                            "error_type": type(error).__name__,
+                            "error": error.message,
+                        },
+                    )
+                )
+                continue
+            final = error if not error.retryable else AllAttemptsFailedError(error, metadata)
+            final.execution_metadata = metadata
+            await events.progress(_final_update(kind, request_id, "failed", error=str(final)))
+            await events.notify("chain_finished", metadata, final)
+            raise final from (error if final is not error else None)
+        attempt.status = "success"
+        attempt.ended_at = utc_now()
+        metadata = _metadata(attempts, len(configs), number)
+        await events.notify("attempt_finished", attempt, attempt_config, None)
+        response = response.model_copy(update={"request_id": request_id, "execution_metadata": metadata})
+        await events.progress(_final_update(kind, request_id, "completed", result=response))
+        await events.notify("chain_finished", metadata, None)
+        return response
+
+    # Only reachable when resuming past the end of the chain (nothing left to try).
+    metadata = _metadata(attempts, len(configs), None)
+    error = AllAttemptsFailedError(
+        last_error or ProviderTimeoutError("no attempt left to run"), metadata
+    )
+    await events.notify("chain_finished", metadata, error)
+    raise error
+
+
+async def _run_attempt(
+    kind: Kind,
+    config: AnyConfig,
+    request: AnyRequest,
+    request_id: str,
+    attempt: AttemptMetadata,
+    events: _Events,
+    job: ProviderJob | None,
+) -> AnyResponse:
+    secrets: tuple[str, ...] = ()
+    try:
+        handler = handler_for(config)
+        config = resolve_api_key(handler, config)
+        secrets = (config.api_key,) if config.api_key else ()
+        reason = _unsupported_reason(handler, kind, config, request)
+        if reason:
+            raise UnsupportedCapabilityError(reason)
+
+        async def on_job(new_job: ProviderJob) -> None:
+            attempt.request_id = new_job.id
+            await events.notify("provider_job", attempt, config, new_job)
+
+        async with asyncio.timeout(config.timeout):
+            if is_stepped(handler):
+                if job is not None:
+                    attempt.request_id = job.id
+                response = await drive(
+                    handler, kind, config, request, events.progress, request_id=request_id, job=job, on_job=on_job
+                )
+            else:
+                response = await _call_simple(handler, kind, config, request, request_id, events)
+        _check_response(kind, response)
+        vendor_id = response.provider_metadata.get("provider_request_id")
+        if vendor_id and not attempt.request_id:
+            attempt.request_id = str(vendor_id)
+        return response
+    except TimeoutError as exc:
+        error: TarashError = ProviderTimeoutError(f"attempt timed out after {config.timeout} s")
+        error.__cause__ = exc
+    except TarashError as exc:
+        error = exc
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a handler bug or an unmapped library error
+        error = BadProviderResponseError(f"handler raised {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+    if isinstance(error, AmbiguousSubmitError):
+        policy = config.provider_config.get("on_ambiguous_submit", AMBIGUOUS_SUBMIT_DEFAULT[kind])
+        error.retryable = policy == "fallback"
+        error.message += f" (on_ambiguous_submit={policy}: {'falling back' if error.retryable else 'stopping'})"
+    error.provider = error.provider or config.provider
+    error.model = error.model or config.model
+    error.provider_request_id = error.provider_request_id or attempt.request_id
+    _record_failure(attempt, error, secrets)
+    raise error
+
+
+def _unsupported_reason(handler: Any, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:
+    check = getattr(handler, "unsupported_reason", None)
+    if check is not None:
+        return check(kind, config, request)
+    kinds = getattr(handler, "kinds", None)
+    if kinds is not None and kind not in kinds:
+        return f"provider does not support {kind} generation"
+    return None
+
+
+async def _call_simple(
+    handler: Any, kind: Kind, config: AnyConfig, request: AnyRequest, request_id: str, events: _Events
+) -> AnyResponse:
+    """Call a handler that only implements ``generate_<kind>[_async]``."""
+
+    async def relay(update: AnyUpdate) -> None:
+        await events.progress(update.model_copy(update={"request_id": request_id}))
+
+    if overrides(handler, f"generate_{kind}_async"):
+        return await getattr(handler, f"generate_{kind}_async")(config, request, relay)
+    if overrides(handler, f"generate_{kind}"):
+        loop = asyncio.get_running_loop()
+
+        def relay_from_thread(update: AnyUpdate) -> None:
+            asyncio.run_coroutine_threadsafe(relay(update), loop).result()
+
+        # A sync-only handler blocks; a worker thread keeps the loop (and other requests) running.
+        return await asyncio.to_thread(getattr(handler, f"generate_{kind}"), config, request, relay_from_thread)
+    raise UnsupportedCapabilityError(f"{type(handler).__name__} implements no {kind} generation")
+
+
+def _check_response(kind: Kind, response: Any) -> None:
+    expected = VideoGenerationResponse if kind == "video" else ImageGenerationResponse
+    if not isinstance(response, expected):
+        raise BadProviderResponseError(f"handler returned {type(response).__name__}, expected {expected.__name__}")
+    if kind == "video" and not response.video:
+        raise BadProviderResponseError("the provider returned no video")
+    if kind == "image" and not any(response.images):
+        raise BadProviderResponseError("the provider returned no images")
+
+
+def _record_failure(attempt: AttemptMetadata, error: TarashError, secrets: Sequence[str]) -> None:
+    error.message = scrub(error.message, list(secrets))
+    error.args = (error.message,)
+    attempt.status = type(error).outcome
+    attempt.ended_at = utc_now()
+    attempt.error_type = type(error).__name__
+    attempt.error_message = error.message
+    attempt.is_retryable = error.retryable
+    attempt.request_id = attempt.request_id or error.provider_request_id
+
+
+def _metadata(attempts: list[AttemptMetadata], in_chain: int, successful: int | None) -> ExecutionMetadata:
+    return ExecutionMetadata(
+        total_attempts=len(attempts),
+        successful_attempt=successful,
+        attempts=[a.model_copy() for a in attempts],
+        fallback_triggered=len(attempts) > 1,
+        configs_in_chain=in_chain,
+    )
+
+
+def _final_update(
+    kind: Kind, request_id: str, status: StatusType, *, result: AnyResponse | None = None, error: str | None = None
+) -> AnyUpdate:
+    return _UPDATE_TYPES[kind](
+        request_id=request_id,
+        status=status,
+        progress_percent=100 if status == "completed" else None,
+        update={"event": status},
+        result=result,
+        error=error,
+    )

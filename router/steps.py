@@ -1,0 +1,140 @@
+"""The one loop that drives a stepped handler: submit, poll every ``poll_delay`` up to ``max_poll_attempts``,
+fetch the result; cancel the vendor job when the attempt is abandoned (timeout, caller cancel, poll failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from router.errors import ContentPolicyError, GenerationFailedError, ProviderTimeoutError, TarashError
+from router.handler import PollStatus, ProviderHandler, ProviderJob
+from router.models import (
+    AnyConfig,
+    AnyRequest,
+    AnyResponse,
+    AnyUpdate,
+    ImageGenerationUpdate,
+    Kind,
+    VideoGenerationUpdate,
+)
+
+log = logging.getLogger("router.steps")
+
+Emit = Callable[[AnyUpdate], Awaitable[None]]
+OnJob = Callable[[ProviderJob], Awaitable[None]]
+
+#: A vendor job is paid for: a status-poll blip must not abandon it. This many retryable poll errors in a
+#: row (each counting against max_poll_attempts) end the attempt; fewer are retried at the next poll.
+MAX_CONSECUTIVE_POLL_ERRORS = 3
+#: How long a best-effort upstream cancel may take when an attempt is abandoned.
+CANCEL_TIMEOUT_SECONDS = 10.0
+
+_UPDATE_TYPES: dict[str, type[VideoGenerationUpdate] | type[ImageGenerationUpdate]] = {
+    "video": VideoGenerationUpdate,
+    "image": ImageGenerationUpdate,
+}
+
+
+def make_update(kind: Kind, request_id: str, status: PollStatus) -> AnyUpdate:
+    return _UPDATE_TYPES[kind](
+        request_id=request_id, status=status.status, progress_percent=status.progress_percent, update=status.raw
+    )
+
+
+async def drive(
+    handler: ProviderHandler,
+    kind: Kind,
+    config: AnyConfig,
+    request: AnyRequest,
+    emit: Emit,
+    *,
+    request_id: str,
+    job: ProviderJob | None = None,
+    on_job: OnJob | None = None,
+) -> AnyResponse:
+    """Run one attempt through the handler's steps. With ``job`` given, resume polling it (no new submit)."""
+    if job is None:
+        submitted = await handler.submit(kind, config, request)
+        if not isinstance(submitted, ProviderJob):
+            return submitted  # a synchronous vendor API answered at once
+        job = submitted
+        if on_job is not None:
+            await on_job(job)
+    watch = _JobWatch()
+    try:
+        return await _poll_until_done(handler, kind, config, request, emit, request_id, job, watch)
+    finally:
+        if not watch.terminal:
+            await _cancel_quietly(handler, kind, config, job)
+
+
+class _JobWatch:
+    """Whether the vendor job reached an end (so abandoning the attempt needs no upstream cancel)."""
+
+    terminal = False
+
+
+# Errors a poll raises when the vendor reports the job itself ended badly.
+_TERMINAL_ERRORS = (GenerationFailedError, ContentPolicyError)
+
+
+async def _poll_until_done(
+    handler: ProviderHandler,
+    kind: Kind,
+    config: AnyConfig,
+    request: AnyRequest,
+    emit: Emit,
+    request_id: str,
+    job: ProviderJob,
+    watch: _JobWatch,
+) -> AnyResponse:
+    delay = handler.poll_delay(config)
+    errors_in_row = 0
+    for poll_number in range(config.max_poll_attempts):
+        if poll_number:
+            await asyncio.sleep(delay)
+        try:
+            status = await handler.poll(kind, config, job)
+        except _TERMINAL_ERRORS:
+            watch.terminal = True
+            raise
+        except TarashError as exc:
+            errors_in_row += 1
+            if not exc.retryable or errors_in_row >= MAX_CONSECUTIVE_POLL_ERRORS:
+                raise
+            log.warning("poll of %s job %s failed (%s), polling again", config.provider, job.id, type(exc).__name__)
+            continue
+        errors_in_row = 0
+        if status.status in ("completed", "failed"):
+            watch.terminal = True
+        if status.status == "completed":
+            # No update here: the orchestrator sends the one "completed" update, carrying the result.
+            return await handler.fetch_result(kind, config, request, job, status)
+        if status.status == "failed":
+            raise GenerationFailedError(
+                "the vendor reported the job failed",
+                provider=config.provider,
+                model=config.model,
+                provider_request_id=job.id,
+                raw=status.raw,
+            )
+        await emit(make_update(kind, request_id, status))
+    raise ProviderTimeoutError(
+        f"no result after {config.max_poll_attempts} polls",
+        provider=config.provider,
+        model=config.model,
+        provider_request_id=job.id,
+    )
+
+
+async def _cancel_quietly(handler: ProviderHandler, kind: Kind, config: AnyConfig, job: ProviderJob) -> None:
+    # Shielded: we are usually here because this task is being cancelled or timed out, and the upstream
+    # cancel (which stops the vendor billing us for an abandoned job) must still go out.
+    try:
+        await asyncio.shield(asyncio.wait_for(handler.cancel(kind, config, job), CANCEL_TIMEOUT_SECONDS))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - cancel is best effort; the attempt's own error matters more
+        log.warning("cancel of %s job %s failed: %s", config.provider, job.id, type(exc).__name__)
