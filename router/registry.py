@@ -94,13 +94,15 @@ def resolve_api_key(handler: Any, config: AnyConfig) -> AnyConfig:
     if config.mock is not None and config.mock.enabled:
         return config
     names = key_env_names(handler, config)
+    if not names:
+        return config  # a handler that names no env var manages its own credentials
     for name in names:
         value = os.environ.get(name)
         if value:
             return config.model_copy(update={"api_key": value})
-    looked = " or ".join(names) if names else "(the handler names no env var)"
     raise MissingCredentialsError(
-        f"no API key for provider {config.provider!r}: set api_key in the config or the env var {looked}",
+        f"no API key for provider {config.provider!r}: set api_key in the config or the env var "
+        + " or ".join(names),
         provider=config.provider,
         model=config.model,
     )
