@@ -50,6 +50,7 @@ from router.models import (
 )
 from router.orchestrator import ChainObserver
 from router.registry import known_providers, register_provider, unregister_provider
+from router.sync import aclose
 
 __version__ = "0.1.0"
 
@@ -61,7 +62,7 @@ __all__ = [
     "MediaType", "MissingCredentialsError", "MockConfig", "MockError", "MockPollingConfig", "MockResponse",
     "PollStatus", "ProviderHandler", "ProviderJob", "ProviderTimeoutError", "ProviderUnavailableError",
     "RateLimitError", "Resolution", "TarashError", "UnknownProviderError", "UnsupportedCapabilityError",
-    "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
+    "VideoGenerationConfig", "VideoGenerationRequest", "aclose", "VideoGenerationResponse", "VideoGenerationUpdate",
     "generate_image", "generate_image_async", "generate_video", "generate_video_async", "known_providers",
     "register_provider", "unregister_provider",
 ]

@@ -91,10 +91,12 @@ async def _poll_until_done(
     watch: _JobWatch,
 ) -> AnyResponse:
     delay = handler.poll_delay(config)
+    wait = delay
     errors_in_row = 0
     for poll_number in range(config.max_poll_attempts):
         if poll_number:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(wait)
+        wait = delay
         try:
             status = await handler.poll(kind, config, job)
         except _TERMINAL_ERRORS:
@@ -104,6 +106,8 @@ async def _poll_until_done(
             errors_in_row += 1
             if not exc.retryable or errors_in_row >= MAX_CONSECUTIVE_POLL_ERRORS:
                 raise
+            # A throttled status poll waits as long as the vendor asked (the attempt timeout still bounds it).
+            wait = max(delay, exc.retry_after or 0.0)
             log.warning("poll of %s job %s failed (%s), polling again", config.provider, job.id, type(exc).__name__)
             continue
         errors_in_row = 0

@@ -1,0 +1,56 @@
+"""Request and response values the providers build and read; the engine does the sending."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from multidict import CIMultiDictProxy
+
+Step = Literal["submit", "status", "result", "cancel", "content"]
+
+
+@dataclass(frozen=True)
+class FormFile:
+    """A file part of a multipart body."""
+
+    data: bytes
+    filename: str
+    content_type: str
+
+
+@dataclass
+class HttpRequest:
+    """One vendor call. ``url`` is absolute, or a path joined to the attempt's base URL.
+
+    Give ``json`` for a JSON body or ``form`` for multipart (values are str or ``FormFile``), not both.
+    """
+
+    method: str
+    url: str
+    json: Any = None
+    form: dict[str, str | FormFile | list[str | FormFile]] | None = None
+    params: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    #: "json" answers must parse as JSON; "bytes" answers are media.
+    expect: Literal["json", "bytes"] = "json"
+
+
+@dataclass
+class VendorResponse:
+    """A vendor's answer: status, headers, raw body; ``json()`` parses (garbage -> BadProviderResponseError)."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    request_id: str | None = None
+    _parsed: Any = field(default=None, repr=False)
+
+    def json(self) -> Any:
+        if self._parsed is None:
+            self._parsed = json.loads(self.body) if self.body else {}
+        return self._parsed
+
+    def text(self, limit: int = 2000) -> str:
+        return self.body[:limit].decode("utf-8", "replace")

@@ -1,0 +1,290 @@
+"""``HttpProvider``: the stepped handler every vendor module configures.
+
+The engine owns what is the same for every vendor: sending with a per-call timeout on the provider's shared
+session, auth headers, turning transport failures and HTTP errors into the core error classes (with the
+vendor's message and request id, scrubbed of the key), ambiguous-submit detection, and parsing failures
+becoming ``BadProviderResponseError``. A vendor module supplies data (base URL, auth, status map, error
+reader, content-policy words) and small build/parse hooks for each step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urljoin
+
+import aiohttp
+
+from providers._engine.errors import first_text, for_status, looks_like_content_policy, retry_after_seconds
+from providers._engine.http import FormFile, HttpRequest, Step, VendorResponse
+from providers._engine.sessions import session_for
+from router.errors import (
+    AmbiguousSubmitError,
+    BadProviderResponseError,
+    ConfigurationError,
+    ContentPolicyError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    TarashError,
+    scrub,
+)
+from router.handler import PollStatus, ProviderHandler, ProviderJob
+from router.models import AnyConfig, AnyRequest, AnyResponse, Kind, StatusType
+
+T = TypeVar("T")
+
+#: Upper bound for one network call; the attempt's own ``timeout`` bounds the whole attempt.
+DEFAULT_CALL_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 10.0
+
+
+class HttpProvider(ProviderHandler):
+    """Base class for vendor handlers speaking HTTP. Subclasses set the class attributes and hooks below."""
+
+    #: Provider id as configs spell it ("fal", "azure-openai"...).
+    name: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    #: Vendor status value -> spec status. Unknown values are a bad response.
+    status_map: ClassVar[dict[str, StatusType]] = {}
+    #: Lower-case words in a vendor error that mean moderation / safety filtering.
+    content_policy_markers: ClassVar[tuple[str, ...]] = ("content policy", "content_policy", "moderation", "safety", "nsfw")
+    #: Response headers carrying the vendor's request id, first found wins.
+    request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id",)
+
+    # ---- configuration hooks ------------------------------------------------------------------------------
+    def base_url(self, config: AnyConfig) -> str:
+        base = config.base_url or self.default_base_url
+        if not base:
+            raise ConfigurationError(f"{self.name}: no base_url configured", provider=config.provider, model=config.model)
+        return base.rstrip("/") + "/"
+
+    def auth_headers(self, config: AnyConfig) -> dict[str, str]:
+        """Headers that carry the key. Default: ``Authorization: Bearer <key>``."""
+        return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+
+    def call_timeout(self, config: AnyConfig) -> float:
+        return float(config.provider_config.get("request_timeout", DEFAULT_CALL_TIMEOUT))
+
+    def read_error(self, response: VendorResponse) -> tuple[str, str | None]:
+        """``(message, code)`` of a vendor error body. Default: common JSON shapes, else the raw text."""
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text(300) or f"HTTP {response.status}", None
+        if isinstance(body, dict):
+            error = body.get("error", body)
+            code = error.get("code") if isinstance(error, dict) else body.get("code") or body.get("name")
+            message = first_text(error) or first_text(body.get("detail")) or first_text(body.get("errors"))
+            return message or f"HTTP {response.status}", (str(code) if code is not None else None)
+        return first_text(body) or f"HTTP {response.status}", None
+
+    def is_content_policy(self, response: VendorResponse, message: str, code: str | None) -> bool:
+        return looks_like_content_policy(f"{message} {code or ''}", self.content_policy_markers)
+
+    # ---- step hooks (override per vendor) -----------------------------------------------------------------
+    def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
+        raise NotImplementedError
+
+    def submitted(self, kind: Kind, config: AnyConfig, request: AnyRequest, response: VendorResponse) -> ProviderJob | AnyResponse:
+        """The vendor job from the submit answer, or the final response for synchronous APIs."""
+        raise NotImplementedError
+
+    def status_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest:
+        raise NotImplementedError
+
+    def polled(self, kind: Kind, config: AnyConfig, job: ProviderJob, response: VendorResponse) -> PollStatus:
+        raise NotImplementedError
+
+    def result_request(self, kind: Kind, config: AnyConfig, job: ProviderJob, status: PollStatus) -> HttpRequest | None:
+        """The call that fetches a finished job's result, or None when the last poll already holds it."""
+        return None
+
+    def build_response(
+        self,
+        kind: Kind,
+        config: AnyConfig,
+        request: AnyRequest,
+        job: ProviderJob,
+        status: PollStatus,
+        result: VendorResponse | None,
+    ) -> AnyResponse:
+        raise NotImplementedError
+
+    def cancel_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest | None:
+        """The vendor's cancel call, or None if the vendor has none."""
+        return None
+
+    # ---- ProviderHandler steps ----------------------------------------------------------------------------
+    async def submit(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> ProviderJob | AnyResponse:
+        http_request = self.submit_request(kind, config, request)
+        response = await self.send(config, http_request, "submit")
+        return self.parse(config, response, lambda: self.submitted(kind, config, request, response))
+
+    async def poll(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> PollStatus:
+        response = await self.send(config, self.status_request(kind, config, job), "status", job_id=job.id)
+        return self.parse(config, response, lambda: self.polled(kind, config, job, response), job_id=job.id)
+
+    async def fetch_result(
+        self, kind: Kind, config: AnyConfig, request: AnyRequest, job: ProviderJob, status: PollStatus
+    ) -> AnyResponse:
+        http_request = self.result_request(kind, config, job, status)
+        result = await self.send(config, http_request, "result", job_id=job.id) if http_request else None
+        return self.parse(
+            config, result, lambda: self.build_response(kind, config, request, job, status, result), job_id=job.id
+        )
+
+    async def cancel(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> None:
+        http_request = self.cancel_request(kind, config, job)
+        if http_request is not None:
+            await self.send(config, http_request, "cancel", job_id=job.id)
+
+    # ---- helpers for hooks --------------------------------------------------------------------------------
+    def map_status(self, value: Any, config: AnyConfig, job_id: str | None = None) -> StatusType:
+        try:
+            return self.status_map[str(value)]
+        except KeyError:
+            raise BadProviderResponseError(
+                f"unknown {self.name} status {value!r}", provider=config.provider, model=config.model,
+                provider_request_id=job_id,
+            ) from None
+
+    def failure(
+        self,
+        config: AnyConfig,
+        message: str,
+        *,
+        job_id: str | None,
+        code: str | None = None,
+        raw: Any = None,
+        error_class: type[TarashError] | None = None,
+    ) -> TarashError:
+        """The error for a job the vendor reports failed: content policy if its words say so."""
+        from router.errors import GenerationFailedError
+
+        if error_class is None:
+            error_class = (
+                ContentPolicyError
+                if looks_like_content_policy(f"{message} {code or ''}", self.content_policy_markers)
+                else GenerationFailedError
+            )
+        return error_class(
+            scrub(message, _secrets(config)), provider=config.provider, model=config.model,
+            provider_request_id=job_id, code=code, raw=raw,
+        )
+
+    async def download(self, config: AnyConfig, url: str, *, with_auth: bool = False) -> tuple[bytes, str | None]:
+        """Fetch result media (for vendors whose media URL needs the key, or that serve bytes only)."""
+        response = await self.send(
+            config, HttpRequest("GET", url, expect="bytes"), "content", auth=with_auth
+        )
+        return response.body, response.headers.get("Content-Type")
+
+    # ---- the engine ---------------------------------------------------------------------------------------
+    async def send(
+        self, config: AnyConfig, request: HttpRequest, step: Step, *, job_id: str | None = None, auth: bool = True
+    ) -> VendorResponse:
+        """Send one call on the provider's session, bounded by its own timeout; map every failure."""
+        url = urljoin(self.base_url(config), request.url)
+        headers = {**(self.auth_headers(config) if auth else {}), **request.headers}
+        timeout = aiohttp.ClientTimeout(total=self.call_timeout(config), connect=CONNECT_TIMEOUT)
+        context = {"provider": config.provider, "model": config.model, "provider_request_id": job_id}
+        try:
+            async with session_for(self.name or config.provider).request(
+                request.method,
+                url,
+                json=request.json if request.form is None else None,
+                data=_form(request.form) if request.form is not None else None,
+                params=request.params,
+                headers=headers,
+                timeout=timeout,
+            ) as raw:
+                body = await raw.read()
+                response = VendorResponse(
+                    status=raw.status, headers=raw.headers, body=body, request_id=self._request_id(raw.headers)
+                )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Nothing reached the vendor: always safe to fall back.
+            raise ProviderUnavailableError(f"cannot connect to {self.name}: {type(exc).__name__}", **context) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if step == "submit":
+                raise AmbiguousSubmitError(
+                    f"{self.name} submit sent but no complete answer came back ({_describe(exc)}); "
+                    "the vendor may have accepted the job",
+                    **context,
+                ) from exc
+            error_class = ProviderTimeoutError if isinstance(exc, TimeoutError) else ProviderUnavailableError
+            raise error_class(f"{self.name} {step} failed: {_describe(exc)}", **context) from exc
+        if response.status >= 400:
+            raise self._http_error(config, response, step, job_id)
+        if request.expect == "json":
+            try:
+                response.json()
+            except ValueError as exc:
+                raise BadProviderResponseError(
+                    f"{self.name} {step} answered HTTP {response.status} with a body that is not JSON: "
+                    f"{scrub(response.text(120), _secrets(config))!r}",
+                    **{**context, "provider_request_id": job_id or response.request_id},
+                    http_status=response.status,
+                ) from exc
+        return response
+
+    def parse(self, config: AnyConfig, response: VendorResponse | None, build: Callable[[], T], *, job_id: str | None = None) -> T:
+        """Run a parse hook; a vendor answer of the wrong shape becomes ``BadProviderResponseError``."""
+        try:
+            return build()
+        except TarashError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            snippet = scrub(response.text(200), _secrets(config)) if response is not None else ""
+            raise BadProviderResponseError(
+                f"{self.name} answered an unexpected shape ({type(exc).__name__}: {exc}): {snippet!r}",
+                provider=config.provider, model=config.model,
+                provider_request_id=job_id or (response.request_id if response else None),
+                http_status=response.status if response else None,
+            ) from exc
+
+    def _http_error(self, config: AnyConfig, response: VendorResponse, step: Step, job_id: str | None) -> TarashError:
+        message, code = self.read_error(response)
+        error_class = for_status(response.status, step)
+        if response.status in (400, 403, 422) and self.is_content_policy(response, message, code):
+            error_class = ContentPolicyError
+        return error_class(
+            scrub(f"{self.name} {step} HTTP {response.status}: {message}", _secrets(config)),
+            provider=config.provider,
+            model=config.model,
+            provider_request_id=job_id or response.request_id,
+            http_status=response.status,
+            retry_after=retry_after_seconds(response.headers),
+            code=code,
+        )
+
+    def _request_id(self, headers: Any) -> str | None:
+        for name in self.request_id_headers:
+            if value := headers.get(name):
+                return str(value)
+        return None
+
+
+def _secrets(config: AnyConfig) -> list[str]:
+    return [config.api_key] if config.api_key else []
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _form(fields: dict[str, str | FormFile | list[str | FormFile]]) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, FormFile):
+                form.add_field(name, item.data, filename=item.filename, content_type=item.content_type)
+            else:
+                form.add_field(name, item)
+    # Some vendors (Stability) require multipart even when there is no file.
+    if not any(isinstance(v, FormFile) for v in fields.values()):
+        form._is_multipart = True  # noqa: SLF001 - aiohttp has no public switch for file-less multipart
+    return form
+
+
+__all__ = ["FormFile", "HttpProvider", "HttpRequest", "VendorResponse"]
