@@ -151,8 +151,15 @@ async def run_chain(
         try:
             response = await _run_attempt(kind, attempt_config, request, request_id, attempt, events, job)
         except asyncio.CancelledError:
-            _record_failure(attempt, GenerationCancelledError("the caller cancelled the generation"), ())
-            await events.notify("attempt_finished", attempt, attempt_config, None)
+            cancelled = GenerationCancelledError(
+                "the caller cancelled the generation", provider=attempt_config.provider, model=attempt_config.model
+            )
+            _record_failure(attempt, cancelled, ())
+            metadata = _metadata(attempts, len(configs), None)
+            cancelled.execution_metadata = metadata
+            # Shielded: the task is being cancelled, yet observers (metrics, the job store) must hear the end.
+            await asyncio.shield(events.notify("attempt_finished", attempt, attempt_config, cancelled))
+            await asyncio.shield(events.notify("chain_finished", metadata, cancelled))
             raise
         except TarashError as error:
             last_error = error
