@@ -1,0 +1,134 @@
+"""The mock provider: real media, weighted outcomes raising real errors, simulated polling, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+
+import pytest
+
+import router
+from router import (
+    ImageGenerationConfig,
+    ImageGenerationRequest,
+    MockConfig,
+    MockPollingConfig,
+    MockResponse,
+    VideoGenerationConfig,
+    VideoGenerationRequest,
+    VideoGenerationUpdate,
+)
+from router.registry import get_handler
+
+FAST = {"delay_between_updates": 0.001}
+
+
+def mock_video(**kw: object) -> VideoGenerationConfig:
+    return VideoGenerationConfig(provider="mock", model="mock-video", **kw)
+
+
+@pytest.mark.parametrize("aspect_ratio", ["16:9", "9:16", "1:1", "4:3", "21:9"])
+async def test_video_is_a_real_mp4_matching_the_request(aspect_ratio: str) -> None:
+    response = await router.generate_video_async(mock_video(), VideoGenerationRequest(prompt="x", aspect_ratio=aspect_ratio))
+    assert response.is_mock and response.status == "completed" and response.content_type == "video/mp4"
+    assert isinstance(response.video, dict) and response.video["content_type"] == "video/mp4"
+    data = response.video["content"]
+    assert data[4:8] == b"ftyp" and len(data) < 64_000
+    assert response.aspect_ratio == aspect_ratio and response.duration and response.duration > 0
+    assert response.resolution in ("360p", "480p", "720p", "1080p", "4k")
+
+
+async def test_images_are_real_pngs() -> None:
+    config = ImageGenerationConfig(provider="mock", model="mock-image")
+    response = await router.generate_image_async(config, ImageGenerationRequest(prompt="x", n=3, size="64x32"))
+    assert len(response.images) == 3 and len(set(response.images)) == 3 and response.content_type == "image/png"
+    png = base64.b64decode(response.images[0])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (64, 32)
+
+
+async def test_mock_config_on_a_real_provider_needs_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAL_KEY", raising=False)
+    config = VideoGenerationConfig(provider="fal", model="fal-ai/veo3", mock=MockConfig(enabled=True))
+    response = await router.generate_video_async(config, VideoGenerationRequest(prompt="x"))
+    assert response.is_mock and response.execution_metadata.attempts[0].provider == "fal"  # type: ignore[union-attr]
+
+
+async def test_error_outcome_raises_real_class_and_falls_back() -> None:
+    failing = mock_video(mock=MockConfig(responses=[MockResponse(error={"type": "RateLimitError", "message": "busy"})]))
+    config = failing.model_copy(update={"fallback_configs": [mock_video()]})
+    response = await router.generate_video_async(config, VideoGenerationRequest(prompt="x"))
+    first = response.execution_metadata.attempts[0]  # type: ignore[union-attr]
+    assert (first.error_type, first.error_message, first.is_retryable) == ("RateLimitError", "busy", True)
+
+
+async def test_error_outcome_accepts_exception_instances() -> None:
+    config = mock_video(mock=MockConfig(responses=[MockResponse(error=router.ContentPolicyError("nope"))]))
+    with pytest.raises(router.ContentPolicyError, match="nope"):
+        await router.generate_video_async(config, VideoGenerationRequest(prompt="x"))
+
+
+def test_unknown_error_type_is_rejected_with_known_names() -> None:
+    with pytest.raises(ValueError, match="RateLimitError"):
+        MockResponse(error={"type": "NoSuchError", "message": "x"})
+
+
+async def test_weighted_outcomes_follow_weights() -> None:
+    config = mock_video(mock=MockConfig(responses=[
+        MockResponse(weight=1, error={"type": "ProviderUnavailableError"}), MockResponse(weight=1)]))
+    outcomes = []
+    for _ in range(60):
+        try:
+            await router.generate_video_async(config, VideoGenerationRequest(prompt="x"))
+            outcomes.append("ok")
+        except router.AllAttemptsFailedError:
+            outcomes.append("error")
+    assert 10 < outcomes.count("ok") < 50
+
+
+async def test_polling_sequence_reports_updates() -> None:
+    polling = MockPollingConfig(status_sequence=["queued", "processing", "processing", "completed"],
+                                progress_percentages=[0, 30, 60, 100],
+                                custom_updates=[{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}], **FAST)
+    updates: list[VideoGenerationUpdate] = []
+    response = await router.generate_video_async(mock_video(mock=MockConfig(polling=polling)),
+                                                 VideoGenerationRequest(prompt="x"), updates.append)
+    assert [u.status for u in updates] == ["queued", "processing", "processing", "completed"]
+    assert [u.progress_percent for u in updates] == [0, 30, 60, 100]
+    assert [u.update.get("n") for u in updates[:3]] == [1, 2, 3]
+    assert updates[-1].result == response and response.execution_metadata.attempts[0].request_id.startswith("mock-")  # type: ignore[union-attr]
+
+
+async def test_polling_sequence_ending_failed_falls_back() -> None:
+    polling = MockPollingConfig(status_sequence=["queued", "failed"], **FAST)
+    config = mock_video(mock=MockConfig(polling=polling)).model_copy(update={"fallback_configs": [mock_video()]})
+    response = await router.generate_video_async(config, VideoGenerationRequest(prompt="x"))
+    assert response.execution_metadata.attempts[0].error_type == "GenerationFailedError"  # type: ignore[union-attr]
+
+
+async def test_cancel_reaches_the_mock_job() -> None:
+    polling = MockPollingConfig(status_sequence=["queued"] * 1000 + ["completed"], delay_between_updates=0.005)
+    seen = asyncio.Event()
+    task = asyncio.create_task(router.generate_video_async(
+        mock_video(mock=MockConfig(polling=polling), max_poll_attempts=5000), VideoGenerationRequest(prompt="x"),
+        lambda update: seen.set()))
+    await seen.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert get_handler("mock").cancelled and get_handler("mock").cancelled[-1].startswith("mock-")
+
+
+async def test_fixed_response_and_output_video() -> None:
+    fixed = mock_video(mock=MockConfig(responses=[MockResponse(mock_response={"video": "https://cdn/x.mp4", "duration": 9.0})]))
+    response = await router.generate_video_async(fixed, VideoGenerationRequest(prompt="x"))
+    assert response.video == "https://cdn/x.mp4" and response.duration == 9.0 and response.is_mock
+    url = mock_video(mock=MockConfig(responses=[MockResponse(output_video="https://cdn/y.mp4")]))
+    assert (await router.generate_video_async(url, VideoGenerationRequest(prompt="x"))).video == "https://cdn/y.mp4"
+
+
+def test_polling_config_validation() -> None:
+    with pytest.raises(ValueError, match="progress_percentages"):
+        MockPollingConfig(status_sequence=["queued", "completed"], progress_percentages=[1])
+    with pytest.raises(ValueError, match="end with"):
+        MockPollingConfig(status_sequence=["queued", "processing"])
