@@ -13,6 +13,7 @@ from router.errors import (
     AmbiguousSubmitError,
     AuthenticationError,
     BadProviderResponseError,
+    CircuitOpenError,
     ConfigurationError,
     ContentPolicyError,
     GenerationCancelledError,
@@ -56,7 +57,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllAttemptsFailedError", "AmbiguousSubmitError", "AspectRatio", "AttemptMetadata", "AuthenticationError",
-    "BadProviderResponseError", "ChainObserver", "ConfigurationError", "ContentPolicyError", "ExecutionMetadata",
+    "BadProviderResponseError", "ChainObserver", "CircuitOpenError", "ConfigurationError", "ContentPolicyError", "ExecutionMetadata",
     "GenerationCancelledError", "GenerationFailedError", "ImageGenerationConfig", "ImageGenerationRequest",
     "ImageGenerationResponse", "ImageGenerationUpdate", "ImageType", "InvalidRequestError", "MediaContent",
     "MediaType", "MissingCredentialsError", "MockConfig", "MockError", "MockPollingConfig", "MockResponse",

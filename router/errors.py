@@ -162,6 +162,13 @@ class UnknownProviderError(ConfigurationError, KeyError):
         return self.message
 
 
+class CircuitOpenError(TarashError):
+    """The provider's circuit breaker is open after repeated failures: the attempt is skipped at once."""
+
+    outcome = "skipped"
+    retryable = True
+
+
 class UnsupportedCapabilityError(TarashError):
     """The provider cannot do what the request needs: the attempt is skipped before any paid call."""
 
@@ -213,6 +220,7 @@ ERROR_CLASSES: dict[str, type[TarashError]] = {
         ConfigurationError,
         UnknownProviderError,
         UnsupportedCapabilityError,
+        CircuitOpenError,
         GenerationCancelledError,
     )
 }

@@ -14,12 +14,13 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from router.errors import (
     AllAttemptsFailedError,
     AmbiguousSubmitError,
     BadProviderResponseError,
+    CircuitOpenError,
     GenerationCancelledError,
     ProviderTimeoutError,
     TarashError,
@@ -43,17 +44,14 @@ from router.models import (
     flatten_chain,
     utc_now,
 )
+from router.health import CircuitBreakers
+from router.policy import AttemptPolicy
 from router.registry import handler_for, resolve_api_key
 from router.steps import drive
 
 log = logging.getLogger("router.orchestrator")
 
 ProgressCallback = Callable[[Any], Awaitable[None] | None]
-
-#: Default of the per-attempt ``provider_config["on_ambiguous_submit"]`` ("stop" | "fallback") by kind.
-#: A video job costs dollars and a dropped answer usually means the vendor accepted it, so by default we
-#: stop rather than risk paying twice; an image costs cents and the caller is waiting, so we fall back.
-AMBIGUOUS_SUBMIT_DEFAULT: dict[str, Literal["stop", "fallback"]] = {"video": "stop", "image": "fallback"}
 
 _UPDATE_TYPES = {"video": VideoGenerationUpdate, "image": ImageGenerationUpdate}
 
@@ -121,12 +119,14 @@ async def run_chain(
     request_id: str | None = None,
     resume: ResumePoint | None = None,
     chain: Sequence[AnyConfig] | None = None,
+    breakers: CircuitBreakers | None = None,
 ) -> AnyResponse:
     """Run ``request`` through the fallback chain of ``config`` and return the first success.
 
-    Raises the first non-retryable error, or ``AllAttemptsFailedError`` when the chain is exhausted; either
-    carries ``execution_metadata``. ``chain`` overrides the flattened chain (the job store passes the chain
-    it persisted, so a resumed job reaches the same vendor deployments).
+    Raises the first error that does not fall back (see ``router.policy``), or ``AllAttemptsFailedError``
+    when the chain is exhausted; either carries ``execution_metadata``. ``chain`` overrides the flattened
+    chain (the job store passes the chain it persisted, so a resumed job reaches the same vendor
+    deployments). ``breakers`` skips attempts on providers whose circuit is open.
     """
     request_id = request_id or uuid.uuid4().hex
     configs = list(chain) if chain is not None else flatten_chain(config)
@@ -149,7 +149,7 @@ async def run_chain(
         await events.notify("attempt_started", attempt, attempt_config)
         job = resume.job if resumed else None
         try:
-            response = await _run_attempt(kind, attempt_config, request, request_id, attempt, events, job)
+            response = await _run_attempt(kind, attempt_config, request, request_id, attempt, events, job, breakers)
         except asyncio.CancelledError:
             cancelled = GenerationCancelledError(
                 "the caller cancelled the generation", provider=attempt_config.provider, model=attempt_config.model
@@ -165,7 +165,7 @@ async def run_chain(
             last_error = error
             metadata = _metadata(attempts, len(configs), None)
             await events.notify("attempt_finished", attempt, attempt_config, error)
-            if error.retryable and number < len(configs):
+            if attempt.is_retryable and number < len(configs):
                 await events.notify("fallback", attempt_config, configs[number], error)
                 await events.progress(
                     _UPDATE_TYPES[kind](
@@ -181,7 +181,7 @@ async def run_chain(
                     )
                 )
                 continue
-            final = error if not error.retryable else AllAttemptsFailedError(error, metadata)
+            final = error if not attempt.is_retryable else AllAttemptsFailedError(error, metadata)
             final.execution_metadata = metadata
             await events.progress(_final_update(kind, request_id, "failed", error=str(final)))
             await events.notify("chain_finished", metadata, final)
@@ -212,8 +212,11 @@ async def _run_attempt(
     attempt: AttemptMetadata,
     events: _Events,
     job: ProviderJob | None,
+    breakers: CircuitBreakers | None,
 ) -> AnyResponse:
     secrets: tuple[str, ...] = ()
+    policy = AttemptPolicy.of(kind, config)
+    claimed = False  # whether this attempt passed the breaker (and so must report back to it)
     try:
         handler = handler_for(config)
         config = resolve_api_key(handler, config)
@@ -221,24 +224,47 @@ async def _run_attempt(
         reason = _unsupported_reason(handler, kind, config, request)
         if reason:
             raise UnsupportedCapabilityError(reason)
+        if breakers is not None:
+            if reason := breakers.allow(config.provider, config.model):
+                raise CircuitOpenError(reason)
+            claimed = True
 
         async def on_job(new_job: ProviderJob) -> None:
             attempt.request_id = new_job.id
             await events.notify("provider_job", attempt, config, new_job)
 
-        async with asyncio.timeout(config.timeout):
+        async def once(resume_job: ProviderJob | None) -> AnyResponse:
             if is_stepped(handler):
-                if job is not None:
-                    attempt.request_id = job.id
-                response = await drive(
-                    handler, kind, config, request, events.progress, request_id=request_id, job=job, on_job=on_job
+                if resume_job is not None:
+                    attempt.request_id = resume_job.id
+                result = await drive(
+                    handler, kind, config, request, events.progress,
+                    request_id=request_id, job=resume_job, on_job=on_job,
                 )
             else:
-                response = await _call_simple(handler, kind, config, request, request_id, events)
-        _check_response(kind, response)
+                result = await _call_simple(handler, kind, config, request, request_id, events)
+            _check_response(kind, result)
+            return result
+
+        # One timeout bounds the attempt, its retries and their backoff.
+        async with asyncio.timeout(config.timeout):
+            tried = 0
+            while True:
+                try:
+                    response = await once(job if tried == 0 else None)
+                    break
+                except TarashError as exc:
+                    if not policy.retries_on(exc, tried):
+                        raise
+                    delay = policy.backoff(tried)
+                    tried += 1
+                    log.info("retrying %s/%s in %.2f s (%s)", config.provider, config.model, delay, type(exc).__name__)
+                    await asyncio.sleep(delay)
         vendor_id = response.provider_metadata.get("provider_request_id")
         if vendor_id and not attempt.request_id:
             attempt.request_id = str(vendor_id)
+        if claimed:
+            breakers.record(config.provider, config.model, success=True)  # type: ignore[union-attr]
         return response
     except TimeoutError as exc:
         error: TarashError = ProviderTimeoutError(f"attempt timed out after {config.timeout} s")
@@ -246,18 +272,23 @@ async def _run_attempt(
     except TarashError as exc:
         error = exc
     except asyncio.CancelledError:
+        if claimed:
+            breakers.record(config.provider, config.model, success=False, counts=False)  # type: ignore[union-attr]
         raise
     except Exception as exc:  # noqa: BLE001 - a handler bug or an unmapped library error
         error = BadProviderResponseError(f"handler raised {type(exc).__name__}: {exc}")
         error.__cause__ = exc
+    falls_back = policy.falls_back(error)
     if isinstance(error, AmbiguousSubmitError):
-        policy = config.provider_config.get("on_ambiguous_submit", AMBIGUOUS_SUBMIT_DEFAULT[kind])
-        error.retryable = policy == "fallback"
-        error.message += f" (on_ambiguous_submit={policy}: {'falling back' if error.retryable else 'stopping'})"
+        error.message += f" (on_ambiguous_submit={policy.on_ambiguous_submit}: {'falling back' if falls_back else 'stopping'})"
+    if claimed:
+        # Only failures that say the vendor is unhealthy count; a refusal (policy, bad input) means it is up.
+        breakers.record(config.provider, config.model, success=not error.retryable)  # type: ignore[union-attr]
     error.provider = error.provider or config.provider
     error.model = error.model or config.model
     error.provider_request_id = error.provider_request_id or attempt.request_id
     _record_failure(attempt, error, secrets)
+    attempt.is_retryable = falls_back
     raise error
 
 

@@ -1,0 +1,76 @@
+"""Circuit breakers per (provider, model): stop sending to a vendor that keeps failing.
+
+After ``threshold`` consecutive retryable failures the circuit opens for ``cooldown`` seconds: attempts on it
+are skipped at once (recorded ``skipped`` with the reason) so a chain does not wait on a dead vendor. After the
+cool-down one probe is let through (half-open); its success closes the circuit, its failure re-opens it.
+Opt-in: the library runs without breakers unless one is passed to the orchestrator; the daemon keeps one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+CircuitState = Literal["closed", "open", "half_open"]
+#: Gauge values of ``tarash_router_provider_circuit_state``.
+STATE_VALUES: dict[CircuitState, int] = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass
+class _Circuit:
+    failures: int = 0
+    opened_at: float | None = None
+    probing: bool = False
+
+
+class CircuitBreakers:
+    """Process-wide breaker table. ``clock`` is injectable so tests use a fake one."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if threshold < 1 or cooldown <= 0:
+            raise ValueError("threshold must be >= 1 and cooldown > 0")
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._circuits: dict[tuple[str, str], _Circuit] = {}
+
+    def state(self, provider: str, model: str) -> CircuitState:
+        circuit = self._circuits.get((provider, model))
+        if circuit is None or circuit.opened_at is None:
+            return "closed"
+        if circuit.probing or self._clock() - circuit.opened_at >= self.cooldown:
+            return "half_open"
+        return "open"
+
+    def allow(self, provider: str, model: str) -> str | None:
+        """None if an attempt may go; else why it is skipped. Claims the half-open probe when it is free."""
+        circuit = self._circuits.get((provider, model))
+        if circuit is None or circuit.opened_at is None:
+            return None
+        remaining = self.cooldown - (self._clock() - circuit.opened_at)
+        if remaining > 0:
+            return f"circuit open for {provider}/{model} after {circuit.failures} failures in a row; retry in {remaining:.0f} s"
+        if circuit.probing:
+            return f"circuit half-open for {provider}/{model}: a probe is in flight"
+        circuit.probing = True
+        return None
+
+    def record(self, provider: str, model: str, *, success: bool, counts: bool = True) -> None:
+        """Record an attempt's end. ``counts=False`` for failures that say nothing about vendor health."""
+        key = (provider, model)
+        circuit = self._circuits.setdefault(key, _Circuit())
+        if success:
+            self._circuits[key] = _Circuit()
+            return
+        circuit.probing = False
+        if not counts:
+            return
+        circuit.failures += 1
+        if circuit.opened_at is not None or circuit.failures >= self.threshold:
+            circuit.opened_at = self._clock()  # (re)open: a failed probe restarts the cool-down
+
+    def snapshot(self) -> dict[tuple[str, str], CircuitState]:
+        """Every known circuit's state, for /v1/routes and the metrics gauge."""
+        return {key: self.state(*key) for key in self._circuits}
