@@ -1,0 +1,201 @@
+"""The ``tarash-router`` command: serve, check, routes, generate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tarash-router", description="An open router for generative-media APIs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the daemon in the foreground")
+    serve.add_argument("--routes", type=Path, help="routes file (default: $TARASH_ROUTER_ROUTES or routes.toml)")
+    serve.add_argument("--host", help="bind address (default: $TARASH_ROUTER_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: $TARASH_ROUTER_PORT or 8787; 0 picks a free one)")
+    check = sub.add_parser("check", help="validate a routes file; exit 1 listing every problem")
+    check.add_argument("path", nargs="?", type=Path)
+    show = sub.add_parser("routes", help="print the resolved routes as a table")
+    show.add_argument("path", nargs="?", type=Path)
+    gen = sub.add_parser("generate", help="one generation in-process through the routes file")
+    gen.add_argument("kind", choices=["video", "image"])
+    gen.add_argument("--model", required=True, help="route name")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--out", type=Path, help="where to save the media (default: ./<request id>.<ext>)")
+    gen.add_argument("--routes", type=Path)
+    args = parser.parse_args(argv)
+
+    from router.settings import Settings
+
+    overrides = {k: v for k, v in {"routes": getattr(args, "routes", None) or getattr(args, "path", None),
+                                   "host": getattr(args, "host", None), "port": getattr(args, "port", None)}.items()
+                 if v is not None}
+    settings = Settings(**overrides)
+    if args.command == "serve":
+        return asyncio.run(_serve(settings))
+    if args.command == "check":
+        return _check(settings.routes)
+    if args.command == "routes":
+        return _routes(settings.routes)
+    return asyncio.run(_generate(settings, args.kind, args.model, args.prompt, args.out))
+
+
+def _load_or_report(path: Path) -> Any:
+    from router.routes import RoutesError, load
+
+    try:
+        return load(path)
+    except RoutesError as exc:
+        print(f"{path}: {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _check(path: Path) -> int:
+    snapshot = _load_or_report(path)
+    if snapshot is None:
+        return EXIT_INVALID
+    print(f"{path}: OK, {len(snapshot.routes)} routes (hash {snapshot.config_hash})")
+    return EXIT_OK
+
+
+def _routes(path: Path) -> int:
+    snapshot = _load_or_report(path)
+    if snapshot is None:
+        return EXIT_INVALID
+    rows = [("ROUTE", "KIND", "CHAIN")]
+    for route in snapshot.routes.values():
+        chain = " -> ".join(f"{c.provider}/{c.model} ({c.timeout:g}s)" for c in route.chain)
+        rows.append((route.name, route.kind, chain))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, kind, chain in rows:
+        print(f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {chain}")
+    return EXIT_OK
+
+
+async def _serve(settings: Any) -> int:
+    from aiohttp import web
+
+    import router
+    from router.http.app import create_app
+    from router.logging import configure
+    from router.reload import RoutesHolder
+    from router.sdnotify import Notifier
+
+    configure(settings.log_level, settings.resolved_log_format())
+    log = structlog.get_logger("router.serve")
+    if not settings.client_tokens() and not settings.is_loopback_bind() and not settings.allow_unauthenticated:
+        log.error("refusing_to_start", reason=f"bound to {settings.host} with no API_KEYS; set "
+                  "TARASH_ROUTER_API_KEYS or TARASH_ROUTER_ALLOW_UNAUTHENTICATED=true")
+        return EXIT_USAGE
+    snapshot = _load_or_report(settings.routes)
+    if snapshot is None:
+        return EXIT_INVALID
+    if settings.allow_private_media_urls:
+        import os
+
+        from router.netguard import ALLOW_PRIVATE_ENV
+
+        os.environ[ALLOW_PRIVATE_ENV] = "true"
+    holder = RoutesHolder(settings.routes, snapshot)
+    notifier = Notifier()
+    app = create_app(settings, holder, notifier=notifier)
+    # handler_cancellation: a client that disconnects cancels its generation (and the vendor job).
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=settings.shutdown_grace_seconds,
+                           access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    log.info("listening", url=f"http://{host}:{port}", routes=sorted(snapshot.routes), config_hash=snapshot.config_hash)
+    print(f"tarash-router listening on http://{host}:{port}", file=sys.stderr, flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def sighup() -> None:
+        notifier.reloading()
+        holder.reload()
+        notifier.ready()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, sighup)
+    tasks = [
+        asyncio.create_task(holder.watch(settings.reload_debounce_ms, stop)),
+        asyncio.create_task(notifier.watchdog()),
+    ]
+    notifier.ready(f"serving {len(snapshot.routes)} routes on {host}:{port}")
+    await stop.wait()
+    log.info("shutting_down", grace_seconds=settings.shutdown_grace_seconds)
+    notifier.stopping()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    # Stops accepting, lets in-flight requests finish up to the grace period, runs cleanup hooks.
+    await runner.cleanup()
+    await router.aclose()
+    log.info("stopped")
+    return EXIT_OK
+
+
+async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path | None) -> int:
+    import router
+    from router.errors import TarashError
+    from router.models import media_bytes, media_form
+    from router.orchestrator import run_chain
+
+    snapshot = _load_or_report(settings.routes)
+    if snapshot is None:
+        return EXIT_INVALID
+    try:
+        route = snapshot.resolve(model, kind)  # type: ignore[arg-type]
+        request = route.build_request({"prompt": prompt})
+    except TarashError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def progress(update: Any) -> None:
+        percent = update.progress_percent if update.progress_percent is not None else 0
+        bar = "#" * (percent // 5)
+        print(f"\r[{bar:<20}] {percent:3d}% {update.status:<10}", end="", file=sys.stderr, flush=True)
+
+    try:
+        response = await run_chain(route.kind, route.config, request, progress, chain=route.chain)
+    except TarashError as exc:
+        print(f"\nfailed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    finally:
+        await router.aclose()
+    print(file=sys.stderr)
+    if kind == "video":
+        media, ext = response.video, ".mp4"  # type: ignore[union-attr]
+    else:
+        media, ext = response.images[0], ".png"  # type: ignore[union-attr]
+    target = out or Path(f"{response.request_id}{ext}")
+    if media_form(media) == "url":
+        import aiohttp
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+            async with session.get(str(media)) as fetched:
+                fetched.raise_for_status()
+                target.write_bytes(await fetched.read())
+    else:
+        target.write_bytes(media_bytes(media)[0])
+    metadata = response.execution_metadata
+    winner = metadata.attempts[(metadata.successful_attempt or 1) - 1] if metadata else None
+    print(f"saved {target} ({target.stat().st_size} bytes) via {winner.provider}/{winner.model}" if winner else f"saved {target}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

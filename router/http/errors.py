@@ -1,0 +1,131 @@
+"""Every failure leaves the daemon in OpenAI's error shape with the right status:
+``{"error": {"message", "type", "code", "param"}}`` (plus ``execution_metadata`` when attempts ran)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from router import errors as E
+from router.routes import RouteKindError, RouteNotFoundError
+
+log = structlog.get_logger("router.http")
+
+#: Error class -> daemon status (daemon.md §1). Looked up along the MRO, so subclasses inherit.
+STATUS: dict[type[E.TarashError], int] = {
+    E.InvalidRequestError: 400,
+    E.AuthenticationError: 502,  # the client did nothing wrong: our vendor credentials did
+    E.ContentPolicyError: 422,
+    E.RateLimitError: 429,
+    E.ProviderTimeoutError: 504,
+    E.ProviderUnavailableError: 502,
+    E.BadProviderResponseError: 502,
+    E.GenerationFailedError: 502,
+    E.AmbiguousSubmitError: 502,
+    E.MissingCredentialsError: 502,
+    E.ConfigurationError: 502,
+    E.CircuitOpenError: 503,
+    E.UnsupportedCapabilityError: 422,
+    E.GenerationCancelledError: 499,
+    RouteNotFoundError: 404,
+    RouteKindError: 422,
+}
+
+
+class ApiError(Exception):
+    """An error the HTTP layer raises itself (bad JSON, missing field, auth...)."""
+
+    def __init__(
+        self, status: int, message: str, type: str = "invalid_request_error", code: str | None = None,
+        param: str | None = None, headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, message: str, type: str, code: str | None = None, param: str | None = None,
+    headers: dict[str, str] | None = None, **extra: Any,
+) -> web.Response:
+    body = {"error": {"message": message, "type": type, "code": code, "param": param}, **extra}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def status_of(error: E.TarashError) -> int:
+    if isinstance(error, E.AllAttemptsFailedError):
+        return status_of(error.last_error)
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 502
+
+
+def tarash_response(error: E.TarashError) -> web.Response:
+    """The response for a generation error; the body lists every attempt when any ran."""
+    status = status_of(error)
+    headers = {}
+    if status == 429 and error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    extra: dict[str, Any] = {}
+    if error.execution_metadata is not None:
+        extra["execution_metadata"] = error.execution_metadata.model_dump(mode="json")
+    return error_response(status, error.message, error.type_name, error.code, None, headers, **extra)
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """A request body that fails the spec's model: 400 naming the first bad field."""
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+    )
+    return ApiError(400, message, code="invalid_field", param=param)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a precise 400."""
+    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    if not raw:
+        raise ApiError(400, "request body is empty; send a JSON object", code="invalid_json")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    return body
+
+
+_HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
+    except E.TarashError as exc:
+        return tarash_response(exc)
+    except ValidationError as exc:
+        err = validation_error(exc)
+        return error_response(err.status, err.message, err.type, err.code, err.param)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = {
+            404: f"no such endpoint: {request.method} {request.path}",
+            405: f"method {request.method} not allowed on {request.path}",
+            413: f"request body too large (limit {request.app._client_max_size} bytes)",  # noqa: SLF001
+        }.get(exc.status, exc.reason)
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, message, _HTTP_TYPES.get(exc.status, "invalid_request_error"),
+                              code=str(exc.status), headers=headers)
+    except Exception:
+        log.exception("unhandled_error", path=request.path)
+        return error_response(500, "internal error; see the daemon log for this request id", "server_error")

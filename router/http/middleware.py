@@ -1,0 +1,95 @@
+"""Request id, access log and client auth middlewares."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from router.http.errors import error_response
+from router.logging import redactor
+from router.settings import Settings
+
+log = structlog.get_logger("router.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Reachable without a client token: probes and the metrics scrape.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Client identity of the request (a token fingerprint), for job ownership.
+CLIENT = web.RequestKey("client", str)
+SCOPES = web.RequestKey("scopes", frozenset)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """``X-Request-ID`` in (if sane) or a new one; bound into every log line; echoed out."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    started = time.perf_counter()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = request_id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-ID"] = request_id
+        raise
+    finally:
+        log.info("http_request", method=request.method, path=request.path, status=status,
+                 latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+def client_id(token: str) -> str:
+    """A stable, non-secret identity for a token (jobs record their owner by it)."""
+    import hashlib
+
+    return "client-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def auth_middleware(settings: Settings) -> Any:
+    tokens = settings.client_tokens()
+    redactor.add_values(tokens)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not tokens:
+            request[CLIENT] = "anonymous"
+            request[SCOPES] = frozenset({"admin"})
+            return await handler(request)
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return error_response(401, "missing bearer token: send Authorization: Bearer <key>",
+                                  "authentication_error", "missing_api_key",
+                                  headers={"WWW-Authenticate": 'Bearer realm="tarash-router"'})
+        # Constant-time compare against every configured token (no early exit on a prefix match).
+        match = None
+        for token, scopes in tokens.items():
+            if hmac.compare_digest(presented.encode(), token.encode()):
+                match = (token, scopes)
+        if match is None:
+            return error_response(401, "invalid bearer token", "authentication_error", "invalid_api_key",
+                                  headers={"WWW-Authenticate": 'Bearer realm="tarash-router", error="invalid_token"'})
+        request[CLIENT] = client_id(match[0])
+        request[SCOPES] = match[1]
+        return await handler(request)
+
+    return middleware
+
+
+def require_admin(request: web.Request) -> None:
+    if "admin" not in request.get(SCOPES, frozenset()):
+        from router.http.errors import ApiError
+
+        raise ApiError(403, "this endpoint needs an admin token (API_KEYS entry 'token:admin')",
+                       "permission_error", "admin_required")

@@ -1,0 +1,77 @@
+"""OpenAI-compatible endpoints, so an app using the official ``openai`` SDK works by setting ``base_url``."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from router.errors import BadProviderResponseError
+from router.http.app import STATE
+from router.http.errors import ApiError, read_json
+from router.http.native import resolve
+from router.models import ImageGenerationResponse
+
+#: Fetching a vendor image URL to answer b64_json: bounded in time and size.
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+
+
+async def list_models(request: web.Request) -> web.Response:
+    snapshot = request.app[STATE].routes.current
+    created = int(snapshot.loaded_at.timestamp())
+    return web.json_response({
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "tarash-router"}
+            for name in sorted(snapshot.routes)
+        ],
+    })
+
+
+async def images_generations(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await read_json(request)
+    response_format = body.pop("response_format", None) or "url"
+    if response_format not in ("url", "b64_json"):
+        raise ApiError(400, "response_format must be 'url' or 'b64_json'", code="invalid_value", param="response_format")
+    route, spec_request = resolve(request, body, "image")
+    response = await state.generate(route, spec_request)
+    assert isinstance(response, ImageGenerationResponse)
+    data = [
+        {response_format: await _image_as(image, response_format, response.content_type), "revised_prompt": response.revised_prompt}
+        for image in response.images
+    ]
+    return web.json_response({"created": int(time.time()), "data": data})
+
+
+async def _image_as(image: str, response_format: str, content_type: str | None) -> str:
+    """Convert between what the provider gave (URL or base64) and what the client asked for.
+
+    A client asking ``url`` for a provider that returns base64 gets a ``data:`` URI (there is no URL to give);
+    a client asking ``b64_json`` for a provider that returns a URL gets the fetched bytes, base64-encoded.
+    """
+    is_url = image.startswith(("http://", "https://", "data:"))
+    if response_format == "url":
+        return image if is_url else f"data:{content_type or 'image/png'};base64,{image}"
+    if not is_url:
+        return image
+    if image.startswith("data:"):
+        return image.partition(",")[2]
+    try:
+        async with aiohttp.ClientSession(timeout=FETCH_TIMEOUT) as session, session.get(image) as fetched:
+            fetched.raise_for_status()
+            data = await fetched.content.read(MAX_IMAGE_BYTES + 1)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BadProviderResponseError(f"cannot fetch the provider's image to return b64_json: {exc}") from exc
+    if len(data) > MAX_IMAGE_BYTES:
+        raise BadProviderResponseError("the provider's image is too large to return as b64_json")
+    return base64.b64encode(data).decode()
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/v1/images/generations", images_generations)

@@ -1,0 +1,62 @@
+"""Operations endpoints: liveness, readiness, the live routes, Prometheus metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from router.http.app import STATE
+from router.http.middleware import require_admin
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    checks = {"config": state.routes.current is not None, "job_store": state.jobs is None or state.jobs.ready}
+    ok = all(checks.values())
+    return web.json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
+
+
+async def routes(request: web.Request) -> web.Response:
+    require_admin(request)
+    state = request.app[STATE]
+    snapshot = state.routes.current
+    circuits = state.breakers.snapshot()
+    error = state.routes.last_error
+    return web.json_response({
+        "config_hash": snapshot.config_hash,
+        "loaded_at": snapshot.loaded_at.isoformat(),
+        "path": snapshot.path,
+        "last_reload_error": {"at": error.at.isoformat(), "problems": error.problems} if error else None,
+        "routes": [
+            {
+                "name": route.name,
+                "kind": route.kind,
+                "description": route.description,
+                "defaults": route.defaults,
+                "attempts": [
+                    {
+                        # model_dump never includes api_key (excluded on the model).
+                        **config.model_dump(mode="json", exclude={"fallback_configs"}),
+                        "circuit": circuits.get((config.provider, config.model), "closed"),
+                    }
+                    for config in route.chain
+                ],
+            }
+            for route in snapshot.routes.values()
+        ],
+    })
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[STATE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/routes", routes)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,149 @@
+"""Prometheus metrics, fed by the orchestrator's attempt events (one place) and the HTTP layer.
+
+Opt-in: a ``Metrics`` owns its own ``CollectorRegistry``, so importing ``router`` registers nothing global.
+Library users create one and pass ``metrics.observer(route, kind)`` to ``run_chain(observers=...)``.
+Label values come from config (route, provider, model) or fixed sets, never from client text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from router.errors import ERROR_CLASSES, GenerationCancelledError, TarashError
+from router.health import STATE_VALUES, CircuitBreakers
+from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
+from router.orchestrator import ChainObserver
+
+#: Seconds-long image attempts and up-to-30-minute video attempts in one bucket set.
+ATTEMPT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800)
+#: Router overhead is sub-millisecond to tens of milliseconds.
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+KNOWN_ERRORS = frozenset(ERROR_CLASSES) | {"AllAttemptsFailedError"}
+
+
+def _error_label(error: TarashError | None) -> str:
+    if error is None:
+        return ""
+    name = type(error).__name__
+    return name if name in KNOWN_ERRORS else "other"
+
+
+class Metrics:
+    """Every metric of daemon.md §6, plus router overhead, HTTP requests and circuit state."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("tarash_router_requests", "Generations by route and outcome",
+                                ["route", "kind", "outcome"], registry=r)
+        self.request_duration = Histogram("tarash_router_request_duration_seconds",
+                                          "Wall time of a generation across all attempts", ["route", "kind"],
+                                          buckets=ATTEMPT_BUCKETS, registry=r)
+        self.attempts = Counter("tarash_router_attempts", "Provider attempts",
+                                ["route", "provider", "model", "outcome", "error_type"], registry=r)
+        self.attempt_duration = Histogram("tarash_router_attempt_duration_seconds", "Duration of one attempt",
+                                          ["route", "provider", "model", "outcome"], buckets=ATTEMPT_BUCKETS,
+                                          registry=r)
+        self.fallbacks = Counter("tarash_router_fallbacks", "Fallbacks from one provider to the next",
+                                 ["route", "from_provider", "to_provider"], registry=r)
+        self.jobs_in_flight = Gauge("tarash_router_jobs_in_flight", "Generations running now", ["kind"], registry=r)
+        self.reloads = Counter("tarash_router_config_reloads", "routes.toml reloads", ["result"], registry=r)
+        self.last_reload = Gauge("tarash_router_config_last_reload_success_timestamp_seconds",
+                                 "Unix time of the last successful routes load", registry=r)
+        self.overhead = Histogram("tarash_router_overhead_seconds",
+                                  "Router time per generation not spent inside provider attempts",
+                                  ["route", "kind"], buckets=OVERHEAD_BUCKETS, registry=r)
+        self.http_requests = Counter("tarash_router_http_requests", "HTTP requests by route template and status",
+                                     ["method", "path", "status"], registry=r)
+        self.circuit_state = Gauge("tarash_router_provider_circuit_state",
+                                   "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+                                   ["provider", "model"], registry=r)
+        self.queue_depth = Gauge("tarash_router_jobs_queued", "Jobs waiting for a worker", registry=r)
+        self.job_store_size = Gauge("tarash_router_job_store_jobs", "Jobs kept in the job store", registry=r)
+        self.last_reload.set_to_current_time()
+        self.reloads.labels("success")
+        self.reloads.labels("failure")
+
+    # ---- generation events --------------------------------------------------------------------------------
+    def observer(self, route: str, kind: str) -> ChainObserver:
+        return _MetricsObserver(self, route, kind)
+
+    def request_rejected(self, route: str, kind: str) -> None:
+        """A request refused before any attempt (bad field, unknown model, shed load)."""
+        self.requests.labels(route, kind, "rejected").inc()
+
+    # ---- config -------------------------------------------------------------------------------------------
+    def config_reloaded(self, success: bool, snapshot: Any = None) -> None:
+        self.reloads.labels("success" if success else "failure").inc()
+        if success:
+            self.last_reload.set_to_current_time()
+
+    def watch_breakers(self, breakers: CircuitBreakers) -> None:
+        self._breakers = breakers
+
+    # ---- exposition ---------------------------------------------------------------------------------------
+    def render(self) -> tuple[bytes, str]:
+        breakers = getattr(self, "_breakers", None)
+        if breakers is not None:
+            for (provider, model), state in breakers.snapshot().items():
+                self.circuit_state.labels(provider, model).set(STATE_VALUES[state])
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def http_middleware(self) -> Callable[..., Any]:
+        @web.middleware
+        async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                # The route template ("/v1/jobs/{id}"), never the raw path: bounded cardinality.
+                route = request.match_info.route.resource
+                path = route.canonical if route is not None else "unmatched"
+                self.http_requests.labels(request.method, path, str(status)).inc()
+
+        return middleware
+
+
+class _MetricsObserver(ChainObserver):
+    def __init__(self, metrics: Metrics, route: str, kind: str) -> None:
+        self.m, self.route, self.kind = metrics, route, kind
+        self.started = time.perf_counter()
+        self.in_attempts = 0.0
+        self._attempt_started = 0.0
+        metrics.jobs_in_flight.labels(kind).inc()
+        self._open = True
+
+    async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
+        self._attempt_started = time.perf_counter()
+
+    async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
+        elapsed = time.perf_counter() - self._attempt_started
+        self.in_attempts += elapsed
+        outcome = attempt.status if error is None or error.outcome != "skipped" else "skipped"
+        self.m.attempts.labels(self.route, config.provider, config.model, outcome, _error_label(error)).inc()
+        self.m.attempt_duration.labels(self.route, config.provider, config.model, outcome).observe(elapsed)
+
+    async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
+        self.m.fallbacks.labels(self.route, from_config.provider, to_config.provider).inc()
+
+    async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
+        if not self._open:
+            return
+        self._open = False
+        total = time.perf_counter() - self.started
+        outcome = "success" if error is None else "cancelled" if isinstance(error, GenerationCancelledError) else "failed"
+        self.m.requests.labels(self.route, self.kind, outcome).inc()
+        self.m.request_duration.labels(self.route, self.kind).observe(total)
+        self.m.overhead.labels(self.route, self.kind).observe(max(0.0, total - self.in_attempts))
+        self.m.jobs_in_flight.labels(self.kind).dec()

@@ -1,0 +1,282 @@
+"""routes.toml: its schema, its validation (every problem with its TOML path), and the immutable snapshot
+of configs the daemon serves from.
+
+Public model names are the keys under ``[routes]``; each route's ``attempts`` become one fallback chain of
+``VideoGenerationConfig``/``ImageGenerationConfig`` (attempt 1 is the config, the rest its fallbacks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from router.errors import TarashError
+from router.models import (
+    AnyConfig,
+    AnyRequest,
+    ImageGenerationConfig,
+    ImageGenerationRequest,
+    Kind,
+    MockConfig,
+    VideoGenerationConfig,
+    VideoGenerationRequest,
+    utc_now,
+)
+from router.policy import POLICY_KEYS
+from router.registry import known_providers
+
+CONFIG_TYPES: dict[str, type[VideoGenerationConfig] | type[ImageGenerationConfig]] = {
+    "video": VideoGenerationConfig,
+    "image": ImageGenerationConfig,
+}
+REQUEST_TYPES: dict[str, type[VideoGenerationRequest] | type[ImageGenerationRequest]] = {
+    "video": VideoGenerationRequest,
+    "image": ImageGenerationRequest,
+}
+
+
+class AttemptSpec(BaseModel):
+    """One ``[[routes."name".attempts]]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    timeout: float | None = Field(default=None, gt=0)
+    poll_interval: float | None = Field(default=None, ge=0)
+    max_poll_attempts: int | None = Field(default=None, ge=1)
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    api_version: str | None = None
+    provider_config: dict[str, Any] = Field(default_factory=dict)
+    mock: MockConfig | None = None
+    # Attempt policy (router/policy.py):
+    retries: int | None = Field(default=None, ge=0, le=10)
+    retry_backoff: float | None = Field(default=None, gt=0)
+    fallback_on: list[int | str] | None = None
+    no_fallback_on: list[int | str] | None = None
+    on_ambiguous_submit: Literal["stop", "fallback"] | None = None
+
+
+class RouteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["video", "image"]
+    description: str = ""
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    attempts: list[AttemptSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A public model name and the chain it runs."""
+
+    name: str
+    kind: Kind
+    description: str
+    defaults: dict[str, Any]
+    chain: tuple[AnyConfig, ...]
+
+    @property
+    def config(self) -> AnyConfig:
+        """The chain as one config: attempt 1 with the rest as its ``fallback_configs``."""
+        head, *rest = self.chain
+        return head.model_copy(update={"fallback_configs": list(rest) or None})
+
+    def build_request(self, body: dict[str, Any]) -> AnyRequest:
+        """The spec request from client fields, with this route's defaults for fields the client left unset."""
+        fields = {**self.defaults, **{k: v for k, v in body.items() if v is not None}}
+        return REQUEST_TYPES[self.kind].model_validate(fields)
+
+
+class RouteNotFoundError(TarashError):
+    """No route has that public name (HTTP 404)."""
+
+
+class RouteKindError(TarashError):
+    """The route serves the other kind (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class RoutesSnapshot:
+    """One loaded, validated routes file. Immutable: a reload builds a new one and swaps it in."""
+
+    routes: dict[str, Route]
+    config_hash: str
+    loaded_at: datetime = field(default_factory=utc_now)
+    path: str = ""
+
+    def resolve(self, model: str, kind: Kind | None = None) -> Route:
+        route = self.routes.get(model)
+        if route is None:
+            names = ", ".join(sorted(self.routes)) or "(none)"
+            raise RouteNotFoundError(f"unknown model {model!r}; available: {names}", code="model_not_found")
+        if kind is not None and route.kind != kind:
+            raise RouteKindError(
+                f"route {model!r} serves {route.kind} generation, not {kind}", code="wrong_kind"
+            )
+        return route
+
+
+class RoutesError(ValueError):
+    """A routes file with problems; ``problems`` lists each as ``<toml path>: <message>``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def toml_path(loc: tuple[Any, ...]) -> str:
+    """``("routes", "video-fast", "attempts", 1, "timeout")`` -> ``routes."video-fast".attempts[1].timeout``."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif i == 1 and loc[0] == "routes":
+            out += f'."{part}"'  # route names are always quoted, as users write them
+        else:
+            out += ("." if out else "") + (part if re.fullmatch(r"[A-Za-z0-9_]+", str(part)) else f'"{part}"')
+    return out
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def parse(text: str, path: str = "routes.toml") -> RoutesSnapshot:
+    """Validate routes.toml text; raise ``RoutesError`` listing every problem (all of them, not the first)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RoutesError([f"{path}: not valid TOML: {exc}"]) from exc
+    problems = [f"{key}: unknown top-level table; only [routes] is allowed" for key in data if key != "routes"]
+    raw_routes = data.get("routes", {})
+    if not isinstance(raw_routes, dict):
+        raise RoutesError(problems + ["routes: must be a table of routes"])
+    specs: dict[str, RouteSpec] = {}
+    for name, raw in raw_routes.items():
+        problems += _literal_keys(name, raw)
+        problems += _provider_problems(name, raw)
+        try:
+            specs[name] = RouteSpec.model_validate(raw)
+        except ValidationError as exc:
+            problems += _pydantic_problems(exc, ("routes", name), raw)
+            continue
+        problems += _semantic_problems(name, specs[name])
+    if problems:
+        raise RoutesError(problems)
+    routes = {name: _build_route(name, spec) for name, spec in specs.items()}
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return RoutesSnapshot(routes=routes, config_hash=digest, path=path)
+
+
+def _pydantic_problems(exc: ValidationError, prefix: tuple[Any, ...], raw: Any) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if loc and loc[-1] == "api_key":
+            continue  # reported by _literal_keys with a better message
+        value = _value_at(raw, loc)
+        shown = f" (got {json.dumps(value, default=str)})" if value is not None and err["type"] != "missing" else ""
+        problems.append(f"{toml_path(prefix + loc)}: {err['msg']}{shown}")
+    return problems
+
+
+def load(path: Path | str) -> RoutesSnapshot:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RoutesError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse(text, str(path))
+
+
+def _attempt_tables(raw: Any) -> list[tuple[int, dict[str, Any]]]:
+    attempts = raw.get("attempts") if isinstance(raw, dict) else None
+    return [(i, a) for i, a in enumerate(attempts) if isinstance(a, dict)] if isinstance(attempts, list) else []
+
+
+def _literal_keys(name: str, raw: Any) -> list[str]:
+    """Keys never live in this file: refuse ``api_key = "..."`` in an attempt or its provider_config."""
+    problems = []
+    for i, attempt in _attempt_tables(raw):
+        for where, table in (("", attempt), ("provider_config.", attempt.get("provider_config"))):
+            if isinstance(table, dict) and "api_key" in table:
+                problems.append(
+                    f'routes."{name}".attempts[{i}].{where}api_key: keys never live in routes.toml; '
+                    "put the key in an environment variable and name it with api_key_env"
+                )
+    return problems
+
+
+def _provider_problems(name: str, raw: Any) -> list[str]:
+    known = set(known_providers())
+    return [
+        f'routes."{name}".attempts[{i}].provider: unknown provider {attempt["provider"]!r}; '
+        f"known: {', '.join(sorted(known))}"
+        for i, attempt in _attempt_tables(raw)
+        if isinstance(attempt.get("provider"), str) and attempt["provider"] not in known
+    ]
+
+
+def _semantic_problems(name: str, route: RouteSpec) -> list[str]:
+    problems = []
+    for i, attempt in enumerate(route.attempts):
+        clash = POLICY_KEYS & attempt.provider_config.keys()
+        if clash:
+            problems.append(
+                f'routes."{name}".attempts[{i}].provider_config: set {", ".join(sorted(clash))} as attempt keys'
+            )
+    try:
+        REQUEST_TYPES[route.kind].model_validate({"prompt": "validation", **route.defaults})
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc, ("routes", name, "defaults"), route.defaults)
+    return problems
+
+
+def _build_route(name: str, spec: RouteSpec) -> Route:
+    config_type = CONFIG_TYPES[spec.kind]
+    chain = []
+    for attempt in spec.attempts:
+        provider_config = dict(attempt.provider_config)
+        for key in ("api_key_env", *sorted(POLICY_KEYS)):
+            value = getattr(attempt, key)
+            if value is not None:
+                provider_config[key] = value
+        fields: dict[str, Any] = {
+            "provider": attempt.provider,
+            "model": attempt.model,
+            "base_url": attempt.base_url,
+            "api_version": attempt.api_version,
+            "mock": attempt.mock,
+            "provider_config": provider_config,
+        }
+        for key in ("timeout", "poll_interval", "max_poll_attempts"):
+            value = getattr(attempt, key)
+            if value is not None:
+                fields[key] = int(value) if isinstance(value, float) and value.is_integer() else value
+        chain.append(config_type(**fields))
+    return Route(name=name, kind=spec.kind, description=spec.description, defaults=dict(spec.defaults), chain=tuple(chain))
+
+
+def diff(old: RoutesSnapshot | None, new: RoutesSnapshot) -> dict[str, list[str]]:
+    """Route names added, removed and changed between two snapshots (for the reload log line)."""
+    before = old.routes if old else {}
+    return {
+        "added": sorted(new.routes.keys() - before.keys()),
+        "removed": sorted(before.keys() - new.routes.keys()),
+        "changed": sorted(n for n in new.routes.keys() & before.keys() if new.routes[n] != before[n]),
+    }

@@ -1,0 +1,66 @@
+"""Daemon settings: environment variables with prefix ``TARASH_ROUTER_`` (and an optional ``.env`` file);
+command-line flags override them."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TARASH_ROUTER_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    routes: Path = Path("routes.toml")
+    data_dir: Path = Path(".tarash-router")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: None picks by the terminal: console on a TTY, JSON lines otherwise.
+    log_format: Literal["json", "console"] | None = None
+    #: Comma-separated client bearer tokens; ``token:admin`` gives the admin scope. Empty = no client auth.
+    api_keys: SecretStr = SecretStr("")
+    #: Without API keys the daemon refuses a non-loopback bind unless this is set.
+    allow_unauthenticated: bool = False
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    #: Debounce for routes.toml saves that come in bursts (editors write, rename, chmod...).
+    reload_debounce_ms: int = Field(default=50, ge=1)
+    circuit_threshold: int = Field(default=5, ge=1)
+    circuit_cooldown_seconds: float = Field(default=30.0, gt=0)
+    #: Let input media be fetched from private/loopback addresses (closed networks, tests). Off: SSRF guard.
+    allow_private_media_urls: bool = False
+    # Jobs
+    max_running_jobs: int = Field(default=64, ge=1)
+    job_retention_days: float = Field(default=7.0, gt=0)
+    keep_media_copy: bool = False
+    # Client limits
+    client_requests_per_minute: int = Field(default=0, ge=0, description="per client token; 0 = unlimited")
+
+    def resolved_log_format(self) -> Literal["json", "console"]:
+        if self.log_format:
+            return self.log_format
+        return "console" if sys.stderr.isatty() else "json"
+
+    def client_tokens(self) -> dict[str, frozenset[str]]:
+        """Token -> scopes. ``abc`` is a plain client; ``abc:admin`` can read /v1/routes and others' jobs."""
+        tokens: dict[str, frozenset[str]] = {}
+        for item in self.api_keys.get_secret_value().split(","):
+            item = item.strip()
+            if not item:
+                continue
+            token, _, scopes = item.partition(":")
+            tokens[token] = frozenset(s for s in scopes.split("+") if s)
+        return tokens
+
+    def is_loopback_bind(self) -> bool:
+        if self.host in ("localhost", ""):
+            return self.host == "localhost"
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
