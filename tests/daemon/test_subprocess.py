@@ -1,0 +1,107 @@
+"""The console script as a real process: serve, sd_notify, SIGHUP reload, graceful SIGTERM, check."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+ROUTES = """
+[routes."video-half-second"]
+kind = "video"
+[[routes."video-half-second".attempts]]
+provider = "mock"
+model = "mock-video"
+mock = { polling = { status_sequence = ["queued", "processing", "completed"], delay_between_updates = 0.25 } }
+"""
+SCRIPT = Path(sys.executable).parent / "tarash-router"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_serve_as_a_subprocess(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    port = free_port()
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "TARASH_ROUTER_LOG_FORMAT": "json",
+           "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    loop = asyncio.get_running_loop()
+
+    async def message() -> str:
+        return (await asyncio.wait_for(loop.sock_recv(notify, 1024), 10)).decode()
+
+    try:
+        assert (await message()).startswith("READY=1")
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(base + "/v1/models") as response:
+                assert [m["id"] for m in (await response.json())["data"]] == ["video-half-second"]
+            # SIGHUP reloads (RELOADING=1, then READY=1 again).
+            routes.write_text(ROUTES.replace("video-half-second", "video-renamed"))
+            proc.send_signal(signal.SIGHUP)
+            assert (await message()).startswith("RELOADING=1")
+            assert (await message()).startswith("READY=1")
+            async with session.get(base + "/v1/models") as response:
+                assert [m["id"] for m in (await response.json())["data"]] == ["video-renamed"]
+            # SIGTERM with a request in flight: it finishes, then the process exits 0.
+            in_flight = asyncio.create_task(session.post(base + "/v1/video/generations",
+                                                         json={"model": "video-renamed", "prompt": "x"}))
+            await asyncio.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            response = await in_flight
+            assert response.status == 200 and (await response.json())["status"] == "completed"
+        assert (await message()).startswith("STOPPING=1")
+        assert await loop.run_in_executor(None, proc.wait, 10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert "listening on http://127.0.0.1" in err and '"event": "stopped"' in err
+
+
+def test_refuses_public_bind_without_keys(tmp_path: Path) -> None:
+    (tmp_path / "routes.toml").write_text(ROUTES)
+    result = subprocess.run([str(SCRIPT), "serve", "--host", "0.0.0.0", "--port", "0"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30, env={**os.environ, "TARASH_ROUTER_API_KEYS": ""})
+    assert result.returncode == 2 and "refusing_to_start" in result.stderr
+
+
+def test_check_prints_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(ROUTES.replace('provider = "mock"', 'provider = "nope"\ntimeout = 0\napi_key = "sk-live-1"'))
+    result = subprocess.run([str(SCRIPT), "check", str(bad)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert 'routes."video-half-second".attempts[0].provider: unknown provider' in result.stderr
+    assert 'routes."video-half-second".attempts[0].timeout' in result.stderr
+    assert 'attempts[0].api_key: keys never live in routes.toml' in result.stderr
+    assert "sk-live-1" not in result.stderr
+    good = subprocess.run([str(SCRIPT), "check", str(Path(__file__).parents[2] / "routes.toml")],
+                          capture_output=True, text=True, timeout=30)
+    assert good.returncode == 0 and "OK" in good.stdout
+
+
+def test_routes_table_and_generate(tmp_path: Path) -> None:
+    (tmp_path / "routes.toml").write_text(ROUTES)
+    table = subprocess.run([str(SCRIPT), "routes"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert table.returncode == 0 and "video-half-second  video  mock/mock-video (600s)" in table.stdout
+    out = tmp_path / "fox.mp4"
+    gen = subprocess.run([str(SCRIPT), "generate", "video", "--model", "video-half-second", "--prompt", "fox",
+                          "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert gen.returncode == 0, gen.stderr
+    assert out.read_bytes()[4:8] == b"ftyp" and "100% completed" in gen.stderr
