@@ -120,13 +120,15 @@ async def run_chain(
     resume: ResumePoint | None = None,
     chain: Sequence[AnyConfig] | None = None,
     breakers: CircuitBreakers | None = None,
+    keep_vendor_job: Callable[[], bool] | None = None,
 ) -> AnyResponse:
     """Run ``request`` through the fallback chain of ``config`` and return the first success.
 
     Raises the first error that does not fall back (see ``router.policy``), or ``AllAttemptsFailedError``
     when the chain is exhausted; either carries ``execution_metadata``. ``chain`` overrides the flattened
     chain (the job store passes the chain it persisted, so a resumed job reaches the same vendor
-    deployments). ``breakers`` skips attempts on providers whose circuit is open.
+    deployments). ``breakers`` skips attempts on providers whose circuit is open. ``keep_vendor_job``
+    (checked when the task is cancelled) leaves the vendor job running for a later resume.
     """
     request_id = request_id or uuid.uuid4().hex
     configs = list(chain) if chain is not None else flatten_chain(config)
@@ -149,7 +151,9 @@ async def run_chain(
         await events.notify("attempt_started", attempt, attempt_config)
         job = resume.job if resumed else None
         try:
-            response = await _run_attempt(kind, attempt_config, request, request_id, attempt, events, job, breakers)
+            response = await _run_attempt(
+                kind, attempt_config, request, request_id, attempt, events, job, breakers, keep_vendor_job
+            )
         except asyncio.CancelledError:
             cancelled = GenerationCancelledError(
                 "the caller cancelled the generation", provider=attempt_config.provider, model=attempt_config.model
@@ -213,6 +217,7 @@ async def _run_attempt(
     events: _Events,
     job: ProviderJob | None,
     breakers: CircuitBreakers | None,
+    keep_vendor_job: Callable[[], bool] | None = None,
 ) -> AnyResponse:
     secrets: tuple[str, ...] = ()
     policy = AttemptPolicy.of(kind, config)
@@ -239,7 +244,7 @@ async def _run_attempt(
                     attempt.request_id = resume_job.id
                 result = await drive(
                     handler, kind, config, request, events.progress,
-                    request_id=request_id, job=resume_job, on_job=on_job,
+                    request_id=request_id, job=resume_job, on_job=on_job, keep_vendor_job=keep_vendor_job,
                 )
             else:
                 result = await _call_simple(handler, kind, config, request, request_id, events)

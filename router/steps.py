@@ -53,8 +53,13 @@ async def drive(
     request_id: str,
     job: ProviderJob | None = None,
     on_job: OnJob | None = None,
+    keep_vendor_job: Callable[[], bool] | None = None,
 ) -> AnyResponse:
-    """Run one attempt through the handler's steps. With ``job`` given, resume polling it (no new submit)."""
+    """Run one attempt through the handler's steps. With ``job`` given, resume polling it (no new submit).
+
+    ``keep_vendor_job`` returning True when the attempt is abandoned means "detach, don't cancel upstream":
+    the daemon's shutdown uses it so a restarted daemon can resume the vendor job.
+    """
     if job is None:
         submitted = await handler.submit(kind, config, request)
         if not isinstance(submitted, ProviderJob):
@@ -66,7 +71,7 @@ async def drive(
     try:
         return await _poll_until_done(handler, kind, config, request, emit, request_id, job, watch)
     finally:
-        if not watch.terminal:
+        if not watch.terminal and not (keep_vendor_job is not None and keep_vendor_job()):
             await _cancel_quietly(handler, kind, config, job)
 
 

@@ -83,8 +83,6 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
 
 
 def _setup_jobs(app: web.Application) -> None:
-    try:
-        from router.http import jobs_api
-    except ImportError:  # the job store is optional in minimal installs of the HTTP layer
-        return
+    from router.http import jobs_api
+
     jobs_api.setup(app)

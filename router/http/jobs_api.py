@@ -1,0 +1,272 @@
+"""Jobs over HTTP: the native ``/v1/jobs`` API and OpenAI's ``/v1/videos``, two views of one job store."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from router.http import sse
+from router.http.app import STATE
+from router.http.errors import ApiError, read_json
+from router.http.middleware import CLIENT, SCOPES
+from router.http.native import resolve
+from router.jobs import JobRecord, JobService
+from router.jobs.sqlite import SQLiteJobStore
+from router.models import media_bytes, media_form
+
+CONTENT_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=10, sock_read=60)
+STREAM_CHUNK = 64 * 1024
+
+
+def _service(request: web.Request) -> JobService:
+    return request.app[STATE].jobs  # type: ignore[no-any-return]
+
+
+def _owner(request: web.Request) -> str | None:
+    return request.get(CLIENT)
+
+
+async def _visible_job(request: web.Request) -> JobRecord:
+    """The job in the path, if this client may see it (its own, or any for admins); else 404."""
+    job = await _service(request).get(request.match_info["id"])
+    if job is None or ("admin" not in request.get(SCOPES, frozenset()) and job.owner != _owner(request)):
+        raise ApiError(404, f"no job {request.match_info['id']!r}", "not_found_error", "job_not_found")
+    return job
+
+
+def job_view(job: JobRecord) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": job.id, "object": "job", "kind": job.kind, "model": job.route, "status": job.status,
+        "progress_percent": job.progress_percent,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "updated_at": job.updated_at.isoformat() if job.updated_at else None,
+    }
+    for key in ("result", "error", "execution_metadata"):
+        if getattr(job, key) is not None:
+            view[key] = getattr(job, key)
+    return view
+
+
+# ---- native jobs ------------------------------------------------------------------------------------------
+async def create_job(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    model = body.get("model")
+    if not isinstance(model, str):
+        raise ApiError(400, "missing 'model': the public route name to use", code="missing_field", param="model")
+    snapshot = request.app[STATE].routes.current
+    kind = snapshot.routes[model].kind if model in snapshot.routes else "video"
+    route, spec_request = resolve(request, body, kind)
+    job, _ = await _service(request).create(route, spec_request, owner=_owner(request),
+                                            idempotency_key=request.headers.get("Idempotency-Key"))
+    return web.json_response({"id": job.id, "kind": job.kind, "model": job.route, "status": job.status},
+                             status=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return web.json_response(job_view(await _visible_job(request)))
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    jobs = await _list(request, kind=request.query.get("kind"))
+    return web.json_response({"object": "list", "data": [job_view(j) for j in jobs],
+                              "has_more": len(jobs) == _limit(request)})
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    job = await _visible_job(request)
+    stream = await sse.open_stream(request)
+    async for event, data in _service(request).events(job.id):
+        await sse.send(stream, event, data)
+    await stream.write_eof()
+    return stream
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    job = await _visible_job(request)
+    cancelled = await _service(request).cancel(job.id)
+    return web.json_response(job_view(cancelled or job))
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        return max(1, min(100, int(request.query.get("limit", "20"))))
+    except ValueError:
+        raise ApiError(400, "limit must be an integer", param="limit") from None
+
+
+async def _list(request: web.Request, kind: str | None) -> list[JobRecord]:
+    owner = None if "admin" in request.get(SCOPES, frozenset()) else _owner(request)
+    return await _service(request).list(kind=kind, owner=owner, limit=_limit(request), after=request.query.get("after"))
+
+
+# ---- OpenAI /v1/videos ------------------------------------------------------------------------------------
+_RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0, "4:3": 4 / 3, "21:9": 21 / 9}
+_RESOLUTIONS = {360: "360p", 480: "480p", 720: "720p", 1080: "1080p", 2160: "4k"}
+_OPENAI_STATUS = {"queued": "queued", "running": "in_progress", "completed": "completed", "failed": "failed",
+                  "cancelled": "failed"}
+
+
+def size_to_request(size: str) -> dict[str, str]:
+    """``"1280x720"`` -> aspect ratio and resolution: the closest spec values."""
+    match = re.fullmatch(r"(\d+)x(\d+)", size)
+    if not match:
+        raise ApiError(400, f"size must look like 1280x720, got {size!r}", param="size")
+    width, height = int(match[1]), int(match[2])
+    ratio = min(_RATIOS, key=lambda r: abs(_RATIOS[r] - width / height))
+    short = min(width, height)
+    resolution = _RESOLUTIONS[min(_RESOLUTIONS, key=lambda p: abs(p - short))]
+    return {"aspect_ratio": ratio, "resolution": resolution}
+
+
+async def _video_fields(request: web.Request) -> dict[str, Any]:
+    """The create body, JSON or multipart (what the official SDK sends), as spec request fields."""
+    if request.content_type.startswith("multipart/"):
+        fields: dict[str, Any] = {}
+        async for part in await request.multipart():
+            if part.name == "input_reference" and part.filename:
+                data = await part.read()
+                fields["input_reference"] = {"content": bytes(data),
+                                             "content_type": part.headers.get("Content-Type", "image/png")}
+            elif part.name:
+                fields[part.name] = await part.text()
+    else:
+        fields = await read_json(request)
+    out: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("seconds", "size", "input_reference")}
+    if "seconds" in fields:
+        try:
+            out["duration_seconds"] = int(fields["seconds"])
+        except (TypeError, ValueError):
+            raise ApiError(400, "seconds must be a whole number of seconds", param="seconds") from None
+    if fields.get("size"):
+        out.update(size_to_request(str(fields["size"])))
+    reference = fields.get("input_reference")
+    if isinstance(reference, dict) and ("image_url" in reference or "content" in reference):
+        image = reference.get("image_url") or reference
+        out["image_list"] = [{"image": image, "type": "first_frame"}]
+    return out
+
+
+def video_view(job: JobRecord) -> dict[str, Any]:
+    request = job.request
+    view: dict[str, Any] = {
+        "id": job.id, "object": "video", "model": job.route, "status": _OPENAI_STATUS[job.status],
+        "progress": job.progress_percent or (100 if job.status == "completed" else 0),
+        "created_at": int(job.created_at.timestamp()) if job.created_at else None,
+        "completed_at": int(job.updated_at.timestamp()) if job.finished and job.updated_at else None,
+        "expires_at": None, "prompt": request.get("prompt"),
+        "seconds": str(request.get("duration_seconds") or 4),
+        "size": size_of(request), "remixed_from_video_id": None, "error": None,
+    }
+    if job.error:
+        view["error"] = {"code": job.error.get("code") or job.error.get("type"), "message": job.error["message"]}
+    return view
+
+
+def size_of(request: dict[str, Any]) -> str:
+    """Back from aspect ratio + resolution to a ``WxH`` size (Sora's four sizes where they fit)."""
+    ratio = request.get("aspect_ratio") or "16:9"
+    short = {v: k for k, v in _RESOLUTIONS.items()}.get(request.get("resolution") or "720p", 720)
+    sora = {("16:9", 720): "1280x720", ("9:16", 720): "720x1280", ("16:9", 1080): "1792x1024",
+            ("9:16", 1080): "1024x1792"}
+    if (ratio, short) in sora:
+        return sora[(ratio, short)]
+    long = round(short * max(_RATIOS[ratio], 1 / _RATIOS[ratio]) / 2) * 2
+    return f"{long}x{short}" if _RATIOS[ratio] >= 1 else f"{short}x{long}"
+
+
+async def create_video(request: web.Request) -> web.Response:
+    fields = await _video_fields(request)
+    route, spec_request = resolve(request, fields, "video")
+    job, _ = await _service(request).create(route, spec_request, owner=_owner(request),
+                                            idempotency_key=request.headers.get("Idempotency-Key"))
+    return web.json_response(video_view(job))
+
+
+async def get_video(request: web.Request) -> web.Response:
+    job = await _visible_job(request)
+    if job.kind != "video":
+        raise ApiError(404, f"{job.id} is not a video", "not_found_error", "job_not_found")
+    return web.json_response(video_view(job))
+
+
+async def list_videos(request: web.Request) -> web.Response:
+    jobs = await _list(request, kind="video")
+    return web.json_response({"object": "list", "data": [video_view(j) for j in jobs],
+                              "first_id": jobs[0].id if jobs else None, "last_id": jobs[-1].id if jobs else None,
+                              "has_more": len(jobs) == _limit(request)})
+
+
+async def delete_video(request: web.Request) -> web.Response:
+    job = await _visible_job(request)
+    await _service(request).delete(job.id)
+    return web.json_response({"id": job.id, "object": "video.deleted", "deleted": True})
+
+
+async def video_content(request: web.Request) -> web.StreamResponse:
+    """The video bytes: inline results are decoded; vendor URLs are fetched and streamed through."""
+    job = await _visible_job(request)
+    if job.status != "completed" or not job.result:
+        raise ApiError(409 if not job.finished else 404, f"video {job.id} is {job.status}, no content yet",
+                       code="video_not_ready")
+    video = job.result["video"]
+    if isinstance(video, dict) or media_form(video) != "url":
+        media = {"content": base64.b64decode(video["content"]), "content_type": video["content_type"]} \
+            if isinstance(video, dict) else video
+        data, mime = media_bytes(media)
+        return web.Response(body=data, content_type=mime or "video/mp4")
+    response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+    try:
+        async with aiohttp.ClientSession(timeout=CONTENT_FETCH_TIMEOUT) as session, session.get(video) as upstream:
+            if upstream.status != 200:
+                raise ApiError(502, f"the provider's video URL answered HTTP {upstream.status} (expired?)",
+                               "bad_provider_response_error", "content_unavailable")
+            if upstream.content_length:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+                await response.write(chunk)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        if response.prepared:
+            raise  # mid-stream: nothing left to do but drop the connection
+        raise ApiError(502, f"cannot fetch the provider's video: {type(exc).__name__}",
+                       "bad_provider_response_error", "content_unavailable") from exc
+    await response.write_eof()
+    return response
+
+
+# ---- wiring -----------------------------------------------------------------------------------------------
+def setup(app: web.Application) -> None:
+    state = app[STATE]
+    settings = state.settings
+    state.jobs = JobService(
+        SQLiteJobStore(settings.data_dir / "jobs.sqlite3"),
+        max_running=settings.max_running_jobs,
+        retention_days=settings.job_retention_days,
+        observers=state.observers,
+        breakers=state.breakers,
+        metrics=state.metrics,
+    )
+
+    async def lifecycle(app: web.Application) -> Any:
+        await state.jobs.start()
+        yield
+        await state.jobs.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/v1/jobs", create_job)
+    app.router.add_get("/v1/jobs", list_jobs)
+    app.router.add_get("/v1/jobs/{id}", get_job)
+    app.router.add_get("/v1/jobs/{id}/events", job_events)
+    app.router.add_delete("/v1/jobs/{id}", cancel_job)
+    app.router.add_post("/v1/videos", create_video)
+    app.router.add_get("/v1/videos", list_videos)
+    app.router.add_get("/v1/videos/{id}", get_video)
+    app.router.add_get("/v1/videos/{id}/content", video_content)
+    app.router.add_delete("/v1/videos/{id}", delete_video)
+
+
+__all__ = ["setup"]

@@ -1,0 +1,191 @@
+"""SQLite job store: WAL mode, every statement on one dedicated thread so the event loop never blocks
+(and SQLite's single-writer rule holds by construction)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sqlite3
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from router.jobs.store import TERMINAL, JobRecord, VendorJob
+from router.models import utc_now
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    route TEXT NOT NULL,
+    status TEXT NOT NULL,
+    owner TEXT,
+    idempotency_key TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(COALESCE(owner, ''), idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+"""
+
+
+class SQLiteJobStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        def connect() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL + WAL: a committed write survives a process kill (-9); only an OS crash may lose the last.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(SCHEMA)
+            self._db = db
+
+        await self._run(connect)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    # ---- jobs ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def _row(job: JobRecord) -> tuple[Any, ...]:
+        body = asdict(job)
+        for key in ("created_at", "updated_at"):
+            body[key] = body[key].isoformat() if body[key] else None
+        return (job.id, job.kind, job.route, job.status, job.owner, job.idempotency_key,
+                body["created_at"], body["updated_at"], json.dumps(body, default=str))
+
+    @staticmethod
+    def _record(body: str) -> JobRecord:
+        data = json.loads(body)
+        for key in ("created_at", "updated_at"):
+            data[key] = datetime.fromisoformat(data[key]) if data[key] else None
+        if data.get("vendor_job"):
+            data["vendor_job"] = VendorJob(**data["vendor_job"])
+        return JobRecord(**data)
+
+    async def insert(self, job: JobRecord) -> None:
+        job.created_at = job.created_at or utc_now()
+        job.updated_at = job.created_at
+        row = self._row(job)
+
+        def insert() -> None:
+            assert self._db is not None
+            self._db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?)", row)
+
+        await self._run(insert)
+
+    async def save(self, job: JobRecord) -> None:
+        job.updated_at = utc_now()
+        row = self._row(job)
+
+        def save() -> None:
+            assert self._db is not None
+            self._db.execute(
+                "UPDATE jobs SET status=?, updated_at=?, body=? WHERE id=?", (row[3], row[7], row[8], row[0])
+            )
+
+        await self._run(save)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        rows = await self._query("SELECT body FROM jobs WHERE id=?", job_id)
+        return self._record(rows[0][0]) if rows else None
+
+    async def find_idempotent(self, owner: str | None, key: str) -> JobRecord | None:
+        rows = await self._query(
+            "SELECT body FROM jobs WHERE COALESCE(owner, '')=? AND idempotency_key=?", owner or "", key
+        )
+        return self._record(rows[0][0]) if rows else None
+
+    async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None) -> list[JobRecord]:
+        sql, args = "SELECT body FROM jobs WHERE 1=1", []
+        if kind:
+            sql += " AND kind=?"
+            args.append(kind)
+        if owner is not None:
+            sql += " AND owner=?"
+            args.append(owner)
+        if after:
+            sql += " AND (created_at, id) < (SELECT created_at, id FROM jobs WHERE id=?)"
+            args.append(after)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+        return [self._record(r[0]) for r in await self._query(sql, *args)]
+
+    async def unfinished(self) -> list[JobRecord]:
+        marks = ",".join("?" for _ in TERMINAL)
+        rows = await self._query(f"SELECT body FROM jobs WHERE status NOT IN ({marks}) ORDER BY created_at", *TERMINAL)
+        return [self._record(r[0]) for r in rows]
+
+    async def delete(self, job_id: str) -> None:
+        def delete() -> None:
+            assert self._db is not None
+            self._db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
+            self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+
+        await self._run(delete)
+
+    async def prune(self, finished_before: datetime) -> int:
+        marks = ",".join("?" for _ in TERMINAL)
+
+        def prune() -> int:
+            assert self._db is not None
+            ids = [r[0] for r in self._db.execute(
+                f"SELECT id FROM jobs WHERE status IN ({marks}) AND updated_at < ?", (*TERMINAL, finished_before.isoformat())
+            )]
+            for job_id in ids:
+                self._db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
+                self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            return len(ids)
+
+        return int(await self._run(prune))
+
+    async def count(self) -> int:
+        return int((await self._query("SELECT COUNT(*) FROM jobs"))[0][0])
+
+    # ---- events -------------------------------------------------------------------------------------------
+    async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
+        payload = json.dumps(data, default=str)
+
+        def append() -> None:
+            assert self._db is not None
+            self._db.execute("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", (job_id, seq, event, payload))
+
+        await self._run(append)
+
+    async def events(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self._query("SELECT event, data FROM events WHERE job_id=? ORDER BY seq", job_id)
+        return [(event, json.loads(data)) for event, data in rows]
+
+    async def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        def query() -> list[tuple[Any, ...]]:
+            assert self._db is not None
+            return self._db.execute(sql, args).fetchall()
+
+        return await self._run(query)  # type: ignore[no-any-return]
