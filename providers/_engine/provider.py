@@ -15,6 +15,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from providers._engine.capabilities import missing_reason
 from providers._engine.errors import first_text, for_status, looks_like_content_policy, retry_after_seconds
 from providers._engine.http import FormFile, HttpRequest, Step, VendorResponse
 from providers._engine.sessions import session_for
@@ -50,6 +51,17 @@ class HttpProvider(ProviderHandler):
     content_policy_markers: ClassVar[tuple[str, ...]] = ("content policy", "content_policy", "moderation", "safety", "nsfw")
     #: Response headers carrying the vendor's request id, first found wins.
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id",)
+    #: Kind -> what this provider can do, in the vocabulary of ``_engine/capabilities.py``.
+    capabilities: ClassVar[dict[str, frozenset[str]]] = {}
+
+    def capabilities_for(self, kind: Kind, config: AnyConfig) -> frozenset[str]:
+        """Per-model support; the default is the provider-wide table."""
+        return self.capabilities.get(kind, frozenset())
+
+    def unsupported_reason(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:
+        if kind not in self.kinds:
+            return f"{self.name} does not generate {kind}s"
+        return missing_reason(kind, request, self.capabilities_for(kind, config), f"{self.name} model {config.model}")
 
     # ---- configuration hooks ------------------------------------------------------------------------------
     def base_url(self, config: AnyConfig) -> str:
