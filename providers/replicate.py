@@ -57,7 +57,9 @@ class ReplicateProvider(HttpProvider):
     }
 
     def call_timeout(self, config: AnyConfig) -> float:
-        return max(super().call_timeout(config), SYNC_WAIT_SECONDS + 5.0)
+        if "request_timeout" in config.provider_config:
+            return super().call_timeout(config)
+        return max(super().call_timeout(config), SYNC_WAIT_SECONDS + 5.0)  # room for Prefer: wait
 
     def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
         fields = VIDEO_FIELDS if isinstance(request, VideoGenerationRequest) else IMAGE_FIELDS

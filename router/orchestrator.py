@@ -186,7 +186,7 @@ async def run_chain(
                 )
                 continue
             final = error if not attempt.is_retryable else AllAttemptsFailedError(error, metadata)
-            final.execution_metadata = metadata
+            final.execution_metadata = error.execution_metadata = metadata
             await events.progress(_final_update(kind, request_id, "failed", error=str(final)))
             await events.notify("chain_finished", metadata, final)
             raise final from (error if final is not error else None)

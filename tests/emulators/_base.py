@@ -85,6 +85,8 @@ class Emulator:
     def __init__(self, *, api_key: str = "test-key", polls_to_complete: int = 2) -> None:
         self.api_key = api_key
         self.polls_to_complete = polls_to_complete
+        #: Retry-After sent with injected 429s (seconds; tests that retry set it low).
+        self.retry_after = "1"
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
@@ -159,7 +161,7 @@ class Emulator:
             return None
         if fault is Fault.RATE_LIMIT:
             response = self.error(429, "rate limit exceeded, slow down", "rate_limited")
-            response.headers["Retry-After"] = "1"
+            response.headers["Retry-After"] = self.retry_after
             return response
         if fault is Fault.SERVER_ERROR:
             return self.error(500, "internal server error", "internal")

@@ -122,8 +122,10 @@ class OpenAIEmulator(Emulator):
         job = self.jobs.get(request.match_info["id"])
         if early := await self.enter(request, "result", job=job):
             return early
-        if job is None or job.polls < job.polls_needed or job.outcome is not None:
+        if job is None or job.polls < job.polls_needed or job.outcome in (Fault.CONTENT_POLICY, Fault.JOB_FAILED):
             return self.error(404, "Video content is not available", "not_found")
+        if job.outcome is Fault.EMPTY_RESULT:
+            return web.Response(body=b"", content_type="video/mp4")
         ratio = "9:16" if job.payload.get("size", "720x1280") in _PORTRAIT else "16:9"
         return web.Response(body=video_asset(ratio).data(), content_type="video/mp4")
 
