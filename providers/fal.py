@@ -39,6 +39,15 @@ class Family:
     fields: dict[str, str] = field(default_factory=dict)  # spec field -> fal input key
     roles: dict[str, str] = field(default_factory=dict)  # image role -> fal input key
     capabilities: frozenset[str] = frozenset()
+    #: Durations the family accepts; a request is rounded up to the next one (capped at the longest).
+    durations: tuple[int, ...] = ()
+    #: Keys when both first and last frames are given (first-last-frame endpoints name them differently).
+    frame_pair: tuple[str, str] | None = None
+
+    def seconds(self, requested: int) -> Any:
+        if self.durations:
+            requested = next((d for d in self.durations if d >= requested), self.durations[-1])
+        return self.duration(requested)
 
 
 _COMMON_VIDEO = {"prompt": "prompt", "aspect_ratio": "aspect_ratio", "negative_prompt": "negative_prompt", "seed": "seed"}
@@ -48,17 +57,21 @@ _VIDEO_BASE = frozenset({"text_to_video", "image_to_video", "first_frame"})
 FAMILIES: tuple[Family, ...] = (
     Family(("veo",), V, lambda s: f"{s}s",  # "8s" (tarash VEO3 mapper)
            {**_COMMON_VIDEO, "resolution": "resolution", "generate_audio": "generate_audio", "enhance_prompt": "enhance_prompt"},
-           {"first_frame": "image_url", "last_frame": "last_frame_url"}, _VIDEO_BASE | {"last_frame", "audio"}),
+           {"first_frame": "image_url", "last_frame": "last_frame_url"}, _VIDEO_BASE | {"last_frame", "audio"},
+           durations=(4, 6, 8), frame_pair=("first_frame_url", "last_frame_url")),
     Family(("kling",), V, str,  # "5" | "10"
-           _COMMON_VIDEO, {"first_frame": "image_url", "last_frame": "tail_image_url"}, _VIDEO_BASE | {"last_frame"}),
+           _COMMON_VIDEO, {"first_frame": "image_url", "last_frame": "tail_image_url"}, _VIDEO_BASE | {"last_frame"},
+           durations=(5, 10)),
     Family(("wan",), V, str,
            {**_COMMON_VIDEO, "resolution": "resolution", "enhance_prompt": "enable_prompt_expansion"},
-           {"first_frame": "image_url"}, _VIDEO_BASE),
+           {"first_frame": "image_url"}, _VIDEO_BASE, durations=(5, 10)),
     Family(("minimax", "hailuo"), V, str,
-           {"prompt": "prompt", "enhance_prompt": "prompt_optimizer"}, {"first_frame": "image_url"}, _VIDEO_BASE),
+           {"prompt": "prompt", "enhance_prompt": "prompt_optimizer"}, {"first_frame": "image_url"}, _VIDEO_BASE,
+           durations=(6, 10)),
     Family(("seedance",), V, str,
            {**_COMMON_VIDEO, "resolution": "resolution"},
-           {"first_frame": "image_url", "last_frame": "end_image_url"}, _VIDEO_BASE | {"last_frame"}),
+           {"first_frame": "image_url", "last_frame": "end_image_url"}, _VIDEO_BASE | {"last_frame"},
+           durations=(5, 10)),
     Family((), V, int, _COMMON_VIDEO, {"first_frame": "image_url"}, _VIDEO_BASE),
     Family(("flux",), I, fields={"prompt": "prompt", "seed": "seed", "n": "num_images"},
            roles={"reference": "image_url", "first_frame": "image_url", "asset": "image_url"},
@@ -76,7 +89,10 @@ CONTENT_POLICY_TYPES = frozenset({"content_policy_violation", "nsfw_content_dete
 
 
 def family_of(kind: Kind, model: str) -> Family:
-    return next(f for f in FAMILIES if f.kind == kind and (not f.match or any(m in model for m in f.match)))
+    """Match on the model's path segments (``fal-ai/kling-video/v2``), not on any substring."""
+    parts = model.lower().split("/")[1:] or [model.lower()]
+    return next(f for f in FAMILIES if f.kind == kind and (
+        not f.match or any(part.startswith(m) for m in f.match for part in parts)))
 
 
 class FalProvider(HttpProvider):
@@ -105,15 +121,18 @@ class FalProvider(HttpProvider):
             if value is not None:
                 body[key] = value
         if isinstance(request, VideoGenerationRequest) and request.duration_seconds:
-            body["duration"] = family.duration(request.duration_seconds)
+            body["duration"] = family.seconds(request.duration_seconds)
         if isinstance(request, ImageGenerationRequest):
             if request.size and "x" in request.size:
                 width, height = request.size.split("x")
                 body["image_size"] = {"width": int(width), "height": int(height)}
             elif request.aspect_ratio:
                 body["image_size"] = IMAGE_SIZES[request.aspect_ratio]
+        roles = dict(family.roles)
+        if family.frame_pair and {"first_frame", "last_frame"} <= {i["type"] for i in request.image_list}:
+            roles["first_frame"], roles["last_frame"] = family.frame_pair
         for image in request.image_list:
-            key = family.roles.get(image["type"])
+            key = roles.get(image["type"])
             if key:
                 body.setdefault(key, media_url(image["image"]))
         if isinstance(request, VideoGenerationRequest) and request.video is not None:
@@ -168,6 +187,10 @@ class FalProvider(HttpProvider):
         if not urls:
             raise BadProviderResponseError("fal result has no images", provider=config.provider,
                                            model=config.model, provider_request_id=job.id)
+        flags = data.get("has_nsfw_concepts") or []
+        if flags and all(flags):
+            raise ContentPolicyError("fal flagged every image as NSFW", provider=config.provider, model=config.model,
+                                     provider_request_id=job.id)
         content_type = (data["images"][0] or {}).get("content_type", "image/png")
         return ImageGenerationResponse(request_id="", images=urls, content_type=content_type, raw_response=data,
                                        provider_metadata={**meta, "seed": data.get("seed")})

@@ -77,7 +77,7 @@ class OpenAIProvider(HttpProvider):
     capabilities = {"video": VIDEO_CAPABILITIES, "image": IMAGE_CAPABILITIES["gpt-image"]}
 
     def capabilities_for(self, kind: Kind, config: AnyConfig) -> frozenset[str]:
-        return VIDEO_CAPABILITIES if kind == "video" else IMAGE_CAPABILITIES[image_family(config.model)]
+        return VIDEO_CAPABILITIES if kind == "video" else IMAGE_CAPABILITIES[image_family(model_id(config))]
 
     # ---- URL shapes (Azure overrides these) ---------------------------------------------------------------
     def image_path(self, config: AnyConfig, operation: str) -> str:
@@ -91,17 +91,18 @@ class OpenAIProvider(HttpProvider):
 
     # ---- submit -------------------------------------------------------------------------------------------
     async def submit(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> ProviderJob | AnyResponse:
-        # An input image given as a URL must travel as bytes in multipart: fetch it first (SSRF-guarded).
-        if isinstance(request, VideoGenerationRequest) and (frame := _first_frame(request)) is not None:
-            if media_form(frame) == "url":
-                data, mime = await fetch_media(str(frame))
-                request = request.model_copy(update={"image_list": [
-                    {"image": {"content": data, "content_type": mime or "image/png"}, "type": "first_frame"}]})
-        return await super().submit(kind, config, request)
+        # Input images travel as multipart bytes: fetch client-given URLs first (through the SSRF guard).
+        updates: dict[str, Any] = {}
+        if request.image_list and any(media_form(i["image"]) == "url" for i in request.image_list):
+            updates["image_list"] = [{"image": await _inline(i["image"]), "type": i["type"]} for i in request.image_list]
+        mask = getattr(request, "mask_image", None)
+        if mask is not None and media_form(mask) == "url":
+            updates["mask_image"] = await _inline(mask)
+        return await super().submit(kind, config, request.model_copy(update=updates) if updates else request)
 
     def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
         if isinstance(request, VideoGenerationRequest):
-            form: dict[str, Any] = {"model": config.model, "prompt": request.prompt}
+            form: dict[str, Any] = {"model": model_id(config), "prompt": request.prompt}
             if seconds := sora_seconds(request.duration_seconds):
                 form["seconds"] = seconds
             if size := sora_size(request, config.model):
@@ -115,16 +116,18 @@ class OpenAIProvider(HttpProvider):
         fields = self.image_fields(config, request)
         if request.image_list or request.mask_image is not None:
             form = {k: str(v) for k, v in fields.items()}
-            form["image"] = [media_file(image["image"], f"image{i}") for i, image in enumerate(request.image_list)]  # type: ignore[assignment]
+            files = [media_file(image["image"], f"image{i}") for i, image in enumerate(request.image_list)]
+            # One image is "image"; several are "image[]" (what the SDK sends for gpt-image edits).
+            form["image" if len(files) == 1 else "image[]"] = files if len(files) > 1 else files[0]
             if request.mask_image is not None:
                 form["mask"] = media_file(request.mask_image, "mask")
             return HttpRequest("POST", self.image_path(config, "edits"), form=form, params=self.image_query(config))
         return HttpRequest("POST", self.image_path(config, "generations"), json=fields, params=self.image_query(config))
 
     def image_fields(self, config: AnyConfig, request: ImageGenerationRequest) -> dict[str, Any]:
-        family = image_family(config.model)
+        family = image_family(model_id(config))
         size = request.size or (IMAGE_SIZES[family].get(request.aspect_ratio) if request.aspect_ratio else None)
-        fields = {"model": config.model, "prompt": request.prompt, "n": request.n, "size": size,
+        fields = {"model": model_id(config), "prompt": request.prompt, "n": request.n, "size": size,
                   "quality": request.quality, "style": request.style, **request.extra_params}
         return {k: v for k, v in fields.items() if v is not None}
 
@@ -154,7 +157,9 @@ class OpenAIProvider(HttpProvider):
             error = data.get("error") or {}
             raise self.failure(config, f"{self.name}: {error.get('message', 'video generation failed')}",
                                job_id=job.id, code=error.get("code"), raw=data)
-        return PollStatus(status=status, raw=data, progress_percent=data.get("progress"))
+        after = response.headers.get("openai-poll-after-ms")
+        return PollStatus(status=status, raw=data, progress_percent=data.get("progress"),
+                          poll_after=float(after) / 1000 if after and after.isdigit() else None)
 
     def result_request(self, kind: Kind, config: AnyConfig, job: ProviderJob, status: PollStatus) -> HttpRequest:
         # The video is not a URL in the JSON: /content needs our key, so the bytes are fetched here and
@@ -181,6 +186,18 @@ class OpenAIProvider(HttpProvider):
     def cancel_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest | None:
         # No cancel endpoint: DELETE removes the video (and, where the vendor honours it, stops the job).
         return HttpRequest("DELETE", self.video_path(config, f"/{job.id}"))
+
+
+async def _inline(media: MediaType) -> MediaType:
+    if media_form(media) != "url":
+        return media
+    data, mime = await fetch_media(str(media))
+    return {"content": data, "content_type": mime or "image/png"}
+
+
+def model_id(config: AnyConfig) -> str:
+    """The vendor's model id: the spec's examples write ``openai/sora-2``; the API wants ``sora-2``."""
+    return config.model.removeprefix("openai/")
 
 
 def _first_frame(request: VideoGenerationRequest) -> MediaType | None:

@@ -76,7 +76,10 @@ class ReplicateProvider(HttpProvider):
         if isinstance(request, ImageGenerationRequest) and request.mask_image is not None:
             inputs["mask"] = media_url(request.mask_image)
         inputs.update(request.extra_params)
-        headers = {"Prefer": f"wait={SYNC_WAIT_SECONDS}"} if kind == "image" else {}
+        # Hold the connection no longer than our own per-call timeout allows (else a slow model would look
+        # like an ambiguous submit).
+        wait = max(1, min(SYNC_WAIT_SECONDS, int(self.call_timeout(config)) - 5))
+        headers = {"Prefer": f"wait={wait}"} if kind == "image" else {}
         model, _, version = config.model.partition(":")
         if version:
             return HttpRequest("POST", "predictions", json={"version": version, "input": inputs}, headers=headers)

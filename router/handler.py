@@ -58,6 +58,9 @@ class PollStatus:
     status: StatusType
     raw: dict[str, Any] = field(default_factory=dict)
     progress_percent: int | None = None
+    #: Seconds the vendor asked us to wait before the next poll (e.g. OpenAI's ``openai-poll-after-ms``);
+    #: it can only lengthen the wait, never shorten ``poll_interval``.
+    poll_after: float | None = None
 
 
 class ProviderHandler:

@@ -129,6 +129,7 @@ async def _poll_until_done(
                 provider_request_id=job.id,
                 raw=status.raw,
             )
+        wait = max(delay, status.poll_after or 0.0)
         await emit(make_update(kind, request_id, status))
     raise ProviderTimeoutError(
         f"no result after {config.max_poll_attempts} polls",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -196,7 +196,15 @@ class HttpProvider(ProviderHandler):
         self, config: AnyConfig, request: HttpRequest, step: Step, *, job_id: str | None = None, auth: bool = True
     ) -> VendorResponse:
         """Send one call on the provider's session, bounded by its own timeout; map every failure."""
-        url = urljoin(self.base_url(config), request.url)
+        base = self.base_url(config)
+        url = urljoin(base, request.url)
+        if auth and urlsplit(url).netloc != urlsplit(base).netloc:
+            # Vendors hand us status/result URLs; our key only ever goes to the configured host.
+            raise BadProviderResponseError(
+                f"{self.name} pointed us at {urlsplit(url).netloc}, not {urlsplit(base).netloc}; "
+                "refusing to send credentials there", provider=config.provider, model=config.model,
+                provider_request_id=job_id,
+            )
         headers = {**(self.auth_headers(config) if auth else {}), **request.headers}
         timeout = aiohttp.ClientTimeout(total=self.call_timeout(config), connect=CONNECT_TIMEOUT)
         context = {"provider": config.provider, "model": config.model, "provider_request_id": job_id}

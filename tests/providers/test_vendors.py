@@ -54,17 +54,18 @@ async def test_fal_request_shapes_follow_the_model_family() -> None:
         submit = recorded(emu, "submit")
         assert submit.path == "/fal-ai/veo3/fast" and submit.headers["Authorization"] == "Key test-key"
         assert submit.body == {"prompt": "a red fox in the snow", "aspect_ratio": "9:16", "generate_audio": True,
-                               "seed": 7, "duration": "8s", "image_url": "https://cdn.example/a.png",
+                               "seed": 7, "duration": "8s", "first_frame_url": "https://cdn.example/a.png",
                                "last_frame_url": "data:image/png;base64,iVBORw==", "camera_fixed": True}
         status = recorded(emu, "status")
         assert status.path.startswith("/fal-ai/veo3/requests/") and status.query == {"logs": "1"}  # no subpath
         emu.requests.clear()
         kling = veo.model_copy(update={"model": "fal-ai/kling-video/v2.1/pro/image-to-video"})
-        await run_chain("video", kling, request_for("video", duration_seconds=5, image_list=[
+        await run_chain("video", kling, request_for("video", duration_seconds=7, image_list=[
             {"image": "https://cdn.example/a.png", "type": "first_frame"},
             {"image": "https://cdn.example/b.png", "type": "last_frame"}]))
         body = recorded(emu, "submit").body
-        assert body["duration"] == "5" and body["tail_image_url"] == "https://cdn.example/b.png"
+        # 7 s is not a Kling duration: rounded up to the next one it accepts.
+        assert body["duration"] == "10" and body["tail_image_url"] == "https://cdn.example/b.png"
         emu.requests.clear()
         flux = VENDORS["fal"].config(emu, "image")
         response = await run_chain("image", flux, request_for("image", n=2, aspect_ratio="16:9"))
@@ -199,3 +200,27 @@ async def test_missing_key_env_skips_without_calling(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("FAL_KEY", "test-key")
     async with make_emulator("fal") as emu:
         assert (await run_chain("video", VENDORS["fal"].config(emu, "video", api_key=None), request_for("video"))).video
+
+
+async def test_credentials_only_go_to_the_configured_host() -> None:
+    from providers.fal import FalProvider
+    from router.handler import ProviderJob
+
+    async with make_emulator("fal") as emu:
+        config = VENDORS["fal"].config(emu, "video")
+        evil = ProviderJob(id="x", data={"status_url": "http://169.254.169.254/latest/meta-data/",
+                                         "response_url": "", "cancel_url": ""})
+        with pytest.raises(router.BadProviderResponseError, match="refusing to send credentials"):
+            await FalProvider().poll("video", config, evil)
+
+
+async def test_openai_poll_after_header_lengthens_the_wait() -> None:
+    from providers.openai import OpenAIProvider
+    from router.handler import ProviderJob
+
+    async with make_emulator("openai") as emu:
+        config = VENDORS["openai"].config(emu, "video")
+        job = await OpenAIProvider().submit("video", config, request_for("video"))
+        assert isinstance(job, ProviderJob)
+        status = await OpenAIProvider().poll("video", config, job)
+    assert status.poll_after == 0.01  # the emulator sends openai-poll-after-ms: 10
