@@ -15,6 +15,14 @@ _DEFAULT_RATIO = "16:9"
 #: Long side of a mock image when the request gives no size: small keeps base64 payloads light.
 _MOCK_IMAGE_LONG_SIDE = 256
 _RATIOS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:3": (4, 3), "21:9": (21, 9)}
+#: The spec's resolution labels by nominal short side.
+_RESOLUTIONS = {360: "360p", 480: "480p", 720: "720p", 1080: "1080p", 2160: "4k"}
+
+
+def _resolution_label(short_side: int) -> str:
+    # Label the file by what it really is, not what a request asked for: the committed samples
+    # are tiny (144 px short side), so the closest spec value is "360p".
+    return _RESOLUTIONS[min(_RESOLUTIONS, key=lambda nominal: abs(nominal - short_side))]
 
 
 @dataclass(frozen=True)
@@ -25,12 +33,8 @@ class VideoAsset:
     width: int
     height: int
     duration_seconds: float
+    resolution: str
     path: Path
-
-    @property
-    def resolution(self) -> str:
-        # The spec's smallest label: the files are tiny, so "360p" is the honest closest value.
-        return "360p"
 
     def data(self) -> bytes:
         return _read(self.path)
@@ -47,7 +51,8 @@ def _assets() -> dict[str, VideoAsset]:
     return {
         entry["aspect_ratio"]: VideoAsset(
             aspect_ratio=entry["aspect_ratio"], width=entry["width"], height=entry["height"],
-            duration_seconds=float(entry["duration_seconds"]), path=MEDIA_DIR / entry["file"],
+            duration_seconds=float(entry["duration_seconds"]),
+            resolution=_resolution_label(min(entry["width"], entry["height"])), path=MEDIA_DIR / entry["file"],
         )
         for entry in manifest
     }

@@ -42,11 +42,17 @@ def make(exe: str, aspect_ratio: str, width: int, height: int) -> dict[str, obje
     # Read back what ffmpeg wrote rather than trusting what we asked for.
     probe = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
     h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", probe).groups()  # type: ignore[union-attr]
-    real_w, real_h = map(int, re.search(r", (\d+)x(\d+)", probe).groups())  # type: ignore[union-attr]
+    stream = re.search(r"Stream #.*Video: h264.*?, (\d+)x(\d+)\b.*?, ([\d.]+) fps", probe)
+    assert stream, f"no H.264 video stream line for {path.name}:\n{probe}"
+    real_w, real_h, real_fps = int(stream[1]), int(stream[2]), float(stream[3])
+    duration = round(int(h) * 3600 + int(m) * 60 + float(s), 2)
+    # Fail loudly if the file is not what we asked for: the manifest must describe real bytes.
+    assert (real_w, real_h, real_fps, duration) == (width, height, FPS, DURATION_SECONDS), probe
+    assert "Audio:" not in probe, f"{path.name} has an audio stream"
     data = path.read_bytes()
     return {
         "file": path.name, "aspect_ratio": aspect_ratio, "width": real_w, "height": real_h,
-        "duration_seconds": round(int(h) * 3600 + int(m) * 60 + float(s), 2), "fps": FPS,
+        "duration_seconds": duration, "fps": FPS,
         "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
     }
 

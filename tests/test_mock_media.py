@@ -23,6 +23,17 @@ def test_sample_videos_match_manifest(ratio: str) -> None:
     assert abs(asset.width / asset.height - w / h) < 0.08
 
 
+def test_manifest_lists_every_ratio_with_even_sizes() -> None:
+    manifest = json.loads((MEDIA_DIR / "manifest.json").read_text())
+    assert sorted(e["aspect_ratio"] for e in manifest) == sorted(["16:9", "9:16", "1:1", "4:3", "21:9"])
+    for entry in manifest:
+        assert (MEDIA_DIR / entry["file"]).is_file()
+        assert entry["width"] % 2 == 0 and entry["height"] % 2 == 0
+        assert entry["duration_seconds"] == 2.0 and entry["fps"] == 8
+    # Tiny files are labelled by their real short side: the closest spec value is 360p.
+    assert {video_asset(e["aspect_ratio"]).resolution for e in manifest} == {"360p"}
+
+
 def test_unknown_ratio_falls_back_to_landscape() -> None:
     assert video_asset(None).aspect_ratio == video_asset("3:2").aspect_ratio == "16:9"
 
