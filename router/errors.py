@@ -169,6 +169,13 @@ class CircuitOpenError(TarashError):
     retryable = True
 
 
+class ProviderBusyError(TarashError):
+    """The provider is at its configured concurrency or rate limit (routes.toml ``[providers.<name>]``)."""
+
+    outcome = "skipped"
+    retryable = True
+
+
 class UnsupportedCapabilityError(TarashError):
     """The provider cannot do what the request needs: the attempt is skipped before any paid call."""
 
@@ -221,6 +228,7 @@ ERROR_CLASSES: dict[str, type[TarashError]] = {
         UnknownProviderError,
         UnsupportedCapabilityError,
         CircuitOpenError,
+        ProviderBusyError,
         GenerationCancelledError,
     )
 }

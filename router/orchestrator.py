@@ -45,6 +45,7 @@ from router.models import (
     utc_now,
 )
 from router.health import CircuitBreakers
+from router.limits import ProviderLimits
 from router.policy import AttemptPolicy
 from router.registry import handler_for, resolve_api_key
 from router.steps import drive
@@ -54,6 +55,7 @@ log = logging.getLogger("router.orchestrator")
 ProgressCallback = Callable[[Any], Awaitable[None] | None]
 
 _UPDATE_TYPES = {"video": VideoGenerationUpdate, "image": ImageGenerationUpdate}
+_NO_LIMITS = ProviderLimits()
 
 
 class ChainObserver:
@@ -121,6 +123,8 @@ async def run_chain(
     chain: Sequence[AnyConfig] | None = None,
     breakers: CircuitBreakers | None = None,
     keep_vendor_job: Callable[[], bool] | None = None,
+    limits: ProviderLimits | None = None,
+    wait_for_capacity: bool = False,
 ) -> AnyResponse:
     """Run ``request`` through the fallback chain of ``config`` and return the first success.
 
@@ -128,7 +132,8 @@ async def run_chain(
     when the chain is exhausted; either carries ``execution_metadata``. ``chain`` overrides the flattened
     chain (the job store passes the chain it persisted, so a resumed job reaches the same vendor
     deployments). ``breakers`` skips attempts on providers whose circuit is open. ``keep_vendor_job``
-    (checked when the task is cancelled) leaves the vendor job running for a later resume.
+    (checked when the task is cancelled) leaves the vendor job running for a later resume. ``limits`` caps
+    each provider's concurrency and rate: a busy provider is skipped, or waited for with ``wait_for_capacity``.
     """
     request_id = request_id or uuid.uuid4().hex
     configs = list(chain) if chain is not None else flatten_chain(config)
@@ -152,7 +157,8 @@ async def run_chain(
         job = resume.job if resumed else None
         try:
             response = await _run_attempt(
-                kind, attempt_config, request, request_id, attempt, events, job, breakers, keep_vendor_job
+                kind, attempt_config, request, request_id, attempt, events, job, breakers, keep_vendor_job,
+                limits, wait_for_capacity,
             )
         except asyncio.CancelledError:
             cancelled = GenerationCancelledError(
@@ -218,6 +224,8 @@ async def _run_attempt(
     job: ProviderJob | None,
     breakers: CircuitBreakers | None,
     keep_vendor_job: Callable[[], bool] | None = None,
+    limits: ProviderLimits | None = None,
+    wait_for_capacity: bool = False,
 ) -> AnyResponse:
     secrets: tuple[str, ...] = ()
     policy = AttemptPolicy.of(kind, config)
@@ -251,8 +259,8 @@ async def _run_attempt(
             _check_response(kind, result)
             return result
 
-        # One timeout bounds the attempt, its retries and their backoff.
-        async with asyncio.timeout(config.timeout):
+        # One timeout bounds the attempt, its retries and their backoff (and a job's wait for capacity).
+        async with asyncio.timeout(config.timeout), (limits or _NO_LIMITS).slot(config.provider, wait=wait_for_capacity):
             tried = 0
             while True:
                 try:
@@ -287,8 +295,12 @@ async def _run_attempt(
     if isinstance(error, AmbiguousSubmitError):
         error.message += f" (on_ambiguous_submit={policy.on_ambiguous_submit}: {'falling back' if falls_back else 'stopping'})"
     if claimed:
-        # Only failures that say the vendor is unhealthy count; a refusal (policy, bad input) means it is up.
-        breakers.record(config.provider, config.model, success=not error.retryable)  # type: ignore[union-attr]
+        # Only failures that say the vendor is unhealthy count; a refusal (policy, bad input) means it is up,
+        # and a skip (our own capacity limit) says nothing about it.
+        if error.outcome == "skipped":
+            breakers.record(config.provider, config.model, success=False, counts=False)  # type: ignore[union-attr]
+        else:
+            breakers.record(config.provider, config.model, success=not error.retryable)  # type: ignore[union-attr]
     error.provider = error.provider or config.provider
     error.model = error.model or config.model
     error.provider_request_id = error.provider_request_id or attempt.request_id

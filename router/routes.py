@@ -72,7 +72,18 @@ class RouteSpec(BaseModel):
     kind: Literal["video", "image"]
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
+    #: Synchronous requests running at once on this route; more are shed with 429 (jobs queue instead).
+    max_concurrency: int | None = Field(default=None, ge=1)
     attempts: list[AttemptSpec] = Field(min_length=1)
+
+
+class ProviderSpec(BaseModel):
+    """``[providers."<name>"]``: limits shared by every route that uses the provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class Route:
     description: str
     defaults: dict[str, Any]
     chain: tuple[AnyConfig, ...]
+    max_concurrency: int | None = None
 
     @property
     def config(self) -> AnyConfig:
@@ -113,6 +125,7 @@ class RoutesSnapshot:
     config_hash: str
     loaded_at: datetime = field(default_factory=utc_now)
     path: str = ""
+    providers: dict[str, ProviderSpec] = field(default_factory=dict)
 
     def resolve(self, model: str, kind: Kind | None = None) -> Route:
         route = self.routes.get(model)
@@ -140,7 +153,7 @@ def toml_path(loc: tuple[Any, ...]) -> str:
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif i == 1 and loc[0] == "routes":
+        elif i == 1 and loc[0] in ("routes", "providers"):
             out += f'."{part}"'  # route names are always quoted, as users write them
         else:
             out += ("." if out else "") + (part if re.fullmatch(r"[A-Za-z0-9_]+", str(part)) else f'"{part}"')
@@ -162,7 +175,18 @@ def parse(text: str, path: str = "routes.toml") -> RoutesSnapshot:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RoutesError([f"{path}: not valid TOML: {exc}"]) from exc
-    problems = [f"{key}: unknown top-level table; only [routes] is allowed" for key in data if key != "routes"]
+    problems = [f"{key}: unknown top-level table; only [routes] and [providers] are allowed"
+                for key in data if key not in ("routes", "providers")]
+    providers: dict[str, ProviderSpec] = {}
+    known = set(known_providers())
+    for name, raw in (data.get("providers") or {}).items():
+        if name not in known:
+            problems.append(f'providers."{name}": unknown provider; known: {", ".join(sorted(known))}')
+        try:
+            providers[name] = ProviderSpec.model_validate(raw)
+        except ValidationError as exc:
+            problems += [p.replace(f'routes."{name}"', f'providers."{name}"', 1)
+                         for p in _pydantic_problems(exc, ("providers", name), raw)]
     raw_routes = data.get("routes", {})
     if not isinstance(raw_routes, dict):
         raise RoutesError(problems + ["routes: must be a table of routes"])
@@ -180,7 +204,7 @@ def parse(text: str, path: str = "routes.toml") -> RoutesSnapshot:
         raise RoutesError(problems)
     routes = {name: _build_route(name, spec) for name, spec in specs.items()}
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return RoutesSnapshot(routes=routes, config_hash=digest, path=path)
+    return RoutesSnapshot(routes=routes, config_hash=digest, path=path, providers=providers)
 
 
 def _pydantic_problems(exc: ValidationError, prefix: tuple[Any, ...], raw: Any) -> list[str]:
@@ -269,7 +293,8 @@ def _build_route(name: str, spec: RouteSpec) -> Route:
             if value is not None:
                 fields[key] = int(value) if isinstance(value, float) and value.is_integer() else value
         chain.append(config_type(**fields))
-    return Route(name=name, kind=spec.kind, description=spec.description, defaults=dict(spec.defaults), chain=tuple(chain))
+    return Route(name=name, kind=spec.kind, description=spec.description, defaults=dict(spec.defaults),
+                 chain=tuple(chain), max_concurrency=spec.max_concurrency)
 
 
 def diff(old: RoutesSnapshot | None, new: RoutesSnapshot) -> dict[str, list[str]]:

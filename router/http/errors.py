@@ -29,6 +29,7 @@ STATUS: dict[type[E.TarashError], int] = {
     E.MissingCredentialsError: 502,
     E.ConfigurationError: 502,
     E.CircuitOpenError: 503,
+    E.ProviderBusyError: 429,
     E.UnsupportedCapabilityError: 422,
     E.GenerationCancelledError: 499,
     RouteNotFoundError: 404,
@@ -94,11 +95,24 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, "request body is empty; send a JSON object", code="invalid_json")
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
     return body
+
+
+#: No legitimate request nests this deep; refusing early keeps pathological bodies cheap.
+MAX_JSON_DEPTH = 32
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return max((_depth(child, level + 1) for child in children), default=level)
 
 
 _HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error"}

@@ -249,6 +249,7 @@ def setup(app: web.Application) -> None:
         observers=state.observers,
         breakers=state.breakers,
         metrics=state.metrics,
+        limits=state.provider_limits,
     )
 
     async def lifecycle(app: web.Application) -> Any:

@@ -93,3 +93,17 @@ def require_admin(request: web.Request) -> None:
 
         raise ApiError(403, "this endpoint needs an admin token (API_KEYS entry 'token:admin')",
                        "permission_error", "admin_required")
+
+
+@web.middleware
+async def client_rate_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Per-client token bucket on the calls that start work (POSTs); status polls stay free."""
+    from router.http.app import STATE
+
+    limiter = request.app[STATE].client_limiter
+    if limiter is not None and request.method == "POST":
+        wait = limiter.check(request.get(CLIENT, request.remote or "unknown"))
+        if wait > 0:
+            return error_response(429, "too many requests from this client; slow down", "rate_limit_error",
+                                  "client_rate_limited", headers={"Retry-After": str(max(1, round(wait)))})
+    return await handler(request)

@@ -21,6 +21,7 @@ from router.errors import GenerationCancelledError, TarashError
 from router.handler import ProviderJob
 from router.health import CircuitBreakers
 from router.jobs.store import JobRecord, JobStore, VendorJob
+from router.limits import ProviderLimits
 from router.models import AnyConfig, AnyUpdate, AttemptMetadata, ExecutionMetadata, utc_now
 from router.orchestrator import ChainObserver, ResumePoint, run_chain
 from router.routes import CONFIG_TYPES, REQUEST_TYPES, Route
@@ -42,6 +43,7 @@ class JobService:
         observers: ObserversFor = lambda route, kind: (),
         breakers: CircuitBreakers | None = None,
         metrics: Any = None,
+        limits: Callable[[], ProviderLimits | None] = lambda: None,
     ) -> None:
         self.store = store
         self.retention = timedelta(days=retention_days)
@@ -49,6 +51,7 @@ class JobService:
         self._observers = observers
         self._breakers = breakers
         self._metrics = metrics
+        self._limits = limits
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._subscribers: dict[str, list[asyncio.Queue[Event]]] = {}
         self._seq: dict[str, int] = {}
@@ -199,6 +202,8 @@ class JobService:
                 kind, chain[0], request, observers=[observer, *self._observers(job.route, kind)],
                 request_id=job.id, resume=_resume_point(job), chain=chain, breakers=self._breakers,
                 keep_vendor_job=lambda: self._stopping,
+                # An accepted job is never dropped for capacity: it waits for a provider slot.
+                limits=self._limits(), wait_for_capacity=True,
             )
         except TarashError as exc:
             job.status = "failed"

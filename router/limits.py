@@ -1,0 +1,98 @@
+"""Load limits: per-provider concurrency and request rate, and a token bucket per client.
+
+A provider at capacity is a reason to *skip* an attempt in a synchronous request (the chain moves on to a
+vendor with room, or the daemon sheds the request with 429), and a reason to *wait* in a durable job (an
+accepted job is never dropped: it waits for a slot, bounded by its attempt timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from router.errors import ProviderBusyError
+
+
+class TokenBucket:
+    """``rate`` tokens per minute, bursts up to ``rate``. ``clock`` is injectable for tests."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.per_second = per_minute / 60.0
+        self.tokens = self.capacity
+        self._clock = clock
+        self._at = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.per_second)
+        self._at = now
+
+    def take(self) -> float:
+        """Take a token; 0.0 if one was free, else the seconds until one will be (nothing taken)."""
+        self._refill()
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_second
+
+
+@dataclass
+class ProviderLimit:
+    max_concurrency: int | None = None
+    requests_per_minute: int | None = None
+    _slots: asyncio.Semaphore | None = field(default=None, repr=False)
+    _bucket: TokenBucket | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+        if self.requests_per_minute:
+            self._bucket = TokenBucket(self.requests_per_minute)
+
+
+class ProviderLimits:
+    """The limits of every provider that has some (routes.toml ``[providers.<name>]``)."""
+
+    def __init__(self, limits: dict[str, ProviderLimit] | None = None) -> None:
+        self.limits = limits or {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, provider: str, *, wait: bool) -> AsyncIterator[None]:
+        limit = self.limits.get(provider)
+        if limit is None:
+            yield
+            return
+        if limit._bucket is not None:  # noqa: SLF001
+            while (delay := limit._bucket.take()) > 0:  # noqa: SLF001
+                if not wait:
+                    raise ProviderBusyError(f"{provider} is at its {limit.requests_per_minute} requests/minute limit",
+                                            provider=provider, retry_after=delay)
+                await asyncio.sleep(delay)
+        if limit._slots is None:  # noqa: SLF001
+            yield
+            return
+        if not wait and limit._slots.locked():  # noqa: SLF001
+            raise ProviderBusyError(f"{provider} is at its max_concurrency of {limit.max_concurrency}",
+                                    provider=provider, retry_after=1.0)
+        async with limit._slots:  # noqa: SLF001
+            yield
+
+
+class ClientRateLimiter:
+    """One token bucket per client identity (a token fingerprint, never the token)."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def check(self, client: str) -> float:
+        """0.0 if the request may go; else seconds to wait (the Retry-After)."""
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = TokenBucket(self.per_minute, self._clock)
+        return bucket.take()
