@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -213,6 +214,9 @@ async def video_content(request: web.Request) -> web.StreamResponse:
         raise ApiError(409 if not job.finished else 404, f"video {job.id} is {job.status}, no content yet",
                        code="video_not_ready")
     video = job.result["video"]
+    local = (job.result.get("provider_metadata") or {}).get("local_copy")
+    if local and Path(local).is_file():
+        return web.FileResponse(local, headers={"Content-Type": "video/mp4"})
     if isinstance(video, dict) or media_form(video) != "url":
         media = {"content": base64.b64decode(video["content"]), "content_type": video["content_type"]} \
             if isinstance(video, dict) else video
@@ -250,6 +254,7 @@ def setup(app: web.Application) -> None:
         breakers=state.breakers,
         metrics=state.metrics,
         limits=state.provider_limits,
+        media_dir=settings.data_dir / "media" if settings.keep_media_copy else None,
     )
 
     async def lifecycle(app: web.Application) -> Any:

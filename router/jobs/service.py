@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
 
 from router.errors import GenerationCancelledError, TarashError
@@ -44,6 +45,7 @@ class JobService:
         breakers: CircuitBreakers | None = None,
         metrics: Any = None,
         limits: Callable[[], ProviderLimits | None] = lambda: None,
+        media_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.retention = timedelta(days=retention_days)
@@ -52,6 +54,8 @@ class JobService:
         self._breakers = breakers
         self._metrics = metrics
         self._limits = limits
+        #: When set, finished videos given as vendor URLs are copied here (vendor URLs expire).
+        self.media_dir = media_dir
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._subscribers: dict[str, list[asyncio.Queue[Event]]] = {}
         self._seq: dict[str, int] = {}
@@ -216,8 +220,29 @@ class JobService:
         job.progress_percent = 100
         job.result = response.model_dump(mode="json")
         job.execution_metadata = job.result.get("execution_metadata")
+        if self.media_dir is not None and kind == "video" and isinstance(job.result.get("video"), str):
+            copy = await self._copy_media(job.id, job.result["video"])
+            if copy is not None:
+                job.result["provider_metadata"]["local_copy"] = str(copy)
         await self.store.save(job)
         await self._publish(job, "result", job.result)
+
+    async def _copy_media(self, job_id: str, url: str) -> Path | None:
+        """Stream the vendor's video into DATA_DIR/media; a failure is logged, never fails the job."""
+        assert self.media_dir is not None
+        target = self.media_dir / f"{job_id}.mp4"
+        try:
+            self.media_dir.mkdir(parents=True, exist_ok=True)
+            timeout = aiohttp.ClientTimeout(total=600, connect=10, sock_read=60)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+                response.raise_for_status()
+                with target.open("wb") as out:
+                    async for chunk in response.content.iter_chunked(64 * 1024):
+                        await asyncio.to_thread(out.write, chunk)
+            return target
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("media_copy_failed", job_id=job_id, error=type(exc).__name__)
+            return None
 
     async def _finish_cancelled(self, job: JobRecord) -> None:
         job.status = "cancelled"

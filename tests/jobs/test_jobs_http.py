@@ -154,3 +154,29 @@ async def test_list_pagination(daemon: Daemon) -> None:
     assert [j["id"] for j in page["data"]] == ids[::-1][:2] and page["has_more"]
     _, rest, _ = await daemon.request("GET", f"/v1/jobs?limit=2&after={page['data'][-1]['id']}")
     assert [j["id"] for j in rest["data"]] == ids[:1]
+
+
+async def test_local_media_copy_survives_an_expired_vendor_url(start_daemon: StartDaemon) -> None:
+    from tests.emulators.fal import FalEmulator
+
+    async with FalEmulator() as fal:
+        routes = f"""
+[routes."fal-video"]
+kind = "video"
+[[routes."fal-video".attempts]]
+provider = "fal"
+model = "fal-ai/veo3"
+base_url = "{fal.url}"
+api_key_env = "EMULATED_FAL_KEY_2"
+poll_interval = 0.01
+"""
+        import os
+
+        os.environ["EMULATED_FAL_KEY_2"] = "test-key"
+        daemon = await start_daemon(routes, keep_media_copy=True)
+        _, body, _ = await daemon.request("POST", "/v1/jobs", json={"model": "fal-video", "prompt": "x"})
+        job = await wait_status(daemon, body["id"], "completed")
+        assert job["result"]["video"].startswith(fal.url) and job["result"]["provider_metadata"]["local_copy"]
+    # The vendor is gone (its URL no longer answers); /content still serves the copy.
+    async with daemon.session.get(f"{daemon.url}/v1/videos/{body['id']}/content") as response:
+        assert response.status == 200 and (await response.read())[4:8] == b"ftyp"
