@@ -13,6 +13,10 @@ class _Registry(dict[str, Any]):
         "openai": "tests.emulators.openai:OpenAIEmulator",
         "azure-openai": "tests.emulators.openai:AzureOpenAIEmulator",
         "replicate": "tests.emulators.replicate:ReplicateEmulator",
+        "runway": "tests.emulators.runway:RunwayEmulator",
+        "google": "tests.emulators.google:GoogleEmulator",
+        "stability": "tests.emulators.stability:StabilityEmulator",
+        "luma": "tests.emulators.luma:LumaEmulator",
     }
 
     def __missing__(self, vendor: str) -> Any:
