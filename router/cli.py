@@ -92,7 +92,7 @@ async def _serve(settings: Any) -> int:
     from router.sdnotify import Notifier
 
     configure(settings.log_level, settings.resolved_log_format())
-    log = structlog.get_logger("router.serve")
+    log = structlog.get_logger(logger_name="router.serve")
     if not settings.client_tokens() and not settings.is_loopback_bind() and not settings.allow_unauthenticated:
         log.error("refusing_to_start", reason=f"bound to {settings.host} with no API_KEYS; set "
                   "TARASH_ROUTER_API_KEYS or TARASH_ROUTER_ALLOW_UNAUTHENTICATED=true")

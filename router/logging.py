@@ -54,13 +54,35 @@ class Redactor:
 redactor = Redactor()
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at write time (test capture swaps it; a cached stream would go stale)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _stdlib_logger_name(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Stdlib records carry their logger's name under the same key as ours (``logger_name``)."""
+    record = event.get("_record")
+    if record is not None:
+        event["logger_name"] = record.name
+    return event
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
-    """Route structlog and stdlib logging (aiohttp, our library modules) through one processor chain."""
+    """One processor chain for our structlog events and for stdlib records (aiohttp, library modules).
+
+    Our own events skip the stdlib bridge: a filtering bound logger drops events below the level at the
+    call, and the rest are rendered and written straight to stderr (the hot path: one access line and one
+    line per attempt for every request).
+    """
     redactor.add_env(KNOWN_KEY_ENV)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redactor,
@@ -69,14 +91,15 @@ def configure(level: str = "info", fmt: str = "json") -> None:
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        # No caching: configure() may run again (tests, a reload of settings) and must take effect.
+        cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[_stdlib_logger_name, *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     ))
     root = logging.getLogger()

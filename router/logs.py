@@ -9,7 +9,7 @@ from router.handler import ProviderJob
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.orchestrator import ChainObserver
 
-log = structlog.get_logger("router.attempts")
+log = structlog.get_logger(logger_name="router.attempts")
 
 
 class AttemptLogger(ChainObserver):
@@ -34,6 +34,7 @@ class AttemptLogger(ChainObserver):
                  error_type=type(error).__name__)
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
-        log.info("generation_finished", route=self.route, kind=self.kind, attempts=metadata.total_attempts,
+        # debug: the access line and the attempt lines already tell the story at info.
+        log.debug("generation_finished", route=self.route, kind=self.kind, attempts=metadata.total_attempts,
                  successful_attempt=metadata.successful_attempt, error_type=type(error).__name__ if error else None,
                  elapsed_ms=round(metadata.total_elapsed_seconds * 1000, 1))

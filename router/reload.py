@@ -20,7 +20,7 @@ from router import routes as routes_module
 from router.models import utc_now
 from router.routes import RoutesError, RoutesSnapshot
 
-log = structlog.get_logger("router.reload")
+log = structlog.get_logger(logger_name="router.reload")
 
 
 @dataclass(frozen=True)

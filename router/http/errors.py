@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from router import errors as E
 from router.routes import RouteKindError, RouteNotFoundError
 
-log = structlog.get_logger("router.http")
+log = structlog.get_logger(logger_name="router.http")
 
 #: Error class -> daemon status (daemon.md §1). Looked up along the MRO, so subclasses inherit.
 STATUS: dict[type[E.TarashError], int] = {

@@ -15,7 +15,7 @@ from router.http.errors import error_response
 from router.logging import redactor
 from router.settings import Settings
 
-log = structlog.get_logger("router.access")
+log = structlog.get_logger(logger_name="router.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Reachable without a client token: probes and the metrics scrape.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

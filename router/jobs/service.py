@@ -27,7 +27,7 @@ from router.models import AnyConfig, AnyUpdate, AttemptMetadata, ExecutionMetada
 from router.orchestrator import ChainObserver, ResumePoint, run_chain
 from router.routes import CONFIG_TYPES, REQUEST_TYPES, Route
 
-log = structlog.get_logger("router.jobs")
+log = structlog.get_logger(logger_name="router.jobs")
 
 ObserversFor = Callable[[str, str], Sequence[ChainObserver]]
 PRUNE_EVERY_SECONDS = 3600.0
