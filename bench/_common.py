@@ -1,0 +1,83 @@
+"""Shared helpers for the benchmarks: subprocesses on loopback, a load generator, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+SCRIPT = Path(PYTHON).parent / "tarash-router"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(list(args), cwd=cwd, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{url} never answered")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def drive(send: Callable[[aiohttp.ClientSession], Awaitable[int]], *, requests: int, concurrency: int
+                ) -> dict[str, Any]:
+    """Send ``requests`` calls with ``concurrency`` in flight; latency distribution and throughput."""
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                queue.get_nowait()
+                started = time.perf_counter()
+                status = await send(session)
+                latencies.append(time.perf_counter() - started)
+                errors += status >= 400
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"requests": requests, "concurrency": concurrency, "errors": errors, "rps": requests / elapsed,
+            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
+            "mean_ms": statistics.fmean(latencies) * 1000}
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown cpu")
+    return f"{os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}"

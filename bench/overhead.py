@@ -1,0 +1,124 @@
+"""Benchmark 1: what the router adds to a request's path.
+
+An image route whose provider is an emulator that answers at once, driven at fixed concurrency:
+(a) straight to the emulator, (b) through a bare aiohttp pass-through proxy (the floor for any Python proxy),
+(c) through tarash-router. Reports p50/p99 latency, the added latency, and the ratio (c)/(b).
+
+    .venv/bin/python bench/overhead.py [--requests 2000] [--concurrency 1 32 256]
+Each server is its own process (as in production); the load generator is this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bench._common import PYTHON, SCRIPT, drive, free_port, machine, spawn, wait_http
+
+BODY = {"model": "img", "prompt": "a red fox", "response_format": "url"}
+
+
+def proxy_app(upstream: str) -> web.Application:
+    """(b): forward the body as is and return the upstream answer; nothing else."""
+    session: dict[str, aiohttp.ClientSession] = {}
+
+    async def startup(app: web.Application) -> None:
+        session["s"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1024))
+
+    async def cleanup(app: web.Application) -> None:
+        await session["s"].close()
+
+    async def forward(request: web.Request) -> web.Response:
+        async with session["s"].post(upstream, data=await request.read(),
+                                     headers={"Authorization": "Bearer test-key", "Content-Type": "application/json"}) as r:
+            return web.Response(body=await r.read(), status=r.status, content_type="application/json")
+
+    app = web.Application()
+    app.on_startup.append(startup)
+    app.on_cleanup.append(cleanup)
+    app.router.add_post("/v1/images/generations", forward)
+    return app
+
+
+async def run_proxy(upstream: str, port: int) -> None:
+    runner = web.AppRunner(proxy_app(upstream), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
+async def main(requests: int, levels: list[int], out: Path) -> None:
+    emu_port, proxy_port, router_port = free_port(), free_port(), free_port()
+    emulator = spawn(PYTHON, "-m", "tests.emulators", "openai", "--port", str(emu_port))
+    proxy = spawn(PYTHON, "-c", f"import asyncio, bench.overhead as o; asyncio.run(o.run_proxy("
+                               f"'http://127.0.0.1:{emu_port}/v1/images/generations', {proxy_port}))")
+    routes = out.parent / "overhead-routes.toml"
+    routes.write_text(f"""
+[routes."img"]
+kind = "image"
+[[routes."img".attempts]]
+provider = "openai"
+model = "dall-e-2"
+base_url = "http://127.0.0.1:{emu_port}/v1"
+api_key_env = "BENCH_OPENAI_KEY"
+""")
+    daemon = spawn(str(SCRIPT), "serve", "--routes", str(routes), "--port", str(router_port),
+                   env={"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json",
+                        "TARASH_ROUTER_DATA_DIR": str(out.parent / "overhead-data")})
+    targets = {
+        "a_direct": f"http://127.0.0.1:{emu_port}/v1/images/generations",
+        "b_bare_proxy": f"http://127.0.0.1:{proxy_port}/v1/images/generations",
+        "c_tarash_router": f"http://127.0.0.1:{router_port}/v1/images/generations",
+    }
+    try:
+        await wait_http(f"http://127.0.0.1:{emu_port}/_media/x.png")
+        await wait_http(f"http://127.0.0.1:{proxy_port}/")
+        await wait_http(f"http://127.0.0.1:{router_port}/healthz")
+        results: list[dict[str, Any]] = []
+        for level in levels:
+            for name, url in targets.items():
+                headers = {"Authorization": "Bearer test-key"} if name == "a_direct" else {}
+
+                async def send(session: aiohttp.ClientSession, url: str = url, headers: dict = headers) -> int:  # type: ignore[type-arg]
+                    async with session.post(url, json=BODY, headers=headers) as response:
+                        await response.read()
+                        return response.status
+
+                await drive(send, requests=min(200, requests), concurrency=level)  # warm-up
+                result = await drive(send, requests=requests, concurrency=level)
+                results.append({"target": name, **result})
+                print(f"c={level:<4} {name:<16} p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
+                      f"{result['rps']:8.0f} req/s  errors {result['errors']}", flush=True)
+        summary = []
+        for level in levels:
+            row = {r["target"]: r for r in results if r["concurrency"] == level}
+            a, b, c = row["a_direct"], row["b_bare_proxy"], row["c_tarash_router"]
+            summary.append({
+                "concurrency": level,
+                "added_p50_ms": c["p50_ms"] - a["p50_ms"], "added_p99_ms": c["p99_ms"] - a["p99_ms"],
+                "ratio_c_over_b_p50": c["p50_ms"] / b["p50_ms"], "ratio_c_over_b_p99": c["p99_ms"] / b["p99_ms"],
+            })
+            print(f"c={level:<4} router adds p50 {summary[-1]['added_p50_ms']:.2f} ms, p99 {summary[-1]['added_p99_ms']:.2f} ms; "
+                  f"(c)/(b) p50 {summary[-1]['ratio_c_over_b_p50']:.2f}, p99 {summary[-1]['ratio_c_over_b_p99']:.2f}")
+        out.write_text(json.dumps({"machine": machine(), "requests": requests, "results": results,
+                                   "summary": summary}, indent=2) + "\n")
+    finally:
+        for process in (daemon, proxy, emulator):
+            process.terminate()
+            process.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "overhead.json")
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(args.requests, args.concurrency, args.out))
