@@ -92,6 +92,8 @@ class _Events:
     def __init__(self, on_progress: ProgressCallback | None, observers: Sequence[ChainObserver]) -> None:
         self._on_progress = on_progress
         self._observers = observers
+        #: Whether anyone listens: updates are only built when someone will read them (a hot path).
+        self.active = on_progress is not None or bool(observers)
 
     async def progress(self, update: AnyUpdate) -> None:
         if self._on_progress is not None:
@@ -173,27 +175,29 @@ async def run_chain(
             raise
         except TarashError as error:
             last_error = error
-            metadata = _metadata(attempts, len(configs), None)
             await events.notify("attempt_finished", attempt, attempt_config, error)
             if attempt.is_retryable and number < len(configs):
                 await events.notify("fallback", attempt_config, configs[number], error)
-                await events.progress(
-                    _UPDATE_TYPES[kind](
-                        request_id=request_id,
-                        status="queued",
-                        update={
-                            "event": "fallback",
-                            "from_provider": attempt_config.provider,
-                            "to_provider": configs[number].provider,
-                            "error_type": type(error).__name__,
-                            "error": error.message,
-                        },
+                if events.active:
+                    await events.progress(
+                        _UPDATE_TYPES[kind](
+                            request_id=request_id,
+                            status="queued",
+                            update={
+                                "event": "fallback",
+                                "from_provider": attempt_config.provider,
+                                "to_provider": configs[number].provider,
+                                "error_type": type(error).__name__,
+                                "error": error.message,
+                            },
+                        )
                     )
-                )
                 continue
+            metadata = _metadata(attempts, len(configs), None)
             final = error if not attempt.is_retryable else AllAttemptsFailedError(error, metadata)
             final.execution_metadata = error.execution_metadata = metadata
-            await events.progress(_final_update(kind, request_id, "failed", error=str(final)))
+            if events.active:
+                await events.progress(_final_update(kind, request_id, "failed", error=str(final)))
             await events.notify("chain_finished", metadata, final)
             raise final from (error if final is not error else None)
         attempt.status = "success"
@@ -201,7 +205,8 @@ async def run_chain(
         metadata = _metadata(attempts, len(configs), number)
         await events.notify("attempt_finished", attempt, attempt_config, None)
         response = response.model_copy(update={"request_id": request_id, "execution_metadata": metadata})
-        await events.progress(_final_update(kind, request_id, "completed", result=response))
+        if events.active:
+            await events.progress(_final_update(kind, request_id, "completed", result=response))
         await events.notify("chain_finished", metadata, None)
         return response
 

@@ -51,7 +51,8 @@ AnyConfig = VideoGenerationConfig | ImageGenerationConfig
 
 def flatten_chain(config: AnyConfig) -> list[AnyConfig]:
     """``[config, *fallbacks]`` depth-first, nested fallbacks included, each without its own fallbacks."""
-    chain: list[AnyConfig] = [config.model_copy(update={"fallback_configs": None})]
+    head = config.model_copy(update={"fallback_configs": None}) if config.fallback_configs else config
+    chain: list[AnyConfig] = [head]
     for fallback in config.fallback_configs or ():
         chain.extend(flatten_chain(fallback))
     return chain
