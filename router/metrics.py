@@ -7,6 +7,7 @@ Label values come from config (route, provider, model) or fixed sets, never from
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,10 @@ class Metrics:
                                    ["provider", "model"], registry=r)
         self.queue_depth = Gauge("tarash_router_jobs_queued", "Jobs waiting for a worker", registry=r)
         self.job_store_size = Gauge("tarash_router_job_store_jobs", "Jobs kept in the job store", registry=r)
+        self.job_store_writes = Gauge("tarash_router_job_store_rows_written", "Rows the job store has written "
+                                      "since start (rate() of it is the write rate)", registry=r)
+        self.loop_lag = Histogram("tarash_router_event_loop_lag_seconds", "How late a 100 ms timer fires: "
+                                  "time the event loop was busy elsewhere", buckets=OVERHEAD_BUCKETS, registry=r)
         self.last_reload.set_to_current_time()
         self.reloads.labels("success")
         self.reloads.labels("failure")
@@ -86,6 +91,14 @@ class Metrics:
 
     def watch_breakers(self, breakers: CircuitBreakers) -> None:
         self._breakers = breakers
+
+    async def watch_loop(self, interval: float = 0.1) -> None:
+        """Sample event-loop lag until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(interval)
+            self.loop_lag.observe(max(0.0, loop.time() - started - interval))
 
     # ---- exposition ---------------------------------------------------------------------------------------
     def render(self) -> tuple[bytes, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from pathlib import Path
@@ -259,7 +260,10 @@ def setup(app: web.Application) -> None:
 
     async def lifecycle(app: web.Application) -> Any:
         await state.jobs.start()
+        state.metrics.job_store_writes.set_function(lambda: state.jobs.store.rows_written)
+        lag = asyncio.create_task(state.metrics.watch_loop())
         yield
+        lag.cancel()
         await state.jobs.stop()
 
     app.cleanup_ctx.append(lifecycle)

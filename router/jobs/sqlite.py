@@ -166,6 +166,11 @@ class SQLiteJobStore:
 
         return int(await self._run(prune))
 
+    @property
+    def rows_written(self) -> int:
+        """Rows inserted, updated or deleted since the store opened (SQLite's own counter)."""
+        return self._db.total_changes if self._db is not None else 0
+
     async def count(self) -> int:
         return int((await self._query("SELECT COUNT(*) FROM jobs"))[0][0])
 

@@ -96,6 +96,7 @@ class Emulator:
         self.url = ""
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_get("/_media/{name}", self._media)
+        self.app.router.add_get("/_emulator/stats", self._stats)
         self.add_routes(self.app.router)
 
     # ---- to override ---------------------------------------------------------------------------------------
@@ -200,6 +201,10 @@ class Emulator:
         if kind == "video":
             return f"{self.url}/_media/{video_asset(aspect_ratio).path.name}"
         return f"{self.url}/_media/image-{job.id if job else 'x'}.png"
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Counters for out-of-process users (benchmarks): calls per step and jobs created."""
+        return web.json_response({"calls": dict(self.calls), "jobs": len(self.jobs)})
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         # Media URLs are public (signed CDN URLs at the real vendors): no auth.

@@ -1,0 +1,144 @@
+"""Benchmark 3: many long video jobs in flight at once through the daemon, against a fal emulator.
+
+Each emulator job needs ``--polls`` status polls before it completes and the route polls every
+``--poll-interval`` seconds, so a job lives about polls x interval seconds. Reports the daemon's peak RSS,
+event-loop lag (p99, from its own metric), job-store write rate, and whether every job completed with the
+right result and exactly one vendor submit. ``--kill-at-midpoint`` kill -9s the daemon halfway and restarts
+it on the same job store.
+
+    .venv/bin/python bench/scale.py --jobs 10000 --polls 12 --poll-interval 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench._common import PYTHON, SCRIPT, free_port, machine, spawn, wait_http
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def histogram_p99(text: str, name: str) -> float:
+    buckets = [(float(line.split('le="')[1].split('"')[0].replace("+Inf", "inf")), float(line.split()[-1]))
+               for line in text.splitlines() if line.startswith(f"{name}_bucket")]
+    total = buckets[-1][1] if buckets else 0
+    return next((le for le, count in buckets if total and count >= 0.99 * total), float("nan"))
+
+
+async def main(args: argparse.Namespace) -> None:
+    emu_port, port = free_port(), free_port()
+    out: Path = args.out
+    emulator = spawn(PYTHON, "-m", "tests.emulators", "fal", "--port", str(emu_port), "--polls", str(args.polls))
+    routes = out.parent / "scale-routes.toml"
+    routes.write_text(f"""
+[routes."video"]
+kind = "video"
+[[routes."video".attempts]]
+provider = "fal"
+model = "fal-ai/veo3"
+base_url = "http://127.0.0.1:{emu_port}"
+api_key_env = "BENCH_FAL_KEY"
+poll_interval = {args.poll_interval}
+max_poll_attempts = 1000
+timeout = 3600
+""")
+    data = out.parent / "scale-data"
+    env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_DATA_DIR": str(data),
+           "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10)}
+    command = [str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)]
+    daemon = spawn(*command, env=env)
+    base = f"http://127.0.0.1:{port}"
+    rss = 0.0
+    try:
+        await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
+        await wait_http(base + "/healthz")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100),
+                                         timeout=aiohttp.ClientTimeout(total=60)) as session:
+            started = time.perf_counter()
+            sem = asyncio.Semaphore(100)
+
+            async def create(i: int) -> str:
+                async with sem, session.post(base + "/v1/jobs", json={"model": "video", "prompt": f"fox {i}"}) as r:
+                    assert r.status == 202, await r.text()
+                    return (await r.json())["id"]  # type: ignore[no-any-return]
+
+            ids = await asyncio.gather(*(create(i) for i in range(args.jobs)))
+            created_s = time.perf_counter() - started
+            print(f"{len(ids)} jobs accepted in {created_s:.1f} s", flush=True)
+            lifetime = args.polls * args.poll_interval
+            if args.kill_at_midpoint:
+                await asyncio.sleep(lifetime / 2)
+                rss = max(rss, peak_rss_mb(daemon.pid))
+                daemon.send_signal(signal.SIGKILL)
+                daemon.wait()
+                print("daemon killed (-9) at the midpoint; restarting", flush=True)
+                daemon = spawn(*command, env=env)
+                await wait_http(base + "/healthz")
+
+            async def status(job_id: str) -> dict[str, Any]:
+                async with sem, session.get(f"{base}/v1/jobs/{job_id}") as r:
+                    return await r.json()  # type: ignore[no-any-return]
+
+            while True:
+                await asyncio.sleep(max(2.0, args.poll_interval))
+                rss = max(rss, peak_rss_mb(daemon.pid))
+                async with session.get(base + "/metrics") as r:
+                    metrics = await r.text()
+                running = next((float(line.split()[-1]) for line in metrics.splitlines()
+                                if line.startswith('tarash_router_jobs_in_flight{kind="video"}')), 0.0)
+                print(f"t={time.perf_counter() - started:6.1f}s in flight {running:.0f} rss {rss:.0f} MiB", flush=True)
+                if running == 0 and time.perf_counter() - started > lifetime:
+                    break
+            elapsed = time.perf_counter() - started
+            jobs = await asyncio.gather(*(status(i) for i in ids))
+            async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
+                emu = await r.json()
+            writes = next((float(line.split()[-1]) for line in metrics.splitlines()
+                           if line.startswith("tarash_router_job_store_rows_written")), 0.0)
+        completed = sum(1 for j in jobs if j["status"] == "completed" and j["result"]["video"].startswith("http"))
+        result = {
+            "machine": machine(), "jobs": args.jobs, "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
+            "kill_at_midpoint": args.kill_at_midpoint, "accept_seconds": created_s, "total_seconds": elapsed,
+            "completed_with_result": completed, "lost": args.jobs - completed,
+            "vendor_submits": emu["calls"].get("submit", 0), "vendor_jobs": emu["jobs"],
+            "peak_rss_mib": rss, "loop_lag_p99_s_after_restart" if args.kill_at_midpoint else "loop_lag_p99_s":
+                histogram_p99(metrics, "tarash_router_event_loop_lag_seconds"),
+            "job_store_rows_written": writes, "job_store_write_rate_per_s": writes / elapsed,
+        }
+        print(json.dumps(result, indent=2))
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        emulator.terminate()
+        emulator.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10000)
+    parser.add_argument("--polls", type=int, default=12)
+    parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--kill-at-midpoint", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    default = "scale_kill9.json" if args.kill_at_midpoint else "scale.json"
+    args.out = args.out or Path(__file__).parent / "results" / default
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.rmtree(args.out.parent / "scale-data", ignore_errors=True)
+    asyncio.run(main(args))
