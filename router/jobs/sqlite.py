@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     idempotency_key TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    request TEXT NOT NULL,
+    chain TEXT NOT NULL,
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
@@ -75,15 +77,19 @@ class SQLiteJobStore:
     # ---- jobs ---------------------------------------------------------------------------------------------
     @staticmethod
     def _row(job: JobRecord) -> tuple[Any, ...]:
-        body = asdict(job)
+        # request and chain never change after insert (and a request may carry inline media): they have
+        # their own columns, written once; every later save rewrites only the small mutable body.
+        body = {k: v for k, v in asdict(job).items() if k not in ("request", "chain")}
         for key in ("created_at", "updated_at"):
             body[key] = body[key].isoformat() if body[key] else None
         return (job.id, job.kind, job.route, job.status, job.owner, job.idempotency_key,
-                body["created_at"], body["updated_at"], json.dumps(body, default=str))
+                body["created_at"], body["updated_at"], json.dumps(job.request), json.dumps(job.chain),
+                json.dumps(body, default=str))
 
     @staticmethod
-    def _record(body: str) -> JobRecord:
+    def _record(request: str, chain: str, body: str) -> JobRecord:
         data = json.loads(body)
+        data["request"], data["chain"] = json.loads(request), json.loads(chain)
         for key in ("created_at", "updated_at"):
             data[key] = datetime.fromisoformat(data[key]) if data[key] else None
         if data.get("vendor_job"):
@@ -97,7 +103,7 @@ class SQLiteJobStore:
 
         def insert() -> None:
             assert self._db is not None
-            self._db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?)", row)
+            self._db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
 
         await self._run(insert)
 
@@ -108,23 +114,23 @@ class SQLiteJobStore:
         def save() -> None:
             assert self._db is not None
             self._db.execute(
-                "UPDATE jobs SET status=?, updated_at=?, body=? WHERE id=?", (row[3], row[7], row[8], row[0])
+                "UPDATE jobs SET status=?, updated_at=?, body=? WHERE id=?", (row[3], row[7], row[10], row[0])
             )
 
         await self._run(save)
 
     async def get(self, job_id: str) -> JobRecord | None:
-        rows = await self._query("SELECT body FROM jobs WHERE id=?", job_id)
-        return self._record(rows[0][0]) if rows else None
+        rows = await self._query("SELECT request, chain, body FROM jobs WHERE id=?", job_id)
+        return self._record(*rows[0]) if rows else None
 
     async def find_idempotent(self, owner: str | None, key: str) -> JobRecord | None:
         rows = await self._query(
-            "SELECT body FROM jobs WHERE COALESCE(owner, '')=? AND idempotency_key=?", owner or "", key
+            "SELECT request, chain, body FROM jobs WHERE COALESCE(owner, '')=? AND idempotency_key=?", owner or "", key
         )
-        return self._record(rows[0][0]) if rows else None
+        return self._record(*rows[0]) if rows else None
 
     async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None) -> list[JobRecord]:
-        sql, args = "SELECT body FROM jobs WHERE 1=1", []
+        sql, args = "SELECT request, chain, body FROM jobs WHERE 1=1", []
         if kind:
             sql += " AND kind=?"
             args.append(kind)
@@ -136,12 +142,12 @@ class SQLiteJobStore:
             args.append(after)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         args.append(limit)
-        return [self._record(r[0]) for r in await self._query(sql, *args)]
+        return [self._record(*r) for r in await self._query(sql, *args)]
 
     async def unfinished(self) -> list[JobRecord]:
         marks = ",".join("?" for _ in TERMINAL)
-        rows = await self._query(f"SELECT body FROM jobs WHERE status NOT IN ({marks}) ORDER BY created_at", *TERMINAL)
-        return [self._record(r[0]) for r in rows]
+        rows = await self._query(f"SELECT request, chain, body FROM jobs WHERE status NOT IN ({marks}) ORDER BY created_at", *TERMINAL)
+        return [self._record(*r) for r in rows]
 
     async def delete(self, job_id: str) -> None:
         def delete() -> None:
@@ -184,9 +190,9 @@ class SQLiteJobStore:
 
         await self._run(append)
 
-    async def events(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
-        rows = await self._query("SELECT event, data FROM events WHERE job_id=? ORDER BY seq", job_id)
-        return [(event, json.loads(data)) for event, data in rows]
+    async def events(self, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        rows = await self._query("SELECT seq, event, data FROM events WHERE job_id=? ORDER BY seq", job_id)
+        return [(seq, event, json.loads(data)) for seq, event, data in rows]
 
     async def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         def query() -> list[tuple[Any, ...]]:
