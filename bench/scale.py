@@ -109,10 +109,14 @@ timeout = 3600
             writes = next((float(line.split()[-1]) for line in metrics.splitlines()
                            if line.startswith("tarash_router_job_store_rows_written")), 0.0)
         completed = sum(1 for j in jobs if j["status"] == "completed" and j["result"]["video"].startswith("http"))
+        statuses: dict[str, int] = {}
+        for j in jobs:
+            key = j["status"] if j["status"] == "completed" else f"{j['status']}: {(j.get('error') or {}).get('message', '')[:90]}"
+            statuses[key] = statuses.get(key, 0) + 1
         result = {
             "machine": machine(), "jobs": args.jobs, "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
             "kill_at_midpoint": args.kill_at_midpoint, "accept_seconds": created_s, "total_seconds": elapsed,
-            "completed_with_result": completed, "lost": args.jobs - completed,
+            "completed_with_result": completed, "not_completed": args.jobs - completed, "statuses": statuses,
             "vendor_submits": emu["calls"].get("submit", 0), "vendor_jobs": emu["jobs"],
             "peak_rss_mib": rss, "loop_lag_p99_s_after_restart" if args.kill_at_midpoint else "loop_lag_p99_s":
                 histogram_p99(metrics, "tarash_router_event_loop_lag_seconds"),
