@@ -40,7 +40,7 @@ async def fetch_media(url: str, *, max_bytes: int = MAX_FETCH_BYTES) -> tuple[by
 
     try:
         check_url(url)
-        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS, connect=10)
+        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS, sock_connect=10)
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(**connector_kwargs()), timeout=timeout
         ) as session, session.get(url, allow_redirects=False) as response:

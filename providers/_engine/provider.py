@@ -206,7 +206,9 @@ class HttpProvider(ProviderHandler):
                 provider_request_id=job_id,
             )
         headers = {**(self.auth_headers(config) if auth else {}), **request.headers}
-        timeout = aiohttp.ClientTimeout(total=self.call_timeout(config), connect=CONNECT_TIMEOUT)
+        # sock_connect, not connect: aiohttp's "connect" also counts the wait for a free pooled connection,
+        # which under thousands of concurrent jobs is queueing, not a vendor that cannot be reached.
+        timeout = aiohttp.ClientTimeout(total=self.call_timeout(config), sock_connect=CONNECT_TIMEOUT)
         context = {"provider": config.provider, "model": config.model, "provider_request_id": job_id}
         try:
             async with session_for(self.name or config.provider).request(

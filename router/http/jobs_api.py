@@ -20,7 +20,7 @@ from router.jobs import JobRecord, JobService
 from router.jobs.sqlite import SQLiteJobStore
 from router.models import media_bytes, media_form
 
-CONTENT_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=10, sock_read=60)
+CONTENT_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
 STREAM_CHUNK = 64 * 1024
 
 

@@ -16,7 +16,7 @@ from router.http.native import resolve
 from router.models import ImageGenerationResponse
 
 #: Fetching a vendor image URL to answer b64_json: bounded in time and size.
-FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
 

@@ -236,7 +236,7 @@ class JobService:
         target = self.media_dir / f"{job_id}.mp4"
         try:
             self.media_dir.mkdir(parents=True, exist_ok=True)
-            timeout = aiohttp.ClientTimeout(total=600, connect=10, sock_read=60)
+            timeout = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
             async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
                 response.raise_for_status()
                 with target.open("wb") as out:
