@@ -224,3 +224,44 @@ async def test_openai_poll_after_header_lengthens_the_wait() -> None:
         assert isinstance(job, ProviderJob)
         status = await OpenAIProvider().poll("video", config, job)
     assert status.poll_after == 0.01  # the emulator sends openai-poll-after-ms: 10
+
+
+async def test_runway_request_shapes_and_version_header() -> None:
+    async with make_emulator("runway") as emu:
+        config = VENDORS["runway"].config(emu, "video", model="veo3.1")
+        await run_chain("video", config, request_for("video", duration_seconds=5, aspect_ratio="9:16", resolution="1080p",
+                                                     image_list=[{"image": "https://cdn.example/a.png", "type": "first_frame"},
+                                                                 {"image": "https://cdn.example/b.png", "type": "last_frame"}]))
+        submit = recorded(emu, "submit")
+        assert submit.path == "/v1/image_to_video" and submit.headers["X-Runway-Version"] == "2024-11-06"
+        assert submit.body["ratio"] == "1080:1920" and submit.body["duration"] == 6  # rounded up to an allowed one
+        assert submit.body["promptImage"] == [{"uri": "https://cdn.example/a.png", "position": "first"},
+                                              {"uri": "https://cdn.example/b.png", "position": "last"}]
+        emu.requests.clear()
+        response = await run_chain("image", VENDORS["runway"].config(emu, "image"), request_for("image", aspect_ratio="16:9"))
+        assert recorded(emu, "submit").path == "/v1/text_to_image" and recorded(emu, "submit").body["ratio"] == "1920:1080"
+        assert response.images  # type: ignore[union-attr]
+
+
+async def test_runway_gen4_cannot_take_a_last_frame() -> None:
+    async with make_emulator("runway") as emu:
+        config = VENDORS["runway"].config(emu, "video")
+        with pytest.raises(router.AllAttemptsFailedError) as info:
+            await run_chain("video", config, request_for("video", image_list=[{"image": "https://x/a.png", "type": "last_frame"}]))
+        assert emu.calls["submit"] == 0
+    assert "last_frame" in str(info.value.last_error)
+
+
+async def test_luma_keyframes_and_extend() -> None:
+    async with make_emulator("luma") as emu:
+        config = VENDORS["luma"].config(emu, "video")
+        first = await run_chain("video", config, request_for("video", duration_seconds=7, resolution="480p",
+                                                             image_list=[{"image": "https://cdn.example/a.png", "type": "first_frame"}]))
+        submit = recorded(emu, "submit")
+        assert submit.path == "/dream-machine/v1/generations/video"
+        assert submit.body["keyframes"] == {"frame0": {"type": "image", "url": "https://cdn.example/a.png"}}
+        assert submit.body["duration"] == "9s" and submit.body["resolution"] == "540p"
+        generation = first.provider_metadata["luma_generation_id"]  # type: ignore[union-attr]
+        emu.requests.clear()
+        await run_chain("video", config, request_for("video", video=f"luma://generations/{generation}"))
+        assert recorded(emu, "submit").body["keyframes"] == {"frame0": {"type": "generation", "id": generation}}

@@ -33,6 +33,8 @@ VENDORS = {
     "openai": Vendor("openai", "sora-2", "dall-e-3", "/v1"),
     "azure-openai": Vendor("azure-openai", "sora-2", "my-dalle-deployment", extra={"api_version": "2024-02-01"}),
     "replicate": Vendor("replicate", "google/veo-3", "black-forest-labs/flux-dev", "/v1"),
+    "runway": Vendor("runway", "gen4.5", "gen4_image", "/v1"),
+    "luma": Vendor("luma", "ray-2", "photon-1", "/dream-machine/v1"),
 }
 #: (vendor, kind) pairs each vendor offers.
 CASES = [(v, k) for v, spec in VENDORS.items() for k in ("video", "image")
