@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from providers._engine import HttpProvider, HttpRequest, VendorResponse, fetch_media, media_file
+from providers._engine import HttpProvider, HttpRequest, VendorResponse, inline_url_inputs, media_file
 from router.errors import BadProviderResponseError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
@@ -24,7 +24,6 @@ from router.models import (
     StatusType,
     VideoGenerationRequest,
     VideoGenerationResponse,
-    media_form,
 )
 
 #: Sora accepts these durations only; a request is rounded up to the next one (capped at 12).
@@ -92,13 +91,7 @@ class OpenAIProvider(HttpProvider):
     # ---- submit -------------------------------------------------------------------------------------------
     async def submit(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> ProviderJob | AnyResponse:
         # Input images travel as multipart bytes: fetch client-given URLs first (through the SSRF guard).
-        updates: dict[str, Any] = {}
-        if request.image_list and any(media_form(i["image"]) == "url" for i in request.image_list):
-            updates["image_list"] = [{"image": await _inline(i["image"]), "type": i["type"]} for i in request.image_list]
-        mask = getattr(request, "mask_image", None)
-        if mask is not None and media_form(mask) == "url":
-            updates["mask_image"] = await _inline(mask)
-        return await super().submit(kind, config, request.model_copy(update=updates) if updates else request)
+        return await super().submit(kind, config, await inline_url_inputs(request))
 
     def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
         if isinstance(request, VideoGenerationRequest):
@@ -186,13 +179,6 @@ class OpenAIProvider(HttpProvider):
     def cancel_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest | None:
         # No cancel endpoint: DELETE removes the video (and, where the vendor honours it, stops the job).
         return HttpRequest("DELETE", self.video_path(config, f"/{job.id}"))
-
-
-async def _inline(media: MediaType) -> MediaType:
-    if media_form(media) != "url":
-        return media
-    data, mime = await fetch_media(str(media))
-    return {"content": data, "content_type": mime or "image/png"}
 
 
 def model_id(config: AnyConfig) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import mimetypes
+from typing import Any
 
 import aiohttp
 
 from providers._engine.http import FormFile
-from router.models import MediaType, media_bytes, media_data_uri, media_form
+from router.models import AnyRequest, MediaType, media_bytes, media_data_uri, media_form
 
 
 def media_url(media: MediaType, default_type: str = "image/png") -> str:
@@ -54,3 +55,22 @@ async def fetch_media(url: str, *, max_bytes: int = MAX_FETCH_BYTES) -> tuple[by
         raise InvalidRequestError(f"input media URL refused: {exc}") from exc
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise InvalidRequestError(f"cannot fetch input media URL: {type(exc).__name__}: {exc}") from exc
+
+
+async def inline_url_inputs(request: AnyRequest) -> AnyRequest:
+    """The request with URL image inputs (image_list, mask_image) fetched into bytes, for vendors that take
+    files only. Fetching goes through the SSRF guard (``fetch_media``)."""
+    updates: dict[str, Any] = {}
+    if any(media_form(i["image"]) == "url" for i in request.image_list):
+        updates["image_list"] = [{"image": await _inline(i["image"]), "type": i["type"]} for i in request.image_list]
+    mask = getattr(request, "mask_image", None)
+    if mask is not None and media_form(mask) == "url":
+        updates["mask_image"] = await _inline(mask)
+    return request.model_copy(update=updates) if updates else request
+
+
+async def _inline(media: MediaType) -> MediaType:
+    if media_form(media) != "url":
+        return media
+    data, mime = await fetch_media(str(media))
+    return {"content": data, "content_type": mime or "image/png"}

@@ -296,16 +296,14 @@ def _describe(exc: BaseException) -> str:
 
 
 def _form(fields: dict[str, str | FormFile | list[str | FormFile]]) -> aiohttp.FormData:
-    form = aiohttp.FormData()
+    # Always multipart: some vendors (Stability) require it even when there is no file.
+    form = aiohttp.FormData(default_to_multipart=True)
     for name, value in fields.items():
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, FormFile):
                 form.add_field(name, item.data, filename=item.filename, content_type=item.content_type)
             else:
                 form.add_field(name, item)
-    # Some vendors (Stability) require multipart even when there is no file.
-    if not any(isinstance(v, FormFile) for v in fields.values()):
-        form._is_multipart = True  # noqa: SLF001 - aiohttp has no public switch for file-less multipart
     return form
 
 

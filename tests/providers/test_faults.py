@@ -30,7 +30,7 @@ HTTP_CASES = [
     (Fault.CONTENT_POLICY, "submit", "ContentPolicyError", False),
     (Fault.EMPTY_RESULT, "submit", "BadProviderResponseError", True),
 ]
-SYNC_IMAGE = {("openai", "image"), ("azure-openai", "image")}  # no job: job-only faults do not apply
+SYNC_IMAGE = {("openai", "image"), ("azure-openai", "image"), ("stability", "image")}  # no job: job-only faults do not apply
 
 
 def _expected_retryable(kind: str, retryable: bool | None) -> bool:

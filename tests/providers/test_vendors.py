@@ -265,3 +265,20 @@ async def test_luma_keyframes_and_extend() -> None:
         emu.requests.clear()
         await run_chain("video", config, request_for("video", video=f"luma://generations/{generation}"))
         assert recorded(emu, "submit").body["keyframes"] == {"frame0": {"type": "generation", "id": generation}}
+
+
+async def test_stability_multipart_inpaint_and_no_video() -> None:
+    async with make_emulator("stability") as emu:
+        config = VENDORS["stability"].config(emu, "image")
+        png = {"content": b"\x89PNG-in", "content_type": "image/png"}
+        await run_chain("image", config, request_for("image", aspect_ratio="16:9", negative_prompt="blur", seed=3))
+        submit = recorded(emu, "submit")
+        assert submit.path == "/v2beta/stable-image/generate/sd3" and submit.headers["Accept"] == "application/json"
+        assert submit.headers["Content-Type"].startswith("multipart/form-data")
+        emu.requests.clear()
+        await run_chain("image", config, request_for("image", image_list=[{"image": png, "type": "reference"}], mask_image=png))
+        assert recorded(emu, "submit").path == "/v2beta/stable-image/edit/inpaint"
+        video = router.VideoGenerationConfig(provider="stability", model="sd3.5-large", api_key="test-key", base_url=emu.url)
+        with pytest.raises(router.AllAttemptsFailedError) as info:
+            await run_chain("video", video, request_for("video"))
+    assert "discontinued" in str(info.value.last_error) and info.value.execution_metadata.attempts[0].status == "skipped"

@@ -35,6 +35,7 @@ VENDORS = {
     "replicate": Vendor("replicate", "google/veo-3", "black-forest-labs/flux-dev", "/v1"),
     "runway": Vendor("runway", "gen4.5", "gen4_image", "/v1"),
     "luma": Vendor("luma", "ray-2", "photon-1", "/dream-machine/v1"),
+    "stability": Vendor("stability", None, "sd3.5-large"),
 }
 #: (vendor, kind) pairs each vendor offers.
 CASES = [(v, k) for v, spec in VENDORS.items() for k in ("video", "image")
