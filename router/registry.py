@@ -89,7 +89,9 @@ def resolve_api_key(handler: Any, config: AnyConfig) -> AnyConfig:
     Raises ``MissingCredentialsError`` (naming the env vars it looked at) when the handler needs a key and
     none is found, so the attempt is skipped without reaching the vendor.
     """
-    if config.api_key or not getattr(handler, "requires_api_key", True):
+    needs = getattr(handler, "needs_api_key", None)  # per-config answer (e.g. Google: Vertex uses OAuth)
+    required = needs(config) if needs is not None else getattr(handler, "requires_api_key", True)
+    if config.api_key or not required:
         return config
     if config.mock is not None and config.mock.enabled:
         return config

@@ -35,6 +35,9 @@ class HttpRequest:
     headers: dict[str, str] = field(default_factory=dict)
     #: "json" answers must parse as JSON; "bytes" answers are media.
     expect: Literal["json", "bytes"] = "json"
+    #: False for calls that carry our key to a vendor that may redirect elsewhere: the caller follows the
+    #: redirect itself, without credentials (aiohttp would re-send custom auth headers to the new host).
+    follow_redirects: bool = True
 
 
 @dataclass

@@ -219,6 +219,7 @@ class HttpProvider(ProviderHandler):
                 params=request.params,
                 headers=headers,
                 timeout=timeout,
+                allow_redirects=request.follow_redirects,
             ) as raw:
                 body = await raw.read()
                 response = VendorResponse(

@@ -19,6 +19,8 @@ class Vendor:
     image_model: str | None
     path: str = ""  # appended to the emulator URL to make base_url
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whether the vendor has a cancel call (Google's Veo operations have none the SDK uses).
+    cancels: bool = True
 
     def config(self, emu: Emulator, kind: str, **kw: Any) -> Any:
         cls = VideoGenerationConfig if kind == "video" else ImageGenerationConfig
@@ -36,6 +38,7 @@ VENDORS = {
     "runway": Vendor("runway", "gen4.5", "gen4_image", "/v1"),
     "luma": Vendor("luma", "ray-2", "photon-1", "/dream-machine/v1"),
     "stability": Vendor("stability", None, "sd3.5-large"),
+    "google": Vendor("google", "veo-3.0-generate-001", "imagen-4.0-generate-001", "/v1beta", cancels=False),
 }
 #: (vendor, kind) pairs each vendor offers.
 CASES = [(v, k) for v, spec in VENDORS.items() for k in ("video", "image")

@@ -1,0 +1,249 @@
+"""Google Veo (video) and Imagen (images), on the Gemini API or on Vertex AI.
+
+Gemini API (default): ``https://generativelanguage.googleapis.com/v1beta``, key in ``x-goog-api-key``
+(GEMINI_API_KEY or GOOGLE_API_KEY). Veo: ``models/{m}:predictLongRunning`` -> an operation, polled with
+``GET /v1beta/{operation}`` until ``done``; ``generatedSamples[].video.uri`` needs the key, so the bytes are
+downloaded here (redirects followed without the key) and returned inline. Imagen: ``models/{m}:predict``.
+
+Vertex AI, when ``provider_config`` names ``gcp_project`` (and ``location``, default ``us-central1``):
+``projects/{p}/locations/{l}/publishers/google/models/{m}:predictLongRunning``, polled with ``:fetchPredictOperation``;
+``response.videos[]`` carries ``bytesBase64Encoded`` (or ``gcsUri`` with ``storageUri``). Auth: an OAuth token from the
+GCE metadata server (``provider_config["metadata_host"]`` overrides its address) or from the env var named by
+``provider_config["access_token_env"]`` (e.g. the output of ``gcloud auth print-access-token``). Service-account key
+files need RS256 signing, which the standard library lacks; that token source is not built in (see README).
+
+RAI filtering (``raiMediaFilteredReasons``, ``raiFilteredReason``) is a content-policy error. Image roles:
+first_frame -> ``image``, last_frame -> ``lastFrame``, reference/asset/style -> ``referenceImages``.
+Sources: vendor-apis.md §6; googleapis/python-genai ``models.py``, ``operations.py``, ``_api_client.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from typing import Any, ClassVar
+
+import aiohttp
+
+from providers._engine import HttpProvider, HttpRequest, VendorResponse, inline_url_inputs
+from router.errors import BadProviderResponseError, ConfigurationError, ContentPolicyError
+from router.handler import PollStatus, ProviderJob
+from router.models import (
+    AnyConfig,
+    AnyRequest,
+    AnyResponse,
+    ImageGenerationRequest,
+    ImageGenerationResponse,
+    Kind,
+    MediaType,
+    VideoGenerationRequest,
+    VideoGenerationResponse,
+    media_bytes,
+)
+
+GEMINI_BASE = "https://generativelanguage.googleapis.com/v1beta"
+METADATA_HOST = "http://metadata.google.internal"
+METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+#: Parameters the Gemini API refuses (python-genai raises for them there): sent to Vertex only.
+VERTEX_ONLY = frozenset({"seed", "generateAudio"})
+ROLES = {"first_frame": "image", "last_frame": "lastFrame"}
+REFERENCE_TYPES = {"reference": "asset", "asset": "asset", "style": "style"}
+
+_tokens: dict[str, tuple[str, float]] = {}  # token source -> (access token, expiry)
+
+
+def _vertex(config: AnyConfig) -> bool:
+    return bool(config.provider_config.get("gcp_project"))
+
+
+def _image(media: MediaType) -> dict[str, str]:
+    data, mime = media_bytes(media)
+    return {"bytesBase64Encoded": base64.b64encode(data).decode(), "mimeType": mime or "image/png"}
+
+
+class GoogleProvider(HttpProvider):
+    name = "google"
+    api_key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    kinds = frozenset({"video", "image"})
+    content_policy_markers = ("usage guidelines", "safety", "responsible ai", "rai", "filtered", "blocked")
+    capabilities = {
+        "video": frozenset({"text_to_video", "image_to_video", "first_frame", "last_frame", "reference_images",
+                            "audio", "multiple_outputs"}),
+        "image": frozenset({"text_to_image", "multiple_outputs"}),
+    }
+    status_map: ClassVar[dict[str, Any]] = {}
+
+    def needs_api_key(self, config: AnyConfig) -> bool:
+        return not _vertex(config)  # Vertex authenticates with OAuth tokens
+
+    # ---- where and how ------------------------------------------------------------------------------------
+    def base_url(self, config: AnyConfig) -> str:
+        if not _vertex(config):
+            return (config.base_url or GEMINI_BASE).rstrip("/") + "/"
+        location = config.provider_config.get("location", "us-central1")
+        host = config.base_url or (
+            "https://aiplatform.googleapis.com" if location == "global" else f"https://{location}-aiplatform.googleapis.com")
+        project = config.provider_config["gcp_project"]
+        return f"{host.rstrip('/')}/v1/projects/{project}/locations/{location}/publishers/google/"
+
+    def auth_headers(self, config: AnyConfig) -> dict[str, str]:
+        if _vertex(config):
+            token = _tokens.get(self._token_source(config))
+            return {"Authorization": f"Bearer {token[0]}"} if token else {}
+        return {"x-goog-api-key": config.api_key} if config.api_key else {}
+
+    def read_error(self, response: VendorResponse) -> tuple[str, str | None]:
+        message, _ = super().read_error(response)
+        try:
+            status = (response.json().get("error") or {}).get("status")
+        except (ValueError, AttributeError):
+            status = None
+        return message, status
+
+    def _token_source(self, config: AnyConfig) -> str:
+        env = config.provider_config.get("access_token_env")
+        return f"env:{env}" if env else f"metadata:{config.provider_config.get('metadata_host', METADATA_HOST)}"
+
+    async def _ensure_token(self, config: AnyConfig) -> None:
+        """Fetch (or reuse until a minute before expiry) the OAuth token Vertex needs."""
+        source = self._token_source(config)
+        cached = _tokens.get(source)
+        if cached and cached[1] > time.monotonic() + 60:
+            return
+        if source.startswith("env:"):
+            token = os.environ.get(source[4:])
+            if not token:
+                raise ConfigurationError(f"google (Vertex): env var {source[4:]} holds no access token",
+                                         provider=config.provider, model=config.model)
+            _tokens[source] = (token, time.monotonic() + 3000)  # gcloud tokens live an hour
+            return
+        url = source[len("metadata:"):].rstrip("/") + METADATA_TOKEN_PATH
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, session.get(
+                url, headers={"Metadata-Flavor": "Google"}) as response:
+                response.raise_for_status()
+                data = await response.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ConfigurationError(f"google (Vertex): no token from the metadata server ({type(exc).__name__}); "
+                                     "set provider_config.access_token_env on machines outside Google Cloud",
+                                     provider=config.provider, model=config.model) from exc
+        _tokens[source] = (data["access_token"], time.monotonic() + float(data.get("expires_in", 3599)))
+
+    # ---- steps --------------------------------------------------------------------------------------------
+    async def submit(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> ProviderJob | AnyResponse:
+        if _vertex(config):
+            await self._ensure_token(config)
+        return await super().submit(kind, config, await inline_url_inputs(request))  # images travel as bytes
+
+    async def poll(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> PollStatus:
+        if _vertex(config):
+            await self._ensure_token(config)
+        return await super().poll(kind, config, job)
+
+    def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
+        vertex = _vertex(config)
+        instance: dict[str, Any] = {"prompt": request.prompt}
+        params: dict[str, Any] = {}
+        if request.aspect_ratio:
+            params["aspectRatio"] = request.aspect_ratio
+        if request.negative_prompt and (kind == "video" or vertex):
+            params["negativePrompt"] = request.negative_prompt
+        if request.seed is not None:
+            params["seed"] = request.seed
+        if isinstance(request, VideoGenerationRequest):
+            if request.duration_seconds:
+                params["durationSeconds"] = request.duration_seconds
+            if request.resolution in ("720p", "1080p"):
+                params["resolution"] = request.resolution
+            if request.number_of_videos > 1:
+                params["sampleCount"] = request.number_of_videos
+            if request.generate_audio is not None:
+                params["generateAudio"] = request.generate_audio
+            if request.enhance_prompt is not None:
+                params["enhancePrompt"] = request.enhance_prompt
+            for image in request.image_list:
+                if image["type"] in ROLES:
+                    instance.setdefault(ROLES[image["type"]], _image(image["image"]))
+                else:
+                    instance.setdefault("referenceImages", []).append(
+                        {"image": _image(image["image"]), "referenceType": REFERENCE_TYPES[image["type"]]})
+            method = "predictLongRunning"
+        else:
+            assert isinstance(request, ImageGenerationRequest)
+            params["sampleCount"] = request.n or 1
+            params["includeRaiReason"] = True
+            method = "predict"
+        if not vertex:
+            params = {k: v for k, v in params.items() if k not in VERTEX_ONLY}
+        params.update(request.extra_params)
+        return HttpRequest("POST", f"models/{config.model}:{method}", json={"instances": [instance], "parameters": params})
+
+    def submitted(self, kind: Kind, config: AnyConfig, request: AnyRequest, response: VendorResponse) -> ProviderJob | AnyResponse:
+        data = response.json()
+        if kind == "video":
+            return ProviderJob(id=data["name"])
+        predictions = data.get("predictions") or []
+        images = [p["bytesBase64Encoded"] for p in predictions if p.get("bytesBase64Encoded")]
+        if not images:
+            # We ask includeRaiReason, so a filtered image says why; silence is a bad answer, not a policy.
+            reasons = [p["raiFilteredReason"] for p in predictions if p.get("raiFilteredReason")]
+            if reasons:
+                raise ContentPolicyError(f"google filtered the images: {'; '.join(reasons)}",
+                                         provider=config.provider, model=config.model)
+            raise BadProviderResponseError("google answered without images", provider=config.provider, model=config.model)
+        return ImageGenerationResponse(request_id="", images=images, content_type=predictions[0].get("mimeType", "image/png"),
+                                       raw_response={"predictions": len(predictions)},
+                                       provider_metadata={"provider_request_id": response.request_id})
+
+    def status_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest:
+        if _vertex(config):
+            return HttpRequest("POST", f"models/{config.model}:fetchPredictOperation", json={"operationName": job.id})
+        return HttpRequest("GET", job.id)
+
+    def polled(self, kind: Kind, config: AnyConfig, job: ProviderJob, response: VendorResponse) -> PollStatus:
+        data = response.json()
+        if not data.get("done"):
+            return PollStatus(status="processing", raw=data)  # Veo reports no percentage
+        if data.get("error"):
+            error = data["error"]
+            raise self.failure(config, f"google: {error.get('message', 'operation failed')}", job_id=job.id,
+                               code=str(error.get("code")), raw=data)
+        result = data.get("response") or {}
+        reasons = (result.get("generateVideoResponse") or result).get("raiMediaFilteredReasons")
+        samples = (result.get("generateVideoResponse") or {}).get("generatedSamples") or result.get("videos")
+        if not samples and reasons:
+            raise ContentPolicyError(f"google filtered the video: {'; '.join(reasons)}", provider=config.provider,
+                                     model=config.model, provider_request_id=job.id)
+        return PollStatus(status="completed", raw=data)
+
+    async def fetch_result(self, kind: Kind, config: AnyConfig, request: AnyRequest, job: ProviderJob,
+                           status: PollStatus) -> AnyResponse:
+        result = status.raw.get("response") or {}
+        samples = (result.get("generateVideoResponse") or {}).get("generatedSamples") or result.get("videos") or []
+        if not samples:
+            raise BadProviderResponseError("google operation finished without videos", provider=config.provider,
+                                           model=config.model, provider_request_id=job.id)
+        sample = samples[0].get("video", samples[0])
+        meta: dict[str, Any] = {"provider_request_id": job.id}
+        if sample.get("bytesBase64Encoded"):
+            video: Any = {"content": base64.b64decode(sample["bytesBase64Encoded"]), "content_type": "video/mp4"}
+        elif sample.get("uri"):
+            video = {"content": await self._download(config, sample["uri"]), "content_type": "video/mp4"}
+        elif sample.get("gcsUri"):
+            video, meta["gcs_uri"] = sample["gcsUri"], sample["gcsUri"]
+        else:
+            raise BadProviderResponseError("google video sample has no media", provider=config.provider,
+                                           model=config.model, provider_request_id=job.id)
+        return VideoGenerationResponse(request_id="", video=video, content_type="video/mp4",
+                                       aspect_ratio=getattr(request, "aspect_ratio", None),
+                                       duration=float(request.duration_seconds) if getattr(request, "duration_seconds", None) else None,
+                                       raw_response={"name": status.raw.get("name"), "done": True}, provider_metadata=meta)
+
+    async def _download(self, config: AnyConfig, uri: str) -> bytes:
+        """The file URI needs our key; its redirect target must not get it."""
+        response = await self.send(config, HttpRequest("GET", uri, expect="bytes", follow_redirects=False), "result")
+        if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+            location = aiohttp.client.URL(uri).join(aiohttp.client.URL(response.headers["Location"]))
+            return (await self.download(config, str(location)))[0]
+        return response.body
