@@ -17,6 +17,10 @@ LIVE = [
     ("openai", "OPENAI_API_KEY", "image", "dall-e-2"),
     ("replicate", "REPLICATE_API_TOKEN", "image", "black-forest-labs/flux-schnell"),
     ("azure-openai", "AZURE_OPENAI_API_KEY", "image", os.environ.get("AZURE_OPENAI_IMAGE_DEPLOYMENT", "dall-e-3")),
+    ("runway", "RUNWAYML_API_SECRET", "image", "gen4_image"),
+    ("luma", "LUMAAI_API_KEY", "image", "photon-flash-1"),
+    ("stability", "STABILITY_API_KEY", "image", "core"),
+    ("google", "GEMINI_API_KEY", "image", "imagen-4.0-generate-001"),
 ]
 
 
