@@ -86,7 +86,7 @@ timeout = 3600
                 daemon.wait()
                 print("daemon killed (-9) at the midpoint; restarting", flush=True)
                 daemon = spawn(*command, env=env)
-                await wait_http(base + "/healthz")
+                await wait_http(base + "/healthz", timeout=300)
 
             async def status(job_id: str) -> dict[str, Any]:
                 async with sem, session.get(f"{base}/v1/jobs/{job_id}") as r:

@@ -69,9 +69,9 @@ class JobService:
         await self.store.open()
         self._stopping = False
         await self.prune()
+        last_seqs = await self.store.last_seqs()
         for job in await self.store.unfinished():
-            history = await self.store.events(job.id)
-            self._seq[job.id] = history[-1][0] if history else 0
+            self._seq[job.id] = last_seqs.get(job.id, 0)
             log.info("job_resumed", job_id=job.id, status=job.status,
                      vendor_job=job.vendor_job.id if job.vendor_job else None)
             self._launch(job)
