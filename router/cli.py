@@ -87,6 +87,7 @@ async def _serve(settings: Any) -> int:
 
     import router
     from router.http.app import create_app
+    from router.http.slow_clients import GuardedAppRunner
     from router.logging import configure
     from router.reload import RoutesHolder
     from router.sdnotify import Notifier
@@ -110,8 +111,8 @@ async def _serve(settings: Any) -> int:
     notifier = Notifier()
     app = create_app(settings, holder, notifier=notifier)
     # handler_cancellation: a client that disconnects cancels its generation (and the vendor job).
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=settings.shutdown_grace_seconds,
-                           access_log=None)
+    runner = GuardedAppRunner(app, header_timeout=settings.header_timeout_seconds, handler_cancellation=True,
+                              shutdown_timeout=settings.shutdown_grace_seconds, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -105,3 +105,35 @@ def test_routes_table_and_generate(tmp_path: Path) -> None:
                           "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert gen.returncode == 0, gen.stderr
     assert out.read_bytes()[4:8] == b"ftyp" and "100% completed" in gen.stderr
+
+
+async def test_slow_header_clients_are_cut_off(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES)
+    port = free_port()
+    env = {**os.environ, "TARASH_ROUTER_HEADER_TIMEOUT_SECONDS": "0.3", "TARASH_ROUTER_DATA_DIR": str(tmp_path / "d")}
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.02)
+            # A prompt client is unaffected.
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # ...and never finishes the head
+        await writer.drain()
+        closed_after = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the daemon hung up on us
+        assert asyncio.get_running_loop().time() - closed_after < 3
+        writer.close()
+    finally:
+        proc.terminate()
+        proc.wait()
