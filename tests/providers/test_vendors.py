@@ -315,3 +315,24 @@ async def test_google_vertex_with_metadata_server_token() -> None:
         status = recorded(emu, "status")
         assert status.path.endswith(":fetchPredictOperation") and status.body["operationName"].startswith("projects/my-proj")
     assert response.video["content"][4:8] == b"ftyp"  # type: ignore[index,union-attr]
+
+
+async def test_circuit_breaker_against_an_emulator() -> None:
+    from router.health import CircuitBreakers
+
+    now = [0.0]
+    breakers = CircuitBreakers(threshold=2, cooldown=30, clock=lambda: now[0])
+    async with make_emulator("fal") as emu:
+        config = VENDORS["fal"].config(emu, "image").model_copy(update={"fallback_configs": [
+            router.ImageGenerationConfig(provider="mock", model="spare")]})
+        emu.inject("unavailable", times=2)
+        for _ in range(2):
+            await run_chain("image", config, request_for("image"), breakers=breakers)
+        assert breakers.state("fal", "fal-ai/flux/dev") == "open" and emu.calls["submit"] == 2
+        skipped = await run_chain("image", config, request_for("image"), breakers=breakers)
+        assert emu.calls["submit"] == 2  # open: the vendor is not called at all
+        assert skipped.execution_metadata.attempts[0].error_type == "CircuitOpenError"  # type: ignore[union-attr]
+        now[0] += 30  # cool-down over: one half-open probe reaches the (recovered) vendor and closes the circuit
+        probed = await run_chain("image", config, request_for("image"), breakers=breakers)
+        assert emu.calls["submit"] == 3 and probed.execution_metadata.successful_attempt == 1  # type: ignore[union-attr]
+        assert breakers.state("fal", "fal-ai/flux/dev") == "closed"
