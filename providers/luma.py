@@ -39,6 +39,8 @@ class LumaProvider(HttpProvider):
     default_base_url = "https://api.lumalabs.ai/dream-machine/v1"
     api_key_env = ("LUMAAI_API_KEY",)
     kinds = frozenset({"video", "image"})
+    job_path = "generations/{id}"
+    cancel_method = "DELETE"
     status_map: ClassVar[dict[str, StatusType]] = {
         "queued": "queued", "dreaming": "processing", "completed": "completed", "failed": "failed",
     }
@@ -74,12 +76,6 @@ class LumaProvider(HttpProvider):
         body.update(request.extra_params)
         return HttpRequest("POST", "generations/image", json=body)
 
-    def submitted(self, kind: Kind, config: AnyConfig, request: AnyRequest, response: VendorResponse) -> ProviderJob:
-        return ProviderJob(id=response.json()["id"])
-
-    def status_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest:
-        return HttpRequest("GET", f"generations/{job.id}")
-
     def polled(self, kind: Kind, config: AnyConfig, job: ProviderJob, response: VendorResponse) -> PollStatus:
         data = response.json()
         status = self.map_status(data["state"], config, job.id)
@@ -102,9 +98,6 @@ class LumaProvider(HttpProvider):
                                            aspect_ratio=request.aspect_ratio, provider_metadata=meta)
         return ImageGenerationResponse(request_id="", images=[url], content_type="image/jpeg", raw_response=status.raw,
                                        provider_metadata=meta)
-
-    def cancel_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest:
-        return HttpRequest("DELETE", f"generations/{job.id}", expect="bytes")
 
 
 def _generation_ref(video: Any) -> dict[str, Any]:

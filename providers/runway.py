@@ -61,6 +61,8 @@ class RunwayProvider(HttpProvider):
     default_base_url = "https://api.dev.runwayml.com/v1"
     api_key_env = ("RUNWAYML_API_SECRET",)
     kinds = frozenset({"video", "image"})
+    job_path = "tasks/{id}"
+    cancel_method = "DELETE"
     status_map: ClassVar[dict[str, StatusType]] = {
         "PENDING": "queued", "THROTTLED": "queued", "RUNNING": "processing", "SUCCEEDED": "completed",
         "FAILED": "failed", "CANCELLED": "failed",
@@ -121,12 +123,6 @@ class RunwayProvider(HttpProvider):
         body.update(request.extra_params)
         return HttpRequest("POST", endpoint, json=body)
 
-    def submitted(self, kind: Kind, config: AnyConfig, request: AnyRequest, response: VendorResponse) -> ProviderJob:
-        return ProviderJob(id=response.json()["id"])
-
-    def status_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest:
-        return HttpRequest("GET", f"tasks/{job.id}")
-
     def polled(self, kind: Kind, config: AnyConfig, job: ProviderJob, response: VendorResponse) -> PollStatus:
         data = response.json()
         status = self.map_status(data["status"], config, job.id)
@@ -151,6 +147,3 @@ class RunwayProvider(HttpProvider):
                                            aspect_ratio=request.aspect_ratio, provider_metadata=meta)
         return ImageGenerationResponse(request_id="", images=urls, content_type="image/png", raw_response=status.raw,
                                        provider_metadata=meta)
-
-    def cancel_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest:
-        return HttpRequest("DELETE", f"tasks/{job.id}", expect="bytes")

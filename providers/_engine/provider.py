@@ -53,6 +53,11 @@ class HttpProvider(ProviderHandler):
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id",)
     #: Kind -> what this provider can do, in the vocabulary of ``_engine/capabilities.py``.
     capabilities: ClassVar[dict[str, frozenset[str]]] = {}
+    #: REST-style job vendors (``POST`` answers ``{"id"}``, the job lives at one path): set the path, e.g.
+    #: ``"tasks/{id}"``, and the default ``submitted``/``status_request``/``cancel_request`` below apply.
+    job_path: ClassVar[str] = ""
+    #: The method that cancels a job at ``job_path`` (None: the vendor has no cancel).
+    cancel_method: ClassVar[str | None] = None
 
     def capabilities_for(self, kind: Kind, config: AnyConfig) -> frozenset[str]:
         """Per-model support; the default is the provider-wide table."""
@@ -99,10 +104,14 @@ class HttpProvider(ProviderHandler):
 
     def submitted(self, kind: Kind, config: AnyConfig, request: AnyRequest, response: VendorResponse) -> ProviderJob | AnyResponse:
         """The vendor job from the submit answer, or the final response for synchronous APIs."""
-        raise NotImplementedError
+        if not self.job_path:
+            raise NotImplementedError
+        return ProviderJob(id=response.json()["id"])
 
     def status_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest:
-        raise NotImplementedError
+        if not self.job_path:
+            raise NotImplementedError
+        return HttpRequest("GET", self.job_path.format(id=job.id))
 
     def polled(self, kind: Kind, config: AnyConfig, job: ProviderJob, response: VendorResponse) -> PollStatus:
         raise NotImplementedError
@@ -124,6 +133,8 @@ class HttpProvider(ProviderHandler):
 
     def cancel_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest | None:
         """The vendor's cancel call, or None if the vendor has none."""
+        if self.job_path and self.cancel_method:
+            return HttpRequest(self.cancel_method, self.job_path.format(id=job.id), expect="bytes")
         return None
 
     # ---- ProviderHandler steps ----------------------------------------------------------------------------
