@@ -156,7 +156,8 @@ async def test_list_pagination(daemon: Daemon) -> None:
     assert [j["id"] for j in rest["data"]] == ids[:1]
 
 
-async def test_local_media_copy_survives_an_expired_vendor_url(start_daemon: StartDaemon) -> None:
+async def test_local_media_copy_survives_an_expired_vendor_url(start_daemon: StartDaemon,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.emulators.fal import FalEmulator
 
     async with FalEmulator() as fal:
@@ -170,9 +171,7 @@ base_url = "{fal.url}"
 api_key_env = "EMULATED_FAL_KEY_2"
 poll_interval = 0.01
 """
-        import os
-
-        os.environ["EMULATED_FAL_KEY_2"] = "test-key"
+        monkeypatch.setenv("EMULATED_FAL_KEY_2", "test-key")
         daemon = await start_daemon(routes, keep_media_copy=True)
         _, body, _ = await daemon.request("POST", "/v1/jobs", json={"model": "fal-video", "prompt": "x"})
         job = await wait_status(daemon, body["id"], "completed")
