@@ -7,10 +7,12 @@ downloaded here (redirects followed without the key) and returned inline. Imagen
 
 Vertex AI, when ``provider_config`` names ``gcp_project`` (and ``location``, default ``us-central1``):
 ``projects/{p}/locations/{l}/publishers/google/models/{m}:predictLongRunning``, polled with ``:fetchPredictOperation``;
-``response.videos[]`` carries ``bytesBase64Encoded`` (or ``gcsUri`` with ``storageUri``). Auth: an OAuth token from the
-GCE metadata server (``provider_config["metadata_host"]`` overrides its address) or from the env var named by
-``provider_config["access_token_env"]`` (e.g. the output of ``gcloud auth print-access-token``). Service-account key
-files need RS256 signing, which the standard library lacks; that token source is not built in (see README).
+``response.videos[]`` carries ``bytesBase64Encoded`` (or ``gcsUri`` with ``storageUri``). Auth, first that applies:
+the env var named by ``provider_config["access_token_env"]`` (e.g. ``gcloud auth print-access-token``); a
+service-account key file (``provider_config["credentials_file"]`` or ``GOOGLE_APPLICATION_CREDENTIALS``), exchanged
+for a token with a self-signed RS256 JWT (RFC 7523; needs ``cryptography``: ``pip install 'tarash-router[google]'``);
+else the GCE metadata server (``provider_config["metadata_host"]`` overrides its address). Tokens are cached until a
+minute before they expire.
 
 RAI filtering (``raiMediaFilteredReasons``, ``raiFilteredReason``) is a content-policy error. Image roles:
 first_frame -> ``image``, last_frame -> ``lastFrame``, reference/asset/style -> ``referenceImages``.
@@ -20,6 +22,7 @@ Sources: vendor-apis.md §6; googleapis/python-genai ``models.py``, ``operations
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 from typing import Any, ClassVar
@@ -51,6 +54,34 @@ ROLES = {"first_frame": "image", "last_frame": "lastFrame"}
 REFERENCE_TYPES = {"reference": "asset", "asset": "asset", "style": "style"}
 
 _tokens: dict[str, tuple[str, float]] = {}  # token source -> (access token, expiry)
+
+
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _service_account_assertion(path: str) -> tuple[str, str]:
+    """``(token_uri, signed JWT)`` for a service-account key file (RFC 7523, RS256)."""
+    try:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+    except ImportError as exc:
+        raise ValueError("service-account keys need the cryptography package: "
+                         "pip install 'tarash-router[google]'") from exc
+    with open(path) as f:
+        info = json.load(f)
+    token_uri = info.get("token_uri", "https://oauth2.googleapis.com/token")
+    now = int(time.time())
+    header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": info.get("private_key_id")}).encode())
+    claims = _b64url(json.dumps({"iss": info["client_email"], "scope": SCOPE, "aud": token_uri,
+                                 "iat": now, "exp": now + 3600}).encode())
+    key = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
+    signature = key.sign(f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
+    return token_uri, f"{header}.{claims}.{_b64url(signature)}"
 
 
 def _vertex(config: AnyConfig) -> bool:
@@ -103,7 +134,12 @@ class GoogleProvider(HttpProvider):
 
     def _token_source(self, config: AnyConfig) -> str:
         env = config.provider_config.get("access_token_env")
-        return f"env:{env}" if env else f"metadata:{config.provider_config.get('metadata_host', METADATA_HOST)}"
+        if env:
+            return f"env:{env}"
+        key_file = config.provider_config.get("credentials_file") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        if key_file:
+            return f"file:{key_file}"
+        return f"metadata:{config.provider_config.get('metadata_host', METADATA_HOST)}"
 
     async def _ensure_token(self, config: AnyConfig) -> None:
         """Fetch (or reuse until a minute before expiry) the OAuth token Vertex needs."""
@@ -118,15 +154,20 @@ class GoogleProvider(HttpProvider):
                                          provider=config.provider, model=config.model)
             _tokens[source] = (token, time.monotonic() + 3000)  # gcloud tokens live an hour
             return
-        url = source[len("metadata:"):].rstrip("/") + METADATA_TOKEN_PATH
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, session.get(
-                url, headers={"Metadata-Flavor": "Google"}) as response:
-                response.raise_for_status()
-                data = await response.json()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ConfigurationError(f"google (Vertex): no token from the metadata server ({type(exc).__name__}); "
-                                     "set provider_config.access_token_env on machines outside Google Cloud",
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                if source.startswith("file:"):
+                    token_uri, assertion = _service_account_assertion(source[len("file:"):])
+                    call = session.post(token_uri, data={"grant_type": JWT_GRANT, "assertion": assertion})
+                else:
+                    url = source[len("metadata:"):].rstrip("/") + METADATA_TOKEN_PATH
+                    call = session.get(url, headers={"Metadata-Flavor": "Google"})
+                async with call as response:
+                    response.raise_for_status()
+                    data = await response.json()
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
+            where = "the service-account key file" if source.startswith("file:") else "the metadata server"
+            raise ConfigurationError(f"google (Vertex): no access token from {where} ({type(exc).__name__}: {exc})",
                                      provider=config.provider, model=config.model) from exc
         _tokens[source] = (data["access_token"], time.monotonic() + float(data.get("expires_in", 3599)))
 

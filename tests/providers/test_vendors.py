@@ -336,3 +336,25 @@ async def test_circuit_breaker_against_an_emulator() -> None:
         probed = await run_chain("image", config, request_for("image"), breakers=breakers)
         assert emu.calls["submit"] == 3 and probed.execution_metadata.successful_attempt == 1  # type: ignore[union-attr]
         assert breakers.state("fal", "fal-ai/flux/dev") == "closed"
+
+
+async def test_google_vertex_with_a_service_account_key_file(tmp_path: Any) -> None:
+    import json as _json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    async with make_emulator("google") as emu:
+        key_file = tmp_path / "sa.json"
+        key_file.write_text(_json.dumps({"type": "service_account", "client_email": emu.service_account_email,
+                                         "private_key": pem, "private_key_id": "k1", "token_uri": f"{emu.url}/token"}))
+        config = router.ImageGenerationConfig(
+            provider="google", model="imagen-4.0-generate-001", base_url=emu.url,
+            provider_config={"gcp_project": "p", "credentials_file": str(key_file)})
+        response = await run_chain("image", config, request_for("image", n=2))
+        token = next(r for r in emu.requests if r.path == "/token")
+        assert recorded(emu, "submit").headers["Authorization"] == f"Bearer {emu.access_token}"
+    assert len(response.images) == 2 and token.method == "POST"  # type: ignore[union-attr]
