@@ -71,6 +71,7 @@ class Metrics:
                                       "since start (rate() of it is the write rate)", registry=r)
         self.loop_lag = Histogram("tarash_router_event_loop_lag_seconds", "How late a 100 ms timer fires: "
                                   "time the event loop was busy elsewhere", buckets=OVERHEAD_BUCKETS, registry=r)
+        self._breakers: CircuitBreakers | None = None
         self.last_reload.set_to_current_time()
         self.reloads.labels("success")
         self.reloads.labels("failure")
@@ -102,9 +103,8 @@ class Metrics:
 
     # ---- exposition ---------------------------------------------------------------------------------------
     def render(self) -> tuple[bytes, str]:
-        breakers = getattr(self, "_breakers", None)
-        if breakers is not None:
-            for (provider, model), state in breakers.snapshot().items():
+        if self._breakers is not None:
+            for (provider, model), state in self._breakers.snapshot().items():
                 self.circuit_state.labels(provider, model).set(STATE_VALUES[state])
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 

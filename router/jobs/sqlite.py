@@ -96,16 +96,18 @@ class SQLiteJobStore:
             data["vendor_job"] = VendorJob(**data["vendor_job"])
         return JobRecord(**data)
 
-    async def insert(self, job: JobRecord) -> None:
+    async def insert(self, job: JobRecord) -> bool:
         job.created_at = job.created_at or utc_now()
         job.updated_at = job.created_at
         row = self._row(job)
 
-        def insert() -> None:
+        def insert() -> bool:
             assert self._db is not None
-            self._db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+            # DO NOTHING covers uniqueness only (the idempotency index); other constraint errors still raise.
+            cursor = self._db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", row)
+            return cursor.rowcount == 1
 
-        await self._run(insert)
+        return bool(await self._run(insert))
 
     async def save(self, job: JobRecord) -> None:
         job.updated_at = utc_now()
@@ -157,10 +159,10 @@ class SQLiteJobStore:
 
         await self._run(delete)
 
-    async def prune(self, finished_before: datetime) -> int:
+    async def prune(self, finished_before: datetime) -> list[str]:
         marks = ",".join("?" for _ in TERMINAL)
 
-        def prune() -> int:
+        def prune() -> list[str]:
             assert self._db is not None
             ids = [r[0] for r in self._db.execute(
                 f"SELECT id FROM jobs WHERE status IN ({marks}) AND updated_at < ?", (*TERMINAL, finished_before.isoformat())
@@ -168,9 +170,9 @@ class SQLiteJobStore:
             for job_id in ids:
                 self._db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
                 self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
-            return len(ids)
+            return ids
 
-        return int(await self._run(prune))
+        return await self._run(prune)  # type: ignore[no-any-return]
 
     @property
     def rows_written(self) -> int:

@@ -41,6 +41,8 @@ class JobRecord:
     execution_metadata: dict[str, Any] | None = None
     owner: str | None = None
     idempotency_key: str | None = None
+    #: Digest of what the client sent with ``idempotency_key``: a retry must send the same thing.
+    fingerprint: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -54,7 +56,10 @@ class JobStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert(self, job: JobRecord) -> None: ...
+    async def insert(self, job: JobRecord) -> bool:
+        """Store a new job durably. False (nothing written) when its ``(owner, idempotency_key)`` is taken:
+        the check and the write are one atomic step, so concurrent retries cannot create two jobs."""
+        ...
 
     async def save(self, job: JobRecord) -> None: ...
 
@@ -74,6 +79,8 @@ class JobStore(Protocol):
 
     async def delete(self, job_id: str) -> None: ...
 
-    async def prune(self, finished_before: datetime) -> int: ...
+    async def prune(self, finished_before: datetime) -> list[str]:
+        """Delete finished jobs last updated before ``finished_before`` (and their events); their ids."""
+        ...
 
     async def count(self) -> int: ...
