@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
@@ -23,7 +25,7 @@ from router.handler import ProviderJob
 from router.health import CircuitBreakers
 from router.jobs.store import JobRecord, JobStore, VendorJob
 from router.limits import ProviderLimits
-from router.models import AnyConfig, AnyUpdate, AttemptMetadata, ExecutionMetadata, utc_now
+from router.models import AnyConfig, AnyUpdate, AttemptMetadata, ExecutionMetadata, media_form, utc_now
 from router.orchestrator import ChainObserver, ResumePoint, run_chain
 from router.routes import CONFIG_TYPES, REQUEST_TYPES, Route
 
@@ -32,6 +34,26 @@ log = structlog.get_logger(logger_name="router.jobs")
 ObserversFor = Callable[[str, str], Sequence[ChainObserver]]
 PRUNE_EVERY_SECONDS = 3600.0
 Event = tuple[int, str, dict[str, Any]]
+TERMINAL_EVENTS = ("result", "error")
+
+
+class IdempotencyKeyReusedError(Exception):
+    """An idempotency key came back with a different request than the job it names."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"Idempotency-Key {job.idempotency_key!r} was used for a different request (job {job.id})")
+        self.job = job
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable digest of JSON-like values (bytes are hashed, so uploaded files count too)."""
+
+    def encode(value: Any) -> str:
+        if isinstance(value, (bytes, bytearray)):
+            return hashlib.sha256(value).hexdigest()
+        return str(value)
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=encode).encode()).hexdigest()
 
 
 class JobService:
@@ -57,6 +79,7 @@ class JobService:
         #: When set, finished videos given as vendor URLs are copied here (vendor URLs expire).
         self.media_dir = media_dir
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._queued: set[str] = set()  # launched, waiting for a slot (or not even started yet)
         self._subscribers: dict[str, list[asyncio.Queue[Event]]] = {}
         self._seq: dict[str, int] = {}
         self._stopping = False
@@ -90,14 +113,16 @@ class JobService:
 
     # ---- API ----------------------------------------------------------------------------------------------
     async def create(
-        self, route: Route, request: Any, *, owner: str | None = None, idempotency_key: str | None = None
+        self, route: Route, request: Any, *, owner: str | None = None, idempotency_key: str | None = None,
+        request_fingerprint: str | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Persist a job and start it; returns ``(job, created)``. A known idempotency key returns the
-        existing job with ``created=False``. The job is durable before this returns."""
-        if idempotency_key:
-            existing = await self.store.find_idempotent(owner, idempotency_key)
-            if existing is not None:
-                return existing, False
+        """Persist a job and start it; returns ``(job, created)``. The job is durable before this returns.
+
+        A known ``idempotency_key`` (per owner) returns the existing job with ``created=False``, also when two
+        retries race; a different request under the same key raises ``IdempotencyKeyReusedError``.
+        ``request_fingerprint`` identifies what the client sent (default: the route and the request)."""
+        if idempotency_key and request_fingerprint is None:
+            request_fingerprint = fingerprint(route.name, request.model_dump(mode="json"))
         job = JobRecord(
             id=f"job_{uuid.uuid4().hex}",
             kind=route.kind,
@@ -107,8 +132,17 @@ class JobService:
             chain=[config.model_dump(mode="json", exclude={"fallback_configs"}) for config in route.chain],
             owner=owner,
             idempotency_key=idempotency_key,
+            fingerprint=request_fingerprint if idempotency_key else None,
         )
-        await self.store.insert(job)
+        if not await self.store.insert(job):
+            assert idempotency_key is not None  # only the idempotency index can refuse a fresh id
+            existing = await self.store.find_idempotent(owner, idempotency_key)
+            if existing is None:  # pruned or deleted in between: the key is free again
+                return await self.create(route, request, owner=owner, idempotency_key=idempotency_key,
+                                         request_fingerprint=request_fingerprint)
+            if existing.fingerprint is not None and existing.fingerprint != request_fingerprint:
+                raise IdempotencyKeyReusedError(existing)
+            return existing, False
         self._seq[job.id] = 0
         self._launch(job)
         return job, True
@@ -127,11 +161,18 @@ class JobService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            job = await self.store.get(job_id)
+            if job is not None and not job.finished:
+                # Cancelled before its task ever ran (a coroutine cancelled before its first step runs none
+                # of its code), or while queued: nothing upstream to cancel, but it must not run at restart.
+                await self._finish_cancelled(job)
         return await self.store.get(job_id)
 
     async def delete(self, job_id: str) -> None:
+        """Cancel the job, then forget it (record, events and any local media copy)."""
         await self.cancel(job_id)
         await self.store.delete(job_id)
+        await self._remove_media([job_id])
 
     async def events(self, job_id: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """The job's events from the start (history replay), then live ones until its terminal event."""
@@ -142,36 +183,66 @@ class JobService:
             for seq, event, data in await self.store.events(job_id):
                 last = seq
                 yield event, data
-                if event in ("result", "error"):
+                if event in TERMINAL_EVENTS:
                     return
             job = await self.store.get(job_id)
-            if job is None or (job.finished and job_id not in self._tasks):
+            if job is None:
                 return
-            while True:
+            ended = job.finished and job_id not in self._tasks
+            while not ended or not queue.empty():
                 seq, event, data = await queue.get()
                 if seq <= last:
                     continue  # already replayed from history
                 yield event, data
-                if event in ("result", "error"):
+                if event in TERMINAL_EVENTS:
                     return
+            # It ended without a terminal event reaching us: a kill between saving the record and writing its
+            # event. The record has the outcome.
+            yield terminal_event(job)
         finally:
             self._subscribers[job_id].remove(queue)
             if not self._subscribers[job_id]:
                 del self._subscribers[job_id]
 
     async def prune(self) -> int:
+        """Delete jobs finished longer than the retention ago (and their media copies); how many."""
         removed = await self.store.prune(utc_now() - self.retention)
         if removed:
-            log.info("jobs_pruned", removed=removed)
+            await self._remove_media(removed)
+            log.info("jobs_pruned", removed=len(removed))
         if self._metrics is not None:
             self._metrics.job_store_size.set(await self.store.count())
-        return removed
+        return len(removed)
+
+    async def _remove_media(self, job_ids: Sequence[str]) -> None:
+        if self.media_dir is None:
+            return
+        paths = [self._media_path(job_id) for job_id in job_ids]
+        await asyncio.to_thread(lambda: [path.unlink(missing_ok=True) for path in paths])
+
+    def _media_path(self, job_id: str) -> Path:
+        assert self.media_dir is not None
+        return self.media_dir / f"{job_id}.mp4"
 
     # ---- running ------------------------------------------------------------------------------------------
     def _launch(self, job: JobRecord) -> None:
-        self._tasks[job.id] = asyncio.create_task(self._run(job), name=f"job {job.id}")
+        task = asyncio.create_task(self._run(job), name=f"job {job.id}")
+        self._tasks[job.id] = task
+        self._queued.add(job.id)
         if self._metrics is not None:
             self._metrics.queue_depth.inc()
+        # A callback, not a finally: it also runs for a task cancelled before its first step.
+        task.add_done_callback(lambda _: self._forget(job.id))
+
+    def _forget(self, job_id: str) -> None:
+        self._tasks.pop(job_id, None)
+        self._dequeue(job_id)
+
+    def _dequeue(self, job_id: str) -> None:
+        if job_id in self._queued:
+            self._queued.discard(job_id)
+            if self._metrics is not None:
+                self._metrics.queue_depth.dec()
 
     async def _publish(self, job: JobRecord, event: str, data: dict[str, Any], *, persist: bool = True) -> None:
         """Send an event to live subscribers; store it for late ones unless ``persist`` is False."""
@@ -182,20 +253,20 @@ class JobService:
             queue.put_nowait((seq, event, data))
 
     async def _run(self, job: JobRecord) -> None:
-        queued = True
         try:
             async with self._slots:
-                queued = False
-                if self._metrics is not None:
-                    self._metrics.queue_depth.dec()
+                self._dequeue(job.id)
                 await self._execute(job)
         except asyncio.CancelledError:
-            if queued and self._metrics is not None:
-                self._metrics.queue_depth.dec()
             if not self._stopping:
                 await self._finish_cancelled(job)
-        finally:
-            self._tasks.pop(job.id, None)
+        except Exception:  # noqa: BLE001 - a bug or a broken store must not leave the job "running" forever
+            log.exception("job_crashed", job_id=job.id)
+            job.status = "failed"
+            job.error = {"message": "internal error while running the job; see the daemon log",
+                         "type": "server_error", "code": "internal_error", "status": 500}
+            with contextlib.suppress(Exception):  # the store may be what failed: the next start retries the job
+                await self._finish(job)
 
     async def _execute(self, job: JobRecord) -> None:
         kind = job.kind
@@ -216,24 +287,29 @@ class JobService:
             job.status = "failed"
             job.error = error_body(exc)
             job.execution_metadata = exc.execution_metadata.model_dump(mode="json") if exc.execution_metadata else None
-            await self.store.save(job)
-            await self._publish(job, "error", job.error | {"execution_metadata": job.execution_metadata})
+            await self._finish(job)
             return
         job.status = "completed"
         job.progress_percent = 100
         job.result = response.model_dump(mode="json")
         job.execution_metadata = job.result.get("execution_metadata")
-        if self.media_dir is not None and kind == "video" and isinstance(job.result.get("video"), str):
-            copy = await self._copy_media(job.id, job.result["video"])
+        await self._finish(job)  # first: a copy takes a while, and a kill during it must not lose the result
+        video = job.result.get("video")
+        if self.media_dir is not None and kind == "video" and isinstance(video, str) and media_form(video) == "url":
+            copy = await self._copy_media(job.id, video)
             if copy is not None:
                 job.result["provider_metadata"]["local_copy"] = str(copy)
+                await self.store.save(job)
+
+    async def _finish(self, job: JobRecord) -> None:
+        """Store a finished job, then tell subscribers (``events()`` covers a kill between the two)."""
         await self.store.save(job)
-        await self._publish(job, "result", job.result)
+        await self._publish(job, *terminal_event(job))
 
     async def _copy_media(self, job_id: str, url: str) -> Path | None:
         """Stream the vendor's video into DATA_DIR/media; a failure is logged, never fails the job."""
         assert self.media_dir is not None
-        target = self.media_dir / f"{job_id}.mp4"
+        target = self._media_path(job_id)
         try:
             self.media_dir.mkdir(parents=True, exist_ok=True)
             timeout = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
@@ -250,13 +326,19 @@ class JobService:
     async def _finish_cancelled(self, job: JobRecord) -> None:
         job.status = "cancelled"
         job.error = {"message": "the job was cancelled", "type": "generation_cancelled_error", "code": "cancelled"}
-        await asyncio.shield(self.store.save(job))
-        await asyncio.shield(self._publish(job, "error", job.error))
+        await asyncio.shield(self._finish(job))
 
     async def _prune_forever(self) -> None:
         while True:
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
             await self.prune()
+
+
+def terminal_event(job: JobRecord) -> tuple[str, dict[str, Any]]:
+    """A finished job's last event: ``result`` with the response, or ``error`` with the error and attempts."""
+    if job.status == "completed":
+        return "result", job.result or {}
+    return "error", (job.error or {}) | ({"execution_metadata": job.execution_metadata} if job.execution_metadata else {})
 
 
 def error_body(error: TarashError) -> dict[str, Any]:
@@ -300,6 +382,10 @@ class _JobObserver(ChainObserver):
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
         if isinstance(error, GenerationCancelledError) and self.service._stopping:  # noqa: SLF001
             return  # detached for a restart, not finished
+        if error is None:
+            # The completed record is saved next, with the result. Until then the vendor job stays on record, so
+            # a kill in between re-polls it (done: its result is fetched) instead of running the next attempt.
+            return
         self.job.attempts.append(attempt.model_dump(mode="json"))
         self.job.vendor_job = None
         await self.service.store.save(self.job)

@@ -17,6 +17,9 @@ from router.models import utc_now
 
 T = TypeVar("T")
 
+#: Bumped when the tables change; an older store is refused with a clear message rather than misread.
+SCHEMA_VERSION = 2
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -63,7 +66,14 @@ class SQLiteJobStore:
             # NORMAL + WAL: a committed write survives a process kill (-9); only an OS crash may lose the last.
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            has_jobs = db.execute("SELECT 1 FROM sqlite_master WHERE name='jobs'").fetchone() is not None
+            if version != SCHEMA_VERSION and (version or has_jobs):
+                db.close()
+                raise RuntimeError(f"job store {self.path} has schema version {version}, this daemon needs "
+                                   f"{SCHEMA_VERSION}; move the file away (pre-1.0 stores are not migrated)")
             db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db = db
 
         await self._run(connect)

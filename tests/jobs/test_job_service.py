@@ -9,12 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 import router
 from router.handler import PollStatus, ProviderHandler, ProviderJob
-from router.jobs import JobService
+from router.jobs import JobRecord, JobService
+from router.jobs.service import IdempotencyKeyReusedError
 from router.jobs.sqlite import SQLiteJobStore
 from router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse, utc_now
+from router.orchestrator import ChainObserver
 from router.routes import Route
 
 _names = itertools.count()
@@ -30,12 +34,16 @@ class Vendor(ProviderHandler):
         self.cancels = 0
         self.done = asyncio.Event()
         self.fail_after_accept = False
+        self.submit_gate: asyncio.Event | None = None  # when set, submits wait for it
+        self.video_url = "https://cdn.example/{id}.mp4"
 
     def poll_delay(self, config: Any) -> float:
         return 0.005
 
     async def submit(self, kind, config, request):  # type: ignore[no-untyped-def,override]
         self.submits += 1
+        if self.submit_gate is not None:
+            await self.submit_gate.wait()
         return ProviderJob(id=f"vendor-{self.submits}", data={"n": self.submits})
 
     async def poll(self, kind, config, job):  # type: ignore[no-untyped-def,override]
@@ -44,20 +52,32 @@ class Vendor(ProviderHandler):
         return PollStatus(status="completed" if self.done.is_set() else "processing", raw={"job": job.id})
 
     async def fetch_result(self, kind, config, request, job, status):  # type: ignore[no-untyped-def,override]
-        return VideoGenerationResponse(request_id="", video=f"https://cdn.example/{job.id}.mp4")
+        return VideoGenerationResponse(request_id="", video=self.video_url.format(id=job.id))
 
     async def cancel(self, kind, config, job):  # type: ignore[no-untyped-def,override]
         self.cancels += 1
 
 
-@pytest.fixture
-def vendor() -> Any:
+def register() -> Any:
     handler = Vendor()
     name = f"vendor-{next(_names)}"
     router.register_provider(name, handler)
     handler.name = name  # type: ignore[attr-defined]
+    return handler
+
+
+@pytest.fixture
+def vendor() -> Any:
+    handler = register()
     yield handler
-    router.unregister_provider(name)
+    router.unregister_provider(handler.name)
+
+
+@pytest.fixture
+def second_vendor() -> Any:
+    handler = register()
+    yield handler
+    router.unregister_provider(handler.name)
 
 
 def route(*providers: str) -> Route:
@@ -180,3 +200,228 @@ async def test_job_chain_persists_without_keys(tmp_path: Path) -> None:
     await service.stop()
     raw = (tmp_path / "jobs.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("jobs.db-*"))
     assert b"sk-canary-jobstore-999" not in raw and b"MY_KEY" in raw
+
+
+async def stored(tmp_path: Path, job_id: str) -> JobRecord:
+    job = await SQLiteJobStore_get(tmp_path, job_id)
+    assert job is not None
+    return job  # type: ignore[no-any-return]
+
+
+async def test_resume_continues_the_chain_where_it_was(tmp_path: Path, vendor: Vendor, second_vendor: Vendor) -> None:
+    """Attempt 1 failed after acceptance; the process dies while attempt 2 is submitting (no vendor id yet).
+    The restart goes on with attempt 2 and never runs attempt 1 again."""
+    vendor.fail_after_accept = True
+    second_vendor.submit_gate = asyncio.Event()
+    first = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await first.start()
+    job, _ = await first.create(route(vendor.name, second_vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+
+    async def second_attempt_submitting() -> bool:
+        return second_vendor.submits == 1
+
+    await until(second_attempt_submitting)
+    await first.stop()
+    interrupted = await stored(tmp_path, job.id)
+    assert interrupted.status == "running" and len(interrupted.attempts) == 1 and interrupted.vendor_job is None
+
+    second_vendor.submit_gate.set()
+    second_vendor.done.set()
+    second = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await second.start()
+
+    async def completed() -> bool:
+        return (await second.get(job.id)).status == "completed"  # type: ignore[union-attr]
+
+    await until(completed)
+    attempts = (await second.get(job.id)).execution_metadata["attempts"]  # type: ignore[index,union-attr]
+    assert vendor.submits == 1 and second_vendor.submits == 2  # the interrupted submit never answered
+    assert [a["provider"] for a in attempts] == [vendor.name, second_vendor.name]  # type: ignore[attr-defined]
+    assert attempts[0]["error_type"] == "GenerationFailedError" and attempts[1]["status"] == "success"
+    await second.stop()
+
+
+async def test_cancel_right_after_create_never_runs_it(tmp_path: Path, vendor: Vendor) -> None:
+    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await service.start()
+    job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+    cancelled = await service.cancel(job.id)  # before the job's task had a chance to start
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert [e for e, _ in [item async for item in service.events(job.id)]] == ["error"]
+    await service.stop()
+    restarted = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await restarted.start()
+    await asyncio.sleep(0.02)
+    assert vendor.submits == 0 and (await restarted.get(job.id)).status == "cancelled"  # type: ignore[union-attr]
+    await restarted.stop()
+
+
+async def test_cancel_a_queued_job_at_once(tmp_path: Path, vendor: Vendor) -> None:
+    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"), max_running=1)
+    await service.start()
+    running, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="1"))  # type: ignore[attr-defined]
+    waiting, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="2"))  # type: ignore[attr-defined]
+
+    async def first_submitted() -> bool:
+        return vendor.submits == 1
+
+    await until(first_submitted)
+    assert (await service.cancel(waiting.id)).status == "cancelled"  # type: ignore[union-attr]
+    assert (await service.get(running.id)).status == "running" and vendor.cancels == 0  # type: ignore[union-attr]
+    vendor.done.set()
+
+    async def first_completed() -> bool:
+        return (await service.get(running.id)).status == "completed"  # type: ignore[union-attr]
+
+    await until(first_completed)
+    assert vendor.submits == 1
+    await service.stop()
+
+
+async def test_idempotency_key_one_job_even_when_retries_race(tmp_path: Path, vendor: Vendor) -> None:
+    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await service.start()
+    request = VideoGenerationRequest(prompt="x")
+    results = await asyncio.gather(*(service.create(route(vendor.name), request, owner="alice",  # type: ignore[attr-defined]
+                                                    idempotency_key="k1") for _ in range(5)))
+    assert len({job.id for job, _ in results}) == 1 and sum(created for _, created in results) == 1
+    # Keys are per owner: bob's "k1" is another job.
+    bobs, created = await service.create(route(vendor.name), request, owner="bob", idempotency_key="k1")  # type: ignore[attr-defined]
+    assert created and bobs.id != results[0][0].id
+    with pytest.raises(IdempotencyKeyReusedError) as caught:
+        await service.create(route(vendor.name), VideoGenerationRequest(prompt="other"), owner="alice",  # type: ignore[attr-defined]
+                             idempotency_key="k1")
+    assert caught.value.job.id == results[0][0].id
+    await service.stop()
+    assert vendor.submits == 2
+
+
+async def test_events_end_with_the_outcome_even_if_its_event_was_lost(tmp_path: Path) -> None:
+    """A kill between saving the finished record and writing its event: subscribers still get the result."""
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    await store.open()
+    await store.insert(JobRecord(id="job_done", kind="video", route="r", request={"prompt": "x"}, chain=[],
+                                 status="completed", result={"video": "https://cdn.example/v.mp4"}))
+    await store.append_event("job_done", 1, "update", {"status": "processing"})
+    await store.close()
+    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await service.start()
+    events = [item async for item in service.events("job_done")]
+    assert events == [("update", {"status": "processing"}), ("result", {"video": "https://cdn.example/v.mp4"})]
+    await service.stop()
+
+
+async def test_a_job_that_cannot_run_fails_instead_of_hanging(tmp_path: Path) -> None:
+    """An unfinished job whose stored request no longer validates (e.g. written by another version)."""
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    await store.open()
+    await store.insert(JobRecord(id="job_odd", kind="video", route="r", request={"prompt": ["not", "a", "string"]},
+                                 chain=[{"provider": "mock", "model": "m"}], status="running"))
+    await store.close()
+    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await service.start()
+    events = [item async for item in service.events("job_odd")]
+    job = await service.get("job_odd")
+    assert job is not None and job.status == "failed" and job.error["code"] == "internal_error"  # type: ignore[index]
+    assert events == [("error", job.error)]
+    await service.stop()
+
+
+async def test_prune_and_delete_remove_local_media_copies(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"), retention_days=1, media_dir=media)
+    await service.start()
+    old, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="old"))
+    gone, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="deleted"))
+
+    async def both_done() -> bool:
+        return all([(await service.get(j.id)).finished for j in (old, gone)])  # type: ignore[union-attr]
+
+    await until(both_done)
+    media.mkdir(exist_ok=True)
+    for job in (old, gone):
+        (media / f"{job.id}.mp4").write_bytes(b"video")
+    await service.delete(gone.id)
+    assert not (media / f"{gone.id}.mp4").exists() and await service.get(gone.id) is None
+    aged = (utc_now() - timedelta(days=2)).isoformat()
+    await service.store._run(lambda: service.store._db.execute(  # type: ignore[attr-defined]  # noqa: SLF001
+        "UPDATE jobs SET updated_at=? WHERE id=?", (aged, old.id)))
+    assert await service.prune() == 1 and not (media / f"{old.id}.mp4").exists()
+    await service.stop()
+
+
+class HoldAfterSuccess(ChainObserver):
+    """Another observer (metrics, logs) that is slow to hear an attempt succeeded: the process dies meanwhile."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+
+    async def attempt_finished(self, attempt: Any, config: Any, error: Any) -> None:
+        if error is None:
+            self.reached.set()
+            await asyncio.Event().wait()
+
+
+async def test_kill_after_a_successful_attempt_does_not_run_the_next_one(
+    tmp_path: Path, vendor: Vendor, second_vendor: Vendor
+) -> None:
+    hold = HoldAfterSuccess()
+    vendor.done.set()
+    first = JobService(SQLiteJobStore(tmp_path / "jobs.db"), observers=lambda route, kind: [hold])
+    await first.start()
+    job, _ = await first.create(route(vendor.name, second_vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+    await asyncio.wait_for(hold.reached.wait(), 2)
+    await first.stop()  # between the attempt's success and the job's completed record
+
+    second = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await second.start()
+
+    async def completed() -> bool:
+        return (await second.get(job.id)).status == "completed"  # type: ignore[union-attr]
+
+    await until(completed)
+    done = await second.get(job.id)
+    assert vendor.submits == 1 and second_vendor.submits == 0  # re-polled the finished vendor job, no fallback
+    assert done.result["video"] == "https://cdn.example/vendor-1.mp4"  # type: ignore[index,union-attr]
+    assert [a["status"] for a in done.execution_metadata["attempts"]] == ["success"]  # type: ignore[index,union-attr]
+    await second.stop()
+
+
+async def test_result_is_saved_before_the_media_copy(tmp_path: Path, vendor: Vendor) -> None:
+    """A slow vendor CDN must not hold the result hostage: the job is completed before the copy starts, and a
+    kill during the copy leaves it completed (served from the vendor URL)."""
+    copying = asyncio.Event()
+
+    async def slow_cdn(request: web.Request) -> web.StreamResponse:
+        copying.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/{name}", slow_cdn)
+    async with TestServer(app, host="127.0.0.1") as cdn:
+        vendor.video_url = str(cdn.make_url("/")) + "{id}.mp4"
+        vendor.done.set()
+        service = JobService(SQLiteJobStore(tmp_path / "jobs.db"), media_dir=tmp_path / "media")
+        await service.start()
+        job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+        await asyncio.wait_for(copying.wait(), 2)
+        assert (await service.get(job.id)).status == "completed"  # type: ignore[union-attr]
+        await service.stop()
+    restarted = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await restarted.start()
+    stored_job = await restarted.get(job.id)
+    assert stored_job.status == "completed" and "local_copy" not in stored_job.result["provider_metadata"]  # type: ignore[index,union-attr]
+    assert vendor.submits == 1
+    await restarted.stop()
+
+
+async def test_an_older_job_store_is_refused_clearly(tmp_path: Path) -> None:
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "jobs.db")
+    old.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, body TEXT)")
+    old.commit()
+    old.close()
+    with pytest.raises(RuntimeError, match="schema version 0, this daemon needs 2"):
+        await SQLiteJobStore(tmp_path / "jobs.db").open()
