@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -17,11 +19,16 @@ from router.http.errors import ApiError, read_json
 from router.http.middleware import CLIENT, SCOPES
 from router.http.native import resolve
 from router.jobs import JobRecord, JobService
+from router.jobs.service import IdempotencyKeyReusedError, fingerprint
 from router.jobs.sqlite import SQLiteJobStore
-from router.models import media_bytes, media_form
+from router.models import Kind, media_bytes, media_form
 
 CONTENT_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
 STREAM_CHUNK = 64 * 1024
+#: An idle event stream (a job waiting in the queue, a vendor that reports nothing) gets an SSE comment this
+#: often, so proxies with idle timeouts (nginx: 60 s) keep it open.
+KEEPALIVE_SECONDS = 15.0
+T = TypeVar("T")
 
 
 def _service(request: web.Request) -> JobService:
@@ -53,6 +60,21 @@ def job_view(job: JobRecord) -> dict[str, Any]:
     return view
 
 
+async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> JobRecord:
+    """Resolve the route and create the job. An ``Idempotency-Key`` retry gets the same job back; the same
+    key with a different body (or on the other create endpoint) is refused with 422."""
+    # The body as the client sent it (before route defaults, which a reload may change between retries).
+    sent = fingerprint(request.path, body)
+    route, spec_request = resolve(request, body, kind)
+    try:
+        job, _ = await _service(request).create(route, spec_request, owner=_owner(request),
+                                                idempotency_key=request.headers.get("Idempotency-Key"),
+                                                request_fingerprint=sent)
+    except IdempotencyKeyReusedError as exc:
+        raise ApiError(422, f"{exc}; use a new key for a new request", code="idempotency_key_reused") from None
+    return job
+
+
 # ---- native jobs ------------------------------------------------------------------------------------------
 async def create_job(request: web.Request) -> web.Response:
     body = await read_json(request)
@@ -61,9 +83,7 @@ async def create_job(request: web.Request) -> web.Response:
         raise ApiError(400, "missing 'model': the public route name to use", code="missing_field", param="model")
     snapshot = request.app[STATE].routes.current
     kind = snapshot.routes[model].kind if model in snapshot.routes else "video"
-    route, spec_request = resolve(request, body, kind)
-    job, _ = await _service(request).create(route, spec_request, owner=_owner(request),
-                                            idempotency_key=request.headers.get("Idempotency-Key"))
+    job = await _create(request, body, kind)
     return web.json_response({"id": job.id, "kind": job.kind, "model": job.route, "status": job.status},
                              status=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
@@ -73,18 +93,44 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    jobs = await _list(request, kind=request.query.get("kind"))
-    return web.json_response({"object": "list", "data": [job_view(j) for j in jobs],
-                              "has_more": len(jobs) == _limit(request)})
+    jobs, more = await _list(request, kind=request.query.get("kind"))
+    return web.json_response({"object": "list", "data": [job_view(j) for j in jobs], "has_more": more})
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
     job = await _visible_job(request)
     stream = await sse.open_stream(request)
-    async for event, data in _service(request).events(job.id):
-        await sse.send(stream, event, data)
+    async for item in with_keepalives(_service(request).events(job.id), KEEPALIVE_SECONDS):
+        if item is None:
+            await sse.keepalive(stream)
+        else:
+            await sse.send(stream, *item)
     await stream.write_eof()
     return stream
+
+
+async def with_keepalives(items: AsyncIterator[T], every: float) -> AsyncIterator[T | None]:
+    """``items``, with a ``None`` whenever nothing came for ``every`` seconds. The pending ``__anext__`` is
+    waited on, never cancelled, so a quiet stretch does not close ``items``."""
+    pending: asyncio.Future[T] = asyncio.ensure_future(anext(items))
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=every)
+            if not done:
+                yield None
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                return
+            yield item
+            pending = asyncio.ensure_future(anext(items))
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        await items.aclose()  # type: ignore[attr-defined]
 
 
 async def cancel_job(request: web.Request) -> web.Response:
@@ -100,9 +146,12 @@ def _limit(request: web.Request) -> int:
         raise ApiError(400, "limit must be an integer", param="limit") from None
 
 
-async def _list(request: web.Request, kind: str | None) -> list[JobRecord]:
+async def _list(request: web.Request, kind: str | None) -> tuple[list[JobRecord], bool]:
+    """One page of the jobs this client may see, newest first, and whether more follow."""
     owner = None if "admin" in request.get(SCOPES, frozenset()) else _owner(request)
-    return await _service(request).list(kind=kind, owner=owner, limit=_limit(request), after=request.query.get("after"))
+    limit = _limit(request)
+    jobs = await _service(request).list(kind=kind, owner=owner, limit=limit + 1, after=request.query.get("after"))
+    return jobs[:limit], len(jobs) > limit
 
 
 # ---- OpenAI /v1/videos ------------------------------------------------------------------------------------
@@ -181,10 +230,7 @@ def size_of(request: dict[str, Any]) -> str:
 
 
 async def create_video(request: web.Request) -> web.Response:
-    fields = await _video_fields(request)
-    route, spec_request = resolve(request, fields, "video")
-    job, _ = await _service(request).create(route, spec_request, owner=_owner(request),
-                                            idempotency_key=request.headers.get("Idempotency-Key"))
+    job = await _create(request, await _video_fields(request), "video")
     return web.json_response(video_view(job))
 
 
@@ -196,10 +242,10 @@ async def get_video(request: web.Request) -> web.Response:
 
 
 async def list_videos(request: web.Request) -> web.Response:
-    jobs = await _list(request, kind="video")
+    jobs, more = await _list(request, kind="video")
     return web.json_response({"object": "list", "data": [video_view(j) for j in jobs],
                               "first_id": jobs[0].id if jobs else None, "last_id": jobs[-1].id if jobs else None,
-                              "has_more": len(jobs) == _limit(request)})
+                              "has_more": more})
 
 
 async def delete_video(request: web.Request) -> web.Response:

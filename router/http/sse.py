@@ -23,5 +23,10 @@ async def send(response: web.StreamResponse, event: str, data: Any) -> None:
     await response.write(f"event: {event}\ndata: {payload}\n\n".encode())
 
 
+async def keepalive(response: web.StreamResponse) -> None:
+    """An SSE comment: clients ignore it, proxies see traffic on an otherwise idle stream."""
+    await response.write(b": keep-alive\n\n")
+
+
 def wants_stream(request: web.Request) -> bool:
     return "text/event-stream" in request.headers.get("Accept", "")

@@ -149,11 +149,51 @@ async def test_openai_video_failure_and_input_reference(daemon: Daemon) -> None:
 
 
 async def test_list_pagination(daemon: Daemon) -> None:
-    ids = [(await daemon.request("POST", "/v1/jobs", json={"model": "image-fast", "prompt": str(i)}))[1]["id"] for i in range(3)]
+    ids = [(await daemon.request("POST", "/v1/jobs", json={"model": "image-fast", "prompt": str(i)}))[1]["id"] for i in range(4)]
     _, page, _ = await daemon.request("GET", "/v1/jobs?limit=2")
     assert [j["id"] for j in page["data"]] == ids[::-1][:2] and page["has_more"]
     _, rest, _ = await daemon.request("GET", f"/v1/jobs?limit=2&after={page['data'][-1]['id']}")
-    assert [j["id"] for j in rest["data"]] == ids[:1]
+    assert [j["id"] for j in rest["data"]] == ids[1::-1] and not rest["has_more"]  # exactly the last page
+
+
+async def test_idempotency_key_reused_for_another_request_is_refused(daemon: Daemon) -> None:
+    headers = {"Idempotency-Key": "order-43"}
+    _, first, _ = await daemon.request("POST", "/v1/jobs", json={"model": "video-fast", "prompt": "x"}, headers=headers)
+    status, body, _ = await daemon.request("POST", "/v1/jobs", json={"model": "video-fast", "prompt": "y"}, headers=headers)
+    assert status == 422 and body["error"]["code"] == "idempotency_key_reused" and first["id"] in body["error"]["message"]
+    status, body, _ = await daemon.request("POST", "/v1/videos", json={"model": "video-fast", "prompt": "x"}, headers=headers)
+    assert status == 422  # the same key on the other create endpoint is another request too
+
+
+async def test_racing_retries_with_one_idempotency_key_make_one_job(daemon: Daemon) -> None:
+    headers = {"Idempotency-Key": "order-44"}
+    answers = await asyncio.gather(*(daemon.request("POST", "/v1/videos", json={"model": "video-fast", "prompt": "x"},
+                                                    headers=headers) for _ in range(6)))
+    assert {status for status, _, _ in answers} == {200} and len({body["id"] for _, body, _ in answers}) == 1
+    _, listed, _ = await daemon.request("GET", "/v1/videos")
+    assert len(listed["data"]) == 1
+
+
+async def test_keepalives_fill_quiet_stretches_without_closing_the_stream() -> None:
+    from router.http.jobs_api import with_keepalives
+
+    release = asyncio.Event()
+    closed = []
+
+    async def events():  # type: ignore[no-untyped-def]
+        try:
+            yield "first"
+            await release.wait()
+            yield "last"
+        finally:
+            closed.append(True)
+
+    seen = []
+    async for item in with_keepalives(events(), 0.005):
+        seen.append(item)
+        if seen.count(None) == 3:
+            release.set()
+    assert seen[0] == "first" and seen[-1] == "last" and seen.count(None) >= 3 and closed == [True]
 
 
 async def test_local_media_copy_survives_an_expired_vendor_url(start_daemon: StartDaemon,
@@ -175,7 +215,29 @@ poll_interval = 0.01
         daemon = await start_daemon(routes, keep_media_copy=True)
         _, body, _ = await daemon.request("POST", "/v1/jobs", json={"model": "fal-video", "prompt": "x"})
         job = await wait_status(daemon, body["id"], "completed")
-        assert job["result"]["video"].startswith(fal.url) and job["result"]["provider_metadata"]["local_copy"]
+        assert job["result"]["video"].startswith(fal.url)
+        for _ in range(200):  # the copy is made after the job completed (the result is never held back by it)
+            _, job, _ = await daemon.request("GET", f"/v1/jobs/{body['id']}")
+            if "local_copy" in job["result"]["provider_metadata"]:
+                break
+            await asyncio.sleep(0.01)
+        assert job["result"]["provider_metadata"]["local_copy"]
     # The vendor is gone (its URL no longer answers); /content still serves the copy.
     async with daemon.session.get(f"{daemon.url}/v1/videos/{body['id']}/content") as response:
         assert response.status == 200 and (await response.read())[4:8] == b"ftyp"
+
+
+async def test_a_disconnected_event_subscriber_is_released(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(MOCK_ROUTES + SLOW_ROUTE.replace("0.02", "3600"))
+    _, body, _ = await daemon.request("POST", "/v1/jobs", json={"model": "video-poll", "prompt": "x"})
+    jobs = daemon.state.jobs
+    async with daemon.session.get(f"{daemon.url}/v1/jobs/{body['id']}/events") as response:
+        assert (await response.content.readuntil(b"\n\n")).startswith(b"event: update")
+        assert body["id"] in jobs._subscribers  # noqa: SLF001
+        response.close()  # the client goes away mid-stream
+    for _ in range(200):
+        if body["id"] not in jobs._subscribers:  # noqa: SLF001
+            break
+        await asyncio.sleep(0.005)
+    assert body["id"] not in jobs._subscribers  # noqa: SLF001
+    assert (await daemon.request("GET", f"/v1/jobs/{body['id']}"))[1]["status"] == "running"  # the job goes on
