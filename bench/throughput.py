@@ -24,12 +24,13 @@ model = "mock-image"
 """
 
 
-async def main(requests: int, concurrency: int, out: Path) -> None:
+async def main(requests: int, concurrency: int, out: Path, loop: str) -> None:
     port = free_port()
     routes = out.parent / "throughput-routes.toml"
     routes.write_text(ROUTES)
     daemon = spawn(str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port),
-                   env={"TARASH_ROUTER_LOG_FORMAT": "json", "TARASH_ROUTER_DATA_DIR": str(out.parent / "tp-data")})
+                   env={"TARASH_ROUTER_LOG_FORMAT": "json", "TARASH_ROUTER_DATA_DIR": str(out.parent / "tp-data"),
+                        "TARASH_ROUTER_EVENT_LOOP": loop})
     url = f"http://127.0.0.1:{port}/v1/image/generations"
     try:
         await wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -41,9 +42,9 @@ async def main(requests: int, concurrency: int, out: Path) -> None:
 
         await drive(send, requests=500, concurrency=concurrency)
         result = await drive(send, requests=requests, concurrency=concurrency)
-        print(f"{result['rps']:.0f} req/s at concurrency {concurrency}; p50 {result['p50_ms']:.1f} ms, "
+        print(f"[{loop}] {result['rps']:.0f} req/s at concurrency {concurrency}; p50 {result['p50_ms']:.1f} ms, "
               f"p99 {result['p99_ms']:.1f} ms, errors {result['errors']}")
-        out.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
+        out.write_text(json.dumps({"machine": machine(), "event_loop": loop, **result}, indent=2) + "\n")
     finally:
         daemon.terminate()
         daemon.wait()
@@ -53,7 +54,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(args.requests, args.concurrency, args.out))
+    out = args.out or Path(__file__).parent / "results" / f"throughput-{args.loop}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(args.requests, args.concurrency, out, args.loop))

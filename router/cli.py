@@ -40,12 +40,26 @@ def main(argv: list[str] | None = None) -> int:
                  if v is not None}
     settings = Settings(**overrides)
     if args.command == "serve":
-        return asyncio.run(_serve(settings))
+        with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+            return runner.run(_serve(settings))
     if args.command == "check":
         return _check(settings.routes)
     if args.command == "routes":
         return _routes(settings.routes)
     return asyncio.run(_generate(settings, args.kind, args.model, args.prompt, args.out))
+
+
+def _loop_factory(choice: str) -> Any:
+    """uvloop when asked for (or, with "auto", when installed: ``pip install 'tarash-router[fast]'``)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("EVENT_LOOP=uvloop but uvloop is not installed: pip install 'tarash-router[fast]'") from None
+        return None
+    return uvloop.new_event_loop
 
 
 def _load_or_report(path: Path) -> Any:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     allow_unauthenticated: bool = False
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    #: "auto" uses uvloop when it is installed (the [fast] extra), "asyncio" never, "uvloop" always.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     #: A new connection must deliver a complete request head this fast (slow-header clients are cut).
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Debounce for routes.toml saves that come in bursts (editors write, rename, chmod...).
