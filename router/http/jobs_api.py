@@ -57,6 +57,10 @@ def job_view(job: JobRecord) -> dict[str, Any]:
     for key in ("result", "error", "execution_metadata"):
         if getattr(job, key) is not None:
             view[key] = getattr(job, key)
+    if job.result and "local_copy" in (job.result.get("provider_metadata") or {}):
+        # The copy's server path is ours to know: clients get the media through /content.
+        metadata = {k: v for k, v in job.result["provider_metadata"].items() if k != "local_copy"}
+        view["result"] = {**job.result, "provider_metadata": {**metadata, "local_copy": True}}
     return view
 
 

@@ -221,7 +221,8 @@ poll_interval = 0.01
             if "local_copy" in job["result"]["provider_metadata"]:
                 break
             await asyncio.sleep(0.01)
-        assert job["result"]["provider_metadata"]["local_copy"]
+        assert job["result"]["provider_metadata"]["local_copy"] is True  # said, but the server path is not shown
+        assert str(daemon.state.settings.data_dir) not in json.dumps(job)
     # The vendor is gone (its URL no longer answers); /content still serves the copy.
     async with daemon.session.get(f"{daemon.url}/v1/videos/{body['id']}/content") as response:
         assert response.status == 200 and (await response.read())[4:8] == b"ftyp"
