@@ -3,13 +3,20 @@
 Opt-in: a ``Metrics`` owns its own ``CollectorRegistry``, so importing ``router`` registers nothing global.
 Library users create one and pass ``metrics.observer(route, kind)`` to ``run_chain(observers=...)``.
 Label values come from config (route, provider, model) or fixed sets, never from client text.
+
+Router overhead (``tarash_router_overhead_seconds``) is, per generation, the time from the moment it is handed to
+the orchestrator (``observer()`` is called) to the end of its chain, minus the time inside its attempts (from each
+``attempt_started`` to its ``attempt_finished``: handler call, vendor HTTP, polling sleeps, retries, waiting for a
+provider slot). What is left is the router's own work around the vendor calls: observer delivery and job-store
+writes between attempts, fallback decisions, building the result's metadata. HTTP parsing and serialisation and a
+job's time in the queue are outside it (see the HTTP counter and ``tarash_router_jobs_queued``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +33,8 @@ ATTEMPT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 450
 #: Router overhead is sub-millisecond to tens of milliseconds.
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 KNOWN_ERRORS = frozenset(ERROR_CLASSES) | {"AllAttemptsFailedError"}
+#: aiohttp accepts any token as a method: anything else is counted as "other".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _error_label(error: TarashError | None) -> str:
@@ -36,10 +45,17 @@ def _error_label(error: TarashError | None) -> str:
 
 
 class Metrics:
-    """Every metric of daemon.md §6, plus router overhead, HTTP requests and circuit state."""
+    """Every metric of daemon.md §6, plus router overhead, HTTP requests, jobs and circuit state.
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    ``routes`` returns the configured route names (the daemon passes the live config's): any other ``route``
+    given to ``observer``/``request_rejected`` is counted as ``"unknown"``. Without it (library use) the caller's
+    route names are used as given. More collectors: register them on ``self.registry``.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 routes: Callable[[], Container[str]] | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._routes = routes
         r = self.registry
         self.requests = Counter("tarash_router_requests", "Generations by route and outcome",
                                 ["route", "kind", "outcome"], registry=r)
@@ -57,6 +73,9 @@ class Metrics:
         self.reloads = Counter("tarash_router_config_reloads", "routes.toml reloads", ["result"], registry=r)
         self.last_reload = Gauge("tarash_router_config_last_reload_success_timestamp_seconds",
                                  "Unix time of the last successful routes load", registry=r)
+        self.last_reload_ok = Gauge("tarash_router_config_last_reload_successful",
+                                    "1 if the last routes.toml load was valid, 0 while a bad edit is being ignored",
+                                    registry=r)
         self.overhead = Histogram("tarash_router_overhead_seconds",
                                   "Router time per generation not spent inside provider attempts",
                                   ["route", "kind"], buckets=OVERHEAD_BUCKETS, registry=r)
@@ -72,21 +91,31 @@ class Metrics:
         self.loop_lag = Histogram("tarash_router_event_loop_lag_seconds", "How late a 100 ms timer fires: "
                                   "time the event loop was busy elsewhere", buckets=OVERHEAD_BUCKETS, registry=r)
         self._breakers: CircuitBreakers | None = None
-        self.last_reload.set_to_current_time()
+        self.last_reload.set_to_current_time()  # created once a valid config is loaded
+        self.last_reload_ok.set(1)
         self.reloads.labels("success")
         self.reloads.labels("failure")
 
     # ---- generation events --------------------------------------------------------------------------------
     def observer(self, route: str, kind: str) -> ChainObserver:
-        return _MetricsObserver(self, route, kind)
+        """The observer to pass to ``run_chain(observers=...)`` for one generation on ``route``."""
+        return _MetricsObserver(self, self.route_label(route), kind)
 
-    def request_rejected(self, route: str, kind: str) -> None:
+    def request_rejected(self, route: str | None, kind: str) -> None:
         """A request refused before any attempt (bad field, unknown model, shed load)."""
-        self.requests.labels(route, kind, "rejected").inc()
+        self.requests.labels(self.route_label(route), kind, "rejected").inc()
+
+    def route_label(self, route: str | None) -> str:
+        """``route`` if it is a configured route name, else ``"unknown"``: client text never becomes a label."""
+        if route is None or (self._routes is not None and route not in self._routes()):
+            return "unknown"
+        return route
 
     # ---- config -------------------------------------------------------------------------------------------
     def config_reloaded(self, success: bool, snapshot: Any = None) -> None:
+        """A ``RoutesHolder`` listener: count the reload, stamp the time of a good one."""
         self.reloads.labels("success" if success else "failure").inc()
+        self.last_reload_ok.set(1 if success else 0)
         if success:
             self.last_reload.set_to_current_time()
 
@@ -123,7 +152,8 @@ class Metrics:
                 # The route template ("/v1/jobs/{id}"), never the raw path: bounded cardinality.
                 route = request.match_info.route.resource
                 path = route.canonical if route is not None else "unmatched"
-                self.http_requests.labels(request.method, path, str(status)).inc()
+                method = request.method if request.method in HTTP_METHODS else "other"
+                self.http_requests.labels(method, path, str(status)).inc()
 
         return middleware
 
@@ -143,7 +173,7 @@ class _MetricsObserver(ChainObserver):
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
         elapsed = time.perf_counter() - self._attempt_started
         self.in_attempts += elapsed
-        outcome = attempt.status if error is None or error.outcome != "skipped" else "skipped"
+        outcome = attempt.status  # "success" | "failed" | "skipped", set by the orchestrator
         self.m.attempts.labels(self.route, config.provider, config.model, outcome, _error_label(error)).inc()
         self.m.attempt_duration.labels(self.route, config.provider, config.model, outcome).observe(elapsed)
 

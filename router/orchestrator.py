@@ -106,11 +106,18 @@ class _Events:
         await self.notify("update", update)
 
     async def notify(self, event: str, *args: Any) -> None:
+        cancelled: asyncio.CancelledError | None = None
         for observer in self._observers:
             try:
                 await getattr(observer, event)(*args)
+            except asyncio.CancelledError as exc:
+                # Cancelled while one observer awaited (a job-store write): the others still hear the event,
+                # then the cancel goes on.
+                cancelled = exc
             except Exception:  # noqa: BLE001
                 log.exception("observer %s.%s raised", type(observer).__name__, event)
+        if cancelled is not None:
+            raise cancelled
 
 
 async def run_chain(
@@ -144,79 +151,83 @@ async def run_chain(
     first = resume.next_attempt if resume else 1
     last_error: TarashError | None = None
 
-    for number in range(first, len(configs) + 1):
-        attempt_config = configs[number - 1]
-        resumed = resume is not None and number == resume.next_attempt
-        attempt = AttemptMetadata(
-            provider=attempt_config.provider,
-            model=attempt_config.model,
-            attempt_number=number,
-            started_at=(resume.started_at if resumed and resume.started_at else utc_now()),
-            status="failed",
-        )
-        attempts.append(attempt)
-        await events.notify("attempt_started", attempt, attempt_config)
-        job = resume.job if resumed else None
-        try:
-            response = await _run_attempt(
-                kind, attempt_config, request, request_id, attempt, events, job, breakers, keep_vendor_job,
-                limits, wait_for_capacity,
+    open_attempt: tuple[AttemptMetadata, AnyConfig] | None = None  # started, not yet finished
+    finished = False  # chain_finished delivered
+    try:
+        for number in range(first, len(configs) + 1):
+            attempt_config = configs[number - 1]
+            resumed = resume is not None and number == resume.next_attempt
+            attempt = AttemptMetadata(
+                provider=attempt_config.provider,
+                model=attempt_config.model,
+                attempt_number=number,
+                started_at=(resume.started_at if resumed and resume.started_at else utc_now()),
+                status="failed",
             )
-        except asyncio.CancelledError:
-            cancelled = GenerationCancelledError(
-                "the caller cancelled the generation", provider=attempt_config.provider, model=attempt_config.model
-            )
-            _record_failure(attempt, cancelled, ())
-            metadata = _metadata(attempts, len(configs), None)
-            cancelled.execution_metadata = metadata
-            # Shielded: the task is being cancelled, yet observers (metrics, the job store) must hear the end.
-            await asyncio.shield(events.notify("attempt_finished", attempt, attempt_config, cancelled))
-            await asyncio.shield(events.notify("chain_finished", metadata, cancelled))
-            raise
-        except TarashError as error:
-            last_error = error
-            await events.notify("attempt_finished", attempt, attempt_config, error)
-            if attempt.is_retryable and number < len(configs):
-                await events.notify("fallback", attempt_config, configs[number], error)
-                if events.active:
-                    await events.progress(
-                        _UPDATE_TYPES[kind](
-                            request_id=request_id,
-                            status="queued",
-                            update={
-                                "event": "fallback",
-                                "from_provider": attempt_config.provider,
-                                "to_provider": configs[number].provider,
-                                "error_type": type(error).__name__,
-                                "error": error.message,
-                            },
+            attempts.append(attempt)
+            open_attempt = (attempt, attempt_config)
+            await events.notify("attempt_started", attempt, attempt_config)
+            job = resume.job if resumed else None
+            try:
+                response = await _run_attempt(
+                    kind, attempt_config, request, request_id, attempt, events, job, breakers, keep_vendor_job,
+                    limits, wait_for_capacity,
+                )
+            except TarashError as error:
+                open_attempt = None
+                last_error = error
+                await events.notify("attempt_finished", attempt, attempt_config, error)
+                if attempt.is_retryable and number < len(configs):
+                    await events.notify("fallback", attempt_config, configs[number], error)
+                    if events.active:
+                        await events.progress(
+                            _UPDATE_TYPES[kind](
+                                request_id=request_id,
+                                status="queued",
+                                update={
+                                    "event": "fallback",
+                                    "from_provider": attempt_config.provider,
+                                    "to_provider": configs[number].provider,
+                                    "error_type": type(error).__name__,
+                                    "error": error.message,
+                                },
+                            )
                         )
-                    )
-                continue
-            metadata = _metadata(attempts, len(configs), None)
-            final = error if not attempt.is_retryable else AllAttemptsFailedError(error, metadata)
-            final.execution_metadata = error.execution_metadata = metadata
+                    continue
+                metadata = _metadata(attempts, len(configs), None)
+                final = error if not attempt.is_retryable else AllAttemptsFailedError(error, metadata)
+                final.execution_metadata = error.execution_metadata = metadata
+                if events.active:
+                    await events.progress(_final_update(kind, request_id, "failed", error=str(final)))
+                finished = True
+                await events.notify("chain_finished", metadata, final)
+                raise final from (error if final is not error else None)
+            open_attempt = None
+            attempt.status = "success"
+            attempt.ended_at = utc_now()
+            metadata = _metadata(attempts, len(configs), number)
+            await events.notify("attempt_finished", attempt, attempt_config, None)
+            response = response.model_copy(update={"request_id": request_id, "execution_metadata": metadata})
             if events.active:
-                await events.progress(_final_update(kind, request_id, "failed", error=str(final)))
-            await events.notify("chain_finished", metadata, final)
-            raise final from (error if final is not error else None)
-        attempt.status = "success"
-        attempt.ended_at = utc_now()
-        metadata = _metadata(attempts, len(configs), number)
-        await events.notify("attempt_finished", attempt, attempt_config, None)
-        response = response.model_copy(update={"request_id": request_id, "execution_metadata": metadata})
-        if events.active:
-            await events.progress(_final_update(kind, request_id, "completed", result=response))
-        await events.notify("chain_finished", metadata, None)
-        return response
+                await events.progress(_final_update(kind, request_id, "completed", result=response))
+            finished = True
+            await events.notify("chain_finished", metadata, None)
+            return response
 
-    # Only reachable when resuming past the end of the chain (nothing left to try).
-    metadata = _metadata(attempts, len(configs), None)
-    error = AllAttemptsFailedError(
-        last_error or ProviderTimeoutError("no attempt left to run"), metadata
-    )
-    await events.notify("chain_finished", metadata, error)
-    raise error
+        # Only reachable when resuming past the end of the chain (nothing left to try).
+        metadata = _metadata(attempts, len(configs), None)
+        error = AllAttemptsFailedError(
+            last_error or ProviderTimeoutError("no attempt left to run"), metadata
+        )
+        finished = True
+        await events.notify("chain_finished", metadata, error)
+        raise error
+    except asyncio.CancelledError:
+        # Wherever the cancel lands (in an attempt, or while an observer awaited between attempts), every
+        # observer still hears the open attempt and the chain end: metrics' in-flight gauge depends on it.
+        if not finished:
+            await asyncio.shield(_end_cancelled(events, attempts, len(configs), open_attempt))
+        raise
 
 
 async def _run_attempt(
@@ -312,6 +323,21 @@ async def _run_attempt(
     _record_failure(attempt, error, secrets)
     attempt.is_retryable = falls_back
     raise error
+
+
+async def _end_cancelled(
+    events: _Events, attempts: list[AttemptMetadata], in_chain: int,
+    open_attempt: tuple[AttemptMetadata, AnyConfig] | None,
+) -> None:
+    """Tell the observers a cancelled chain ended: the open attempt (if any) as cancelled, then the chain."""
+    last = attempts[-1]
+    cancelled = GenerationCancelledError("the caller cancelled the generation", provider=last.provider, model=last.model)
+    if open_attempt is not None:
+        _record_failure(open_attempt[0], cancelled, ())
+    cancelled.execution_metadata = _metadata(attempts, in_chain, None)
+    if open_attempt is not None:
+        await events.notify("attempt_finished", *open_attempt, cancelled)
+    await events.notify("chain_finished", cancelled.execution_metadata, cancelled)
 
 
 def _unsupported_reason(handler: Any, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:

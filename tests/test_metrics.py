@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import router
 from router.metrics import Metrics
-from router.orchestrator import run_chain
+from router.orchestrator import ChainObserver, run_chain
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -23,28 +23,85 @@ def test_importing_router_registers_nothing_global() -> None:
     assert not any(name.startswith("tarash_router") for name in names)
 
 
-async def test_scripted_run_with_a_fallback() -> None:
-    metrics = Metrics()
+def series(got: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {labels: value for (sample, labels), value in got.items() if sample == name}
+
+
+def flaky_then_good() -> router.VideoGenerationConfig:
     failing = router.VideoGenerationConfig(provider="mock", model="flaky", mock=router.MockConfig(
         responses=[router.MockResponse(error={"type": "RateLimitError", "message": "busy"})]))
-    config = failing.model_copy(update={"fallback_configs": [router.VideoGenerationConfig(provider="mock", model="good")]})
+    return failing.model_copy(update={"fallback_configs": [router.VideoGenerationConfig(provider="mock", model="good")]})
+
+
+async def test_scripted_run_with_a_fallback() -> None:
+    metrics = Metrics()
     for _ in range(3):
-        await run_chain("video", config, router.VideoGenerationRequest(prompt="x"),
+        await run_chain("video", flaky_then_good(), router.VideoGenerationRequest(prompt="x"),
                         observers=[metrics.observer("video-route", "video")])
     got = samples(metrics)
-    assert got[("tarash_router_requests_total", (("kind", "video"), ("outcome", "success"), ("route", "video-route")))] == 3
-    assert got[("tarash_router_attempts_total", (("error_type", "RateLimitError"), ("model", "flaky"), ("outcome", "failed"),
-                                                 ("provider", "mock"), ("route", "video-route")))] == 3
-    assert got[("tarash_router_attempts_total", (("error_type", ""), ("model", "good"), ("outcome", "success"),
-                                                 ("provider", "mock"), ("route", "video-route")))] == 3
-    assert got[("tarash_router_fallbacks_total", (("from_provider", "mock"), ("route", "video-route"), ("to_provider", "mock")))] == 3
-    assert got[("tarash_router_attempt_duration_seconds_count", (("model", "good"), ("outcome", "success"),
-                                                                 ("provider", "mock"), ("route", "video-route")))] == 3
-    assert got[("tarash_router_request_duration_seconds_count", (("kind", "video"), ("route", "video-route")))] == 3
-    assert got[("tarash_router_overhead_seconds_count", (("kind", "video"), ("route", "video-route")))] == 3
-    assert got[("tarash_router_jobs_in_flight", (("kind", "video"),))] == 0
+    route = (("route", "video-route"),)
+    assert series(got, "tarash_router_requests_total") == {(("kind", "video"), ("outcome", "success"), *route): 3}
+    assert series(got, "tarash_router_attempts_total") == {
+        (("error_type", "RateLimitError"), ("model", "flaky"), ("outcome", "failed"), ("provider", "mock"), *route): 3,
+        (("error_type", ""), ("model", "good"), ("outcome", "success"), ("provider", "mock"), *route): 3,
+    }
+    assert series(got, "tarash_router_fallbacks_total") == {(("from_provider", "mock"), *route, ("to_provider", "mock")): 3}
+    assert series(got, "tarash_router_attempt_duration_seconds_count") == {
+        (("model", "flaky"), ("outcome", "failed"), ("provider", "mock"), *route): 3,
+        (("model", "good"), ("outcome", "success"), ("provider", "mock"), *route): 3,
+    }
+    assert series(got, "tarash_router_request_duration_seconds_count") == {(("kind", "video"), *route): 3}
+    assert series(got, "tarash_router_overhead_seconds_count") == {(("kind", "video"), *route): 3}
+    assert series(got, "tarash_router_jobs_in_flight") == {(("kind", "video"),): 0}
     buckets = [dict(labels)["le"] for name, labels in got if name == "tarash_router_attempt_duration_seconds_bucket"]
     assert "1800.0" in buckets and "0.1" in buckets  # seconds-long images and 30-minute videos both fit
+
+
+async def test_route_labels_are_configured_names_or_unknown() -> None:
+    configured = {"video-route"}
+    metrics = Metrics(routes=lambda: configured)
+    hostile = [f'evil-{i}"}} 1\nfake{{route="x' for i in range(20)]
+    for name in hostile:
+        metrics.request_rejected(name, "video")
+        await run_chain("video", flaky_then_good(), router.VideoGenerationRequest(prompt="x"),
+                        observers=[metrics.observer(name, "video")])
+    metrics.request_rejected(None, "image")
+    text = metrics.render()[0].decode()
+    assert "evil" not in text and "fake" not in text
+    got = samples(metrics)
+    assert series(got, "tarash_router_requests_total") == {
+        (("kind", "video"), ("outcome", "rejected"), ("route", "unknown")): 20,
+        (("kind", "video"), ("outcome", "success"), ("route", "unknown")): 20,
+        (("kind", "image"), ("outcome", "rejected"), ("route", "unknown")): 1,
+    }
+    assert {dict(labels)["route"] for name, labels in got if "route" in dict(labels)} == {"unknown"}
+
+
+async def test_a_cancel_between_attempts_still_ends_the_chain() -> None:
+    """Cancelled while another observer awaits between attempts (a job-store write): in-flight returns to 0."""
+    import asyncio
+
+    reached = asyncio.Event()
+
+    class SlowStore(ChainObserver):
+        async def fallback(self, *args: object) -> None:
+            reached.set()
+            await asyncio.Event().wait()  # the write that is in progress when the cancel lands
+
+    metrics = Metrics()
+    task = asyncio.create_task(run_chain("video", flaky_then_good(), router.VideoGenerationRequest(prompt="x"),
+                                         observers=[SlowStore(), metrics.observer("r", "video")]))
+    await reached.wait()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    got = samples(metrics)
+    assert series(got, "tarash_router_jobs_in_flight") == {(("kind", "video"),): 0}
+    assert series(got, "tarash_router_requests_total") == {(("kind", "video"), ("outcome", "cancelled"), ("route", "r")): 1}
+    # The observer after the cancelled one still heard the fallback.
+    assert series(got, "tarash_router_fallbacks_total") == {(("from_provider", "mock"), ("route", "r"), ("to_provider", "mock")): 1}
 
 
 async def test_failed_and_cancelled_outcomes() -> None:

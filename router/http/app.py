@@ -89,7 +89,7 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
         routes=routes,
         breakers=CircuitBreakers(settings.circuit_threshold, settings.circuit_cooldown_seconds),
         notifier=notifier or Notifier({}),
-        metrics=Metrics(),
+        metrics=Metrics(routes=lambda: routes.current.routes),  # only configured names become labels
         client_limiter=ClientRateLimiter(settings.client_requests_per_minute) if settings.client_requests_per_minute else None,
     )
     state.observer_factories.append(AttemptLogger)
