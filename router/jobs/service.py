@@ -144,6 +144,8 @@ class JobService:
                 raise IdempotencyKeyReusedError(existing)
             return existing, False
         self._seq[job.id] = 0
+        if self._metrics is not None:
+            self._metrics.job_store_size.inc()
         self._launch(job)
         return job, True
 
@@ -173,6 +175,8 @@ class JobService:
         await self.cancel(job_id)
         await self.store.delete(job_id)
         await self._remove_media([job_id])
+        if self._metrics is not None:
+            self._metrics.job_store_size.set(await self.store.count())
 
     async def events(self, job_id: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """The job's events from the start (history replay), then live ones until its terminal event."""
