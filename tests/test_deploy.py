@@ -1,5 +1,5 @@
-"""The Grafana dashboard imports (valid JSON, Prometheus datasource input, panels on real metric names) and the
-alert rules pass promtool when it is installed."""
+"""The Grafana dashboard imports (valid JSON, Prometheus datasource input, a clean grid, panels on real metric
+names) and the alert rules pass promtool's syntax check and unit tests when it is installed."""
 
 from __future__ import annotations
 
@@ -36,6 +36,25 @@ def test_dashboard_is_importable_and_uses_real_metrics() -> None:
         assert topic in titles
 
 
+def test_dashboard_panels_are_well_formed() -> None:
+    """What Grafana needs to lay out and draw each panel: a grid cell inside the 24 columns, no overlaps, the
+    templated datasource on every query, explicit thresholds on stats (the default turns them red above 80)."""
+    dashboard = json.loads((DEPLOY / "grafana" / "tarash-router.json").read_text())
+    cells: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        assert panel["type"] in {"timeseries", "stat"}, panel["title"]
+        grid = panel["gridPos"]
+        assert all(isinstance(grid[k], int) for k in "xywh") and grid["x"] + grid["w"] <= 24, panel["title"]
+        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
+        for target in panel["targets"]:
+            assert target["refId"] and target["datasource"]["uid"] == "${DS_PROMETHEUS}"
+        if panel["type"] == "stat":
+            steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            assert steps[0]["value"] is None and all(isinstance(step["value"], (int, float)) for step in steps[1:])
+
+
 def test_alert_rules() -> None:
     text = (DEPLOY / "prometheus" / "tarash-router-alerts.yml").read_text()
     alerts = re.findall(r"- alert: (\w+)", text)
@@ -44,6 +63,8 @@ def test_alert_rules() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (apt-get install prometheus)")
-    result = subprocess.run([promtool, "check", "rules", str(DEPLOY / "prometheus" / "tarash-router-alerts.yml")],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    for command in (["check", "rules", "tarash-router-alerts.yml"], ["test", "rules", "tarash-router-alerts.test.yml"]):
+        # The unit tests feed series to each rule: the broken-since-restart route fires, client errors do not.
+        result = subprocess.run([promtool, *command], cwd=DEPLOY / "prometheus", capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
