@@ -1,36 +1,54 @@
 """Shared machinery of the vendor emulators: lifecycle, auth, request recording, fault injection, job
 progression per poll (never per wall-clock second) and real media.
 
-Faults are injected two ways: ``emu.inject(Fault.RATE_LIMIT, step="submit")`` from a test, or in-band from
-the prompt (``[[fault:rate_limit@status]]``, ``[[polls:5]]``) so a test driving the daemon over HTTP can
-trigger them too. Steps are named ``submit``, ``status``, ``result``, ``cancel``, ``content``.
+Steps: every request an emulator answers is named by one of ``STEPS``: ``submit`` (create a job, or a synchronous
+generation), ``status`` (poll or list), ``result`` (fetch a finished job's output, e.g. fal's response URL or
+OpenAI's authenticated ``/content``), ``cancel`` (cancel or delete), ``content`` (download from ``/_media``, the
+emulator's stand-in for the vendor's public CDN). A request that matches no route is recorded as ``unmatched``.
+
+Faults are injected two ways:
+
+* from a test: ``emu.inject(Fault.RATE_LIMIT, step="status", times=2)``; step ``"*"`` matches any step. A job
+  outcome (``CONTENT_POLICY``, ``JOB_FAILED``, ``EMPTY_RESULT``) injected at ``submit`` attaches to the next job
+  created (or, on a synchronous endpoint, to the next answer).
+* in-band, from the prompt, so a test driving the daemon over HTTP can trigger them: ``[[fault:content_policy]]``,
+  ``[[fault:rate_limit@status]]`` (``@*`` for every step; the default step is ``submit``, which for a job outcome
+  means the job created by that submit) and ``[[polls:N]]`` (the job needs N status polls). An in-band HTTP fault
+  answers every matching request of that prompt's jobs, not just the first: the prompt does not change between
+  retries. Unknown fault names are not markers (ignored).
+
+Job progress advances one step per status poll: a job of N polls answers "queued" for its first quarter (at least
+one poll once N > 2), "running" until the N-th poll, then "done" (the vendor's success or failure, per outcome).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
-from providers._mock_media import png_bytes, video_asset
+from providers._mock_media import image_size_for, png_bytes, video_asset
+
+STEPS = ("submit", "status", "result", "cancel", "content")
 
 
 class Fault(StrEnum):
-    RATE_LIMIT = "rate_limit"  # 429 + Retry-After
-    SERVER_ERROR = "server_error"  # 500
-    UNAVAILABLE = "unavailable"  # 503
+    RATE_LIMIT = "rate_limit"  # 429 + Retry-After + the vendor's 429 body
+    SERVER_ERROR = "server_error"  # 500 with the vendor's body
+    UNAVAILABLE = "unavailable"  # 503 with the vendor's body
     HANG = "hang"  # never answers (until the emulator closes)
-    MALFORMED_JSON = "malformed_json"  # 200 with a truncated JSON body
-    DROP = "drop"  # headers and half a body, then the connection is cut
+    MALFORMED_JSON = "malformed_json"  # 200, application/json, a truncated body
+    DROP = "drop"  # headers and part of a body, then the connection is cut
     AUTH = "auth"  # the vendor's 401
-    BAD_REQUEST = "bad_request"  # the vendor's validation error
-    CONTENT_POLICY = "content_policy"  # job outcome: moderation (sync APIs: the vendor's moderation error)
+    BAD_REQUEST = "bad_request"  # the vendor's validation error (400 or 422)
+    CONTENT_POLICY = "content_policy"  # job outcome: moderation (sync endpoints: the vendor's moderation error)
     JOB_FAILED = "job_failed"  # job outcome: accepted, then failed
     EMPTY_RESULT = "empty_result"  # job outcome: success without media
 
@@ -38,8 +56,38 @@ class Fault(StrEnum):
 HTTP_FAULTS = frozenset({Fault.RATE_LIMIT, Fault.SERVER_ERROR, Fault.UNAVAILABLE, Fault.HANG, Fault.MALFORMED_JSON,
                          Fault.DROP, Fault.AUTH, Fault.BAD_REQUEST})
 OUTCOME_FAULTS = frozenset({Fault.CONTENT_POLICY, Fault.JOB_FAILED, Fault.EMPTY_RESULT})
-_MARKER = re.compile(r"\[\[fault:([a-z_]+)(?:@([a-z]+))?\]\]")
+_MARKER = re.compile(rf"\[\[fault:({'|'.join(Fault)})(?:@([a-z]+|\*))?\]\]")
 _POLLS = re.compile(r"\[\[polls:(\d+)\]\]")
+
+#: Long side of a served image. Real sizes would be faithful but slow: a 1024 px PNG takes ~50 ms to make, and
+#: benchmarks fetch thousands. Served images keep the requested shape; vendors report the served size.
+IMAGE_LONG_SIDE = 64
+#: Words in a model id that mean a video model (fal and Replicate ids name the family; image ids use none).
+VIDEO_WORDS = ("veo", "kling", "wan", "minimax", "hailuo", "seedance", "video", "sora", "ltx", "luma", "pixverse",
+               "hunyuan", "mochi")
+#: Aspect ratios of the committed sample videos (providers/_media/manifest.json).
+_VIDEO_RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0, "4:3": 4 / 3, "21:9": 21 / 9}
+
+
+def is_video_model(model: str) -> bool:
+    return any(word in model.lower() for word in VIDEO_WORDS)
+
+
+def aspect_of(width: int, height: int) -> str:
+    """The sample videos' aspect ratio nearest to ``width``:``height``."""
+    return min(_VIDEO_RATIOS, key=lambda ratio: abs(_VIDEO_RATIOS[ratio] - width / height))
+
+
+def image_dims(width: int, height: int) -> tuple[int, int]:
+    """Size of the image served for a ``width`` x ``height`` request: same shape, long side ``IMAGE_LONG_SIDE``."""
+    scale = IMAGE_LONG_SIDE / max(width, height, 1)
+    return max(8, round(width * scale)), max(8, round(height * scale))
+
+
+@functools.lru_cache(maxsize=256)
+def png(width: int, height: int, seed: int = 0) -> bytes:
+    """A real PNG (cached: emulators serve the same few sizes over and over)."""
+    return png_bytes(width, height, seed=seed)
 
 
 @dataclass
@@ -49,52 +97,72 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     step: str
-    body: Any = None
+    body: Any = None  # parsed JSON, or form fields (files as {"filename", "bytes", "content_type"})
 
 
 @dataclass
 class Job:
+    """One vendor job. ``polls`` counts status polls; ``status`` follows from it (see the module docstring)."""
+
     id: str
     model: str
     payload: dict[str, Any]
     polls_needed: int
     outcome: Fault | None = None
+    prompt: str = ""
     polls: int = 0
     cancelled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # per-vendor bookkeeping
 
-    def advance(self) -> str:
-        """One status poll: ``queued`` -> ``running`` -> ``done`` (or ``cancelled``)."""
+    @property
+    def queued_polls(self) -> int:
+        return max(1, self.polls_needed // 4) if self.polls_needed > 2 else 0
+
+    @property
+    def status(self) -> str:
+        """``queued``, ``running``, ``done`` (success or failure: see ``failed``) or ``cancelled``."""
         if self.cancelled:
             return "cancelled"
-        self.polls += 1
         if self.polls >= self.polls_needed:
             return "done"
-        return "queued" if self.polls == 1 and self.polls_needed > 2 else "running"
+        return "queued" if self.polls == 0 or self.polls <= self.queued_polls else "running"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "done" and self.outcome in (Fault.CONTENT_POLICY, Fault.JOB_FAILED)
 
     @property
     def progress(self) -> float:
         return min(1.0, self.polls / max(self.polls_needed, 1))
 
+    def advance(self) -> str:
+        """Count one status poll (none once cancelled); the status after it."""
+        if not self.cancelled:
+            self.polls += 1
+        return self.status
+
 
 class Emulator:
-    """Base of one vendor's emulator. Subclasses add routes and vendor-shaped bodies."""
+    """Base of one vendor's emulator. Subclasses add routes and the vendor's bodies (``error``, ``unauthorized``)."""
 
-    name = "vendor"
+    name: ClassVar[str] = "vendor"
+    #: HTTP status of the vendor's validation errors (``Fault.BAD_REQUEST``).
+    validation_status: ClassVar[int] = 400
 
     def __init__(self, *, api_key: str = "test-key", polls_to_complete: int = 2) -> None:
         self.api_key = api_key
         self.polls_to_complete = polls_to_complete
-        #: Retry-After sent with injected 429s (seconds; tests that retry set it low).
+        #: Retry-After sent with injected 429s (seconds; tests that let clients retry set it low).
         self.retry_after = "1"
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
+        self.url = ""
         self._faults: list[tuple[Fault, str, int]] = []
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self.url = ""
-        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._unmatched])
+        self.app.on_response_prepare.append(self._stamp)
         self.app.router.add_get("/_media/{name}", self._media)
         self.app.router.add_get("/_emulator/stats", self._stats)
         self.add_routes(self.app.router)
@@ -107,8 +175,15 @@ class Emulator:
         return request.headers.get("Authorization") == f"Bearer {self.api_key}"
 
     def error(self, status: int, message: str, code: str | None = None) -> web.Response:
-        """The vendor's error body for ``status``."""
+        """The vendor's error answer for ``status``."""
         return web.json_response({"detail": message}, status=status)
+
+    def unauthorized(self, request: web.Request) -> web.Response:
+        """The vendor's answer to a missing or wrong key (may depend on what the request sent)."""
+        return self.error(401, "invalid credentials", "unauthorized")
+
+    def stamp(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Add the vendor's per-response headers (request ids) to every answer."""
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
@@ -119,63 +194,72 @@ class Emulator:
         return self.url
 
     async def close(self) -> None:
-        self._closing.set()
+        self._closing.set()  # first: hung handlers return, so cleanup does not wait for them
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def __aenter__(self) -> Emulator:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # ---- faults -------------------------------------------------------------------------------------------
+    # ---- recording and faults -----------------------------------------------------------------------------
     def inject(self, fault: Fault | str, step: str = "submit", times: int = 1) -> None:
+        """Queue ``fault`` for the next ``times`` requests of ``step`` (``"*"``: any step)."""
         self._faults.append((Fault(fault), step, times))
 
+    def record(self, request: web.Request, step: str, body: Any = None) -> None:
+        self.calls[step] += 1
+        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
+                                             dict(request.headers), step, body))
+
     def _take(self, step: str, prompt: str | None, kinds: frozenset[Fault]) -> Fault | None:
+        """The fault of ``kinds`` that applies to this ``step``: a queued one (consumed) first, then the prompt's."""
         for i, (fault, at, times) in enumerate(self._faults):
             if fault in kinds and at in (step, "*"):
-                self._faults[i] = (fault, at, times - 1)
                 if times <= 1:
                     del self._faults[i]
+                else:
+                    self._faults[i] = (fault, at, times - 1)
                 return fault
         for name, at in _MARKER.findall(prompt or ""):
-            fault = Fault(name)
-            if fault in kinds and (at or ("submit" if fault in HTTP_FAULTS else "")) in (step, ""):
-                return fault
+            if Fault(name) in kinds and (at or "submit") in (step, "*"):
+                return Fault(name)
         return None
 
     async def enter(self, request: web.Request, step: str, body: Any = None, prompt: str | None = None,
                     job: Job | None = None, check_auth: bool = True) -> web.StreamResponse | None:
-        """Record the call, check auth, apply an HTTP fault. Returns a response to send instead, or None."""
-        self.calls[step] += 1
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
-                                             dict(request.headers), step, body))
-        if prompt is None and job is not None:
-            prompt = str(job.payload.get("prompt") or job.extra.get("prompt") or "")
-        fault = self._take(step, prompt, HTTP_FAULTS)
-        if (check_auth and not self.authorized(request)) or fault is Fault.AUTH:
-            return self.error(401, "invalid credentials", "unauthorized")
-        if fault is None:
-            return None
+        """Record the call, check auth, apply an HTTP fault: a response to send instead, or None to go on.
+
+        ``prompt`` (or ``job``'s prompt) is searched for in-band markers. A refused key consumes no fault.
+        """
+        self.record(request, step, body)
+        if check_auth and not self.authorized(request):
+            return self.unauthorized(request)
+        fault = self._take(step, prompt if prompt is not None else job.prompt if job else None, HTTP_FAULTS)
+        return None if fault is None else await self._answer_fault(request, fault)
+
+    async def _answer_fault(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        if fault is Fault.AUTH:
+            return self.unauthorized(request)
         if fault is Fault.RATE_LIMIT:
-            response = self.error(429, "rate limit exceeded, slow down", "rate_limited")
+            response = self.error(429, "Rate limit exceeded, slow down.", "rate_limited")
             response.headers["Retry-After"] = self.retry_after
             return response
         if fault is Fault.SERVER_ERROR:
-            return self.error(500, "internal server error", "internal")
+            return self.error(500, "Internal server error.", "internal")
         if fault is Fault.UNAVAILABLE:
-            return self.error(503, "service temporarily unavailable", "unavailable")
+            return self.error(503, "Service temporarily unavailable.", "unavailable")
         if fault is Fault.BAD_REQUEST:
-            return self.error(400 if self.name != "fal" else 422, "invalid value for field 'prompt'", "invalid")
+            return self.error(self.validation_status, "invalid value for field 'prompt'", "invalid")
         if fault is Fault.MALFORMED_JSON:
             return web.Response(body=b'{"id": "trunc', content_type="application/json")
         if fault is Fault.HANG:
             await self._closing.wait()
             return web.Response(status=503)
-        # DROP: promise a body, send half of it, cut the connection.
+        # DROP: promise a body, send part of it, cut the connection.
         response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "4096"})
         await response.prepare(request)
         await response.write(b'{"status": "IN_PROGRESS", "id": "')
@@ -183,38 +267,55 @@ class Emulator:
         request.transport.abort()
         return response
 
+    @web.middleware
+    async def _unmatched(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        routing_error = request.match_info.http_exception
+        if routing_error is None:
+            return await handler(request)  # type: ignore[no-any-return]
+        self.record(request, "unmatched")
+        return self.error(routing_error.status, f"No route for {request.method} {request.path}", "not_found")
+
+    async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.stamp(request, response)
+
     # ---- jobs and media -----------------------------------------------------------------------------------
     def new_job(self, model: str, payload: dict[str, Any], prompt: str | None) -> Job:
-        markers = _POLLS.search(prompt or "")
-        job = Job(
-            id=uuid.uuid4().hex,
-            model=model,
-            payload=payload,
-            polls_needed=int(markers[1]) if markers else self.polls_to_complete,
-            outcome=self._take("submit", prompt, OUTCOME_FAULTS),
-            extra={"prompt": prompt},
-        )
+        """A job for ``payload``; polls from ``[[polls:N]]`` or ``polls_to_complete``; outcome from faults."""
+        polls = _POLLS.search(prompt or "")
+        job = Job(id=uuid.uuid4().hex, model=model, payload=payload, prompt=prompt or "",
+                  polls_needed=int(polls[1]) if polls else self.polls_to_complete,
+                  outcome=self._take("submit", prompt, OUTCOME_FAULTS))
         self.jobs[job.id] = job
         return job
 
-    def media_url(self, kind: str, job: Job | None = None, aspect_ratio: str | None = None) -> str:
+    def media_url(self, kind: str, job: Job | None = None, aspect_ratio: str | None = None, *,
+                  size: tuple[int, int] | None = None, index: int = 0) -> str:
+        """Absolute URL of real media on this emulator: the sample video for ``aspect_ratio``, or a PNG of
+        ``image_dims(*size)`` (else of ``aspect_ratio``'s shape). The name carries the job id, so in-band
+        ``@content`` faults find the job's prompt."""
+        tag = job.id if job else "sample"
         if kind == "video":
-            return f"{self.url}/_media/{video_asset(aspect_ratio).path.name}"
-        return f"{self.url}/_media/image-{job.id if job else 'x'}.png"
+            return f"{self.url}/_media/{tag}_{video_asset(aspect_ratio).path.name}"
+        width, height = image_dims(*(size or image_size_for(aspect_ratio or "1:1", None)))
+        return f"{self.url}/_media/{tag}_{index}-{width}x{height}.png"
+
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        # Media URLs are public (signed CDN URLs at the real vendors): no auth.
+        name = request.match_info["name"]
+        tag, _, rest = name.rpartition("_")
+        if early := await self.enter(request, "content", job=self.jobs.get(tag), check_auth=False):
+            return early
+        if name.endswith(".mp4"):
+            asset = next((video_asset(ratio) for ratio in _VIDEO_RATIOS if video_asset(ratio).path.name in (rest, name)),
+                         None)
+            return web.Response(status=404) if asset is None else web.Response(body=asset.data(),
+                                                                               content_type="video/mp4")
+        if name.endswith(".png"):
+            sized = re.fullmatch(r"(\d+)-(\d+)x(\d+)\.png", rest)
+            index, width, height = (int(v) for v in sized.groups()) if sized else (0, IMAGE_LONG_SIDE, IMAGE_LONG_SIDE)
+            return web.Response(body=png(min(width, 1024), min(height, 1024), index), content_type="image/png")
+        return web.Response(status=404)
 
     async def _stats(self, request: web.Request) -> web.Response:
         """Counters for out-of-process users (benchmarks): calls per step and jobs created."""
         return web.json_response({"calls": dict(self.calls), "jobs": len(self.jobs)})
-
-    async def _media(self, request: web.Request) -> web.StreamResponse:
-        # Media URLs are public (signed CDN URLs at the real vendors): no auth.
-        if early := await self.enter(request, "content", check_auth=False):
-            return early
-        name = request.match_info["name"]
-        if name.endswith(".mp4"):
-            asset = next((a for a in (video_asset(r) for r in ("16:9", "9:16", "1:1", "4:3", "21:9"))
-                          if a.path.name == name), None)
-            if asset is None:
-                return web.Response(status=404)
-            return web.Response(body=asset.data(), content_type="video/mp4")
-        return web.Response(body=png_bytes(64, 64, seed=len(name)), content_type="image/png")
