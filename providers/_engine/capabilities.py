@@ -19,9 +19,11 @@ def needs(kind: Kind, request: AnyRequest) -> set[str]:
     if kind == "video":
         assert isinstance(request, VideoGenerationRequest)
         out = {VIDEO_ROLES[image["type"]] for image in request.image_list}
-        out.add("image_to_video" if request.image_list else "text_to_video")
+        # The mode is set by the richest input: a video to extend or remix is not a text-to-video request.
         if request.video is not None:
             out.add("video_input")
+        else:
+            out.add("image_to_video" if request.image_list else "text_to_video")
         if request.generate_audio:
             out.add("audio")
         if request.number_of_videos > 1:

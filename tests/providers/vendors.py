@@ -51,3 +51,8 @@ def request_for(kind: str, prompt: str = "a red fox in the snow", **kw: Any) -> 
 
 def make_emulator(vendor: str, **kw: Any) -> Emulator:
     return EMULATORS[vendor](**kw)  # type: ignore[no-any-return]
+
+
+def recorded(emu: Emulator, step: str) -> Any:
+    """The first request the emulator recorded at ``step``."""
+    return next(r for r in emu.requests if r.step == step)
