@@ -16,13 +16,14 @@ import structlog
 SECRET_KEYS = frozenset({"api_key", "apikey", "authorization", "x-api-key", "api-key", "token", "password",
                          "secret", "x-goog-api-key", "proxy-authorization"})
 REDACTED = "[REDACTED]"
-#: Env vars that hold provider keys (plus whatever routes name with api_key_env, see ``add_secret_env``).
-KNOWN_KEY_ENV = ("FAL_KEY", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "REPLICATE_API_TOKEN", "RUNWAYML_API_SECRET",
-                 "GEMINI_API_KEY", "GOOGLE_API_KEY", "STABILITY_API_KEY", "LUMAAI_API_KEY")
 
 
 class Redactor:
-    """A structlog processor removing secret keys and known secret values from every event."""
+    """A structlog processor removing secret keys and known secret values from every event.
+
+    Known values: the client bearer tokens (added by the auth middleware) and the keys held by every env var a
+    loaded routes file can read (``api_key_env`` and the handlers' own names, added by ``router.reload``).
+    """
 
     def __init__(self) -> None:
         self._values: set[str] = set()
@@ -79,7 +80,6 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     call, and the rest are rendered and written straight to stderr (the hot path: one access line and one
     line per attempt for every request).
     """
-    redactor.add_env(KNOWN_KEY_ENV)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -17,6 +17,7 @@ import structlog
 import watchfiles
 
 from router import routes as routes_module
+from router.logging import redactor
 from router.models import utc_now
 from router.routes import RoutesError, RoutesSnapshot
 
@@ -35,6 +36,7 @@ class RoutesHolder:
     def __init__(self, path: Path, initial: RoutesSnapshot) -> None:
         self.path = path
         self.current = initial
+        redactor.add_env(initial.key_env_names())
         self.last_error: ReloadError | None = None
         #: Called with (success, snapshot_or_None) after each reload: metrics and sd_notify hook in here.
         self.listeners: list[Callable[[bool, RoutesSnapshot | None], None]] = []
@@ -58,6 +60,7 @@ class RoutesHolder:
             self.last_error = None
             return True  # a touch or a no-op save: nothing to swap
         changes = routes_module.diff(self.current, new)
+        redactor.add_env(new.key_env_names())  # before any request can log with the new config
         self.current = new  # the one atomic swap
         self.last_error = None
         log.info("routes_reloaded", path=str(self.path), config_hash=new.config_hash, **changes)

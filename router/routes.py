@@ -31,7 +31,7 @@ from router.models import (
     utc_now,
 )
 from router.policy import POLICY_KEYS
-from router.registry import known_providers
+from router.registry import get_handler, key_env_names, known_providers
 
 CONFIG_TYPES: dict[str, type[VideoGenerationConfig] | type[ImageGenerationConfig]] = {
     "video": VideoGenerationConfig,
@@ -137,6 +137,11 @@ class RoutesSnapshot:
                 f"route {model!r} serves {route.kind} generation, not {kind}", code="wrong_kind"
             )
         return route
+
+    def key_env_names(self) -> set[str]:
+        """Every env var an attempt of this file may read its key from (for log redaction)."""
+        return {name for route in self.routes.values() for config in route.chain
+                for name in key_env_names(get_handler(config.provider), config)}
 
 
 class RoutesError(ValueError):

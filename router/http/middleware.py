@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import time
@@ -41,6 +42,9 @@ async def request_id_middleware(request: web.Request, handler: Any) -> web.Strea
     except web.HTTPException as exc:
         status = exc.status
         exc.headers["X-Request-ID"] = request_id
+        raise
+    except asyncio.CancelledError:
+        status = 499  # nginx's "client closed request": the client went away, or shutdown's grace ran out
         raise
     finally:
         log.info("http_request", method=request.method, path=request.path, status=status,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -29,6 +30,7 @@ def resolve(request: web.Request, body: dict[str, Any], kind: Kind) -> tuple[Rou
         # Only configured names become labels: a hostile model string is counted as "unknown".
         state.metrics.request_rejected(model if model in snapshot.routes else "unknown", kind)
         raise
+    structlog.contextvars.bind_contextvars(route=route.name)  # on every later line, the access line too
     try:
         return route, route.build_request(body)
     except ValidationError as exc:

@@ -1,0 +1,85 @@
+"""The daemon's logs: one JSON line per request and per attempt, all carrying the request id; secrets redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+import structlog
+
+from router.logging import configure
+from tests.daemon.conftest import MOCK_ROUTES, StartDaemon
+
+CANARY = "sk-canary-logs-91c2d7e4a0b3"
+LATER_CANARY = "sk-canary-after-reload-5e8f"
+CLIENT_TOKEN = "client-token-4b7d19e2"
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+async def test_every_line_of_a_request_carries_its_id(start_daemon: StartDaemon,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    configure("info", "json")
+    daemon = await start_daemon()
+    capsys.readouterr()
+    status, _, _ = await daemon.request("POST", "/v1/video/generations", json={"model": "video-down", "prompt": "x"},
+                                        headers={"X-Request-ID": "log-req-1"})
+    assert status == 429
+    lines = _lines(capsys.readouterr().err)
+    assert lines and all(line["request_id"] == "log-req-1" for line in lines)
+    attempts = [line for line in lines if line["event"] == "attempt_finished"]
+    assert [(a["attempt"], a["provider"], a["model"], a["status"], a["error_type"]) for a in attempts] == [
+        (1, "mock", "mock-down-1", "failed", "ProviderUnavailableError"),
+        (2, "mock", "mock-down-2", "failed", "RateLimitError")]
+    assert all(a["route"] == "video-down" and a["latency_ms"] >= 0 for a in attempts)
+    assert any(line["event"] == "fallback" for line in lines)
+    access = [line for line in lines if line["event"] == "http_request"]
+    assert len(access) == 1 and access[0]["route"] == "video-down" and access[0]["status"] == 429
+    assert access[0]["latency_ms"] >= 0 and access[0]["path"] == "/v1/video/generations"
+    assert access[0]["level"] == "info" and access[0]["timestamp"].endswith("Z")
+
+    # An insane incoming id is replaced, not echoed into logs and headers.
+    _, _, headers = await daemon.request("GET", "/healthz", headers={"X-Request-ID": "bad id\u00e9" * 30})
+    (access_line,) = _lines(capsys.readouterr().err)
+    assert access_line["request_id"] == headers["X-Request-ID"] and len(headers["X-Request-ID"]) == 32
+
+
+async def test_redaction_is_a_safety_net_for_every_known_secret(
+    start_daemon: StartDaemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Secrets we know of are removed even from a line that should never have had them."""
+    configure("info", "json")
+    monkeypatch.setenv("LOGS_TEST_KEY", CANARY)  # named by a route
+    monkeypatch.setenv("FAL_KEY", CANARY[::-1])  # the fal handler's own env var, read by a fal route
+    named = """
+[routes."keyed"]
+kind = "video"
+[[routes."keyed".attempts]]
+provider = "fal"
+model = "fal-ai/veo3"
+api_key_env = "LOGS_TEST_KEY"
+"""
+    daemon = await start_daemon(MOCK_ROUTES + named, api_keys=CLIENT_TOKEN)
+    log = structlog.get_logger("test")
+    log.info("careless", note=f"sent {CANARY} and {CANARY[::-1]}", client=f"Bearer {CLIENT_TOKEN}",
+             headers={"Authorization": "Bearer anything", "X-Api-Key": "k", "api-key": "k", "accept": "*/*"})
+    logging.getLogger("aiohttp.server").error("stdlib line with %s", CANARY)
+
+    # A reload that names a new env var: its value is redacted from then on.
+    monkeypatch.setenv("LOGS_TEST_KEY_2", LATER_CANARY)
+    daemon.routes_path.write_text(MOCK_ROUTES + named.replace('"LOGS_TEST_KEY"', '"LOGS_TEST_KEY_2"'))
+    assert daemon.state.routes.reload()
+    log.info("careless_again", note=LATER_CANARY)
+
+    err = capsys.readouterr().err
+    for secret in (CANARY, CANARY[::-1], CLIENT_TOKEN, LATER_CANARY):
+        assert secret not in err
+    careless = next(line for line in _lines(err) if line["event"] == "careless")
+    assert careless["note"] == "sent [REDACTED] and [REDACTED]" and careless["client"] == "Bearer [REDACTED]"
+    assert careless["headers"] == {"Authorization": "[REDACTED]", "X-Api-Key": "[REDACTED]",
+                                   "api-key": "[REDACTED]", "accept": "*/*"}
+    assert "stdlib line with [REDACTED]" in err
