@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from typing import Any
 
 import openai
 import pytest
@@ -178,3 +179,68 @@ async def test_metrics_endpoint_bounded_labels(daemon: Daemon) -> None:
     assert "evil" not in text and "fake_metric" not in text
     http_paths = {dict(k[1]).get("path") for k in samples if k[0] == "tarash_router_http_requests_total"}
     assert http_paths <= {"/v1/video/generations", "/metrics"}
+
+
+UPSTREAM = """
+[routes."all-down"]
+kind = "video"
+[[routes."all-down".attempts]]
+provider = "mock"
+model = "mock-down"
+mock = { responses = [ { error = { type = "ProviderUnavailableError", message = "vendor 503" } } ] }
+
+[routes."all-slow"]
+kind = "video"
+[[routes."all-slow".attempts]]
+provider = "mock"
+model = "mock-slow"
+timeout = 0.05
+mock = { polling = { status_sequence = ["queued", "completed"], delay_between_updates = 3600 } }
+
+[routes."policy"]
+kind = "image"
+[[routes."policy".attempts]]
+provider = "mock"
+model = "mock-strict"
+mock = { responses = [ { error = { type = "ContentPolicyError", message = "flagged" } } ] }
+"""
+
+
+@pytest.mark.parametrize("route,status,type_,last_error", [
+    ("all-down", 502, "all_attempts_failed_error", "ProviderUnavailableError"),
+    ("all-slow", 504, "all_attempts_failed_error", "ProviderTimeoutError"),
+    ("policy", 422, "content_policy_error", "ContentPolicyError"),  # not retryable: the chain stops on it
+])
+async def test_upstream_failures_map_to_the_last_errors_status(
+    start_daemon: StartDaemon, route: str, status: int, type_: str, last_error: str,
+) -> None:
+    daemon = await start_daemon(UPSTREAM)
+    kind = "image" if route == "policy" else "video"
+    got, body, _ = await daemon.request("POST", f"/v1/{kind}/generations", json={"model": route, "prompt": "x"})
+    assert got == status and body["error"]["type"] == type_
+    assert body["execution_metadata"]["attempts"][-1]["error_type"] == last_error
+
+
+async def test_openai_images_from_a_url_vendor(start_daemon: StartDaemon, fal_emulator: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vendor answering image URLs: passed through for ``url``, fetched and encoded for ``b64_json``."""
+    monkeypatch.setenv("DAEMON_TEST_FAL_KEY", fal_emulator.api_key)
+    daemon = await start_daemon(f"""
+[routes."flux"]
+kind = "image"
+[[routes."flux".attempts]]
+provider = "fal"
+model = "fal-ai/flux/dev"
+base_url = "{fal_emulator.url}"
+api_key_env = "DAEMON_TEST_FAL_KEY"
+poll_interval = 0.01
+""")
+    client = openai.AsyncOpenAI(base_url=daemon.url + "/v1", api_key="unused", max_retries=0)
+    as_url = await client.images.generate(model="flux", prompt="a fox", size="1024x1024")
+    assert as_url.data[0].url.startswith(fal_emulator.url)
+    as_b64 = await client.images.generate(model="flux", prompt="a fox", response_format="b64_json")
+    assert base64.b64decode(as_b64.data[0].b64_json)[:4] == b"\x89PNG"
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.images.generate(model="flux", prompt="a fox", response_format="jpeg")  # type: ignore[arg-type]
+    assert info.value.body["param"] == "response_format"  # type: ignore[index]
+    await client.close()

@@ -105,3 +105,18 @@ def test_reload_diff_is_logged(tmp_path: Path, capsys) -> None:  # type: ignore[
     assert holder.reload()
     line = [line for line in capsys.readouterr().err.splitlines() if "routes_reloaded" in line][0]
     assert '"added": ["image-new"]' in line and '"changed": ["image-fast"]' in line and '"removed": []' in line
+
+
+async def test_a_burst_of_saves_is_debounced_into_one_reload(daemon: Daemon) -> None:
+    swaps: list[str] = []
+    daemon.state.routes.listeners.append(lambda ok, snapshot: swaps.append(snapshot.config_hash) if ok else None)
+    task, stop = await _watching(daemon)
+    try:
+        for i in range(5):  # an editor writing, truncating, re-writing: no pause between the events
+            daemon.routes_path.write_text(MOCK_ROUTES + EXTRA_ROUTE.replace("mock-image-2", f"mock-image-{i}"))
+        await _wait_for(lambda: daemon.state.routes.current.routes.get("image-new") is not None
+                        and daemon.state.routes.current.routes["image-new"].chain[0].model == "mock-image-4")
+        assert 1 <= len(swaps) <= 2  # the final content, not five half-saved versions
+    finally:
+        stop.set()
+        await task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -137,3 +138,51 @@ async def test_slow_header_clients_are_cut_off(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait()
+
+
+async def test_sigint_after_the_grace_period_cuts_a_stuck_request_and_exits_0(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES.replace("0.25", "3600"))  # a vendor job that never finishes
+    port = free_port()
+    env = {**os.environ, "TARASH_ROUTER_SHUTDOWN_GRACE_SECONDS": "0.3", "TARASH_ROUTER_LOG_FORMAT": "json",
+           "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data")}
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    loop = asyncio.get_running_loop()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            for _ in range(500):
+                try:
+                    async with session.get(base + "/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.02)
+            stuck = asyncio.create_task(session.post(base + "/v1/video/generations",
+                                                     json={"model": "video-half-second", "prompt": "x"}))
+            for _ in range(500):  # until the generation is running
+                async with session.get(base + "/metrics") as response:
+                    if 'tarash_router_jobs_in_flight{kind="video"} 1.0' in await response.text():
+                        break
+                await asyncio.sleep(0.01)
+            started = loop.time()
+            proc.send_signal(signal.SIGINT)
+            assert await loop.run_in_executor(None, proc.wait, 10) == 0
+            assert loop.time() - started < 5
+            try:
+                response = await stuck
+            except aiohttp.ClientError:
+                pass  # cut: the grace period ran out
+            else:
+                assert response.status >= 500
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "attempt_finished" and e["error_type"] == "GenerationCancelledError" for e in events)
+    assert any(e["event"] == "http_request" and e["path"] == "/v1/video/generations" and e["status"] == 499
+               for e in events)
+    assert events[-1]["event"] == "stopped"
