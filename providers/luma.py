@@ -4,7 +4,8 @@ completed / failed with ``failure_reason``), media in ``assets.video`` / ``asset
 Sources: vendor-apis.md §8; lumalabs/lumaai-python (``resources/generations/*.py``, ``types/generation.py``).
 
 Keyframes: ``first_frame`` -> ``frame0``, ``last_frame`` -> ``frame1``. Extending an earlier Luma generation:
-pass ``video="luma://generations/<id>"`` and it becomes ``frame0 = {"type": "generation", "id": ...}``.
+pass ``video="luma://generations/<id>"`` and it becomes ``frame0 = {"type": "generation", "id": ...}`` (a
+``last_frame`` image may still end it). Any other video input is skipped before a call: Luma takes no video files.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_url
-from router.errors import BadProviderResponseError, InvalidRequestError
+from router.errors import BadProviderResponseError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
     AnyConfig,
@@ -23,7 +24,6 @@ from router.models import (
     StatusType,
     VideoGenerationRequest,
     VideoGenerationResponse,
-    media_form,
 )
 
 GENERATION_REF = "luma://generations/"
@@ -50,6 +50,15 @@ class LumaProvider(HttpProvider):
         "image": frozenset({"text_to_image", "image_to_image"}),
     }
 
+    def unsupported_reason(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:
+        # Luma's only video input is an earlier Luma generation (a keyframe): skip, don't fail, on anything else.
+        if isinstance(request, VideoGenerationRequest) and request.video is not None:
+            if generation_id(request.video) is None:
+                return f"luma extends only its own generations: pass video='{GENERATION_REF}<generation id>'"
+            if any(image["type"] == "first_frame" for image in request.image_list):
+                return "luma extends a generation from its last frame: a first_frame cannot be given too"
+        return super().unsupported_reason(kind, config, request)
+
     def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
         body: dict[str, Any] = {"model": config.model, "prompt": request.prompt}
         if request.aspect_ratio:
@@ -61,7 +70,7 @@ class LumaProvider(HttpProvider):
                 body["duration"] = f"{next((d for d in DURATIONS if d >= request.duration_seconds), DURATIONS[-1])}s"
             keyframes: dict[str, Any] = {}
             if request.video is not None:
-                keyframes["frame0"] = _generation_ref(request.video)
+                keyframes["frame0"] = {"type": "generation", "id": generation_id(request.video)}
             for image in request.image_list:
                 frame = {"first_frame": "frame0", "last_frame": "frame1"}.get(image["type"])
                 if frame:
@@ -100,9 +109,7 @@ class LumaProvider(HttpProvider):
                                        provider_metadata=meta)
 
 
-def _generation_ref(video: Any) -> dict[str, Any]:
-    text = str(video) if media_form(video) in ("url", "base64") else ""
-    if not text.startswith(GENERATION_REF):
-        raise InvalidRequestError(
-            f"luma extends a previous Luma generation: pass video='{GENERATION_REF}<generation id>'")
-    return {"type": "generation", "id": text[len(GENERATION_REF):]}
+def generation_id(video: Any) -> str | None:
+    """The id in a ``luma://generations/<id>`` reference, or None for any other video input."""
+    text = "" if isinstance(video, dict) else str(video)  # the reference validates as a (base64) string
+    return text.removeprefix(GENERATION_REF) or None if text.startswith(GENERATION_REF) else None

@@ -19,7 +19,7 @@ from router.models import AnyConfig, AnyRequest, AnyResponse, ImageGenerationReq
 #: Model -> endpoint (first matching prefix). sd3.x models go to the sd3 endpoint with a ``model`` field.
 ENDPOINTS = (("sd3", "sd3"), ("stable-image-ultra", "ultra"), ("ultra", "ultra"), ("stable-image-core", "core"),
              ("core", "core"))
-#: Spec aspect ratios Stability accepts as they are (it has more; these are all the spec has).
+#: image-to-image strength when the request names none (``extra_params["strength"]``); inpainting takes none.
 DEFAULT_STRENGTH = "0.6"
 
 
@@ -40,9 +40,12 @@ class StabilityProvider(HttpProvider):
         return super().unsupported_reason(kind, config, request)
 
     def read_error(self, response: VendorResponse) -> tuple[str, str | None]:
+        """``{"id", "name", "errors": [...]}``; the body's ``id`` is the request id when no header names one."""
         try:
             body = response.json()
-            return "; ".join(map(str, body.get("errors") or [])) or body.get("name", ""), body.get("name")
+            message = "; ".join(map(str, body.get("errors") or [])) or body.get("name", "")
+            response.request_id = response.request_id or body.get("id")
+            return message, body.get("name")
         except (ValueError, AttributeError):
             return super().read_error(response)
 
