@@ -182,6 +182,10 @@ class Emulator:
         """The vendor's answer to a missing or wrong key (may depend on what the request sent)."""
         return self.error(401, "invalid credentials", "unauthorized")
 
+    def no_route(self, request: web.Request, status: int) -> web.Response:
+        """The vendor's answer to a path (404) or method (405) it does not serve."""
+        return self.error(status, f"No route for {request.method} {request.path}", "not_found")
+
     def stamp(self, request: web.Request, response: web.StreamResponse) -> None:
         """Add the vendor's per-response headers (request ids) to every answer."""
 
@@ -273,16 +277,17 @@ class Emulator:
         if routing_error is None:
             return await handler(request)  # type: ignore[no-any-return]
         self.record(request, "unmatched")
-        return self.error(routing_error.status, f"No route for {request.method} {request.path}", "not_found")
+        return self.no_route(request, routing_error.status)
 
     async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
         self.stamp(request, response)
 
     # ---- jobs and media -----------------------------------------------------------------------------------
-    def new_job(self, model: str, payload: dict[str, Any], prompt: str | None) -> Job:
-        """A job for ``payload``; polls from ``[[polls:N]]`` or ``polls_to_complete``; outcome from faults."""
+    def new_job(self, model: str, payload: dict[str, Any], prompt: str | None, *, id_prefix: str = "") -> Job:
+        """A job for ``payload``; polls from ``[[polls:N]]`` or ``polls_to_complete``; outcome from faults.
+        ``id_prefix`` follows the vendor's id style (OpenAI's ``video_...``)."""
         polls = _POLLS.search(prompt or "")
-        job = Job(id=uuid.uuid4().hex, model=model, payload=payload, prompt=prompt or "",
+        job = Job(id=id_prefix + uuid.uuid4().hex, model=model, payload=payload, prompt=prompt or "",
                   polls_needed=int(polls[1]) if polls else self.polls_to_complete,
                   outcome=self._take("submit", prompt, OUTCOME_FAULTS))
         self.jobs[job.id] = job
