@@ -197,14 +197,12 @@ def parse(text: str, path: str = "routes.toml") -> RoutesSnapshot:
         raise RoutesError(problems + ["routes: must be a table of routes"])
     specs: dict[str, RouteSpec] = {}
     for name, raw in raw_routes.items():
-        problems += _literal_keys(name, raw)
-        problems += _provider_problems(name, raw)
+        # Checks on the raw tables, so a route with a schema error still gets all its other problems reported.
+        problems += _literal_keys(name, raw) + _provider_problems(name, raw) + _semantic_problems(name, raw)
         try:
             specs[name] = RouteSpec.model_validate(raw)
         except ValidationError as exc:
             problems += _pydantic_problems(exc, ("routes", name), raw)
-            continue
-        problems += _semantic_problems(name, specs[name])
     if problems:
         raise RoutesError(problems)
     routes = {name: _build_route(name, spec) for name, spec in specs.items()}
@@ -261,18 +259,23 @@ def _provider_problems(name: str, raw: Any) -> list[str]:
     ]
 
 
-def _semantic_problems(name: str, route: RouteSpec) -> list[str]:
+def _semantic_problems(name: str, raw: Any) -> list[str]:
+    """Policy keys hidden in provider_config, and defaults that are not valid request fields for the kind."""
     problems = []
-    for i, attempt in enumerate(route.attempts):
-        clash = POLICY_KEYS & attempt.provider_config.keys()
+    for i, attempt in _attempt_tables(raw):
+        provider_config = attempt.get("provider_config")
+        clash = POLICY_KEYS & provider_config.keys() if isinstance(provider_config, dict) else set()
         if clash:
             problems.append(
                 f'routes."{name}".attempts[{i}].provider_config: set {", ".join(sorted(clash))} as attempt keys'
             )
-    try:
-        REQUEST_TYPES[route.kind].model_validate({"prompt": "validation", **route.defaults})
-    except ValidationError as exc:
-        problems += _pydantic_problems(exc, ("routes", name, "defaults"), route.defaults)
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    defaults = raw.get("defaults", {}) if isinstance(raw, dict) else None
+    if kind in REQUEST_TYPES and isinstance(defaults, dict):  # else the schema reports kind/defaults itself
+        try:
+            REQUEST_TYPES[kind].model_validate({"prompt": "validation", **defaults})
+        except ValidationError as exc:
+            problems += _pydantic_problems(exc, ("routes", name, "defaults"), defaults)
     return problems
 
 
