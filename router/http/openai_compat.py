@@ -13,22 +13,26 @@ from router.http.app import STATE
 from router.http.errors import ApiError, read_json
 from router.http.native import resolve
 from router.models import ImageGenerationResponse
+from router.routes import RoutesSnapshot
 
 #: Fetching a vendor image URL to answer b64_json: bounded in time and size.
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
 
+def _model(name: str, snapshot: RoutesSnapshot) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": int(snapshot.loaded_at.timestamp()), "owned_by": "tarash-router"}
+
+
 async def list_models(request: web.Request) -> web.Response:
     snapshot = request.app[STATE].routes.current
-    created = int(snapshot.loaded_at.timestamp())
-    return web.json_response({
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "tarash-router"}
-            for name in sorted(snapshot.routes)
-        ],
-    })
+    return web.json_response({"object": "list", "data": [_model(name, snapshot) for name in sorted(snapshot.routes)]})
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    snapshot = request.app[STATE].routes.current
+    route = snapshot.resolve(request.match_info["model"])  # 404 model_not_found for an unknown name
+    return web.json_response(_model(route.name, snapshot))
 
 
 async def images_generations(request: web.Request) -> web.Response:
@@ -73,4 +77,5 @@ async def _image_as(image: str, response_format: str, content_type: str | None) 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", retrieve_model)
     app.router.add_post("/v1/images/generations", images_generations)

@@ -140,6 +140,9 @@ async def test_openai_sdk_models_and_images(daemon: Daemon) -> None:
     client = openai.AsyncOpenAI(base_url=daemon.url + "/v1", api_key="unused", max_retries=0)
     models = await client.models.list()
     assert {m.id for m in models.data} == {"video-fast", "video-slow", "video-down", "image-fast"}
+    assert (await client.models.retrieve("video-fast")).owned_by == "tarash-router"
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("no-such-route")
     as_url = await client.images.generate(model="image-fast", prompt="a fox", n=2)
     assert len(as_url.data) == 2 and as_url.data[0].url.startswith("data:image/png;base64,")
     as_b64 = await client.images.generate(model="image-fast", prompt="a fox", response_format="b64_json", size="1024x1024")
