@@ -136,6 +136,24 @@ async def test_sse_client_disconnect_cancels_the_generation(daemon: Daemon) -> N
     assert len(mock.cancelled) == before + 1
 
 
+async def test_waiting_client_disconnect_cancels_the_generation(daemon: Daemon) -> None:
+    mock = get_handler("mock")
+    before = len(mock.cancelled)
+    waiting = asyncio.create_task(daemon.request("POST", "/v1/video/generations",
+                                                 json={"model": "video-slow", "prompt": "x"}))
+    in_flight = daemon.state.metrics.jobs_in_flight.labels("video")
+    for _ in range(200):
+        if in_flight._value.get() > 0:
+            break
+        await asyncio.sleep(0.01)
+    waiting.cancel()  # the client gives up: its connection closes
+    for _ in range(200):
+        if len(mock.cancelled) > before and in_flight._value.get() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert len(mock.cancelled) == before + 1 and in_flight._value.get() == 0  # the vendor job too
+
+
 async def test_openai_sdk_models_and_images(daemon: Daemon) -> None:
     client = openai.AsyncOpenAI(base_url=daemon.url + "/v1", api_key="unused", max_retries=0)
     models = await client.models.list()
