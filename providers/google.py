@@ -15,8 +15,17 @@ else the GCE metadata server (``provider_config["metadata_host"]`` overrides its
 minute before they expire.
 
 RAI filtering (``raiMediaFilteredReasons``, ``raiFilteredReason``) is a content-policy error. Image roles:
-first_frame -> ``image``, last_frame -> ``lastFrame``, reference/asset/style -> ``referenceImages``.
-Sources: vendor-apis.md §6; googleapis/python-genai ``models.py``, ``operations.py``, ``_api_client.py``.
+first_frame -> ``image``, last_frame -> ``lastFrame``, reference/asset -> ``referenceImages`` ``asset``, style ->
+``style`` (Vertex only: the Gemini API refuses STYLE, so such a request is skipped there). Per-model support
+(``VEO_MODELS``): last frame and reference images are Veo 3.1 features, audio Veo 3. A 401 on Vertex drops the
+cached token and retries once with a fresh one (a rotated or revoked token).
+
+Imagen on the Gemini API: python-genai 43ef621f (2026-08-21) stopped offering ``generate_images`` there ("only
+supported in Gemini Enterprise Agent Platform mode"); the REST method is kept here, but Vertex is the surface
+Google supports for Imagen now.
+Sources: vendor-apis.md §6; googleapis/python-genai ``models.py`` (``_Video_from_mldev``: ``uri`` or
+``encodedVideo`` + ``encoding``; ``_VideoGenerationReferenceType_to_mldev_enum_validate``), ``operations.py``,
+``_api_client.py``.
 """
 
 from __future__ import annotations
@@ -25,12 +34,13 @@ import base64
 import json
 import os
 import time
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 
 from providers._engine import HttpProvider, HttpRequest, VendorResponse, inline_url_inputs
-from router.errors import BadProviderResponseError, ConfigurationError, ContentPolicyError
+from router.errors import AuthenticationError, BadProviderResponseError, ConfigurationError, ContentPolicyError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
     AnyConfig,
@@ -52,7 +62,17 @@ METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/tok
 VERTEX_ONLY = frozenset({"seed", "generateAudio"})
 ROLES = {"first_frame": "image", "last_frame": "lastFrame"}
 REFERENCE_TYPES = {"reference": "asset", "asset": "asset", "style": "style"}
+ALL_VIDEO = frozenset({"text_to_video", "image_to_video", "first_frame", "last_frame", "reference_images", "audio",
+                       "multiple_outputs"})
+#: Veo model prefix -> what it supports (first match wins; an unknown, newer model gets everything and Google
+#: decides). Gemini API docs: first+last frame and reference images arrived with Veo 3.1; Veo 2 has no audio.
+VEO_MODELS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("veo-3.1", ALL_VIDEO),
+    ("veo-3.0", ALL_VIDEO - {"last_frame", "reference_images"}),
+    ("veo-2.0", ALL_VIDEO - {"audio", "reference_images"}),
+)
 
+T = TypeVar("T")
 _tokens: dict[str, tuple[str, float]] = {}  # token source -> (access token, expiry)
 
 
@@ -74,6 +94,9 @@ def _service_account_assertion(path: str) -> tuple[str, str]:
                          "pip install 'tarash-router[google]'") from exc
     with open(path) as f:
         info = json.load(f)
+    if info.get("type", "service_account") != "service_account":
+        raise ValueError(f"a {info.get('type')!r} credentials file; only service-account key files are read "
+                         "(for user credentials set provider_config access_token_env)")
     token_uri = info.get("token_uri", "https://oauth2.googleapis.com/token")
     now = int(time.time())
     header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": info.get("private_key_id")}).encode())
@@ -97,16 +120,23 @@ class GoogleProvider(HttpProvider):
     name = "google"
     api_key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     kinds = frozenset({"video", "image"})
-    content_policy_markers = ("usage guidelines", "safety", "responsible ai", "rai", "filtered", "blocked")
-    capabilities = {
-        "video": frozenset({"text_to_video", "image_to_video", "first_frame", "last_frame", "reference_images",
-                            "audio", "multiple_outputs"}),
-        "image": frozenset({"text_to_image", "multiple_outputs"}),
-    }
+    # Specific words only: Google's 403 for a restricted key says "... are blocked", and "rai" is in "portrait".
+    content_policy_markers = ("usage guidelines", "responsible ai", "safety", "violate", "filtered")
+    capabilities = {"video": ALL_VIDEO, "image": frozenset({"text_to_image", "multiple_outputs"})}
     status_map: ClassVar[dict[str, Any]] = {}
 
     def needs_api_key(self, config: AnyConfig) -> bool:
         return not _vertex(config)  # Vertex authenticates with OAuth tokens
+
+    def capabilities_for(self, kind: Kind, config: AnyConfig) -> frozenset[str]:
+        if kind == "video":
+            return next((caps for prefix, caps in VEO_MODELS if config.model.startswith(prefix)), ALL_VIDEO)
+        return super().capabilities_for(kind, config)
+
+    def unsupported_reason(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:
+        if kind == "video" and not _vertex(config) and any(i["type"] == "style" for i in request.image_list):
+            return "the Gemini API takes no style reference images (Vertex AI does: set provider_config gcp_project)"
+        return super().unsupported_reason(kind, config, request)
 
     # ---- where and how ------------------------------------------------------------------------------------
     def base_url(self, config: AnyConfig) -> str:
@@ -131,6 +161,18 @@ class GoogleProvider(HttpProvider):
         except (ValueError, AttributeError):
             status = None
         return message, status
+
+    def retry_after(self, response: VendorResponse) -> float | None:
+        """``Retry-After`` if sent, else the ``google.rpc.RetryInfo`` ``retryDelay`` ("30s") of the error body."""
+        header = super().retry_after(response)
+        if header is not None or response.status != 429:
+            return header
+        try:
+            details = response.json()["error"].get("details") or []
+            delay = next(d["retryDelay"] for d in details if isinstance(d, dict) and "retryDelay" in d)
+            return max(0.0, float(str(delay).removesuffix("s")))
+        except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
+            return None
 
     def _token_source(self, config: AnyConfig) -> str:
         env = config.provider_config.get("access_token_env")
@@ -171,16 +213,27 @@ class GoogleProvider(HttpProvider):
                                      provider=config.provider, model=config.model) from exc
         _tokens[source] = (data["access_token"], time.monotonic() + float(data.get("expires_in", 3599)))
 
+    async def _authorized(self, config: AnyConfig, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call`` (on Vertex: with a valid token, and once more with a new token after a 401)."""
+        if not _vertex(config):
+            return await call()
+        await self._ensure_token(config)
+        try:
+            return await call()
+        except AuthenticationError as exc:
+            if exc.http_status != 401:
+                raise
+            _tokens.pop(self._token_source(config), None)  # rotated or revoked before its expiry
+            await self._ensure_token(config)
+            return await call()
+
     # ---- steps --------------------------------------------------------------------------------------------
     async def submit(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> ProviderJob | AnyResponse:
-        if _vertex(config):
-            await self._ensure_token(config)
-        return await super().submit(kind, config, await inline_url_inputs(request))  # images travel as bytes
+        request = await inline_url_inputs(request)  # images travel as bytes
+        return await self._authorized(config, lambda: super(GoogleProvider, self).submit(kind, config, request))
 
     async def poll(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> PollStatus:
-        if _vertex(config):
-            await self._ensure_token(config)
-        return await super().poll(kind, config, job)
+        return await self._authorized(config, lambda: super(GoogleProvider, self).poll(kind, config, job))
 
     def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
         vertex = _vertex(config)
@@ -267,16 +320,18 @@ class GoogleProvider(HttpProvider):
                                            model=config.model, provider_request_id=job.id)
         sample = samples[0].get("video", samples[0])
         meta: dict[str, Any] = {"provider_request_id": job.id}
-        if sample.get("bytesBase64Encoded"):
-            video: Any = {"content": base64.b64decode(sample["bytesBase64Encoded"]), "content_type": "video/mp4"}
+        inline = sample.get("bytesBase64Encoded") or sample.get("encodedVideo")  # Vertex / Gemini API spelling
+        mime = sample.get("mimeType") or sample.get("encoding") or "video/mp4"
+        if inline:
+            video: Any = {"content": base64.b64decode(inline), "content_type": mime}
         elif sample.get("uri"):
-            video = {"content": await self._download(config, sample["uri"]), "content_type": "video/mp4"}
+            video = {"content": await self._download(config, sample["uri"]), "content_type": mime}
         elif sample.get("gcsUri"):
             video, meta["gcs_uri"] = sample["gcsUri"], sample["gcsUri"]
         else:
             raise BadProviderResponseError("google video sample has no media", provider=config.provider,
                                            model=config.model, provider_request_id=job.id)
-        return VideoGenerationResponse(request_id="", video=video, content_type="video/mp4",
+        return VideoGenerationResponse(request_id="", video=video, content_type=mime,
                                        aspect_ratio=getattr(request, "aspect_ratio", None),
                                        duration=float(request.duration_seconds) if getattr(request, "duration_seconds", None) else None,
                                        raw_response={"name": status.raw.get("name"), "done": True}, provider_metadata=meta)

@@ -95,6 +95,10 @@ class HttpProvider(ProviderHandler):
             return message or f"HTTP {response.status}", (str(code) if code is not None else None)
         return first_text(body) or f"HTTP {response.status}", None
 
+    def retry_after(self, response: VendorResponse) -> float | None:
+        """Seconds the vendor asked us to wait. Default: ``retry-after-ms`` / ``Retry-After`` headers."""
+        return retry_after_seconds(response.headers)
+
     def is_content_policy(self, response: VendorResponse, message: str, code: str | None) -> bool:
         return looks_like_content_policy(f"{message} {code or ''}", self.content_policy_markers)
 
@@ -288,7 +292,7 @@ class HttpProvider(ProviderHandler):
             model=config.model,
             provider_request_id=job_id or response.request_id,
             http_status=response.status,
-            retry_after=retry_after_seconds(response.headers),
+            retry_after=self.retry_after(response),
             code=code,
         )
 
