@@ -1,86 +1,164 @@
-"""fal queue API (vendor-apis.md §1; fal_client client.py): submit, status, result, cancel (PUT).
+"""fal queue API (vendor-apis.md §1; fal_client ``client.py`` at fal-ai/fal c6f0afaa).
 
-Status/result/cancel URLs drop the model's subpath, as the real queue does; the submit answer carries them.
+* submit ``POST /{owner}/{alias}[/{subpath}]`` (also under the ``workflows/`` and ``comfy/`` namespaces,
+  fal_client ``APP_NAMESPACES``), JSON body = the model input. The answer's URLs drop the subpath, as the real
+  queue does; status/result/cancel under any other model path are 404.
+* status ``GET .../requests/{id}/status[?logs=1|true]``: IN_QUEUE (``queue_position``), IN_PROGRESS (``logs``),
+  COMPLETED (``logs``, ``metrics``). ``logs`` is null unless asked for (fal_client ``_parse_status`` requires the
+  key). A failed or cancelled request still says COMPLETED, with ``error``/``error_type``; its result GET is then
+  the HTTP error.
+* result ``GET .../requests/{id}``: the model output verbatim (video models: ``{"video": File}``; image models:
+  ``{"images": [...], "seed", "has_nsfw_concepts", "prompt", "timings"}``, ``num_images`` honoured).
+* cancel ``PUT .../requests/{id}/cancel``: 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED, 404 NOT_FOUND (the
+  codes are the brief's; fal docs name the values only).
+
+Errors come in fal's two documented shapes: model errors (422, ``{"detail": [{loc, msg, type, url}]}``, docs
+"Model Errors") and request errors (``{"detail": str, "error_type"}`` + ``X-Fal-Error-Type``, docs "Request
+Errors"). Auth is ``Authorization: Key <key>``. Every answer about a request carries ``x-fal-request-id``
+(fal_client treats a 5xx without it as an ingress error).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from aiohttp import web
 
-from tests.emulators._base import Emulator, Fault, Job
+from providers._mock_media import video_asset
+from tests.emulators._base import Emulator, Fault, Job, image_dims, is_video_model
 
-VIDEO_WORDS = ("veo", "kling", "wan", "minimax", "hailuo", "seedance", "video", "sora", "ltx", "luma", "pixverse")
+NAMESPACES = ("workflows", "comfy")
+#: ``image_size`` presets of fal's image endpoints (fal-ai/flux docs); flux/dev defaults to landscape_4_3.
+IMAGE_SIZES = {"square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+               "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768), "landscape_16_9": (1024, 576)}
+ERRORS_DOC = "https://docs.fal.ai/errors"
+#: Request-error types per HTTP status (docs "Request Errors" table).
+_REQUEST_ERROR_TYPES = {500: "internal_error", 502: "runner_incomplete_response", 503: "runner_scheduling_failure",
+                        504: "request_timeout"}
+#: How a finished job fails: (result HTTP status, error type, message).
+_FAILURES = {
+    # Type from fal's error reference (model error ``content_policy_violation``, 422); the message is a guess.
+    Fault.CONTENT_POLICY: (422, "content_policy_violation",
+                           "The content could not be processed because it was flagged by a content checker."),
+    Fault.JOB_FAILED: (500, "runner_server_error", "The runner encountered an internal server error."),
+}
+#: A cancelled request: fal's app layer answers 499 ``{"detail": "Request cancelled by the client."}``
+#: (fal ``app.py``, RequestCancelledException); ``client_cancelled`` is its documented request-error type.
+_CANCELLED = (499, "client_cancelled", "Request cancelled by the client.")
+
+
+def queue_path(model: str) -> str | None:
+    """``/[namespace/]owner/alias`` of a model id (the subpath dropped), or None when it names no app."""
+    parts = model.strip("/").split("/")
+    take = 3 if parts[0] in NAMESPACES else 2
+    return "/" + "/".join(parts[:take]) if len(parts) >= take and all(parts[:take]) else None
 
 
 class FalEmulator(Emulator):
     name = "fal"
+    validation_status = 422
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/{owner}/{alias}/requests/{id}/status", self.status)
-        router.add_get("/{owner}/{alias}/requests/{id}", self.result)
-        router.add_put("/{owner}/{alias}/requests/{id}/cancel", self.cancel)
+        for prefix in ("", "/{namespace:workflows|comfy}"):
+            base = f"{prefix}/{{owner}}/{{alias}}/requests/{{id}}"
+            router.add_get(f"{base}/status", self.status)
+            router.add_get(base, self.result)
+            router.add_put(f"{base}/cancel", self.cancel)
         router.add_post("/{model:.+}", self.submit)
 
+    # ---- auth, errors, headers ----------------------------------------------------------------------------
     def authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Key {self.api_key}"
 
+    def unauthorized(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization", "").startswith("Key "):
+            # Body seen from queue.fal.run for a wrong key (fal-ai/fal issue #1068).
+            return web.json_response({"detail": "No user found for Key ID and Secret"}, status=401)
+        return web.json_response({"detail": "Authentication is required to access this application."},
+                                 status=401)  # wording a guess: no source shows the missing-key answer
+
     def error(self, status: int, message: str, code: str | None = None) -> web.Response:
-        if status == 422:  # FastAPI-style validation (fal docs "Model Errors")
-            body: dict[str, Any] = {"detail": [{"loc": ["body", "prompt"], "msg": message, "type": "value_error"}]}
-        else:
-            body = {"detail": message, "error_type": code}
-        return web.json_response(body, status=status, headers={"x-fal-request-id": "fal-req-err"})
+        if status == 422:
+            return self.model_error("prompt", message, "value_error")
+        body: dict[str, Any] = {"detail": message}
+        headers = {}
+        if error_type := _REQUEST_ERROR_TYPES.get(status):
+            body["error_type"] = headers["X-Fal-Error-Type"] = error_type
+        return web.json_response(body, status=status, headers=headers)
 
-    def _base(self, model: str) -> str:
-        owner, alias = model.split("/")[:2]
-        return f"{self.url}/{owner}/{alias}"
+    def model_error(self, field: str | None, message: str, error_type: str, *, status: int = 422,
+                    value: Any = None) -> web.Response:
+        """fal's model-error answer (docs "Model Errors": a ``detail`` array, ``X-Fal-Retryable``)."""
+        item: dict[str, Any] = {"loc": ["body", field] if field else ["body"], "msg": message, "type": error_type,
+                                "url": f"{ERRORS_DOC}#{error_type}"}
+        if value is not None:
+            item["input"] = value
+        return web.json_response({"detail": [item]}, status=status, headers={"X-Fal-Retryable": "false"})
 
+    def stamp(self, request: web.Request, response: web.StreamResponse) -> None:
+        if "id" in request.match_info:  # submit answers name their new request themselves
+            response.headers["x-fal-request-id"] = request.match_info["id"]
+
+    # ---- handlers -----------------------------------------------------------------------------------------
     async def submit(self, request: web.Request) -> web.StreamResponse:
-        model = request.match_info["model"]
         try:
-            payload = await request.json()
+            payload: Any = await request.json()
         except ValueError:
-            return self.error(422, "body is not JSON")
-        if early := await self.enter(request, "submit", payload, payload.get("prompt")):
+            payload = None
+        prompt = payload.get("prompt") if isinstance(payload, dict) else None
+        if early := await self.enter(request, "submit", payload, prompt if isinstance(prompt, str) else None):
             return early
-        if not isinstance(payload.get("prompt"), str):
-            return self.error(422, "field required")
-        job = self.new_job(model, payload, payload["prompt"])
-        base = f"{self._base(model)}/requests/{job.id}"
-        return web.json_response({"request_id": job.id, "response_url": base, "status_url": f"{base}/status",
-                                  "cancel_url": f"{base}/cancel"})
+        path = queue_path(request.match_info["model"])
+        if path is None:
+            return self.error(404, "Not Found")
+        if not isinstance(payload, dict):
+            return self.model_error(None, "JSON decode error", "json_invalid")
+        if not isinstance(prompt, str):
+            return self.model_error("prompt", "field required", "missing")
+        count = payload.get("num_images", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            return self.model_error("num_images", "Input should be a valid positive integer", "int_type", value=count)
+        job = self.new_job(request.match_info["model"], payload, prompt)
+        job.extra.update(queue_path=path, logs=[])
+        base = f"{self.url}{path}/requests/{job.id}"
+        # status and queue_position too: seen in answers quoted by third-party docs; fal_client reads only the URLs.
+        return web.json_response({"status": "IN_QUEUE", "request_id": job.id, "response_url": base,
+                                  "status_url": f"{base}/status", "cancel_url": f"{base}/cancel",
+                                  "queue_position": job.polls_needed}, headers={"x-fal-request-id": job.id})
 
     def _job(self, request: web.Request) -> Job | None:
-        return self.jobs.get(request.match_info["id"])
+        job = self.jobs.get(request.match_info["id"])
+        if job is None or not request.path.startswith(f"{job.extra['queue_path']}/requests/"):
+            return None  # unknown id, or asked for under another app (or with the subpath)
+        return job
+
+    def _failure(self, job: Job) -> tuple[int, str, str] | None:
+        if job.cancelled:
+            return _CANCELLED
+        return _FAILURES.get(job.outcome) if job.failed and job.outcome else None
 
     async def status(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
         if early := await self.enter(request, "status", job=job):
             return early
         if job is None:
-            return self.error(404, "Request not found")
+            return self.error(404, "Request not found")  # wording a guess
         state = job.advance()
-        logs = [{"message": f"step {job.polls}", "level": "INFO", "source": "user", "timestamp": "2026-01-01T00:00:00Z"}]
-        response_url = f"{self._base(job.model)}/requests/{job.id}"
+        if not job.cancelled:
+            job.extra["logs"].append({"message": f"Step {job.polls}/{job.polls_needed}", "level": "INFO",
+                                      "source": "user", "timestamp": dt.datetime.now(dt.UTC).isoformat()})
+        logs = list(job.extra["logs"]) if request.query.get("logs") in ("1", "true") else None
+        response_url = f"{self.url}{job.extra['queue_path']}/requests/{job.id}"
         if state == "queued":
             return web.json_response({"status": "IN_QUEUE", "queue_position": job.polls_needed - job.polls,
                                       "response_url": response_url})
         if state == "running":
             return web.json_response({"status": "IN_PROGRESS", "logs": logs, "response_url": response_url})
-        body: dict[str, Any] = {"status": "COMPLETED", "logs": logs, "metrics": {"inference_time": 1.5},
-                                "response_url": response_url}
-        # A failed fal request still says COMPLETED, with error/error_type set (fal_client _parse_status).
-        if state == "cancelled":
-            body.update(error="Request was cancelled", error_type="request_cancelled")
-        elif job.outcome is Fault.CONTENT_POLICY:
-            # error_type wording is a guess: fal documents content checks as a 422 content_policy_violation.
-            body.update(error="The content could not be processed because it violates the content policy",
-                        error_type="content_policy_violation")
-        elif job.outcome is Fault.JOB_FAILED:
-            body.update(error="Runner disconnected", error_type="runner_disconnected")
-        return web.json_response(body)
+        failure = self._failure(job)
+        return web.json_response({"status": "COMPLETED", "logs": logs, "metrics": {"inference_time": 0.5 * job.polls},
+                                  "response_url": response_url, "error": failure[2] if failure else None,
+                                  "error_type": failure[1] if failure else None})
 
     async def result(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
@@ -88,22 +166,38 @@ class FalEmulator(Emulator):
             return early
         if job is None:
             return self.error(404, "Request not found")
-        if job.cancelled or job.outcome in (Fault.CONTENT_POLICY, Fault.JOB_FAILED):
-            return self.error(422 if job.outcome is Fault.CONTENT_POLICY else 500, "request failed",
-                              "content_policy_violation" if job.outcome is Fault.CONTENT_POLICY else "runner_disconnected")
-        if job.polls < job.polls_needed:
-            return self.error(400, "Request is still in progress")
-        if any(word in job.model for word in VIDEO_WORDS):
-            video = None if job.outcome is Fault.EMPTY_RESULT else {
-                "url": self.media_url("video", job, job.payload.get("aspect_ratio")), "content_type": "video/mp4",
-                "file_name": "output.mp4", "file_size": 8000}
-            return web.json_response({"video": video})
-        count = int(job.payload.get("num_images", 1))
-        images = [] if job.outcome is Fault.EMPTY_RESULT else [
-            {"url": self.media_url("image", job), "width": 64, "height": 64, "content_type": "image/png"}
-            for _ in range(count)]
-        return web.json_response({"images": images, "seed": job.payload.get("seed", 42), "has_nsfw_concepts": [False] * count,
-                                  "prompt": job.payload["prompt"], "timings": {"inference": 0.5}})
+        if (failure := self._failure(job)) is not None:
+            status, error_type, message = failure
+            if error_type == "content_policy_violation":
+                return self.model_error("prompt", message, error_type, value=job.prompt)
+            return web.json_response({"detail": message, "error_type": error_type}, status=status,
+                                     headers={"X-Fal-Error-Type": error_type})
+        if job.status != "done":
+            return self.error(400, "Request is still in progress")  # wording a guess
+        if is_video_model(job.model):
+            return web.json_response(self._video(job))
+        return web.json_response(self._images(job))
+
+    def _video(self, job: Job) -> dict[str, Any]:
+        if job.outcome is Fault.EMPTY_RESULT:
+            return {"video": None}
+        ratio = job.payload.get("aspect_ratio")
+        asset = video_asset(ratio if isinstance(ratio, str) else None)
+        return {"video": {"url": self.media_url("video", job, asset.aspect_ratio), "content_type": "video/mp4",
+                          "file_name": asset.path.name, "file_size": len(asset.data())}}
+
+    def _images(self, job: Job) -> dict[str, Any]:
+        size = job.payload.get("image_size", "landscape_4_3")
+        if isinstance(size, dict) and isinstance(size.get("width"), int) and isinstance(size.get("height"), int):
+            requested = (size["width"], size["height"])
+        else:
+            requested = IMAGE_SIZES.get(str(size), IMAGE_SIZES["landscape_4_3"])
+        width, height = image_dims(*requested)
+        count = 0 if job.outcome is Fault.EMPTY_RESULT else job.payload.get("num_images", 1)
+        images = [{"url": self.media_url("image", job, size=requested, index=i), "width": width, "height": height,
+                   "content_type": "image/png"} for i in range(count)]
+        return {"images": images, "timings": {"inference": 0.5 * job.polls}, "seed": job.payload.get("seed", 42),
+                "has_nsfw_concepts": [False] * count, "prompt": job.prompt}
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
@@ -111,7 +205,7 @@ class FalEmulator(Emulator):
             return early
         if job is None:
             return web.json_response({"status": "NOT_FOUND"}, status=404)
-        if job.polls >= job.polls_needed:
+        if job.status == "done":
             return web.json_response({"status": "ALREADY_COMPLETED"}, status=400)
         job.cancelled = True
         return web.json_response({"status": "CANCELLATION_REQUESTED"}, status=202)
