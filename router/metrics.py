@@ -148,6 +148,9 @@ class Metrics:
             except web.HTTPException as exc:
                 status = exc.status
                 raise
+            except asyncio.CancelledError:
+                status = 499  # the client went away (or the shutdown grace ran out), as the access log says
+                raise
             finally:
                 # The route template ("/v1/jobs/{id}"), never the raw path: bounded cardinality.
                 route = request.match_info.route.resource
