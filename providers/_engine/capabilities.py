@@ -1,14 +1,19 @@
-"""What a request needs, in one vocabulary every provider declares its support in.
+"""What a request needs, in one vocabulary every provider declares its support in (``VOCABULARY``).
 
-Vocabulary: ``text_to_video``, ``image_to_video``, ``first_frame``, ``last_frame``, ``reference_images``,
-``video_input``, ``audio``, ``multiple_outputs`` (video); ``text_to_image``, ``image_to_image``,
-``inpainting``, ``multiple_outputs`` (image). Only hard needs are checked: a field a provider ignores
-(seed, negative prompt) does not skip an attempt, an input it cannot take does.
+Only hard needs are checked: a field a provider ignores (seed, negative prompt) does not skip an attempt, an
+input it cannot take does.
 """
 
 from __future__ import annotations
 
 from router.models import AnyRequest, ImageGenerationRequest, Kind, VideoGenerationRequest
+
+#: Kind -> every capability name, in the README table's column order.
+VOCABULARY: dict[str, tuple[str, ...]] = {
+    "video": ("text_to_video", "image_to_video", "first_frame", "last_frame", "reference_images", "video_input",
+              "audio", "multiple_outputs"),
+    "image": ("text_to_image", "image_to_image", "inpainting", "multiple_outputs"),
+}
 
 VIDEO_ROLES = {"first_frame": "first_frame", "last_frame": "last_frame", "reference": "reference_images",
                "asset": "reference_images", "style": "reference_images"}
