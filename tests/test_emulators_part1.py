@@ -199,7 +199,8 @@ async def test_openai_images_url_b64_revised_prompt_and_n(openai_emulator: OpenA
         assert base64.b64decode(body["data"][0]["b64_json"])[:8] == PNG  # gpt-image: always b64_json
         assert (body["output_format"], body["size"]) == ("png", "1024x1024") and body["usage"]["total_tokens"]
         status, body, _ = await call(s, "POST", url, headers=BEARER, json={"model": "dall-e-3"})
-        assert status == 400 and (body["error"]["param"], body["error"]["code"]) == ("prompt", "missing_required_parameter")
+        assert status == 400
+        assert (body["error"]["param"], body["error"]["code"]) == ("prompt", "missing_required_parameter")
 
 
 async def test_openai_image_edits_are_multipart_with_files_recorded(openai_emulator: OpenAIEmulator) -> None:
@@ -240,7 +241,8 @@ async def test_openai_image_moderation_empty_result_and_auth(openai_emulator: Op
         status, body, _ = await call(s, "POST", url, json={"prompt": "x"})
         assert status == 401 and body["error"]["message"].startswith("You didn't provide an API key")
         secret = "sk-canary-never-leak-0123456789abcdef"
-        status, body, _ = await call(s, "POST", url, json={"prompt": "x"}, headers={"Authorization": f"Bearer {secret}"})
+        status, body, _ = await call(s, "POST", url, json={"prompt": "x"},
+                                     headers={"Authorization": f"Bearer {secret}"})
         error = body["error"]
         assert status == 401 and error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
         assert "sk-canar" in error["message"] and secret not in error["message"]
@@ -270,7 +272,8 @@ async def test_sora_multipart_create_progress_content_list_and_delete(openai_emu
             ("queued", 0), ("in_progress", 50), ("in_progress", 75), ("completed", 100)]
         assert [h.get("openai-poll-after-ms") for _, h in polls] == ["10", "10", "10", None]
         assert polls[-1][0]["completed_at"] and polls[-1][0]["error"] is None
-        status, data, headers = await call(s, "GET", f"{url}/content", headers={**BEARER, "Accept": "application/binary"})
+        status, data, headers = await call(s, "GET", f"{url}/content",
+                                           headers={**BEARER, "Accept": "application/binary"})
         assert status == 200 and headers["Content-Type"] == "video/mp4" and is_mp4(data)
         status, data, _ = await call(s, "GET", f"{url}/content", params={"variant": "thumbnail"}, headers=BEARER)
         assert status == 200 and data[:8] == PNG
@@ -281,8 +284,9 @@ async def test_sora_multipart_create_progress_content_list_and_delete(openai_emu
         assert (status, body) == (200, {"id": video["id"], "deleted": True, "object": "video.deleted"})
         status, body, _ = await call(s, "GET", url, headers=BEARER)
         assert status == 404 and body["error"]["code"] == "video_not_found"
-    assert emu.requests[0].body == {"model": "sora-2", "prompt": "a fox [[polls:4]]", "seconds": "8", "size": "1280x720",
-                                    "input_reference": {"filename": "frame.png", "bytes": 8, "content_type": "image/png"}}
+    assert emu.requests[0].body == {
+        "model": "sora-2", "prompt": "a fox [[polls:4]]", "seconds": "8", "size": "1280x720",
+        "input_reference": {"filename": "frame.png", "bytes": 8, "content_type": "image/png"}}
     assert emu.jobs[video["id"]].cancelled and emu.calls["cancel"] == 1 and emu.calls["result"] == 2
 
 
@@ -298,7 +302,8 @@ async def test_sora_json_create_validation_failures_and_drop(openai_emulator: Op
         assert status == 404 and body["error"]["code"] == "video_not_ready"
         emu.inject(Fault.JOB_FAILED)
         _, failed, _ = await call(s, "POST", url, headers=BEARER, json={"prompt": "x [[polls:1]]"})
-        _, flagged, _ = await call(s, "POST", url, headers=BEARER, json={"prompt": "x [[polls:1]] [[fault:content_policy]]"})
+        _, flagged, _ = await call(s, "POST", url, headers=BEARER,
+                                   json={"prompt": "x [[polls:1]] [[fault:content_policy]]"})
         errors = [(await sora_poll(s, f"{url}/{v['id']}", BEARER))[0] for v in (failed, flagged)]
         assert [(v["status"], v["error"]["code"]) for v in errors] == [
             ("failed", "video_generation_failed"), ("failed", "moderation_blocked")]
@@ -376,9 +381,9 @@ async def test_replicate_version_prefer_wait_and_token_auth(replicate_emulator: 
     version = "39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
     token = {"Authorization": f"Token {KEY}"}
     async with aiohttp.ClientSession() as s:
-        status, body, headers = await call(s, "POST", f"{emu.url}/v1/predictions", headers={**token, "Prefer": "wait=10"},
-                                           json={"version": f"stability-ai/sdxl:{version}",
-                                                 "input": {"prompt": "x [[polls:1]]", "num_outputs": 2}})
+        pinned = {"version": f"stability-ai/sdxl:{version}", "input": {"prompt": "x [[polls:1]]", "num_outputs": 2}}
+        status, body, headers = await call(s, "POST", f"{emu.url}/v1/predictions", json=pinned,
+                                           headers={**token, "Prefer": "wait=10"})
         assert status == 201 and headers["Preference-Applied"] == "wait=10" and body["status"] == "succeeded"
         assert (body["model"], body["version"]) == ("stability-ai/sdxl", version)
         assert [png_size((await call(s, "GET", u))[1]) for u in body["output"]] == [image_dims(1, 1)] * 2
@@ -395,14 +400,17 @@ async def test_replicate_auth_validation_and_rate_limit_bodies(replicate_emulato
         status, body, headers = await call(s, "POST", url, json={"input": {"prompt": "x"}})
         assert status == 401 and headers["Content-Type"].startswith("application/problem+json")
         assert body == {"title": "Unauthenticated", "detail": "You did not pass an authentication token", "status": 401}
-        status, body, _ = await call(s, "POST", url, json={"input": {"prompt": "x"}}, headers={"Authorization": "Bearer no"})
+        status, body, _ = await call(s, "POST", url, json={"input": {"prompt": "x"}},
+                                     headers={"Authorization": "Bearer no"})
         assert body["detail"] == "You did not pass a valid authentication token"
         emu.inject(Fault.AUTH)
         assert (await call(s, "POST", url, json={"input": {"prompt": "x"}}, headers=BEARER))[0] == 401
         status, body, _ = await call(s, "POST", url, json={"input": {"aspect_ratio": "16:9"}}, headers=BEARER)
-        assert (status, body["title"], body["detail"]) == (422, "Input validation failed", "- input: prompt is required\n")
+        assert (status, body["title"]) == (422, "Input validation failed")
+        assert body["detail"] == "- input: prompt is required\n"
         assert body["invalid_fields"] == [{"type": "required", "field": "input", "description": "prompt is required"}]
-        status, body, _ = await call(s, "POST", f"{emu.url}/v1/predictions", json={"input": {"prompt": "x"}}, headers=BEARER)
+        status, body, _ = await call(s, "POST", f"{emu.url}/v1/predictions", json={"input": {"prompt": "x"}},
+                                     headers=BEARER)
         assert (status, body["detail"]) == (422, "- version is required\n")
         emu.inject(Fault.RATE_LIMIT)
         status, body, headers = await call(s, "POST", url, json={"input": {"prompt": "x"}}, headers=BEARER)
@@ -414,7 +422,8 @@ async def test_replicate_failures_cancel_and_hang(replicate_emulator: ReplicateE
     emu = replicate_emulator
     url = f"{emu.url}/v1/models/black-forest-labs/flux-dev/predictions"
     async with aiohttp.ClientSession() as s:
-        _, flagged, _ = await call(s, "POST", url, headers=BEARER, json={"input": {"prompt": "x [[fault:content_policy]] [[polls:1]]"}})
+        _, flagged, _ = await call(s, "POST", url, headers=BEARER,
+                                   json={"input": {"prompt": "x [[fault:content_policy]] [[polls:1]]"}})
         emu.inject(Fault.EMPTY_RESULT)
         _, empty, _ = await call(s, "POST", url, headers=BEARER, json={"input": {"prompt": "x [[polls:1]]"}})
         _, flagged, _ = await call(s, "GET", flagged["urls"]["get"], headers=BEARER)
@@ -442,7 +451,8 @@ async def test_replicate_failures_cancel_and_hang(replicate_emulator: ReplicateE
 async def test_injected_faults_count_their_times_at_any_step() -> None:
     async with FalEmulator() as emu, aiohttp.ClientSession() as s:
         emu.inject(Fault.UNAVAILABLE, step="*", times=2)
-        status, _, _ = await call(s, "POST", f"{emu.url}/fal-ai/flux/dev", json={"prompt": "x"}, headers={"Authorization": "Key no"})
+        status, _, _ = await call(s, "POST", f"{emu.url}/fal-ai/flux/dev", json={"prompt": "x"},
+                                  headers={"Authorization": "Key no"})
         assert status == 401  # a refused key consumes no fault
         status, body, _ = await call(s, "POST", f"{emu.url}/fal-ai/flux/dev", json={"prompt": "x"}, headers=FAL)
         assert status == 503 and body["error_type"] == "runner_scheduling_failure"

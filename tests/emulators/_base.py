@@ -311,10 +311,11 @@ class Emulator:
         if early := await self.enter(request, "content", job=self.jobs.get(tag), check_auth=False):
             return early
         if name.endswith(".mp4"):
-            asset = next((video_asset(ratio) for ratio in _VIDEO_RATIOS if video_asset(ratio).path.name in (rest, name)),
-                         None)
-            return web.Response(status=404) if asset is None else web.Response(body=asset.data(),
-                                                                               content_type="video/mp4")
+            assets = (video_asset(ratio) for ratio in _VIDEO_RATIOS)
+            asset = next((asset for asset in assets if asset.path.name in (rest, name)), None)
+            if asset is None:
+                return web.Response(status=404)
+            return web.Response(body=asset.data(), content_type="video/mp4")
         if name.endswith(".png"):
             sized = re.fullmatch(r"(\d+)-(\d+)x(\d+)\.png", rest)
             index, width, height = (int(v) for v in sized.groups()) if sized else (0, IMAGE_LONG_SIDE, IMAGE_LONG_SIDE)

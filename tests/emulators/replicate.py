@@ -105,13 +105,13 @@ class ReplicateEmulator(Emulator):
             aspect = job.payload.get("aspect_ratio") if isinstance(job.payload.get("aspect_ratio"), str) else None
             output = self.media_url("video", job, aspect) if is_video_model(job.model) else [
                 self.media_url("image", job, aspect, index=i) for i in range(job.payload.get("num_outputs", 1))]
-        lines = job.extra["logs"]
+        created = job.extra["created_at"]
         return {
             "id": job.id, "model": job.model, "version": job.extra["version"], "input": job.payload,
-            "logs": "".join(f"{line}\n" for line in lines), "output": output, "data_removed": False,
+            "logs": "".join(f"{line}\n" for line in job.extra["logs"]), "output": output, "data_removed": False,
             "error": _FAILURES.get(job.outcome) if status == "failed" and job.outcome else None, "status": status,
-            "created_at": job.extra["created_at"], "started_at": job.extra["created_at"] if status != "starting" else None,
-            "completed_at": _now() if terminal else None,
+            "created_at": created, "started_at": created if status != "starting" else None,
+            "completed_at": job.extra.setdefault("completed_at", _now()) if terminal else None,
             "urls": {"get": url, "cancel": f"{url}/cancel", "web": f"https://replicate.com/p/{job.id}"},
             "metrics": {"predict_time": 0.5 * job.polls, "total_time": 0.5 * job.polls + 0.1} if terminal else {},
         }
