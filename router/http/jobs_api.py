@@ -14,13 +14,11 @@ import aiohttp
 from aiohttp import web
 
 from router.http import sse
-from router.http.app import STATE
-from router.http.errors import ApiError, read_json
-from router.http.middleware import CLIENT, SCOPES
-from router.http.native import resolve
+from router.http.bodies import model_name, read_json, route_request
+from router.http.errors import ApiError
+from router.http.keys import CLIENT, DAEMON, SCOPES
 from router.jobs import JobRecord, JobService
 from router.jobs.service import IdempotencyKeyReusedError, fingerprint
-from router.jobs.sqlite import SQLiteJobStore
 from router.models import Kind, media_bytes, media_form
 
 CONTENT_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
@@ -32,7 +30,7 @@ T = TypeVar("T")
 
 
 def _service(request: web.Request) -> JobService:
-    return request.app[STATE].jobs  # type: ignore[no-any-return]
+    return request.app[DAEMON].jobs
 
 
 def _owner(request: web.Request) -> str | None:
@@ -69,7 +67,7 @@ async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> Job
     key with a different body (or on the other create endpoint) is refused with 422."""
     # The body as the client sent it (before route defaults, which a reload may change between retries).
     sent = fingerprint(request.path, body)
-    route, spec_request = resolve(request, body, kind)
+    route, spec_request = route_request(request, body, kind)
     try:
         job, _ = await _service(request).create(route, spec_request, owner=_owner(request),
                                                 idempotency_key=request.headers.get("Idempotency-Key"),
@@ -82,10 +80,8 @@ async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> Job
 # ---- native jobs ------------------------------------------------------------------------------------------
 async def create_job(request: web.Request) -> web.Response:
     body = await read_json(request)
-    model = body.get("model")
-    if not isinstance(model, str):
-        raise ApiError(400, "missing 'model': the public route name to use", code="missing_field", param="model")
-    snapshot = request.app[STATE].routes.current
+    model = model_name(body)
+    snapshot = request.app[DAEMON].routes.current
     kind = snapshot.routes[model].kind if model in snapshot.routes else "video"
     job = await _create(request, body, kind)
     return web.json_response({"id": job.id, "kind": job.kind, "model": job.route, "status": job.status},
@@ -295,28 +291,6 @@ async def video_content(request: web.Request) -> web.StreamResponse:
 
 # ---- wiring -----------------------------------------------------------------------------------------------
 def setup(app: web.Application) -> None:
-    state = app[STATE]
-    settings = state.settings
-    state.jobs = JobService(
-        SQLiteJobStore(settings.data_dir / "jobs.sqlite3"),
-        max_running=settings.max_running_jobs,
-        retention_days=settings.job_retention_days,
-        observers=state.observers,
-        breakers=state.breakers,
-        metrics=state.metrics,
-        limits=state.provider_limits,
-        media_dir=settings.data_dir / "media" if settings.keep_media_copy else None,
-    )
-
-    async def lifecycle(app: web.Application) -> Any:
-        await state.jobs.start()
-        state.metrics.job_store_writes.set_function(lambda: state.jobs.store.rows_written)
-        lag = asyncio.create_task(state.metrics.watch_loop())
-        yield
-        lag.cancel()
-        await state.jobs.stop()
-
-    app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs", list_jobs)
     app.router.add_get("/v1/jobs/{id}", get_job)
@@ -327,6 +301,3 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/v1/videos/{id}", get_video)
     app.router.add_get("/v1/videos/{id}/content", video_content)
     app.router.add_delete("/v1/videos/{id}", delete_video)
-
-
-__all__ = ["setup"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
 import time
@@ -12,7 +13,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from router.http.errors import error_response
+from router.http.errors import ApiError, error_response
+from router.http.keys import CLIENT, DAEMON, SCOPES
 from router.logging import redactor
 from router.settings import Settings
 
@@ -20,9 +22,6 @@ log = structlog.get_logger(logger_name="router.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Reachable without a client token: probes and the metrics scrape.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-#: Client identity of the request (a token fingerprint), for job ownership.
-CLIENT = web.RequestKey("client", str)
-SCOPES = web.RequestKey("scopes", frozenset)
 
 
 @web.middleware
@@ -53,8 +52,6 @@ async def request_id_middleware(request: web.Request, handler: Any) -> web.Strea
 
 def client_id(token: str) -> str:
     """A stable, non-secret identity for a token (jobs record their owner by it)."""
-    import hashlib
-
     return "client-" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
@@ -93,8 +90,6 @@ def auth_middleware(settings: Settings) -> Any:
 
 def require_admin(request: web.Request) -> None:
     if "admin" not in request.get(SCOPES, frozenset()):
-        from router.http.errors import ApiError
-
         raise ApiError(403, "this endpoint needs an admin token (API_KEYS entry 'token:admin')",
                        "permission_error", "admin_required")
 
@@ -102,9 +97,7 @@ def require_admin(request: web.Request) -> None:
 @web.middleware
 async def client_rate_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Per-client token bucket on the calls that start work (POSTs); status polls stay free."""
-    from router.http.app import STATE
-
-    limiter = request.app[STATE].client_limiter
+    limiter = request.app[DAEMON].client_limiter
     if limiter is not None and request.method == "POST":
         wait = limiter.check(request.get(CLIENT, request.remote or "unknown"))
         if wait > 0:

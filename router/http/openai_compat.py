@@ -9,9 +9,9 @@ import aiohttp
 from aiohttp import web
 
 from router.errors import BadProviderResponseError
-from router.http.app import STATE
-from router.http.errors import ApiError, read_json
-from router.http.native import resolve
+from router.http.bodies import read_json, route_request
+from router.http.errors import ApiError
+from router.http.keys import DAEMON
 from router.models import ImageGenerationResponse
 from router.routes import RoutesSnapshot
 
@@ -25,24 +25,23 @@ def _model(name: str, snapshot: RoutesSnapshot) -> dict[str, object]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    snapshot = request.app[STATE].routes.current
+    snapshot = request.app[DAEMON].routes.current
     return web.json_response({"object": "list", "data": [_model(name, snapshot) for name in sorted(snapshot.routes)]})
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
-    snapshot = request.app[STATE].routes.current
+    snapshot = request.app[DAEMON].routes.current
     route = snapshot.resolve(request.match_info["model"])  # 404 model_not_found for an unknown name
     return web.json_response(_model(route.name, snapshot))
 
 
 async def images_generations(request: web.Request) -> web.Response:
-    state = request.app[STATE]
     body = await read_json(request)
     response_format = body.pop("response_format", None) or "url"
     if response_format not in ("url", "b64_json"):
         raise ApiError(400, "response_format must be 'url' or 'b64_json'", code="invalid_value", param="response_format")
-    route, spec_request = resolve(request, body, "image")
-    response = await state.generate(route, spec_request)
+    route, spec_request = route_request(request, body, "image")
+    response = await request.app[DAEMON].generations.generate(route, spec_request)
     assert isinstance(response, ImageGenerationResponse)
     data = [
         {response_format: await _image_as(image, response_format, response.content_type), "revised_prompt": response.revised_prompt}

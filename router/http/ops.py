@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from router.http.app import STATE
+from router.http.keys import DAEMON
 from router.http.middleware import require_admin
 
 
@@ -13,18 +13,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    checks = {"config": state.routes.current is not None, "job_store": state.jobs is None or state.jobs.ready}
+    daemon = request.app[DAEMON]
+    checks = {"config": daemon.routes.current is not None, "job_store": daemon.jobs.ready}
     ok = all(checks.values())
     return web.json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
 
 
 async def routes(request: web.Request) -> web.Response:
     require_admin(request)
-    state = request.app[STATE]
-    snapshot = state.routes.current
-    circuits = state.breakers.snapshot()
-    error = state.routes.last_error
+    daemon = request.app[DAEMON]
+    snapshot = daemon.routes.current
+    circuits = daemon.breakers.snapshot()
+    error = daemon.routes.last_error
     return web.json_response({
         "config_hash": snapshot.config_hash,
         "loaded_at": snapshot.loaded_at.isoformat(),
@@ -51,7 +51,7 @@ async def routes(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body, content_type = request.app[STATE].metrics.render()
+    body, content_type = request.app[DAEMON].metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 

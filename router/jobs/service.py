@@ -25,7 +25,8 @@ from router.handler import ProviderJob
 from router.health import CircuitBreakers
 from router.jobs.store import JobRecord, JobStore, VendorJob
 from router.limits import ProviderLimits
-from router.models import AnyConfig, AnyUpdate, AttemptMetadata, ExecutionMetadata, media_form, utc_now
+from router.metrics import Metrics
+from router.models import AnyConfig, AnyRequest, AnyUpdate, AttemptMetadata, ExecutionMetadata, media_form, utc_now
 from router.orchestrator import ChainObserver, ResumePoint, run_chain
 from router.routes import CONFIG_TYPES, REQUEST_TYPES, Route
 
@@ -65,7 +66,7 @@ class JobService:
         retention_days: float = 7.0,
         observers: ObserversFor = lambda route, kind: (),
         breakers: CircuitBreakers | None = None,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         limits: Callable[[], ProviderLimits | None] = lambda: None,
         media_dir: Path | None = None,
     ) -> None:
@@ -113,7 +114,7 @@ class JobService:
 
     # ---- API ----------------------------------------------------------------------------------------------
     async def create(
-        self, route: Route, request: Any, *, owner: str | None = None, idempotency_key: str | None = None,
+        self, route: Route, request: AnyRequest, *, owner: str | None = None, idempotency_key: str | None = None,
         request_fingerprint: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Persist a job and start it; returns ``(job, created)``. The job is durable before this returns.

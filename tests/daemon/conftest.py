@@ -10,7 +10,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from router.http.app import STATE, create_app
+from router.daemon import Daemon as DaemonServices
+from router.http.app import create_app
+from router.http.keys import DAEMON
 from router.reload import RoutesHolder
 from router.settings import Settings
 
@@ -61,8 +63,8 @@ class Daemon:
         self.url = str(server.make_url("")).rstrip("/")
 
     @property
-    def state(self) -> Any:
-        return self.server.app[STATE]
+    def state(self) -> DaemonServices:
+        return self.server.app[DAEMON]
 
     async def request(self, method: str, path: str, **kw: Any) -> tuple[int, Any, Any]:
         async with self.session.request(method, self.url + path, **kw) as response:

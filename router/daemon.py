@@ -1,0 +1,158 @@
+"""The daemon's services, built from settings, with no HTTP in them.
+
+``Daemon.build`` is where the daemon is assembled: the circuit breakers, the metrics, the observers every
+generation gets, the job store (chosen here, from settings) and the job runner. ``Generations`` runs a
+synchronous generation for the daemon: route admission (``max_concurrency``: 429), the provider limits of the
+live routes file, then the orchestrator. ``router/http`` only translates HTTP to calls on these and back; the
+library (``router.api``) calls the orchestrator directly and needs none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from router.errors import ProviderBusyError, TarashError
+from router.health import CircuitBreakers
+from router.jobs import JobService, JobStore
+from router.jobs.sqlite import SQLiteJobStore
+from router.limits import ClientRateLimiter, ProviderLimit, ProviderLimits
+from router.logs import AttemptLogger
+from router.metrics import Metrics
+from router.models import AnyRequest, AnyResponse, Kind
+from router.orchestrator import ChainObserver, ProgressCallback, run_chain
+from router.reload import RoutesHolder
+from router.routes import Route
+from router.sdnotify import Notifier
+from router.settings import Settings
+
+#: Builds one observer for one generation on a route (metrics, attempt logs...).
+ObserverFactory = Callable[[str, str], ChainObserver]
+
+
+class Generations:
+    """Synchronous generations on the live routes: resolve a route, admit the request, run its chain."""
+
+    def __init__(self, routes: RoutesHolder, breakers: CircuitBreakers, metrics: Metrics,
+                 observer_factories: Sequence[ObserverFactory]) -> None:
+        self.routes = routes
+        self.breakers = breakers
+        self.metrics = metrics
+        self._observer_factories = list(observer_factories)
+        self._in_flight: dict[str, int] = {}  # per route, against its max_concurrency
+        self._limits: tuple[str, ProviderLimits] | None = None  # (config hash, its limits)
+
+    def route(self, model: str, kind: Kind) -> Route:
+        """The route named ``model`` in the live config (``RouteNotFoundError``, ``RouteKindError`` otherwise,
+        counted as a rejected request). Read once per request: it keeps this config to the end."""
+        snapshot = self.routes.current
+        try:
+            return snapshot.resolve(model, kind)
+        except TarashError:
+            # Only configured names become labels: a hostile model string is counted as "unknown".
+            self.metrics.request_rejected(model if model in snapshot.routes else "unknown", kind)
+            raise
+
+    def build_request(self, route: Route, fields: dict[str, Any]) -> AnyRequest:
+        """The spec request from client ``fields`` and the route's defaults; pydantic's ``ValidationError``
+        (counted as a rejected request) when a field is refused."""
+        try:
+            return route.build_request(fields)
+        except ValidationError:
+            self.metrics.request_rejected(route.name, route.kind)
+            raise
+
+    def provider_limits(self) -> ProviderLimits:
+        """Limits of the current routes file, rebuilt only when its config hash changes."""
+        snapshot = self.routes.current
+        if self._limits is None or self._limits[0] != snapshot.config_hash:
+            self._limits = (snapshot.config_hash, ProviderLimits({
+                name: ProviderLimit(spec.max_concurrency, spec.requests_per_minute)
+                for name, spec in snapshot.providers.items()
+            }))
+        return self._limits[1]
+
+    def observers(self, route: str, kind: str) -> list[ChainObserver]:
+        """Fresh observers for one generation on ``route``."""
+        return [factory(route, kind) for factory in self._observer_factories]
+
+    async def generate(self, route: Route, request: AnyRequest,
+                       on_progress: ProgressCallback | None = None) -> AnyResponse:
+        """Run ``request`` through ``route``'s chain with the daemon's observers, breakers and limits.
+
+        A route at its ``max_concurrency`` sheds the request (``ProviderBusyError``: 429 + Retry-After) before
+        any attempt; a provider at its limit is skipped so the chain moves on to one with room.
+        """
+        running = self._in_flight.get(route.name, 0)
+        if route.max_concurrency is not None and running >= route.max_concurrency:
+            self.metrics.request_rejected(route.name, route.kind)
+            raise ProviderBusyError(f"route {route.name!r} is at its max_concurrency of {route.max_concurrency}; "
+                                    "retry shortly or use /v1/jobs", retry_after=1.0, code="route_busy")
+        self._in_flight[route.name] = running + 1
+        try:
+            return await run_chain(
+                route.kind, route.config, request, on_progress, observers=self.observers(route.name, route.kind),
+                chain=route.chain, breakers=self.breakers, limits=self.provider_limits(),
+            )
+        finally:
+            self._in_flight[route.name] -= 1
+
+
+def open_job_store(settings: Settings) -> JobStore:
+    """The job store the settings ask for: SQLite in ``DATA_DIR``."""
+    return SQLiteJobStore(settings.data_dir / "jobs.sqlite3")
+
+
+@dataclass
+class Daemon:
+    """Everything a running daemon holds, each piece built once per process by ``build``."""
+
+    settings: Settings
+    routes: RoutesHolder
+    breakers: CircuitBreakers
+    metrics: Metrics
+    generations: Generations
+    jobs: JobService
+    notifier: Notifier
+    #: Per-client token buckets, when ``CLIENT_REQUESTS_PER_MINUTE`` is set.
+    client_limiter: ClientRateLimiter | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, routes: RoutesHolder, *, notifier: Notifier | None = None,
+              job_store: JobStore | None = None) -> Daemon:
+        """Assemble the daemon for a loaded (valid) routes holder. ``job_store`` overrides the settings' choice."""
+        breakers = CircuitBreakers(settings.circuit_threshold, settings.circuit_cooldown_seconds)
+        metrics = Metrics(routes=lambda: routes.current.routes)  # only configured names become labels
+        metrics.watch_breakers(breakers)
+        routes.listeners.append(metrics.config_reloaded)
+        generations = Generations(routes, breakers, metrics, [AttemptLogger, metrics.observer])
+        jobs = JobService(
+            job_store or open_job_store(settings),
+            max_running=settings.max_running_jobs,
+            retention_days=settings.job_retention_days,
+            observers=generations.observers,
+            breakers=breakers,
+            metrics=metrics,
+            limits=generations.provider_limits,
+            media_dir=settings.data_dir / "media" if settings.keep_media_copy else None,
+        )
+        limiter = (ClientRateLimiter(settings.client_requests_per_minute)
+                   if settings.client_requests_per_minute else None)
+        return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), limiter)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Start the job runner (resuming unfinished jobs) and the loop-lag sampler; stop both on exit."""
+        await self.jobs.start()
+        self.metrics.job_store_writes.set_function(lambda: self.jobs.store.rows_written)
+        lag = asyncio.create_task(self.metrics.watch_loop())
+        try:
+            yield
+        finally:
+            lag.cancel()
+            await self.jobs.stop()

@@ -1,0 +1,59 @@
+"""Request bodies in: JSON objects read with precise 400s, and the ``model`` + fields of a generation turned
+into a route and a spec request by the daemon's ``Generations`` service."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from router.http.errors import ApiError
+from router.http.keys import DAEMON
+from router.models import AnyRequest, Kind
+from router.routes import Route
+
+#: No legitimate request nests this deep; refusing early keeps pathological bodies cheap.
+MAX_JSON_DEPTH = 32
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a precise 400."""
+    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    if not raw:
+        raise ApiError(400, "request body is empty; send a JSON object", code="invalid_json")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
+    return body
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return max((_depth(child, level + 1) for child in children), default=level)
+
+
+def model_name(body: dict[str, Any]) -> str:
+    """The body's ``model`` (the public route name), or a 400 naming it."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "missing 'model': the public route name to use", code="missing_field", param="model")
+    return model
+
+
+def route_request(request: web.Request, body: dict[str, Any], kind: Kind) -> tuple[Route, AnyRequest]:
+    """Route + spec request from a generation body (``model`` and the request fields). An unknown model is a
+    404, a field the spec refuses a 400 (the error middleware shapes both)."""
+    generations = request.app[DAEMON].generations
+    route = generations.route(model_name(body), kind)
+    structlog.contextvars.bind_contextvars(route=route.name)  # on every later line, the access line too
+    fields = {key: value for key, value in body.items() if key != "model"}
+    return route, generations.build_request(route, fields)

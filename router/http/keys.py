@@ -1,0 +1,18 @@
+"""The typed keys of the daemon's aiohttp app and of its requests.
+
+A leaf module: it imports no handler module and not the app factory, so every handler and middleware imports
+it and nothing has to import upward (or inside a function) to reach the daemon's services.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from router.daemon import Daemon
+
+#: The daemon's services (``router.daemon``): handlers read what they need from ``request.app[DAEMON]``.
+DAEMON = web.AppKey("daemon", Daemon)
+#: Client identity of the request (a token fingerprint, never the token), for job ownership.
+CLIENT = web.RequestKey("client", str)
+#: The client token's scopes (``admin``...).
+SCOPES = web.RequestKey("scopes", frozenset)
