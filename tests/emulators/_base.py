@@ -19,12 +19,21 @@ Faults are injected two ways:
 
 Job progress advances one step per status poll: a job of N polls answers "queued" for its first quarter (at least
 one poll once N > 2), "running" until the N-th poll, then "done" (the vendor's success or failure, per outcome).
+
+Webhooks: a submit that names a webhook URL (each vendor's own field) makes the job finish on its own,
+``webhook_delay`` seconds later, whatever the polls; the emulator then POSTs the vendor's webhook to that URL,
+signed as the vendor signs it. ``WebhookFault`` modes, set on ``emu.webhook_fault`` or in-band with
+``[[webhook:twice]]``: ``never`` (the job finishes, nothing is sent), ``twice`` (the same delivery again),
+``late`` (sent ``webhook_late_delay`` seconds after the job finished), ``bad_signature`` (a signature that does
+not verify) and ``early`` (one delivery before the job is done, then the real one). Every delivery and the
+receiver's answer is in ``emu.webhook_deliveries``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import re
 import uuid
@@ -32,6 +41,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Self
 
+import aiohttp
 from aiohttp import web
 
 from providers._mock_media import image_size_for, png_bytes, video_asset
@@ -58,6 +68,28 @@ HTTP_FAULTS = frozenset({Fault.RATE_LIMIT, Fault.SERVER_ERROR, Fault.UNAVAILABLE
 OUTCOME_FAULTS = frozenset({Fault.CONTENT_POLICY, Fault.JOB_FAILED, Fault.EMPTY_RESULT})
 _MARKER = re.compile(rf"\[\[fault:({'|'.join(Fault)})(?:@([a-z]+|\*))?\]\]")
 _POLLS = re.compile(r"\[\[polls:(\d+)\]\]")
+
+
+class WebhookFault(StrEnum):
+    NEVER = "never"  # the job finishes; no webhook is sent
+    TWICE = "twice"  # the same delivery is sent twice
+    LATE = "late"  # sent webhook_late_delay seconds after the job finished
+    BAD_SIGNATURE = "bad_signature"  # the signature does not verify
+    EARLY = "early"  # one delivery while the job still runs, then the real one
+
+
+_WEBHOOK_MARKER = re.compile(rf"\[\[webhook:({'|'.join(WebhookFault)})\]\]")
+
+
+@dataclass
+class WebhookDelivery:
+    """One webhook the emulator sent: what, where, and what the receiver answered (None: no answer)."""
+
+    url: str
+    job_id: str
+    body: bytes
+    headers: dict[str, str]
+    status: int | None = None
 
 #: Long side of a served image. Real sizes would be faithful but slow: a 1024 px PNG takes ~50 ms to make, and
 #: benchmarks fetch thousands. Served images keep the requested shape; vendors report the served size.
@@ -112,6 +144,8 @@ class Job:
     prompt: str = ""
     polls: int = 0
     cancelled: bool = False
+    #: Set when the job finished on its own (a webhook job), whatever the polls.
+    finished: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # per-vendor bookkeeping
 
     @property
@@ -123,7 +157,7 @@ class Job:
         """``queued``, ``running``, ``done`` (success or failure: see ``failed``) or ``cancelled``."""
         if self.cancelled:
             return "cancelled"
-        if self.polls >= self.polls_needed:
+        if self.finished or self.polls >= self.polls_needed:
             return "done"
         return "queued" if self.polls == 0 or self.polls <= self.queued_polls else "running"
 
@@ -133,7 +167,7 @@ class Job:
 
     @property
     def progress(self) -> float:
-        return min(1.0, self.polls / max(self.polls_needed, 1))
+        return 1.0 if self.finished else min(1.0, self.polls / max(self.polls_needed, 1))
 
     def advance(self) -> str:
         """Count one status poll (none once cancelled); the status after it."""
@@ -161,6 +195,13 @@ class Emulator:
         self._faults: list[tuple[Fault, str, int]] = []
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        #: Seconds after its submit a webhook job finishes; seconds a LATE webhook waits after that.
+        self.webhook_delay = 0.02
+        self.webhook_late_delay = 0.3
+        self.webhook_fault: WebhookFault | None = None
+        self.webhook_deliveries: list[WebhookDelivery] = []
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self._webhook_session: aiohttp.ClientSession | None = None
         self.app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._unmatched])
         self.app.on_response_prepare.append(self._stamp)
         self.app.router.add_get("/_media/{name}", self._media)
@@ -189,6 +230,14 @@ class Emulator:
     def stamp(self, request: web.Request, response: web.StreamResponse) -> None:
         """Add the vendor's per-response headers (request ids) to every answer."""
 
+    def webhook_message(self, job: Job) -> tuple[bytes, dict[str, str]]:
+        """The vendor's webhook for ``job`` as it is now: body and (signed) headers."""
+        raise NotImplementedError
+
+    def forge(self, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` with a signature that does not verify (vendors that sign override this)."""
+        return headers
+
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
         self._runner = web.AppRunner(self.app, access_log=None)
@@ -199,6 +248,11 @@ class Emulator:
 
     async def close(self) -> None:
         self._closing.set()  # first: hung handlers return, so cleanup does not wait for them
+        for task in self._webhook_tasks:
+            task.cancel()
+        await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
+        if self._webhook_session is not None:
+            await self._webhook_session.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -321,6 +375,50 @@ class Emulator:
             index, width, height = (int(v) for v in sized.groups()) if sized else (0, IMAGE_LONG_SIDE, IMAGE_LONG_SIDE)
             return web.Response(body=png(min(width, 1024), min(height, 1024), index), content_type="image/png")
         return web.Response(status=404)
+
+    # ---- webhooks -----------------------------------------------------------------------------------------
+    def start_webhook(self, job: Job, url: str) -> None:
+        """Finish ``job`` on its own soon and POST its webhook to ``url`` (see the module docstring)."""
+        marker = _WEBHOOK_MARKER.search(job.prompt)
+        fault = self.webhook_fault or (WebhookFault(marker[1]) if marker else None)
+        task = asyncio.create_task(self._run_webhook(job, url, fault))
+        self._webhook_tasks.add(task)
+        task.add_done_callback(self._webhook_tasks.discard)
+
+    async def _run_webhook(self, job: Job, url: str, fault: WebhookFault | None) -> None:
+        if fault is WebhookFault.EARLY:
+            await self.deliver_webhook(job, url)
+        await asyncio.sleep(self.webhook_delay)
+        if job.cancelled:
+            return
+        job.finished = True
+        if fault is WebhookFault.NEVER:
+            return
+        if fault is WebhookFault.LATE:
+            await asyncio.sleep(self.webhook_late_delay)
+        await self.deliver_webhook(job, url, forged=fault is WebhookFault.BAD_SIGNATURE)
+        if fault is WebhookFault.TWICE:
+            await self.deliver_webhook(job, url, again=True)
+
+    async def deliver_webhook(self, job: Job, url: str, *, forged: bool = False,
+                              again: bool = False) -> WebhookDelivery | None:
+        """POST ``job``'s webhook to ``url`` now (``again``: the previous delivery's exact bytes and headers)."""
+        previous = next((d for d in reversed(self.webhook_deliveries) if d.job_id == job.id), None)
+        if again and previous is not None:
+            body, headers = previous.body, dict(previous.headers)
+        else:
+            body, headers = self.webhook_message(job)
+            if forged:
+                headers = self.forge(headers)
+        delivery = WebhookDelivery(url, job.id, body, headers)
+        self.webhook_deliveries.append(delivery)
+        if self._webhook_session is None:
+            self._webhook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self._webhook_session.post(url, data=body, allow_redirects=False,
+                                                  headers={"Content-Type": "application/json", **headers}) as answer:
+                delivery.status = answer.status
+        return delivery
 
     async def _stats(self, request: web.Request) -> web.Response:
         """Counters for out-of-process users (benchmarks): calls per step and jobs created."""

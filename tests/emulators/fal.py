@@ -16,12 +16,25 @@ Errors come in fal's two documented shapes: model errors (422, ``{"detail": [{lo
 "Model Errors") and request errors (``{"detail": str, "error_type"}`` + ``X-Fal-Error-Type``, docs "Request
 Errors"). Auth is ``Authorization: Key <key>``. Every answer about a request carries ``x-fal-request-id``
 (fal_client treats a 5xx without it as an ingress error).
+
+Webhooks (docs "Webhooks"; fal_client ``submit(webhook_url=)`` adds ``?fal_webhook=<url>`` to the submit): when
+the request is done, a POST of ``{"request_id", "gateway_request_id", "status": "OK"|"ERROR", "payload"}`` (an
+error adds ``error``), signed with ED25519 over ``request_id\\nuser_id\\ntimestamp\\nsha256_hex(body)`` in the
+``X-Fal-Webhook-*`` headers. The emulator's key is served as a JWKS at ``/.well-known/jwks.json`` (fal's own is
+at ``rest.alpha.fal.ai``).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import json
+import time
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from aiohttp import web
 
@@ -58,8 +71,19 @@ def queue_path(model: str) -> str | None:
 class FalEmulator(Emulator):
     name = "fal"
     validation_status = 422
+    #: The account fal names in X-Fal-Webhook-User-Id.
+    user_id = "emulated-user"
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.signing_key = Ed25519PrivateKey.generate()
+        super().__init__(**kwargs)
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.url}/.well-known/jwks.json"
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/.well-known/jwks.json", self.jwks)
         for prefix in ("", "/{namespace:workflows|comfy}"):
             base = f"{prefix}/{{owner}}/{{alias}}/requests/{{id}}"
             router.add_get(f"{base}/status", self.status)
@@ -122,8 +146,11 @@ class FalEmulator(Emulator):
         job = self.new_job(request.match_info["model"], payload, prompt)
         job.extra.update(queue_path=path, logs=[])
         base = f"{self.url}{path}/requests/{job.id}"
+        if webhook := request.query.get("fal_webhook"):
+            self.start_webhook(job, webhook)
         # status and queue_position too: seen in answers quoted by third-party docs; fal_client reads only the URLs.
-        return web.json_response({"status": "IN_QUEUE", "request_id": job.id, "response_url": base,
+        return web.json_response({"status": "IN_QUEUE", "request_id": job.id, "gateway_request_id": job.id,
+                                  "response_url": base,
                                   "status_url": f"{base}/status", "cancel_url": f"{base}/cancel",
                                   "queue_position": job.polls_needed}, headers={"x-fal-request-id": job.id})
 
@@ -209,3 +236,29 @@ class FalEmulator(Emulator):
             return web.json_response({"status": "ALREADY_COMPLETED"}, status=400)
         job.cancelled = True
         return web.json_response({"status": "CANCELLATION_REQUESTED"}, status=202)
+
+    # ---- webhooks -----------------------------------------------------------------------------------------
+    async def jwks(self, request: web.Request) -> web.Response:
+        raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return web.json_response({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "emulated-1",
+                                            "alg": "EdDSA", "use": "sig"}]})
+
+    def webhook_message(self, job: Job) -> tuple[bytes, dict[str, str]]:
+        message: dict[str, Any] = {"request_id": job.id, "gateway_request_id": job.id}
+        if job.status != "done":  # an EARLY delivery: fal has nothing to say yet, we send what a poll would
+            message.update(status="IN_PROGRESS", payload=None)
+        elif (failure := self._failure(job)) is not None:
+            message.update(status="ERROR", error=f"Invalid status code: {failure[0]}",
+                           payload={"detail": failure[2], "error_type": failure[1]})
+        else:
+            message.update(status="OK", payload=self._video(job) if is_video_model(job.model) else self._images(job))
+        body = json.dumps(message).encode()
+        timestamp = str(int(time.time()))
+        signed = "\n".join((job.id, self.user_id, timestamp, hashlib.sha256(body).hexdigest())).encode()
+        return body, {"X-Fal-Webhook-Request-Id": job.id, "X-Fal-Webhook-User-Id": self.user_id,
+                      "X-Fal-Webhook-Timestamp": timestamp,
+                      "X-Fal-Webhook-Signature": self.signing_key.sign(signed).hex()}
+
+    def forge(self, headers: dict[str, str]) -> dict[str, str]:
+        return {**headers, "X-Fal-Webhook-Signature": Ed25519PrivateKey.generate().sign(b"forged").hex()}

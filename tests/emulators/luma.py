@@ -12,11 +12,16 @@ Keyframes are ``{"type": "image", "url"}`` or ``{"type": "generation", "id"}``; 
 must name a completed video generation of this emulator. Body errors are FastAPI/pydantic-style 422
 ``{"detail": [{"type", "loc", "msg", "input"}]}`` (a guess: the SDK maps 422 and Luma is a FastAPI service);
 semantic errors are 400 ``{"detail": "..."}``. Failure reasons are guesses (Luma does not document them).
+
+Callbacks (lumaai-python ``generations.create(callback_url=)``; Luma changelog "Callbacks", v1.1.0): the Generation
+object is POSTed to ``callback_url`` when it is dreaming, completed or failed. Unsigned: Luma documents no
+signature (here: one delivery when it ends; an EARLY one while dreaming).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from typing import Any
@@ -110,7 +115,7 @@ class LumaEmulator(Emulator):
     @staticmethod
     def _state(job: Job) -> str:
         """The current state, without counting a poll."""
-        if job.polls >= job.polls_needed:
+        if job.status == "done":
             return "failed" if job.outcome in (Fault.CONTENT_POLICY, Fault.JOB_FAILED) else "completed"
         return "queued" if job.polls == 0 else "dreaming"
 
@@ -147,6 +152,8 @@ class LumaEmulator(Emulator):
         self.jobs[job.id] = job
         job.extra.update(kind=kind, created=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
                          .replace("+00:00", "Z"))
+        if isinstance(body.get("callback_url"), str):
+            self.start_webhook(job, body["callback_url"])
         if kind == "image" and body.get("sync"):  # sync mode answers with the finished generation
             job.polls = job.polls_needed
         return web.json_response(self._generation(job), status=201)
@@ -191,3 +198,6 @@ class LumaEmulator(Emulator):
             return self.error(404, "Generation not found")
         job.cancelled = True  # deleted: gone from GET and the list (whether it stops the work is unconfirmed)
         return web.Response(status=204)
+
+    def webhook_message(self, job: Job) -> tuple[bytes, dict[str, str]]:
+        return json.dumps(self._generation(job)).encode(), {}

@@ -23,12 +23,18 @@ failed", "detail": "- input: prompt is required\\n", "invalid_fields": [...]}`` 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+import os
+import uuid
 from typing import Any
+
+from standardwebhooks import Webhook
 
 from aiohttp import web
 
-from tests.emulators._base import Emulator, Fault, Job, is_video_model
+from tests.emulators._base import Emulator, Fault, Job, WebhookDelivery, is_video_model
 
 #: The error of a failed prediction, per outcome. Both wordings are guesses: Replicate has no moderation
 #: code, models print their own text ("NSFW content detected" is what common image models raise).
@@ -57,7 +63,12 @@ class ReplicateEmulator(Emulator):
     name = "replicate"
     validation_status = 422
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.webhook_secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
     def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/webhooks/default/secret", self.secret)
         router.add_post("/v1/models/{owner}/{name}/predictions", self.create)
         router.add_post("/v1/deployments/{owner}/{name}/predictions", self.create)
         router.add_post("/v1/predictions", self.create)
@@ -154,6 +165,10 @@ class ReplicateEmulator(Emulator):
             return self.invalid(("input.num_outputs", "number_lte", "Must be an integer from 1 to 4"))
         job = self.new_job(model, inputs, prompt)
         job.extra.update(version=version, created_at=_now(), logs=[])
+        if isinstance(body.get("webhook"), str):
+            events = body.get("webhook_events_filter") or ["start", "output", "logs", "completed"]
+            job.extra["webhook_events"] = events
+            self.start_webhook(job, body["webhook"])
         headers = {}
         if (wait := wait_seconds(request.headers.get("Prefer", ""))) is not None:
             self._poll(job)
@@ -184,3 +199,25 @@ class ReplicateEmulator(Emulator):
         if job.status != "done":  # a finished prediction stays as it ended
             job.cancelled = True
         return web.json_response(self._prediction(job))
+
+    # ---- webhooks -----------------------------------------------------------------------------------------
+    async def secret(self, request: web.Request) -> web.StreamResponse:
+        if early := await self.enter(request, "status"):
+            return early
+        return web.json_response({"key": self.webhook_secret})
+
+    def webhook_message(self, job: Job) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(self._prediction(job)).encode()
+        msg_id = f"msg_{uuid.uuid4().hex}"
+        signature = Webhook(self.webhook_secret).sign(msg_id, dt.datetime.now(dt.UTC), body.decode())
+        return body, {"webhook-id": msg_id, "webhook-timestamp": str(int(dt.datetime.now(dt.UTC).timestamp())),
+                      "webhook-signature": signature}
+
+    def forge(self, headers: dict[str, str]) -> dict[str, str]:
+        return {**headers, "webhook-signature": "v1," + base64.b64encode(os.urandom(32)).decode()}
+
+    async def deliver_webhook(self, job: Job, url: str, **kwargs: Any) -> WebhookDelivery | None:
+        event = "completed" if job.status == "done" else "start"
+        if event not in job.extra.get("webhook_events", [event]):
+            return None
+        return await super().deliver_webhook(job, url, **kwargs)
