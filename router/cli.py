@@ -79,6 +79,8 @@ def _check(path: Path) -> int:
     if snapshot is None:
         return EXIT_INVALID
     print(f"{path}: OK, {len(snapshot.routes)} routes (hash {snapshot.config_hash})")
+    for warning in snapshot.warnings():
+        print(f"  warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -31,6 +31,8 @@ from router.models import (
     utc_now,
 )
 from router.policy import POLICY_KEYS
+from router.pricing import PriceOverride, price_for
+from router.pricing.table import override_problems
 from router.registry import get_handler, key_env_names, known_providers
 
 CONFIG_TYPES: dict[str, type[VideoGenerationConfig] | type[ImageGenerationConfig]] = {
@@ -64,6 +66,8 @@ class AttemptSpec(BaseModel):
     fallback_on: list[int | str] | None = None
     no_fallback_on: list[int | str] | None = None
     on_ambiguous_submit: Literal["stop", "fallback"] | None = None
+    #: A known price for this attempt (negotiated, or a model the price table lacks): router/pricing.
+    price: dict[str, Any] | None = None
 
 
 class RouteSpec(BaseModel):
@@ -74,6 +78,8 @@ class RouteSpec(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     #: Synchronous requests running at once on this route; more are shed with 429 (jobs queue instead).
     max_concurrency: int | None = Field(default=None, ge=1)
+    #: Most a generation on this route may cost: an attempt estimated above it (or priced unknown) is skipped.
+    max_cost_usd: float | None = Field(default=None, gt=0)
     attempts: list[AttemptSpec] = Field(min_length=1)
 
 
@@ -96,6 +102,7 @@ class Route:
     defaults: dict[str, Any]
     chain: tuple[AnyConfig, ...]
     max_concurrency: int | None = None
+    max_cost_usd: float | None = None
 
     @property
     def config(self) -> AnyConfig:
@@ -137,6 +144,19 @@ class RoutesSnapshot:
                 f"route {model!r} serves {route.kind} generation, not {kind}", code="wrong_kind"
             )
         return route
+
+    def warnings(self) -> list[str]:
+        """Things that work but deserve a look: attempts whose price is unknown (their cost is reported as
+        unknown, and a route ceiling skips them)."""
+        out = []
+        for route in self.routes.values():
+            for i, config in enumerate(route.chain):
+                if price_for(config) is None:
+                    skipped = " (always skipped: the route has max_cost_usd)" if route.max_cost_usd else ""
+                    out.append(f'routes."{route.name}".attempts[{i}]: no known price for {config.provider}/'
+                               f"{config.model}; its cost is reported as unknown{skipped}. Set price = "
+                               "{ per_second = ... } (or per_image, per_megapixel, per_video, hardware)")
+        return out
 
     def key_env_names(self) -> set[str]:
         """Every env var an attempt of this file may read its key from (for log redaction)."""
@@ -210,6 +230,10 @@ def parse(text: str, path: str = "routes.toml") -> RoutesSnapshot:
     return RoutesSnapshot(routes=routes, config_hash=digest, path=path, providers=providers)
 
 
+def _shown(value: Any) -> str:
+    return f" (got {json.dumps(value, default=str)})" if value is not None else ""
+
+
 def _pydantic_problems(exc: ValidationError, prefix: tuple[Any, ...], raw: Any) -> list[str]:
     problems = []
     for err in exc.errors():
@@ -269,6 +293,11 @@ def _semantic_problems(name: str, raw: Any) -> list[str]:
             problems.append(
                 f'routes."{name}".attempts[{i}].provider_config: set {", ".join(sorted(clash))} as attempt keys'
             )
+        if isinstance(attempt.get("price"), dict):  # a non-table is reported by the schema
+            provider = attempt.get("provider") if isinstance(attempt.get("provider"), str) else None
+            problems += [f"{toml_path(('routes', name, 'attempts', i, 'price') + loc)}: {message}"
+                         f"{_shown(_value_at(attempt['price'], loc))}"
+                         for loc, message in override_problems(attempt["price"], provider)]
     kind = raw.get("kind") if isinstance(raw, dict) else None
     defaults = raw.get("defaults", {}) if isinstance(raw, dict) else None
     if kind in REQUEST_TYPES and isinstance(defaults, dict):  # else the schema reports kind/defaults itself
@@ -288,6 +317,11 @@ def _build_route(name: str, spec: RouteSpec) -> Route:
             value = getattr(attempt, key)
             if value is not None:
                 provider_config[key] = value
+        # Price and ceiling travel in provider_config, so a job's persisted chain keeps them.
+        if attempt.price is not None:
+            provider_config["price"] = PriceOverride.model_validate(attempt.price).model_dump(exclude_none=True)
+        if spec.max_cost_usd is not None:
+            provider_config["max_cost_usd"] = spec.max_cost_usd
         fields: dict[str, Any] = {
             "provider": attempt.provider,
             "model": attempt.model,
@@ -302,7 +336,7 @@ def _build_route(name: str, spec: RouteSpec) -> Route:
                 fields[key] = int(value) if isinstance(value, float) and value.is_integer() else value
         chain.append(config_type(**fields))
     return Route(name=name, kind=spec.kind, description=spec.description, defaults=dict(spec.defaults),
-                 chain=tuple(chain), max_concurrency=spec.max_concurrency)
+                 chain=tuple(chain), max_concurrency=spec.max_concurrency, max_cost_usd=spec.max_cost_usd)
 
 
 def diff(old: RoutesSnapshot | None, new: RoutesSnapshot) -> dict[str, list[str]]:
