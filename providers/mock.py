@@ -64,9 +64,9 @@ class MockProvider(ProviderHandler):
         mock = self._mock(config)
         index = random.choices(range(len(mock.responses)), weights=[r.weight for r in mock.responses])[0]
         outcome = mock.responses[index]
-        if outcome.error is not None:
-            raise _error_of(outcome, config)
         if mock.polling is None or not mock.polling.enabled:
+            if outcome.error is not None:
+                raise _error_of(outcome, config)
             return _response(kind, config, request, outcome, job_id=None)
         job_id = f"mock-{uuid.uuid4().hex[:16]}"
         self._jobs[job_id] = _MockJob(outcome=index)
@@ -84,6 +84,10 @@ class MockProvider(ProviderHandler):
         if polling.custom_updates:
             raw.update(polling.custom_updates[step])
         percent = polling.progress_percentages[step] if polling.progress_percentages else None
+        if self._mock(config).responses[state.outcome].error is not None and step == len(polling.status_sequence) - 1:
+            # An error outcome walks the sequence first, as tarash-gateway's mock does (callbacks see queued and
+            # processing), and fails at its last step: the job ends there and fetch_result raises the error.
+            return PollStatus(status="completed", raw={**raw, "status": "failed"}, progress_percent=percent)
         if status == "failed":
             self._jobs.pop(job.id, None)
             raise GenerationFailedError(
@@ -96,6 +100,10 @@ class MockProvider(ProviderHandler):
     ) -> AnyResponse:
         state = self._jobs.pop(job.id, _MockJob(outcome=int(job.data.get("outcome", 0))))
         outcome = self._mock(config).responses[state.outcome]
+        if outcome.error is not None:
+            error = _error_of(outcome, config)
+            error.provider_request_id = error.provider_request_id or job.id
+            raise error
         return _response(kind, config, request, outcome, job_id=job.id)
 
     async def cancel(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> None:
@@ -104,12 +112,20 @@ class MockProvider(ProviderHandler):
 
 
 def _error_of(outcome: MockResponse, config: AnyConfig) -> TarashError:
+    """The configured error, with its class and every field it was given (``http_status``, a ``retryable``
+    override...). An instance is copied, not raised itself: the orchestrator annotates the error it raises,
+    and the same outcome is drawn again by the next generation."""
     error = outcome.error
-    if isinstance(error, TarashError):
-        # A fresh copy each time: the orchestrator annotates the error it raises.
-        return type(error)(error.message, provider=config.provider, model=config.model, retry_after=error.retry_after)
     assert error is not None
-    return error.build(config.provider, config.model)
+    if not isinstance(error, TarashError):
+        return error.build(config.provider, config.model)
+    clone = type(error).__new__(type(error))
+    clone.__dict__.update(vars(error))
+    clone.args = error.args
+    clone.execution_metadata = None
+    clone.provider = error.provider or config.provider
+    clone.model = error.model or config.model
+    return clone
 
 
 def _response(

@@ -132,3 +132,45 @@ def test_polling_config_validation() -> None:
         MockPollingConfig(status_sequence=["queued", "completed"], progress_percentages=[1])
     with pytest.raises(ValueError, match="end with"):
         MockPollingConfig(status_sequence=["queued", "processing"])
+
+
+async def test_error_instance_is_raised_with_its_class_and_every_field() -> None:
+    configured = router.RateLimitError("busy", http_status=429, retry_after=3, code="too_many", provider_request_id="v-1")
+    config = mock_video(mock=MockConfig(responses=[MockResponse(error=configured)]))
+    for _ in range(2):  # drawn twice: each generation gets its own copy, not the annotated one of the last
+        with pytest.raises(router.AllAttemptsFailedError) as caught:  # retryable, and the chain has one attempt
+            await router.generate_video_async(config, VideoGenerationRequest(prompt="x"))
+        error = caught.value.last_error
+        assert type(error) is router.RateLimitError
+        assert (error.message, error.http_status, error.retry_after, error.code, error.provider_request_id) == (
+            "busy", 429, 3, "too_many", "v-1")
+        assert (error.provider, error.model) == ("mock", "mock-video")
+    assert configured.execution_metadata is None and configured.provider is None
+
+
+@pytest.mark.parametrize("error", [
+    router.RateLimitError("busy", http_status=429, retryable=False),
+    {"type": "RateLimitError", "message": "busy", "http_status": 429, "retryable": False},
+], ids=["instance", "dict"])
+async def test_a_retryable_false_override_stops_the_chain(error: object) -> None:
+    failing = mock_video(mock=MockConfig(responses=[MockResponse(error=error)]))  # type: ignore[arg-type]
+    config = failing.model_copy(update={"fallback_configs": [mock_video()]})
+    with pytest.raises(router.RateLimitError) as caught:
+        await router.generate_video_async(config, VideoGenerationRequest(prompt="x"))
+    assert caught.value.http_status == 429 and not caught.value.retryable
+    metadata = caught.value.execution_metadata
+    assert metadata is not None and metadata.total_attempts == 1 and metadata.attempts[0].is_retryable is False
+
+
+async def test_a_polled_error_outcome_walks_the_status_sequence_first() -> None:
+    polling = MockPollingConfig(status_sequence=["queued", "processing", "completed"],
+                                progress_percentages=[0, 50, 100], **FAST)
+    config = mock_video(mock=MockConfig(
+        responses=[MockResponse(error={"type": "ContentPolicyError", "message": "flagged"})], polling=polling))
+    seen: list[VideoGenerationUpdate] = []
+    with pytest.raises(router.ContentPolicyError, match="flagged") as caught:
+        await router.generate_video_async(config, VideoGenerationRequest(prompt="x"), on_progress=seen.append)
+    assert [(u.status, u.progress_percent) for u in seen] == [("queued", 0), ("processing", 50), ("failed", None)]
+    assert seen[-1].error and "flagged" in seen[-1].error
+    # The mock job id is the vendor id of the attempt, as for any polled vendor.
+    assert caught.value.provider_request_id and caught.value.provider_request_id.startswith("mock-")

@@ -40,6 +40,12 @@ class MockError(BaseModel):
     type: str
     message: str = "mock error"
     retry_after: float | None = None
+    #: The vendor's HTTP status, as a real error would carry it (``fallback_on = [402]`` can match it).
+    http_status: int | None = None
+    #: Overrides the class's default: False stops the chain where the class would fall back, True falls back.
+    retryable: bool | None = None
+    code: str | None = None
+    provider_request_id: str | None = None
 
     @field_validator("type")
     @classmethod
@@ -49,7 +55,10 @@ class MockError(BaseModel):
         return value
 
     def build(self, provider: str, model: str) -> TarashError:
-        return ERROR_CLASSES[self.type](self.message, provider=provider, model=model, retry_after=self.retry_after)
+        return ERROR_CLASSES[self.type](
+            self.message, provider=provider, model=model, retry_after=self.retry_after, http_status=self.http_status,
+            retryable=self.retryable, code=self.code, provider_request_id=self.provider_request_id,
+        )
 
 
 class MockResponse(BaseModel):
