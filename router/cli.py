@@ -141,8 +141,10 @@ async def _serve(settings: Any) -> int:
 
     def sighup() -> None:
         notifier.reloading()
-        holder.reload()
-        notifier.ready()
+        try:
+            holder.reload()  # never raises; the finally is for systemd, which waits for READY=1 after RELOADING=1
+        finally:
+            notifier.ready()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from pathlib import Path
 
 import structlog
@@ -30,6 +31,16 @@ class ReloadError:
     problems: list[str]
 
 
+@dataclass(frozen=True)
+class ReloadResult:
+    """What the last reload found: ``applied`` (a new config is live), ``unchanged`` (the file holds the
+    config being served: still a successful reload) or ``failed`` (the last good config keeps serving)."""
+
+    at: datetime
+    result: Literal["applied", "unchanged", "failed"]
+    config_hash: str  # the config served after it
+
+
 class RoutesHolder:
     """Owns the current snapshot of one routes file."""
 
@@ -38,6 +49,7 @@ class RoutesHolder:
         self.current = initial
         redactor.add_env(initial.key_env_names())
         self.last_error: ReloadError | None = None
+        self.last_reload: ReloadResult | None = None
         #: Called with (success, snapshot_or_None) after each reload: metrics and sd_notify hook in here.
         self.listeners: list[Callable[[bool, RoutesSnapshot | None], None]] = []
 
@@ -47,25 +59,40 @@ class RoutesHolder:
         return cls(path, routes_module.load(path))
 
     def reload(self) -> bool:
-        """Re-read the file; swap it in if valid. Returns whether the new config is live."""
+        """Re-read the file; swap it in if valid. Returns whether the file's config is live.
+
+        Never raises: any failure (an invalid file, one that is not UTF-8, an I/O error, a bug) is logged,
+        counted, kept for ``GET /v1/routes``, and leaves the last good config serving. A file that holds the
+        config already served is a successful reload too, reported like any other, so that restoring the
+        last good content after a rejected save clears the failure for every listener.
+        """
         try:
             new = routes_module.load(self.path)
         except RoutesError as exc:
-            self.last_error = ReloadError(at=utc_now(), problems=exc.problems)
-            log.error("routes_reload_failed", path=str(self.path), problems=exc.problems,
-                      serving_hash=self.current.config_hash)
-            self._notify(False, None)
-            return False
-        if new.config_hash == self.current.config_hash:
-            self.last_error = None
-            return True  # a touch or a no-op save: nothing to swap
+            return self._failed(exc.problems)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the watcher and SIGHUP must keep working
+            log.exception("routes_reload_crashed", path=str(self.path))
+            return self._failed([f"{self.path}: reload failed: {type(exc).__name__} (see the daemon log)"])
+        unchanged = new.config_hash == self.current.config_hash
         changes = routes_module.diff(self.current, new)
-        redactor.add_env(new.key_env_names())  # before any request can log with the new config
-        self.current = new  # the one atomic swap
+        if not unchanged:
+            redactor.add_env(new.key_env_names())  # before any request can log with the new config
+            self.current = new  # the one atomic swap
         self.last_error = None
-        log.info("routes_reloaded", path=str(self.path), config_hash=new.config_hash, **changes)
-        self._notify(True, new)
+        self.last_reload = ReloadResult(utc_now(), "unchanged" if unchanged else "applied", self.current.config_hash)
+        log.info("routes_reloaded", path=str(self.path), config_hash=self.current.config_hash, unchanged=unchanged,
+                 **changes)
+        self._notify(True, self.current)
         return True
+
+    def _failed(self, problems: list[str]) -> bool:
+        now = utc_now()
+        self.last_error = ReloadError(at=now, problems=problems)
+        self.last_reload = ReloadResult(now, "failed", self.current.config_hash)
+        log.error("routes_reload_failed", path=str(self.path), problems=problems,
+                  serving_hash=self.current.config_hash)
+        self._notify(False, None)
+        return False
 
     def _notify(self, success: bool, snapshot: RoutesSnapshot | None) -> None:
         for listener in self.listeners:
@@ -74,7 +101,8 @@ class RoutesHolder:
             except Exception:  # noqa: BLE001 - a listener bug must not break reloads
                 log.exception("reload_listener_failed")
 
-    async def watch(self, debounce_ms: int = 50, stop: asyncio.Event | None = None) -> None:
+    async def watch(self, debounce_ms: int = 50, stop: asyncio.Event | None = None,
+                    retry_seconds: float = 1.0) -> None:
         """Reload on every change to the file, until cancelled or ``stop`` is set.
 
         Watches the file's directory, not the file: editors that save by writing a temp file and renaming it
@@ -85,8 +113,14 @@ class RoutesHolder:
         def is_target(change: watchfiles.Change, path: str) -> bool:
             return Path(path).resolve() == target
 
-        async for _ in watchfiles.awatch(
-            target.parent, watch_filter=is_target, debounce=debounce_ms, step=10, stop_event=stop,
-            recursive=False,
-        ):
-            self.reload()
+        while stop is None or not stop.is_set():
+            try:
+                async for _ in watchfiles.awatch(
+                    target.parent, watch_filter=is_target, debounce=debounce_ms, step=10, stop_event=stop,
+                    recursive=False,
+                ):
+                    self.reload()
+                return
+            except Exception:  # noqa: BLE001 - e.g. the directory went away: keep trying, SIGHUP still works
+                log.exception("routes_watch_failed", path=str(target.parent), retry_in_seconds=retry_seconds)
+                await asyncio.sleep(retry_seconds)

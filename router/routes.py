@@ -7,6 +7,7 @@ Public model names are the keys under ``[routes]``; each route's ``attempts`` be
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -45,6 +46,18 @@ REQUEST_TYPES: dict[str, type[VideoGenerationRequest] | type[ImageGenerationRequ
 }
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: Well-known key prefixes (OpenAI/Stability sk-, Replicate r8_, Google AIza, Runway key_, OAuth ya29.).
+_KEY_PREFIXES = ("sk-", "sk_", "r8_", "AIza", "key_", "ya29.", "Bearer ")
+#: 20+ letters and digits in one run, mixing both: a token or hex key, not a word of an env var name.
+_KEY_RUN = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}")
+
+
+def looks_like_secret(value: Any) -> bool:
+    """Whether a string in the routes file is probably a key pasted where a name belongs (never echo it)."""
+    return isinstance(value, str) and (value.startswith(_KEY_PREFIXES) or bool(_KEY_RUN.search(value)))
+
+
 class AttemptSpec(BaseModel):
     """One ``[[routes."name".attempts]]`` table."""
 
@@ -53,9 +66,10 @@ class AttemptSpec(BaseModel):
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
     timeout: float | None = Field(default=None, gt=0)
-    poll_interval: float | None = Field(default=None, ge=0)
+    # 0 would poll the vendor in a busy loop (the library allows it for tests; a routes file does not).
+    poll_interval: float | None = Field(default=None, gt=0)
     max_poll_attempts: int | None = Field(default=None, ge=1)
-    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key_env: str | None = Field(default=None, pattern=ENV_NAME)
     base_url: str | None = Field(default=None, pattern=r"^https?://")
     api_version: str | None = None
     provider_config: dict[str, Any] = Field(default_factory=dict)
@@ -185,6 +199,92 @@ def toml_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+_KEY_PART = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|([A-Za-z0-9_-]+))\s*')
+_INLINE_KEY = re.compile(r'[{,]\s*("(?:[^"\\]|\\.)*"|[A-Za-z0-9_-]+)\s*=')
+
+
+def _dotted_key(text: str) -> tuple[str, ...] | None:
+    """``routes."video-fast".attempts`` -> ``("routes", "video-fast", "attempts")``; None if not a key."""
+    parts, pos = [], 0
+    while True:
+        match = _KEY_PART.match(text, pos)
+        if not match or match.end() == pos:
+            return None
+        parts.append(next(g for g in match.groups() if g is not None))
+        pos = match.end()
+        if pos == len(text):
+            return tuple(parts)
+        if text[pos] != ".":
+            return None
+        pos += 1
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """The line (1-based) where each table and key of a TOML text is written, by its ``toml_path``.
+
+    A light scan, not a parser (tomllib keeps no positions): headers, ``key =`` lines and the first level of
+    inline tables; enough to point a user at the line of a problem. Lines inside multi-line strings may be
+    misread, which at worst gives a wrong hint, never a wrong verdict.
+    """
+    lines: dict[str, int] = {}
+    arrays: dict[tuple[Any, ...], int] = {}  # array-of-tables path -> how many elements so far
+    table: tuple[Any, ...] = ()
+
+    def resolve(key: tuple[str, ...]) -> tuple[Any, ...]:
+        out: tuple[Any, ...] = ()
+        for part in key:
+            out += (part,)
+            if out in arrays:
+                out += (arrays[out] - 1,)  # a sub-table of an array of tables belongs to its last element
+        return out
+
+    def remember(path: tuple[Any, ...], number: int) -> None:
+        for end in range(1, len(path) + 1):
+            lines.setdefault(toml_path(path[:end]), number)
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("[["):
+            key = _dotted_key(stripped[2:stripped.find("]]")]) if "]]" in stripped else None
+            if key is not None:
+                base = resolve(key[:-1]) + (key[-1],)
+                arrays[base] = arrays.get(base, 0) + 1
+                table = base + (arrays[base] - 1,)
+                remember(table, number)
+        elif stripped.startswith("["):
+            key = _dotted_key(stripped[1:stripped.find("]")]) if "]" in stripped else None
+            if key is not None:
+                table = resolve(key)
+                remember(table, number)
+        elif "=" in stripped and not stripped.startswith("#"):
+            key = _dotted_key(stripped[: stripped.index("=")])
+            if key is None:
+                continue
+            path = table + key
+            remember(path, number)
+            value = stripped[stripped.index("=") + 1:]
+            if value.lstrip().startswith("{"):
+                for inner in _INLINE_KEY.finditer(value):
+                    remember(path + (inner[1].strip('"'),), number)
+    return lines
+
+
+_LAST_PART = re.compile(r'(\[\d+\]|\."(?:[^"\\]|\\.)*"|\.[^."\[]+|^[^."\[]+)$')
+
+
+def _with_line(problem: str, lines: dict[str, int]) -> str:
+    """``problem`` with `` (line N)`` for the deepest part of its TOML path found in the text."""
+    path = problem.split(": ", 1)[0]
+    while path:
+        if path in lines:
+            return f"{problem} (line {lines[path]})"
+        trimmed = _LAST_PART.sub("", path)
+        if trimmed == path:
+            break
+        path = trimmed
+    return problem
+
+
 def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
     for part in loc:
         try:
@@ -195,39 +295,55 @@ def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
 
 
 def parse(text: str, path: str = "routes.toml") -> RoutesSnapshot:
-    """Validate routes.toml text; raise ``RoutesError`` listing every problem (all of them, not the first)."""
+    """Validate routes.toml text; raise ``RoutesError`` listing every problem (all of them, not the first).
+
+    Each problem names its TOML path and, where the key can be found in the text, ends with ``(line N)``.
+    """
+    if not text.strip():
+        raise RoutesError([f"{path}: the file is empty (a truncated or unfinished save?); "
+                           'it needs at least one [routes."<name>"] table'])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RoutesError([f"{path}: not valid TOML: {exc}"]) from exc
+    problems = _problems(data)
+    if problems:
+        lines = key_lines(text)
+        raise RoutesError([_with_line(problem, lines) for problem in problems])
+    specs = {name: RouteSpec.model_validate(raw) for name, raw in data["routes"].items()}
+    providers = {name: ProviderSpec.model_validate(raw) for name, raw in (data.get("providers") or {}).items()}
+    routes = {name: _build_route(name, spec) for name, spec in specs.items()}
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return RoutesSnapshot(routes=routes, config_hash=digest, path=path, providers=providers)
+
+
+def _problems(data: dict[str, Any]) -> list[str]:
+    """Every problem of a parsed file, each as ``<toml path>: <message>``."""
     problems = [f"{key}: unknown top-level table; only [routes] and [providers] are allowed"
                 for key in data if key not in ("routes", "providers")]
-    providers: dict[str, ProviderSpec] = {}
     known = set(known_providers())
     for name, raw in (data.get("providers") or {}).items():
         if name not in known:
             problems.append(f'providers."{name}": unknown provider; known: {", ".join(sorted(known))}')
         try:
-            providers[name] = ProviderSpec.model_validate(raw)
+            ProviderSpec.model_validate(raw)
         except ValidationError as exc:
-            problems += [p.replace(f'routes."{name}"', f'providers."{name}"', 1)
-                         for p in _pydantic_problems(exc, ("providers", name), raw)]
+            problems += _pydantic_problems(exc, ("providers", name), raw)
     raw_routes = data.get("routes", {})
     if not isinstance(raw_routes, dict):
-        raise RoutesError(problems + ["routes: must be a table of routes"])
-    specs: dict[str, RouteSpec] = {}
+        return problems + ["routes: must be a table of routes"]
+    if not raw_routes:
+        # A file that serves nothing is a mistake (or a save caught half-way), never a config to swap in.
+        return problems + ['routes: no routes defined; add at least one [routes."<name>"] table with attempts']
     for name, raw in raw_routes.items():
         # Checks on the raw tables, so a route with a schema error still gets all its other problems reported.
-        problems += _literal_keys(name, raw) + _provider_problems(name, raw) + _semantic_problems(name, raw)
+        problems += (_literal_keys(name, raw) + _key_env_problems(name, raw) + _provider_problems(name, raw)
+                     + _semantic_problems(name, raw))
         try:
-            specs[name] = RouteSpec.model_validate(raw)
+            RouteSpec.model_validate(raw)
         except ValidationError as exc:
             problems += _pydantic_problems(exc, ("routes", name), raw)
-    if problems:
-        raise RoutesError(problems)
-    routes = {name: _build_route(name, spec) for name, spec in specs.items()}
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return RoutesSnapshot(routes=routes, config_hash=digest, path=path, providers=providers)
+    return problems
 
 
 def _shown(value: Any) -> str:
@@ -238,20 +354,33 @@ def _pydantic_problems(exc: ValidationError, prefix: tuple[Any, ...], raw: Any) 
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        if loc and loc[-1] == "api_key":
-            continue  # reported by _literal_keys with a better message
+        if loc and loc[-1] in ("api_key", "api_key_env"):
+            continue  # reported by _literal_keys / _key_env_problems, without echoing the value
         value = _value_at(raw, loc)
-        shown = f" (got {json.dumps(value, default=str)})" if value is not None and err["type"] != "missing" else ""
+        if value is None or err["type"] == "missing":
+            shown = ""
+        elif looks_like_secret(value):
+            shown = " (value not shown: it looks like a key)"
+        else:
+            shown = f" (got {json.dumps(value, default=str)})"
         problems.append(f"{toml_path(prefix + loc)}: {err['msg']}{shown}")
     return problems
 
 
 def load(path: Path | str) -> RoutesSnapshot:
+    """Read and validate a routes file; every way it can fail (unreadable, not UTF-8, invalid) is a
+    ``RoutesError``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise RoutesError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RoutesError([f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                           "save the file as UTF-8"]) from exc
     return parse(text, str(path))
 
 
@@ -270,6 +399,25 @@ def _literal_keys(name: str, raw: Any) -> list[str]:
                     f'routes."{name}".attempts[{i}].{where}api_key: keys never live in routes.toml; '
                     "put the key in an environment variable and name it with api_key_env"
                 )
+    return problems
+
+
+def _key_env_problems(name: str, raw: Any) -> list[str]:
+    """``api_key_env`` must be a variable's name. The value is never echoed: a common mistake is pasting the
+    key itself here, and this message ends up in logs and in ``GET /v1/routes``."""
+    problems = []
+    for i, attempt in _attempt_tables(raw):
+        value = attempt.get("api_key_env")
+        where = f'routes."{name}".attempts[{i}].api_key_env'
+        if value is None:
+            continue
+        if looks_like_secret(value):
+            problems.append(f"{where}: this looks like an API key, not the name of an environment variable; "
+                            "put the key in an environment variable and write its name here, e.g. "
+                            'api_key_env = "FAL_KEY" (value not shown)')
+        elif not isinstance(value, str) or not re.fullmatch(ENV_NAME, value):
+            problems.append(f"{where}: must be the name of an environment variable (letters, digits and _, "
+                            'not starting with a digit), e.g. "FAL_KEY" (value not shown)')
     return problems
 
 
@@ -301,10 +449,27 @@ def _semantic_problems(name: str, raw: Any) -> list[str]:
     kind = raw.get("kind") if isinstance(raw, dict) else None
     defaults = raw.get("defaults", {}) if isinstance(raw, dict) else None
     if kind in REQUEST_TYPES and isinstance(defaults, dict):  # else the schema reports kind/defaults itself
+        problems += _unknown_defaults(name, kind, defaults)
         try:
             REQUEST_TYPES[kind].model_validate({"prompt": "validation", **defaults})
         except ValidationError as exc:
             problems += _pydantic_problems(exc, ("routes", name, "defaults"), defaults)
+    return problems
+
+
+def _unknown_defaults(name: str, kind: str, defaults: dict[str, Any]) -> list[str]:
+    """A default that is not a request field would silently become an ``extra_params`` entry sent to every
+    vendor of the chain; a typo (``durashun``) must be caught here instead."""
+    fields = sorted(REQUEST_TYPES[kind].model_fields)
+    problems = []
+    for key in defaults:
+        if key in fields:
+            continue
+        score, close = max((difflib.SequenceMatcher(None, key, f).ratio(), f) for f in fields)
+        hint = f"did you mean {close}? " if score >= 0.45 else ""
+        problems.append(f'routes."{name}".defaults.{toml_path((key,))}: not a {kind} request field; {hint}'
+                        "a parameter for one vendor goes in defaults.extra_params "
+                        f"(fields: {', '.join(f for f in fields if f != 'prompt')})")
     return problems
 
 

@@ -25,11 +25,15 @@ async def routes(request: web.Request) -> web.Response:
     snapshot = daemon.routes.current
     circuits = daemon.breakers.snapshot()
     error = daemon.routes.last_error
+    last = daemon.routes.last_reload
     return web.json_response({
         "config_hash": snapshot.config_hash,
         "loaded_at": snapshot.loaded_at.isoformat(),
         "path": snapshot.path,
         "last_reload_error": {"at": error.at.isoformat(), "problems": error.problems} if error else None,
+        # Since start-up (null before the first reload): also moves for a reload that found nothing new.
+        "last_reload": {"at": last.at.isoformat(), "result": last.result, "config_hash": last.config_hash}
+        if last else None,
         "routes": [
             {
                 "name": route.name,
