@@ -49,7 +49,7 @@ from router.models import (
     VideoGenerationResponse,
     VideoGenerationUpdate,
 )
-from router.orchestrator import ChainObserver
+from router.observers import ChainObserver
 from router.registry import known_providers, register_provider, unregister_provider
 from router.sync import aclose
 

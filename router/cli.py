@@ -171,7 +171,7 @@ async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path
     import router
     from router.errors import TarashError
     from router.models import media_bytes, media_form
-    from router.orchestrator import run_chain
+    from router.orchestrator import Generation, run_generation
 
     snapshot = _load_or_report(settings.routes)
     if snapshot is None:
@@ -189,7 +189,7 @@ async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path
         print(f"\r[{bar:<20}] {percent:3d}% {update.status:<10}", end="", file=sys.stderr, flush=True)
 
     try:
-        response = await run_chain(route.kind, route.config, request, progress, chain=route.chain)
+        response = await run_generation(Generation(route.kind, request, route.chain, on_progress=progress))
     except TarashError as exc:
         print(f"\nfailed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_INVALID

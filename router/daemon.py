@@ -25,7 +25,8 @@ from router.limits import ClientRateLimiter, ProviderLimit, ProviderLimits
 from router.logs import AttemptLogger
 from router.metrics import Metrics
 from router.models import AnyRequest, AnyResponse, Kind
-from router.orchestrator import ChainObserver, ProgressCallback, run_chain
+from router.observers import ChainObserver, ProgressCallback
+from router.orchestrator import Generation, run_generation
 from router.reload import RoutesHolder
 from router.routes import Route
 from router.sdnotify import Notifier
@@ -95,10 +96,11 @@ class Generations:
                                     "retry shortly or use /v1/jobs", retry_after=1.0, code="route_busy")
         self._in_flight[route.name] = running + 1
         try:
-            return await run_chain(
-                route.kind, route.config, request, on_progress, observers=self.observers(route.name, route.kind),
-                chain=route.chain, breakers=self.breakers, limits=self.provider_limits(),
-            )
+            return await run_generation(Generation(
+                route.kind, request, route.chain, on_progress=on_progress,
+                observers=self.observers(route.name, route.kind), breakers=self.breakers,
+                limits=self.provider_limits(),
+            ))
         finally:
             self._in_flight[route.name] -= 1
 

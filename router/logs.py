@@ -7,7 +7,7 @@ import structlog
 from router.errors import TarashError
 from router.handler import ProviderJob
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
-from router.orchestrator import ChainObserver
+from router.observers import ChainObserver
 
 log = structlog.get_logger(logger_name="router.attempts")
 

@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from router.errors import ERROR_CLASSES, GenerationCancelledError, TarashError
 from router.health import STATE_VALUES, CircuitBreakers
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
-from router.orchestrator import ChainObserver
+from router.observers import ChainObserver
 
 #: Seconds-long image attempts and up-to-30-minute video attempts in one bucket set.
 ATTEMPT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800)

@@ -1,10 +1,19 @@
-"""The fallback loop: one implementation, generic over kind (video | image) and called by both the async
-and the sync public functions.
+"""The fallback loop: one implementation, generic over kind (video | image), run by the library, the daemon and
+the job runner alike.
 
-For each config of the chain ``[config, *fallbacks]`` it resolves the handler and key, checks capability,
-runs the attempt under the config's ``timeout`` and records an ``AttemptMetadata``. A retryable error moves
-on to the next config; a non-retryable one stops the chain. Observers (metrics, logs, the job store) hear
-every attempt event from here, the one place that knows them all.
+A caller describes one generation as a ``Generation`` (kind, request, the chain of attempt configs, who
+listens, and the daemon's safeguards when there are any) and hands it to ``run_generation``; the library's
+``run_chain`` builds one from a config and its ``fallback_configs``. The chain runs its attempts in order:
+
+1. checks (``_checked``): the handler exists, the key resolves, the provider can take the request, the
+   provider's circuit is not open; a check that fails *skips* the attempt (never sent);
+2. the calls (``_with_retries``): submit/poll/result or the simple call, under the attempt's ``timeout``
+   and its provider slot, retried per the route's policy;
+3. the breaker accounting (``_BreakerClaim``): how the attempt ended tells the vendor's circuit.
+
+An attempt that fails yields the error and the fallback decision (``_Failure.falls_back``, from
+``router.policy``); a decision to fall back moves on to the next config, any other ends the chain. Every
+event goes to the observers (metrics, logs, the job store) from here, the one place that knows them all.
 """
 
 from __future__ import annotations
@@ -12,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from router.errors import (
@@ -28,6 +38,8 @@ from router.errors import (
     scrub,
 )
 from router.handler import ProviderJob, is_stepped, overrides
+from router.health import CircuitBreakers
+from router.limits import ProviderLimits
 from router.models import (
     AnyConfig,
     AnyRequest,
@@ -44,35 +56,17 @@ from router.models import (
     flatten_chain,
     utc_now,
 )
-from router.health import CircuitBreakers
-from router.limits import ProviderLimits
+from router.observers import ChainEvents, ChainObserver, ProgressCallback
 from router.policy import AttemptPolicy
 from router.registry import handler_for, resolve_api_key
 from router.steps import drive
 
 log = logging.getLogger("router.orchestrator")
 
-ProgressCallback = Callable[[Any], Awaitable[None] | None]
-
 _UPDATE_TYPES = {"video": VideoGenerationUpdate, "image": ImageGenerationUpdate}
 _NO_LIMITS = ProviderLimits()
 
-
-class ChainObserver:
-    """Hears every attempt event of one generation. Subclass and override what you need; an observer that
-    raises is logged and ignored (a metrics bug must not fail a generation)."""
-
-    async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None: ...
-
-    async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None: ...
-
-    async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None: ...
-
-    async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None: ...
-
-    async def update(self, update: AnyUpdate) -> None: ...
-
-    async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None: ...
+__all__ = ["ChainObserver", "Generation", "ProgressCallback", "ResumePoint", "run_chain", "run_generation"]
 
 
 @dataclass
@@ -83,41 +77,31 @@ class ResumePoint:
     next_attempt: int
     attempts: list[AttemptMetadata] = field(default_factory=list)
     job: ProviderJob | None = None
-    started_at: Any = None
+    started_at: datetime | None = None
 
 
-class _Events:
-    """Fan-out to the caller's progress callback and the observers, each failure contained."""
+@dataclass(frozen=True)
+class Generation:
+    """One generation as the orchestrator runs it: built once by the caller, read by every attempt.
 
-    def __init__(self, on_progress: ProgressCallback | None, observers: Sequence[ChainObserver]) -> None:
-        self._on_progress = on_progress
-        self._observers = observers
-        #: Whether anyone listens: updates are only built when someone will read them (a hot path).
-        self.active = on_progress is not None or bool(observers)
+    ``generation_id`` is the response's ``request_id`` (the job id for a job). ``breakers`` skips attempts on
+    providers whose circuit is open; ``limits`` caps each provider's concurrency and rate: a busy provider is
+    skipped, or waited for with ``wait_for_capacity`` (a durable job is never dropped for capacity).
+    ``keep_vendor_job``, checked when the task is cancelled, leaves the vendor job running for a later
+    resume (the daemon's shutdown). ``resume`` picks the chain up where a previous process left it.
+    """
 
-    async def progress(self, update: AnyUpdate) -> None:
-        if self._on_progress is not None:
-            try:
-                result = self._on_progress(update)
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:  # noqa: BLE001 - a broken callback must not kill the generation
-                log.exception("on_progress callback raised; generation continues")
-        await self.notify("update", update)
-
-    async def notify(self, event: str, *args: Any) -> None:
-        cancelled: asyncio.CancelledError | None = None
-        for observer in self._observers:
-            try:
-                await getattr(observer, event)(*args)
-            except asyncio.CancelledError as exc:
-                # Cancelled while one observer awaited (a job-store write): the others still hear the event,
-                # then the cancel goes on.
-                cancelled = exc
-            except Exception:  # noqa: BLE001
-                log.exception("observer %s.%s raised", type(observer).__name__, event)
-        if cancelled is not None:
-            raise cancelled
+    kind: Kind
+    request: AnyRequest
+    chain: tuple[AnyConfig, ...]
+    generation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    on_progress: ProgressCallback | None = None
+    observers: Sequence[ChainObserver] = ()
+    breakers: CircuitBreakers | None = None
+    limits: ProviderLimits = _NO_LIMITS
+    wait_for_capacity: bool = False
+    keep_vendor_job: Callable[[], bool] | None = None
+    resume: ResumePoint | None = None
 
 
 async def run_chain(
@@ -127,239 +111,324 @@ async def run_chain(
     on_progress: ProgressCallback | None = None,
     *,
     observers: Sequence[ChainObserver] = (),
-    request_id: str | None = None,
-    resume: ResumePoint | None = None,
-    chain: Sequence[AnyConfig] | None = None,
     breakers: CircuitBreakers | None = None,
-    keep_vendor_job: Callable[[], bool] | None = None,
-    limits: ProviderLimits | None = None,
-    wait_for_capacity: bool = False,
+    chain: Sequence[AnyConfig] | None = None,
+    resume: ResumePoint | None = None,
 ) -> AnyResponse:
     """Run ``request`` through the fallback chain of ``config`` and return the first success.
 
     Raises the first error that does not fall back (see ``router.policy``), or ``AllAttemptsFailedError``
-    when the chain is exhausted; either carries ``execution_metadata``. ``chain`` overrides the flattened
-    chain (the job store passes the chain it persisted, so a resumed job reaches the same vendor
-    deployments). ``breakers`` skips attempts on providers whose circuit is open. ``keep_vendor_job``
-    (checked when the task is cancelled) leaves the vendor job running for a later resume. ``limits`` caps
-    each provider's concurrency and rate: a busy provider is skipped, or waited for with ``wait_for_capacity``.
+    when the chain is exhausted; either carries ``execution_metadata``. ``chain`` replaces the flattened
+    ``[config, *fallback_configs]``. The daemon's safeguards (limits, detaching at shutdown) are fields of
+    ``Generation``: see ``run_generation``.
     """
-    request_id = request_id or uuid.uuid4().hex
-    configs = list(chain) if chain is not None else flatten_chain(config)
-    events = _Events(on_progress, observers)
-    attempts: list[AttemptMetadata] = list(resume.attempts) if resume else []
-    first = resume.next_attempt if resume else 1
-    last_error: TarashError | None = None
+    configs = tuple(chain) if chain is not None else tuple(flatten_chain(config))
+    return await run_generation(Generation(kind, request, configs, on_progress=on_progress, observers=observers,
+                                           breakers=breakers, resume=resume))
 
-    open_attempt: tuple[AttemptMetadata, AnyConfig] | None = None  # started, not yet finished
-    finished = False  # chain_finished delivered
-    try:
-        for number in range(first, len(configs) + 1):
-            attempt_config = configs[number - 1]
-            resumed = resume is not None and number == resume.next_attempt
-            attempt = AttemptMetadata(
-                provider=attempt_config.provider,
-                model=attempt_config.model,
-                attempt_number=number,
-                started_at=(resume.started_at if resumed and resume.started_at else utc_now()),
-                status="failed",
-            )
-            attempts.append(attempt)
-            open_attempt = (attempt, attempt_config)
-            await events.notify("attempt_started", attempt, attempt_config)
-            job = resume.job if resumed else None
-            try:
-                response = await _run_attempt(
-                    kind, attempt_config, request, request_id, attempt, events, job, breakers, keep_vendor_job,
-                    limits, wait_for_capacity,
-                )
-            except TarashError as error:
-                open_attempt = None
-                last_error = error
-                await events.notify("attempt_finished", attempt, attempt_config, error)
-                if attempt.is_retryable and number < len(configs):
-                    await events.notify("fallback", attempt_config, configs[number], error)
-                    if events.active:
-                        await events.progress(
-                            _UPDATE_TYPES[kind](
-                                request_id=request_id,
-                                status="queued",
-                                update={
-                                    "event": "fallback",
-                                    "from_provider": attempt_config.provider,
-                                    "to_provider": configs[number].provider,
-                                    "error_type": type(error).__name__,
-                                    "error": error.message,
-                                },
-                            )
-                        )
-                    continue
-                metadata = _metadata(attempts, len(configs), None)
-                final = error if not attempt.is_retryable else AllAttemptsFailedError(error, metadata)
-                final.execution_metadata = error.execution_metadata = metadata
-                if events.active:
-                    await events.progress(_final_update(kind, request_id, "failed", error=str(final)))
-                finished = True
-                await events.notify("chain_finished", metadata, final)
-                raise final from (error if final is not error else None)
-            open_attempt = None
-            attempt.status = "success"
-            attempt.ended_at = utc_now()
-            metadata = _metadata(attempts, len(configs), number)
-            await events.notify("attempt_finished", attempt, attempt_config, None)
-            response = response.model_copy(update={"request_id": request_id, "execution_metadata": metadata})
-            if events.active:
-                await events.progress(_final_update(kind, request_id, "completed", result=response))
-            finished = True
-            await events.notify("chain_finished", metadata, None)
-            return response
 
-        # Only reachable when resuming past the end of the chain (nothing left to try).
-        metadata = _metadata(attempts, len(configs), None)
-        error = AllAttemptsFailedError(
-            last_error or ProviderTimeoutError("no attempt left to run"), metadata
+async def run_generation(generation: Generation) -> AnyResponse:
+    """Run ``generation``'s chain: the first success is returned, the end of the chain raised (as ``run_chain``)."""
+    return await _ChainRun(generation).run()
+
+
+@dataclass
+class _Attempt:
+    """One attempt of a chain run: its config, its ``AttemptMetadata`` (filled in as it goes), its policy, and
+    the persisted vendor job it resumes, if any."""
+
+    generation: Generation
+    events: ChainEvents
+    config: AnyConfig
+    metadata: AttemptMetadata
+    policy: AttemptPolicy
+    resume_job: ProviderJob | None = None
+
+
+@dataclass
+class _Failure:
+    """How an attempt failed: the error (provider, model and vendor id filled in, secrets scrubbed) and whether
+    the chain falls back to the next attempt."""
+
+    error: TarashError
+    falls_back: bool
+
+
+class _ChainRun:
+    """One run of a generation's chain: the attempts so far, the open one, and the end events."""
+
+    def __init__(self, generation: Generation) -> None:
+        self.generation = generation
+        self.events = ChainEvents(generation.on_progress, generation.observers)
+        self.attempts: list[AttemptMetadata] = list(generation.resume.attempts) if generation.resume else []
+        self.open: _Attempt | None = None  # started, not yet finished
+        self.finished = False  # chain_finished delivered
+
+    async def run(self) -> AnyResponse:
+        chain = self.generation.chain
+        resume = self.generation.resume
+        last_error: TarashError | None = None
+        try:
+            for number in range(resume.next_attempt if resume else 1, len(chain) + 1):
+                attempt = await self._start(number)
+                outcome = await _run_attempt(attempt)
+                self.open = None
+                if not isinstance(outcome, _Failure):
+                    return await self._succeed(attempt, outcome)
+                last_error = outcome.error
+                await self.events.attempt_finished(attempt.metadata, attempt.config, outcome.error)
+                if not outcome.falls_back or number == len(chain):
+                    raise await self._fail(outcome)
+                await self._fall_back(attempt, chain[number], outcome.error)
+            # Only reachable when resuming past the end of the chain (nothing left to try).
+            error = AllAttemptsFailedError(last_error or ProviderTimeoutError("no attempt left to run"), self._metadata(None))
+            await self._end(error.execution_metadata, error)  # type: ignore[arg-type]
+            raise error
+        except asyncio.CancelledError:
+            # Wherever the cancel lands (in an attempt, or while an observer awaited between attempts), every
+            # observer still hears the open attempt and the chain end: metrics' in-flight gauge depends on it.
+            if not self.finished:
+                await asyncio.shield(self._end_cancelled())
+            raise
+
+    async def _start(self, number: int) -> _Attempt:
+        generation, config = self.generation, self.generation.chain[number - 1]
+        resume = generation.resume if generation.resume and number == generation.resume.next_attempt else None
+        metadata = AttemptMetadata(
+            provider=config.provider,
+            model=config.model,
+            attempt_number=number,
+            started_at=(resume.started_at if resume and resume.started_at else utc_now()),
+            status="failed",
         )
-        finished = True
-        await events.notify("chain_finished", metadata, error)
-        raise error
-    except asyncio.CancelledError:
-        # Wherever the cancel lands (in an attempt, or while an observer awaited between attempts), every
-        # observer still hears the open attempt and the chain end: metrics' in-flight gauge depends on it.
-        if not finished:
-            await asyncio.shield(_end_cancelled(events, attempts, len(configs), open_attempt))
-        raise
+        self.attempts.append(metadata)
+        attempt = _Attempt(generation, self.events, config, metadata, AttemptPolicy.of(generation.kind, config),
+                           resume.job if resume else None)
+        self.open = attempt
+        await self.events.attempt_started(metadata, config)
+        return attempt
 
-
-async def _run_attempt(
-    kind: Kind,
-    config: AnyConfig,
-    request: AnyRequest,
-    request_id: str,
-    attempt: AttemptMetadata,
-    events: _Events,
-    job: ProviderJob | None,
-    breakers: CircuitBreakers | None,
-    keep_vendor_job: Callable[[], bool] | None = None,
-    limits: ProviderLimits | None = None,
-    wait_for_capacity: bool = False,
-) -> AnyResponse:
-    secrets: tuple[str, ...] = ()
-    policy = AttemptPolicy.of(kind, config)
-    claimed = False  # whether this attempt passed the breaker (and so must report back to it)
-    try:
-        handler = handler_for(config)
-        config = resolve_api_key(handler, config)
-        secrets = (config.api_key,) if config.api_key else ()
-        reason = _unsupported_reason(handler, kind, config, request)
-        if reason:
-            raise UnsupportedCapabilityError(reason)
-        if breakers is not None:
-            if reason := breakers.allow(config.provider, config.model):
-                raise CircuitOpenError(reason)
-            claimed = True
-
-        async def on_job(new_job: ProviderJob) -> None:
-            attempt.request_id = new_job.id
-            await events.notify("provider_job", attempt, config, new_job)
-
-        async def once(resume_job: ProviderJob | None) -> AnyResponse:
-            if is_stepped(handler):
-                if resume_job is not None:
-                    attempt.request_id = resume_job.id
-                result = await drive(
-                    handler, kind, config, request, events.progress,
-                    request_id=request_id, job=resume_job, on_job=on_job, keep_vendor_job=keep_vendor_job,
-                )
-            else:
-                result = await _call_simple(handler, kind, config, request, request_id, events)
-            _check_response(kind, result)
-            return result
-
-        # One timeout bounds the attempt, its retries and their backoff (and a job's wait for capacity).
-        async with asyncio.timeout(config.timeout), (limits or _NO_LIMITS).slot(config.provider, wait=wait_for_capacity):
-            tried = 0
-            while True:
-                try:
-                    response = await once(job if tried == 0 else None)
-                    break
-                except TarashError as exc:
-                    if not policy.retries_on(exc, tried):
-                        raise
-                    delay = policy.backoff(tried)
-                    tried += 1
-                    log.info("retrying %s/%s in %.2f s (%s)", config.provider, config.model, delay, type(exc).__name__)
-                    await asyncio.sleep(delay)
-        vendor_id = response.provider_metadata.get("provider_request_id")
-        if vendor_id and not attempt.request_id:
-            attempt.request_id = str(vendor_id)
-        if claimed:
-            breakers.record(config.provider, config.model, success=True)  # type: ignore[union-attr]
+    async def _succeed(self, attempt: _Attempt, response: AnyResponse) -> AnyResponse:
+        attempt.metadata.status = "success"
+        attempt.metadata.ended_at = utc_now()
+        metadata = self._metadata(attempt.metadata.attempt_number)
+        await self.events.attempt_finished(attempt.metadata, attempt.config, None)
+        response = response.model_copy(update={"request_id": self.generation.generation_id,
+                                                "execution_metadata": metadata})
+        if self.events.active:
+            await self.events.progress(self._final_update("completed", result=response))
+        await self._end(metadata, None)
         return response
+
+    async def _fall_back(self, attempt: _Attempt, to_config: AnyConfig, error: TarashError) -> None:
+        await self.events.fallback(attempt.config, to_config, error)
+        if self.events.active:
+            await self.events.progress(_UPDATE_TYPES[self.generation.kind](
+                request_id=self.generation.generation_id,
+                status="queued",
+                update={
+                    "event": "fallback",
+                    "from_provider": attempt.config.provider,
+                    "to_provider": to_config.provider,
+                    "error_type": type(error).__name__,
+                    "error": error.message,
+                },
+            ))
+
+    async def _fail(self, failure: _Failure) -> TarashError:
+        """The error that ends the chain: a refusal as it is, the last fallback's as ``AllAttemptsFailedError``."""
+        error = failure.error
+        metadata = self._metadata(None)
+        final = error if not failure.falls_back else AllAttemptsFailedError(error, metadata)
+        final.execution_metadata = error.execution_metadata = metadata
+        if final is not error:
+            final.__cause__ = error
+        if self.events.active:
+            await self.events.progress(self._final_update("failed", error=str(final)))
+        await self._end(metadata, final)
+        return final
+
+    async def _end(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
+        self.finished = True
+        await self.events.chain_finished(metadata, error)
+
+    async def _end_cancelled(self) -> None:
+        """Tell the observers a cancelled chain ended: the open attempt (if any) as cancelled, then the chain."""
+        last = self.attempts[-1]
+        cancelled = GenerationCancelledError("the caller cancelled the generation", provider=last.provider,
+                                             model=last.model)
+        if self.open is not None:
+            _record_failure(self.open.metadata, cancelled, (), falls_back=False)
+        cancelled.execution_metadata = self._metadata(None)
+        if self.open is not None:
+            await self.events.attempt_finished(self.open.metadata, self.open.config, cancelled)
+        await self.events.chain_finished(cancelled.execution_metadata, cancelled)
+
+    def _metadata(self, successful: int | None) -> ExecutionMetadata:
+        return ExecutionMetadata(
+            total_attempts=len(self.attempts),
+            successful_attempt=successful,
+            attempts=[a.model_copy() for a in self.attempts],
+            fallback_triggered=len(self.attempts) > 1,
+            configs_in_chain=len(self.generation.chain),
+        )
+
+    def _final_update(self, status: StatusType, *, result: AnyResponse | None = None,
+                      error: str | None = None) -> AnyUpdate:
+        return _UPDATE_TYPES[self.generation.kind](
+            request_id=self.generation.generation_id,
+            status=status,
+            progress_percent=100 if status == "completed" else None,
+            update={"event": status},
+            result=result,
+            error=error,
+        )
+
+
+# ---- one attempt --------------------------------------------------------------------------------------------
+async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
+    """Checks, calls, breaker accounting: the response, or how the attempt failed. A cancel propagates."""
+    config = attempt.config
+    secrets: tuple[str, ...] = ()
+    claim: _BreakerClaim | None = None
+    try:
+        handler, config = _checked(attempt)
+        secrets = (config.api_key,) if config.api_key else ()
+        claim = _BreakerClaim.take(attempt.generation.breakers, config)
+        response = await _with_retries(attempt, handler, config)
+    except asyncio.CancelledError:
+        if claim is not None:
+            claim.abandoned()
+        raise
     except TimeoutError as exc:
         error: TarashError = ProviderTimeoutError(f"attempt timed out after {config.timeout} s")
         error.__cause__ = exc
     except TarashError as exc:
         error = exc
-    except asyncio.CancelledError:
-        if claimed:
-            breakers.record(config.provider, config.model, success=False, counts=False)  # type: ignore[union-attr]
-        raise
     except Exception as exc:  # noqa: BLE001 - a handler bug or an unmapped library error
         error = BadProviderResponseError(f"handler raised {type(exc).__name__}: {exc}")
         error.__cause__ = exc
-    falls_back = policy.falls_back(error)
+    else:
+        vendor_job_id = response.provider_metadata.get("provider_request_id")
+        if vendor_job_id and not attempt.metadata.request_id:
+            attempt.metadata.request_id = str(vendor_job_id)
+        if claim is not None:
+            claim.succeeded()
+        return response
+    falls_back = attempt.policy.falls_back(error)
     if isinstance(error, AmbiguousSubmitError):
-        error.message += f" (on_ambiguous_submit={policy.on_ambiguous_submit}: {'falling back' if falls_back else 'stopping'})"
-    if claimed:
-        # Only failures that say the vendor is unhealthy count; a refusal (policy, bad input) means it is up,
-        # and a skip (our own capacity limit) says nothing about it.
-        if error.outcome == "skipped":
-            breakers.record(config.provider, config.model, success=False, counts=False)  # type: ignore[union-attr]
-        else:
-            breakers.record(config.provider, config.model, success=not error.retryable)  # type: ignore[union-attr]
+        error.message += (f" (on_ambiguous_submit={attempt.policy.on_ambiguous_submit}: "
+                          f"{'falling back' if falls_back else 'stopping'})")
+    if claim is not None:
+        claim.failed(error)
     error.provider = error.provider or config.provider
     error.model = error.model or config.model
-    error.provider_request_id = error.provider_request_id or attempt.request_id
-    _record_failure(attempt, error, secrets)
-    attempt.is_retryable = falls_back
-    raise error
+    error.provider_request_id = error.provider_request_id or attempt.metadata.request_id
+    _record_failure(attempt.metadata, error, secrets, falls_back=falls_back)
+    return _Failure(error, falls_back)
 
 
-async def _end_cancelled(
-    events: _Events, attempts: list[AttemptMetadata], in_chain: int,
-    open_attempt: tuple[AttemptMetadata, AnyConfig] | None,
-) -> None:
-    """Tell the observers a cancelled chain ended: the open attempt (if any) as cancelled, then the chain."""
-    last = attempts[-1]
-    cancelled = GenerationCancelledError("the caller cancelled the generation", provider=last.provider, model=last.model)
-    if open_attempt is not None:
-        _record_failure(open_attempt[0], cancelled, ())
-    cancelled.execution_metadata = _metadata(attempts, in_chain, None)
-    if open_attempt is not None:
-        await events.notify("attempt_finished", *open_attempt, cancelled)
-    await events.notify("chain_finished", cancelled.execution_metadata, cancelled)
+def _checked(attempt: _Attempt) -> tuple[Any, AnyConfig]:
+    """The attempt's handler and its config with the key resolved, or the error that skips the attempt."""
+    handler = handler_for(attempt.config)
+    config = resolve_api_key(handler, attempt.config)
+    reason = _unsupported_reason(handler, attempt.generation.kind, config, attempt.generation.request)
+    if reason:
+        raise UnsupportedCapabilityError(reason)
+    return handler, config
+
+
+@dataclass
+class _BreakerClaim:
+    """An attempt that passed its provider's circuit breaker, and so must report back how it ended."""
+
+    breakers: CircuitBreakers
+    provider: str
+    model: str
+
+    @classmethod
+    def take(cls, breakers: CircuitBreakers | None, config: AnyConfig) -> _BreakerClaim | None:
+        """Pass the breaker (None without breakers), or ``CircuitOpenError`` when its circuit is open."""
+        if breakers is None:
+            return None
+        if reason := breakers.allow(config.provider, config.model):
+            raise CircuitOpenError(reason)
+        return cls(breakers, config.provider, config.model)
+
+    def succeeded(self) -> None:
+        self.breakers.record(self.provider, self.model, success=True)
+
+    def abandoned(self) -> None:
+        """Cancelled, or skipped for our own capacity limit: says nothing about the vendor's health."""
+        self.breakers.record(self.provider, self.model, success=False, counts=False)
+
+    def failed(self, error: TarashError) -> None:
+        # Only failures that say the vendor is unhealthy count; a refusal (policy, bad input) means it is up.
+        if error.outcome == "skipped":
+            self.abandoned()
+        else:
+            self.breakers.record(self.provider, self.model, success=not error.retryable)
+
+
+async def _with_retries(attempt: _Attempt, handler: Any, config: AnyConfig) -> AnyResponse:
+    """The attempt's calls, retried per its policy. One timeout bounds the attempt, its retries and their
+    backoff (and a job's wait for a provider slot)."""
+    generation = attempt.generation
+    async with asyncio.timeout(config.timeout), generation.limits.slot(config.provider, wait=generation.wait_for_capacity):
+        tried = 0
+        while True:
+            try:
+                return await _call(attempt, handler, config, attempt.resume_job if tried == 0 else None)
+            except TarashError as exc:
+                if not attempt.policy.retries_on(exc, tried):
+                    raise
+                delay = attempt.policy.backoff(tried)
+                tried += 1
+                log.info("retrying %s/%s in %.2f s (%s)", config.provider, config.model, delay, type(exc).__name__)
+                await asyncio.sleep(delay)
+
+
+async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: ProviderJob | None) -> AnyResponse:
+    """One try: the stepped handler driven (or its persisted vendor job resumed), or the simple call."""
+    generation = attempt.generation
+    if is_stepped(handler):
+        if resume_job is not None:
+            attempt.metadata.request_id = resume_job.id
+
+        async def on_job(job: ProviderJob) -> None:
+            attempt.metadata.request_id = job.id
+            await attempt.events.provider_job(attempt.metadata, config, job)
+
+        result = await drive(
+            handler, generation.kind, config, generation.request, attempt.events.progress,
+            request_id=generation.generation_id, job=resume_job, on_job=on_job,
+            keep_vendor_job=generation.keep_vendor_job,
+        )
+    else:
+        result = await _call_simple(handler, attempt, config)
+    _check_response(generation.kind, result)
+    return result
 
 
 def _unsupported_reason(handler: Any, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:
     check = getattr(handler, "unsupported_reason", None)
     if check is not None:
-        return check(kind, config, request)
+        return check(kind, config, request)  # type: ignore[no-any-return]
     kinds = getattr(handler, "kinds", None)
     if kinds is not None and kind not in kinds:
         return f"provider does not support {kind} generation"
     return None
 
 
-async def _call_simple(
-    handler: Any, kind: Kind, config: AnyConfig, request: AnyRequest, request_id: str, events: _Events
-) -> AnyResponse:
+async def _call_simple(handler: Any, attempt: _Attempt, config: AnyConfig) -> AnyResponse:
     """Call a handler that only implements ``generate_<kind>[_async]``."""
+    kind, request = attempt.generation.kind, attempt.generation.request
 
     async def relay(update: AnyUpdate) -> None:
-        await events.progress(update.model_copy(update={"request_id": request_id}))
+        await attempt.events.progress(update.model_copy(update={"request_id": attempt.generation.generation_id}))
 
     if overrides(handler, f"generate_{kind}_async"):
-        return await getattr(handler, f"generate_{kind}_async")(config, request, relay)
+        return await getattr(handler, f"generate_{kind}_async")(config, request, relay)  # type: ignore[no-any-return]
     if overrides(handler, f"generate_{kind}"):
         loop = asyncio.get_running_loop()
 
@@ -367,7 +436,7 @@ async def _call_simple(
             asyncio.run_coroutine_threadsafe(relay(update), loop).result()
 
         # A sync-only handler blocks; a worker thread keeps the loop (and other requests) running.
-        return await asyncio.to_thread(getattr(handler, f"generate_{kind}"), config, request, relay_from_thread)
+        return await asyncio.to_thread(getattr(handler, f"generate_{kind}"), config, request, relay_from_thread)  # type: ignore[no-any-return]
     raise UnsupportedCapabilityError(f"{type(handler).__name__} implements no {kind} generation")
 
 
@@ -381,35 +450,14 @@ def _check_response(kind: Kind, response: Any) -> None:
         raise BadProviderResponseError("the provider returned no images")
 
 
-def _record_failure(attempt: AttemptMetadata, error: TarashError, secrets: Sequence[str]) -> None:
+def _record_failure(metadata: AttemptMetadata, error: TarashError, secrets: Sequence[str], *, falls_back: bool) -> None:
+    """Write a failed attempt's end into its metadata. ``is_retryable`` reports the fallback decision (the
+    spec's field: whether the chain moved on because of this error)."""
     error.message = scrub(error.message, list(secrets))
     error.args = (error.message,)
-    attempt.status = type(error).outcome
-    attempt.ended_at = utc_now()
-    attempt.error_type = type(error).__name__
-    attempt.error_message = error.message
-    attempt.is_retryable = error.retryable
-    attempt.request_id = attempt.request_id or error.provider_request_id
-
-
-def _metadata(attempts: list[AttemptMetadata], in_chain: int, successful: int | None) -> ExecutionMetadata:
-    return ExecutionMetadata(
-        total_attempts=len(attempts),
-        successful_attempt=successful,
-        attempts=[a.model_copy() for a in attempts],
-        fallback_triggered=len(attempts) > 1,
-        configs_in_chain=in_chain,
-    )
-
-
-def _final_update(
-    kind: Kind, request_id: str, status: StatusType, *, result: AnyResponse | None = None, error: str | None = None
-) -> AnyUpdate:
-    return _UPDATE_TYPES[kind](
-        request_id=request_id,
-        status=status,
-        progress_percent=100 if status == "completed" else None,
-        update={"event": status},
-        result=result,
-        error=error,
-    )
+    metadata.status = type(error).outcome
+    metadata.ended_at = utc_now()
+    metadata.error_type = type(error).__name__
+    metadata.error_message = error.message
+    metadata.is_retryable = falls_back
+    metadata.request_id = metadata.request_id or error.provider_request_id

@@ -405,6 +405,55 @@ async def test_observer_hears_every_event(provider: Any) -> None:
     assert events == ["start 1", "end 1 failed", "fallback", "start 2", "job job-1", "end 2 success", "done 2"]
 
 
+def test_an_observer_method_named_almost_like_an_event_is_refused_at_class_definition() -> None:
+    with pytest.raises(TypeError, match=r"Typo.attempt_finish is not a ChainObserver event \(did you mean attempt_finished\?\)"):
+        class Typo(ChainObserver):
+            async def attempt_finish(self, attempt, config, error):  # never called: the event is attempt_finished
+                pass
+
+
+async def test_an_object_that_lacks_an_event_is_refused_before_any_attempt(provider: Any) -> None:
+    class DuckTyped:
+        """Not a subclass: every event must be there, as a coroutine method."""
+
+        async def attempt_started(self, attempt, config): ...
+        async def provider_job(self, attempt, config, job): ...
+        async def attempt_finished(self, attempt, config, error): ...
+        async def fallback(self, from_config, to_config, error): ...
+        async def update(self, update): ...
+        def chain_finished(self, metadata, error): ...  # not async
+
+    handler = Scripted()
+    with pytest.raises(TypeError, match="DuckTyped is not a ChainObserver: it has no async chain_finished"):
+        await run_chain("video", chain(provider(handler)), REQUEST, observers=[DuckTyped()])  # type: ignore[list-item]
+    assert handler.calls == []
+
+    class Complete(DuckTyped):
+        async def chain_finished(self, metadata, error):  # type: ignore[override]
+            finished.append(metadata.successful_attempt)
+
+    finished: list[int | None] = []
+    await run_chain("video", chain(provider(handler)), REQUEST, observers=[Complete()])
+    assert finished == [1]
+
+
+async def test_an_observer_that_raises_is_logged_by_name_and_the_others_still_hear(provider: Any,
+                                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    heard: list[str] = []
+
+    class Broken(ChainObserver):
+        async def attempt_finished(self, attempt, config, error):
+            raise RuntimeError("metrics bug")
+
+    class After(ChainObserver):
+        async def attempt_finished(self, attempt, config, error):
+            heard.append(attempt.status)
+
+    response = await run_chain("video", chain(provider(Scripted())), REQUEST, observers=[Broken(), After()])
+    assert response.execution_metadata.successful_attempt == 1 and heard == ["success"]  # type: ignore[union-attr]
+    assert "Broken.attempt_finished raised" in caplog.text
+
+
 async def test_resume_polls_existing_job_without_submitting(provider: Any) -> None:
     handler = Stepped(["processing", "completed"])
     first = provider(Scripted(RateLimitError("x")))

@@ -27,7 +27,8 @@ from router.jobs.store import JobRecord, JobStore, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
 from router.models import AnyConfig, AnyRequest, AnyUpdate, AttemptMetadata, ExecutionMetadata, media_form, utc_now
-from router.orchestrator import ChainObserver, ResumePoint, run_chain
+from router.observers import ChainObserver
+from router.orchestrator import Generation, ResumePoint, run_generation
 from router.routes import CONFIG_TYPES, REQUEST_TYPES, Route
 
 log = structlog.get_logger(logger_name="router.jobs")
@@ -67,7 +68,7 @@ class JobService:
         observers: ObserversFor = lambda route, kind: (),
         breakers: CircuitBreakers | None = None,
         metrics: Metrics | None = None,
-        limits: Callable[[], ProviderLimits | None] = lambda: None,
+        limits: Callable[[], ProviderLimits] = ProviderLimits,
         media_dir: Path | None = None,
     ) -> None:
         self.store = store
@@ -276,18 +277,17 @@ class JobService:
     async def _execute(self, job: JobRecord) -> None:
         kind = job.kind
         request = REQUEST_TYPES[kind].model_validate(job.request)
-        chain = [CONFIG_TYPES[kind].model_validate(config) for config in job.chain]
+        chain = tuple(CONFIG_TYPES[kind].model_validate(config) for config in job.chain)
         job.status = "running"
         await self.store.save(job)
         observer = _JobObserver(self, job)
         try:
-            response = await run_chain(
-                kind, chain[0], request, observers=[observer, *self._observers(job.route, kind)],
-                request_id=job.id, resume=_resume_point(job), chain=chain, breakers=self._breakers,
-                keep_vendor_job=lambda: self._stopping,
+            response = await run_generation(Generation(
+                kind, request, chain, generation_id=job.id, observers=[observer, *self._observers(job.route, kind)],
+                breakers=self._breakers, limits=self._limits(),
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
-                limits=self._limits(), wait_for_capacity=True,
-            )
+                wait_for_capacity=True, keep_vendor_job=lambda: self._stopping, resume=_resume_point(job),
+            ))
         except TarashError as exc:
             job.status = "failed"
             job.error = error_body(exc)

@@ -1,0 +1,132 @@
+"""What hears a generation: the ``ChainObserver`` protocol, one typed method per event, and ``ChainEvents``,
+the orchestrator's fan-out of each event to the caller's progress callback and the observers.
+
+Events are methods, never names looked up at run time: a misspelled event in the orchestrator is an
+``AttributeError`` (and a type error), not a line in the log. An observer class with a method named almost
+like an event (``attempt_finish``) is refused when the class is defined, and an object that is not a
+``ChainObserver`` subclass must have every event method, or the generation refuses it before it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol
+
+from router.errors import TarashError
+from router.handler import ProviderJob
+from router.models import AnyConfig, AnyUpdate, AttemptMetadata, ExecutionMetadata
+
+log = logging.getLogger("router.orchestrator")
+
+#: A caller's progress callback: a function or a coroutine function taking each update.
+ProgressCallback = Callable[[Any], Awaitable[None] | None]
+
+
+class ChainObserver(Protocol):
+    """Hears every event of one generation, in order. Subclass it (every method is a no-op by default) and
+    override what you need, or pass any object with all six methods. An observer that raises is logged and
+    ignored: a metrics bug must not fail a generation.
+
+    Per attempt: ``attempt_started``, then ``provider_job`` when a vendor job was submitted, then
+    ``attempt_finished`` (``error`` None on success); ``fallback`` between attempts; ``update`` for every
+    progress update; ``chain_finished`` once at the end, also when the generation is cancelled.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in vars(cls).items():
+            if name.startswith("_") or name in EVENTS or not inspect.iscoroutinefunction(value):
+                continue
+            if near := difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.8):
+                raise TypeError(f"{cls.__name__}.{name} is not a ChainObserver event (did you mean {near[0]}?); "
+                                f"events: {', '.join(EVENTS)}")
+
+    async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
+        return None
+
+    async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
+        return None
+
+    async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
+        return None
+
+    async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
+        return None
+
+    async def update(self, update: AnyUpdate) -> None:
+        return None
+
+    async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
+        return None
+
+
+EVENTS: tuple[str, ...] = ("attempt_started", "provider_job", "attempt_finished", "fallback", "update",
+                           "chain_finished")
+
+
+def check_observer(observer: object) -> None:
+    """Refuse an object that lacks an event coroutine method (a ``ChainObserver`` subclass has them all)."""
+    missing = [name for name in EVENTS if not inspect.iscoroutinefunction(getattr(observer, name, None))]
+    if missing:
+        raise TypeError(f"{type(observer).__name__} is not a ChainObserver: it has no async {', '.join(missing)} "
+                        "(subclass router.ChainObserver for no-op defaults)")
+
+
+class ChainEvents:
+    """One generation's events, each delivered to the progress callback (updates) and every observer; each
+    failure contained, so one broken listener neither fails the generation nor starves the others."""
+
+    def __init__(self, on_progress: ProgressCallback | None, observers: Sequence[ChainObserver]) -> None:
+        for observer in observers:
+            check_observer(observer)
+        self._on_progress = on_progress
+        self._observers = tuple(observers)
+        #: Whether anyone listens: updates are only built when someone will read them (a hot path).
+        self.active = on_progress is not None or bool(observers)
+
+    async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
+        await self._deliver([o.attempt_started(attempt, config) for o in self._observers])
+
+    async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
+        await self._deliver([o.provider_job(attempt, config, job) for o in self._observers])
+
+    async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
+        await self._deliver([o.attempt_finished(attempt, config, error) for o in self._observers])
+
+    async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
+        await self._deliver([o.fallback(from_config, to_config, error) for o in self._observers])
+
+    async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
+        await self._deliver([o.chain_finished(metadata, error) for o in self._observers])
+
+    async def progress(self, update: AnyUpdate) -> None:
+        """An update: to the caller's callback first, then to every observer's ``update``."""
+        if self._on_progress is not None:
+            try:
+                result = self._on_progress(update)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # noqa: BLE001 - a broken callback must not kill the generation
+                log.exception("on_progress callback raised; generation continues")
+        await self._deliver([o.update(update) for o in self._observers])
+
+    @staticmethod
+    async def _deliver(calls: list[Coroutine[Any, Any, None]]) -> None:
+        # The calls are made (coroutines created) by the caller, outside any ``try``: only what an observer's
+        # own code raises is contained here.
+        cancelled: asyncio.CancelledError | None = None
+        for call in calls:
+            try:
+                await call
+            except asyncio.CancelledError as exc:
+                # Cancelled while one observer awaited (a job-store write): the others still hear the event,
+                # then the cancel goes on.
+                cancelled = exc
+            except Exception:  # noqa: BLE001
+                log.exception("observer %s raised", call.__qualname__)
+        if cancelled is not None:
+            raise cancelled
