@@ -153,14 +153,25 @@ class ProviderHandler:
         if reason:
             raise UnsupportedCapabilityError(reason, provider=config.provider, model=config.model)
 
-        async def emit(update: AnyUpdate) -> None:
+        completing: list[AnyUpdate] = []
+
+        async def deliver(update: AnyUpdate) -> None:
             if on_progress is not None:
                 result = on_progress(update)
                 if asyncio.iscoroutine(result):
                     await result
 
+        async def emit(update: AnyUpdate) -> None:
+            if update.status == "completed":
+                completing.append(update)  # sent below, once, with the result attached
+            else:
+                await deliver(update)
+
         async with asyncio.timeout(config.timeout):
-            return await drive(self, kind, config, request, emit, request_id="")
+            response = await drive(self, kind, config, request, emit, request_id="")
+        if completing:
+            await deliver(completing[-1].model_copy(update={"result": response, "progress_percent": 100}))
+        return response
 
 
 def is_stepped(handler: object) -> bool:

@@ -143,6 +143,16 @@ class _Attempt:
     metadata: AttemptMetadata
     policy: AttemptPolicy
     resume_job: ProviderJob | None = None
+    #: The update of the poll that saw the job complete: held back, and sent once as the final update, with the
+    #: result attached, when this attempt's result is the one returned.
+    completing: AnyUpdate | None = None
+
+    async def progress(self, update: AnyUpdate) -> None:
+        """An update from the running try: sent on, except a "completed" one (held, see ``completing``)."""
+        if update.status == "completed":
+            self.completing = update
+        else:
+            await self.events.progress(update)
 
 
 @dataclass
@@ -216,7 +226,7 @@ class _ChainRun:
         response = response.model_copy(update={"request_id": self.generation.generation_id,
                                                 "execution_metadata": metadata})
         if self.events.active:
-            await self.events.progress(self._final_update("completed", result=response))
+            await self.events.progress(self._final_update("completed", result=response, completing=attempt.completing))
         await self._end(metadata, None)
         return response
 
@@ -274,12 +284,14 @@ class _ChainRun:
         )
 
     def _final_update(self, status: StatusType, *, result: AnyResponse | None = None,
-                      error: str | None = None) -> AnyUpdate:
+                      error: str | None = None, completing: AnyUpdate | None = None) -> AnyUpdate:
+        """The update that ends the generation. A success carries the completing poll's raw payload when the
+        vendor was polled (a synchronous answer has none: ``{"event": "completed"}``)."""
         return _UPDATE_TYPES[self.generation.kind](
             request_id=self.generation.generation_id,
             status=status,
             progress_percent=100 if status == "completed" else None,
-            update={"event": status},
+            update=completing.update if completing is not None else {"event": status},
             result=result,
             error=error,
         )
@@ -391,6 +403,7 @@ async def _with_retries(attempt: _Attempt, handler: Any, config: AnyConfig) -> A
 async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: ProviderJob | None) -> AnyResponse:
     """One try: the stepped handler driven (or its persisted vendor job resumed), or the simple call."""
     generation = attempt.generation
+    attempt.completing = None  # a completing poll of an earlier, failed try is not this try's
     if is_stepped(handler):
         if resume_job is not None:
             attempt.metadata.request_id = resume_job.id
@@ -400,7 +413,7 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
             await attempt.events.provider_job(attempt.metadata, config, job)
 
         result = await drive(
-            handler, generation.kind, config, generation.request, attempt.events.progress,
+            handler, generation.kind, config, generation.request, attempt.progress,
             request_id=generation.generation_id, job=resume_job, on_job=on_job,
             keep_vendor_job=generation.keep_vendor_job,
         )
@@ -425,7 +438,7 @@ async def _call_simple(handler: Any, attempt: _Attempt, config: AnyConfig) -> An
     kind, request = attempt.generation.kind, attempt.generation.request
 
     async def relay(update: AnyUpdate) -> None:
-        await attempt.events.progress(update.model_copy(update={"request_id": attempt.generation.generation_id}))
+        await attempt.progress(update.model_copy(update={"request_id": attempt.generation.generation_id}))
 
     if overrides(handler, f"generate_{kind}_async"):
         return await getattr(handler, f"generate_{kind}_async")(config, request, relay)  # type: ignore[no-any-return]

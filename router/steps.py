@@ -119,7 +119,9 @@ async def _poll_until_done(
         if status.status in ("completed", "failed"):
             watch.terminal = True
         if status.status == "completed":
-            # No update here: the orchestrator sends the one "completed" update, carrying the result.
+            # The completing poll's payload goes out too: the emitter holds it back and sends it once, with the
+            # result attached (the orchestrator's final update), so callers see the vendor's completing answer.
+            await emit(make_update(kind, request_id, status))
             return await handler.fetch_result(kind, config, request, job, status)
         if status.status == "failed":
             raise GenerationFailedError(

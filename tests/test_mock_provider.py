@@ -174,3 +174,23 @@ async def test_a_polled_error_outcome_walks_the_status_sequence_first() -> None:
     assert seen[-1].error and "flagged" in seen[-1].error
     # The mock job id is the vendor id of the attempt, as for any polled vendor.
     assert caught.value.provider_request_id and caught.value.provider_request_id.startswith("mock-")
+
+
+async def test_the_completing_update_carries_the_last_polls_payload_and_the_result() -> None:
+    polling = MockPollingConfig(custom_updates=[{"n": 1}, {"n": 2}, {"final": True}], **FAST)
+    config = mock_video(mock=MockConfig(polling=polling))
+    seen: list[VideoGenerationUpdate] = []
+    response = await router.generate_video_async(config, VideoGenerationRequest(prompt="x"), on_progress=seen.append)
+    assert [u.status for u in seen] == ["queued", "processing", "completed"]
+    assert seen[-1].update["final"] is True and seen[-1].update["status"] == "completed"
+    assert seen[-1].result == response
+
+
+async def test_a_handler_called_directly_ends_with_the_completing_payload_and_result() -> None:
+    polling = MockPollingConfig(custom_updates=[{"n": 1}, {"n": 2}, {"final": True}], **FAST)
+    seen: list[VideoGenerationUpdate] = []
+    response = await get_handler("mock").generate_video_async(
+        mock_video(mock=MockConfig(polling=polling)), VideoGenerationRequest(prompt="x"), seen.append)
+    assert [(u.status, u.update.get("n"), u.update.get("final")) for u in seen] == [
+        ("queued", 1, None), ("processing", 2, None), ("completed", None, True)]
+    assert seen[-1].result == response

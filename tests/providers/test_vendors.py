@@ -242,3 +242,24 @@ async def test_circuit_breaker_against_an_emulator() -> None:
         probed = await run_chain("image", config, request_for("image"), breakers=breakers)
         assert emu.calls["submit"] == 3 and probed.execution_metadata.successful_attempt == 1  # type: ignore[union-attr]
         assert breakers.state("fal", "fal-ai/flux/dev") == "closed"
+
+
+#: The field and value of each vendor's status payload that says the job is done.
+DONE = {"fal": ("status", "COMPLETED"), "openai": ("status", "completed"), "azure-openai": ("status", "completed"),
+        "replicate": ("status", "succeeded"), "runway": ("status", "SUCCEEDED"), "luma": ("state", "completed"),
+        "google": ("done", True)}
+
+
+@pytest.mark.parametrize("vendor,kind", CASES)
+async def test_the_completing_update_carries_the_completing_polls_raw_payload(vendor: str, kind: str) -> None:
+    async with make_emulator(vendor, polls_to_complete=3) as emu:
+        updates: list[Any] = []
+        response = await run_chain(kind, VENDORS[vendor].config(emu, kind), request_for(kind), updates.append)  # type: ignore[arg-type]
+    final = updates[-1]
+    assert final.status == "completed" and final.result == response and final.progress_percent == 100
+    assert [u for u in updates if u.status == "completed"] == [final]  # sent once, with the result
+    if len(updates) == 1:  # a synchronous answer: no poll to report
+        assert final.update == {"event": "completed"}
+    else:
+        field, done = DONE[vendor]
+        assert final.update[field] == done, final.update
