@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    from router import __version__
+
     parser = argparse.ArgumentParser(prog="tarash-router", description="An open router for generative-media APIs.")
+    parser.add_argument("--version", action="version", version=f"tarash-router {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the daemon in the foreground")
     serve.add_argument("--routes", type=Path, help="routes file (default: $TARASH_ROUTER_ROUTES or routes.toml)")
@@ -25,28 +29,53 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("path", nargs="?", type=Path)
     show = sub.add_parser("routes", help="print the resolved routes as a table")
     show.add_argument("path", nargs="?", type=Path)
+    show.add_argument("--json", action="store_true", help="print the routes as JSON (as GET /v1/routes lists them)")
     gen = sub.add_parser("generate", help="one generation in-process through the routes file")
     gen.add_argument("kind", choices=["video", "image"])
     gen.add_argument("--model", required=True, help="route name")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--out", type=Path, help="where to save the media (default: ./<request id>.<ext>)")
-    gen.add_argument("--routes", type=Path)
+    gen.add_argument("--routes", type=Path, help="routes file (default: $TARASH_ROUTER_ROUTES or routes.toml)")
+    gen.add_argument("--duration", type=int, metavar="SECONDS", help="video length (duration_seconds)")
+    gen.add_argument("--aspect-ratio", help="16:9, 9:16, 1:1, 4:3 or 21:9")
+    gen.add_argument("--resolution", help="video resolution: 360p, 480p, 720p, 1080p or 4k")
+    gen.add_argument("--size", metavar="WxH", help="image size, e.g. 1024x1024 (for a video: the closest aspect "
+                     "ratio and resolution, as /v1/videos maps it)")
+    gen.add_argument("--negative-prompt")
+    gen.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
+
+    from pydantic import ValidationError
 
     from router.settings import Settings
 
     overrides = {k: v for k, v in {"routes": getattr(args, "routes", None) or getattr(args, "path", None),
                                    "host": getattr(args, "host", None), "port": getattr(args, "port", None)}.items()
                  if v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"tarash-router: {_setting_problem(error)}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "serve":
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
             return runner.run(_serve(settings))
     if args.command == "check":
         return _check(settings.routes)
     if args.command == "routes":
-        return _routes(settings.routes)
-    return asyncio.run(_generate(settings, args.kind, args.model, args.prompt, args.out))
+        return _routes(settings.routes, as_json=args.json)
+    fields = {"duration_seconds": args.duration, "aspect_ratio": args.aspect_ratio, "resolution": args.resolution,
+              "size": args.size, "negative_prompt": args.negative_prompt, "seed": args.seed}
+    return asyncio.run(_generate(settings, args.kind, args.model, args.prompt, args.out,
+                                 {k: v for k, v in fields.items() if v is not None}))
+
+
+def _setting_problem(error: Any) -> str:
+    """One line for a bad setting: which variable (or flag), what is wrong, without echoing secrets."""
+    field = str(error["loc"][0]) if error["loc"] else "settings"
+    shown = "" if field == "api_keys" or "input" not in error else f" (got {error['input']!r})"
+    return f"invalid setting TARASH_ROUTER_{field.upper()}: {error['msg']}{shown}"
 
 
 def _loop_factory(choice: str) -> Any:
@@ -68,6 +97,10 @@ def _load_or_report(path: Path) -> Any:
     try:
         return load(path)
     except RoutesError as exc:
+        if not path.exists():
+            print(f"{exc.problems[0]}; point --routes (or TARASH_ROUTER_ROUTES) at your routes file "
+                  "(examples/ in the repository has some to start from)", file=sys.stderr)
+            return None
         print(f"{path}: {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
@@ -84,10 +117,16 @@ def _check(path: Path) -> int:
     return EXIT_OK
 
 
-def _routes(path: Path) -> int:
+def _routes(path: Path, as_json: bool = False) -> int:
     snapshot = _load_or_report(path)
     if snapshot is None:
         return EXIT_INVALID
+    if as_json:
+        import json
+
+        print(json.dumps({"path": str(path), "config_hash": snapshot.config_hash,
+                          "routes": [route.describe() for route in snapshot.routes.values()]}, indent=2))
+        return EXIT_OK
     rows = [("ROUTE", "KIND", "CHAIN")]
     for route in snapshot.routes.values():
         chain = " -> ".join(f"{c.provider}/{c.model} ({c.timeout:g}s)" for c in route.chain)
@@ -131,11 +170,15 @@ async def _serve(settings: Any) -> int:
                               shutdown_timeout=settings.shutdown_grace_seconds, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    log.info("listening", url=f"http://{host}:{port}", routes=sorted(snapshot.routes), config_hash=snapshot.config_hash)
-    print(f"tarash-router listening on http://{host}:{port}", file=sys.stderr, flush=True)
-
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot_listen", address=f"{settings.host}:{settings.port}", reason=exc.strerror or str(exc),
+                  hint="stop the process using it, or pick another --port (TARASH_ROUTER_PORT; 0 picks a free one)"
+                  if exc.errno == errno.EADDRINUSE else "check --host / TARASH_ROUTER_HOST")
+        await runner.cleanup()
+        return EXIT_INVALID
+    # Signals first: a SIGTERM right after the "listening" line must stop the daemon cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -149,6 +192,10 @@ async def _serve(settings: Any) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, sighup)
+    host, port = runner.addresses[0][:2]
+    log.info("listening", url=f"http://{host}:{port}", routes=sorted(snapshot.routes), config_hash=snapshot.config_hash)
+    if settings.resolved_log_format() == "console":  # a person at a terminal; JSON streams get the event only
+        print(f"tarash-router listening on http://{host}:{port}", file=sys.stderr, flush=True)
     tasks = [
         asyncio.create_task(holder.watch(settings.reload_debounce_ms, stop)),
         asyncio.create_task(notifier.watchdog()),
@@ -167,7 +214,10 @@ async def _serve(settings: Any) -> int:
     return EXIT_OK
 
 
-async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path | None) -> int:
+async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path | None,
+                    fields: dict[str, Any]) -> int:
+    from pydantic import ValidationError
+
     import router
     from router.errors import TarashError
     from router.models import media_bytes, media_form
@@ -176,11 +226,27 @@ async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path
     snapshot = _load_or_report(settings.routes)
     if snapshot is None:
         return EXIT_INVALID
+    from router.http.errors import ApiError
+
+    video_only = [flag for flag, key in (("--duration", "duration_seconds"), ("--resolution", "resolution"))
+                  if key in fields]
+    if kind == "image" and video_only:
+        print(f"error: {', '.join(video_only)} only apply to video (an image takes --size and --aspect-ratio)",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         route = snapshot.resolve(model, kind)  # type: ignore[arg-type]
-        request = route.build_request({"prompt": prompt})
-    except TarashError as exc:
+        if kind == "video" and "size" in fields:
+            from router.http.jobs_api import size_to_request
+
+            fields = {**size_to_request(fields.pop("size")), **fields}  # explicit flags win
+        request = route.build_request({"prompt": prompt, **fields})
+    except (TarashError, ApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"error: {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
         return EXIT_USAGE
 
     def progress(update: Any) -> None:

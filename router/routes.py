@@ -124,6 +124,14 @@ class Route:
         head, *rest = self.chain
         return head.model_copy(update={"fallback_configs": list(rest) or None})
 
+    def describe(self) -> dict[str, Any]:
+        """The route as JSON (``tarash-router routes --json``, ``GET /v1/routes``); configs never hold keys."""
+        return {
+            "name": self.name, "kind": self.kind, "description": self.description, "defaults": self.defaults,
+            "max_concurrency": self.max_concurrency, "max_cost_usd": self.max_cost_usd,
+            "attempts": [config.model_dump(mode="json", exclude={"fallback_configs"}) for config in self.chain],
+        }
+
     def build_request(self, body: dict[str, Any]) -> AnyRequest:
         """The spec request from client fields, with this route's defaults for fields the client left unset."""
         fields = {**self.defaults, **{k: v for k, v in body.items() if v is not None}}

@@ -35,20 +35,10 @@ async def routes(request: web.Request) -> web.Response:
         "last_reload": {"at": last.at.isoformat(), "result": last.result, "config_hash": last.config_hash}
         if last else None,
         "routes": [
-            {
-                "name": route.name,
-                "kind": route.kind,
-                "description": route.description,
-                "defaults": route.defaults,
-                "attempts": [
-                    {
-                        # model_dump never includes api_key (excluded on the model).
-                        **config.model_dump(mode="json", exclude={"fallback_configs"}),
-                        "circuit": circuits.get((config.provider, config.model), "closed"),
-                    }
-                    for config in route.chain
-                ],
-            }
+            {**(view := route.describe()), "attempts": [
+                {**attempt, "circuit": circuits.get((config.provider, config.model), "closed")}
+                for attempt, config in zip(view["attempts"], route.chain, strict=True)
+            ]}
             for route in snapshot.routes.values()
         ],
     })
