@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from router.errors import UnsupportedCapabilityError
+from router.errors import BadProviderResponseError, ProviderTimeoutError, TarashError, UnsupportedCapabilityError
 from router.models import (
     AnyConfig,
     AnyRequest,
@@ -149,7 +149,7 @@ class ProviderHandler:
 
         if not is_stepped(self):
             raise UnsupportedCapabilityError(f"{type(self).__name__} implements no {kind} generation")
-        reason = self.unsupported_reason(kind, config, request)
+        reason = expect(self, "unsupported_reason", self.unsupported_reason(kind, config, request), str, type(None))
         if reason:
             raise UnsupportedCapabilityError(reason, provider=config.provider, model=config.model)
 
@@ -167,8 +167,16 @@ class ProviderHandler:
             else:
                 await deliver(update)
 
-        async with asyncio.timeout(config.timeout):
-            response = await drive(self, kind, config, request, emit, request_id="")
+        try:
+            async with asyncio.timeout(config.timeout):
+                response = await drive(self, kind, config, request, emit, request_id="")
+        except TarashError:
+            raise
+        except TimeoutError as exc:
+            raise ProviderTimeoutError(f"attempt timed out after {config.timeout} s", provider=config.provider,
+                                       model=config.model) from exc
+        except Exception as exc:  # noqa: BLE001 - a bug in this handler, reported as the orchestrator does
+            raise handler_fault(self, exc) from exc
         if completing:
             await deliver(completing[-1].model_copy(update={"result": response, "progress_percent": 100}))
         return response
@@ -184,3 +192,32 @@ def overrides(handler: object, method: str) -> bool:
     """True when ``handler`` defines ``method`` itself (duck-typed handlers count if they have it)."""
     impl = getattr(type(handler), method, None)
     return impl is not None and impl is not getattr(ProviderHandler, method, None)
+
+
+def handler_fault(handler: object, problem: Exception | str) -> BadProviderResponseError:
+    """A handler bug (a hook returned the wrong type, or raised something that is not a ``TarashError``) as
+    the attempt's error: ``BadProviderResponseError`` naming the handler, which falls back like a vendor fault."""
+    what = problem if isinstance(problem, str) else f"raised {type(problem).__name__}: {problem}"
+    return BadProviderResponseError(f"handler {type(handler).__name__} {what}")
+
+
+T = TypeVar("T")
+
+
+def expect(handler: object, hook: str, value: T, *types: type) -> T:
+    """``value`` (what ``handler.<hook>`` returned) if it has one of ``types``, else a ``handler_fault``."""
+    if not isinstance(value, types):
+        expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+        raise handler_fault(handler, f"{hook} returned {type(value).__name__}, expected {expected}")
+    return value
+
+
+def check_response(handler: object, kind: Kind, response: object) -> AnyResponse:
+    """``response`` if it is a usable result of ``kind`` (the right class, with media); else the error."""
+    expected = VideoGenerationResponse if kind == "video" else ImageGenerationResponse
+    result = expect(handler, f"generate_{kind}", response, expected)
+    if isinstance(result, VideoGenerationResponse) and not result.video:
+        raise BadProviderResponseError("the provider returned no video")
+    if isinstance(result, ImageGenerationResponse) and not any(result.images):
+        raise BadProviderResponseError("the provider returned no images")
+    return result

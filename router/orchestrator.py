@@ -37,7 +37,7 @@ from router.errors import (
     UnsupportedCapabilityError,
     scrub,
 )
-from router.handler import ProviderJob, is_stepped, overrides
+from router.handler import ProviderJob, check_response, expect, handler_fault, is_stepped, overrides
 from router.health import CircuitBreakers
 from router.limits import ProviderLimits
 from router.models import (
@@ -47,11 +47,9 @@ from router.models import (
     AnyUpdate,
     AttemptMetadata,
     ExecutionMetadata,
-    ImageGenerationResponse,
     ImageGenerationUpdate,
     Kind,
     StatusType,
-    VideoGenerationResponse,
     VideoGenerationUpdate,
     flatten_chain,
     utc_now,
@@ -303,8 +301,10 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     config = attempt.config
     secrets: tuple[str, ...] = ()
     claim: _BreakerClaim | None = None
+    handler: Any = None
     try:
-        handler, config = _checked(attempt)
+        handler = handler_for(attempt.config)
+        config = _checked(attempt, handler)
         secrets = (config.api_key,) if config.api_key else ()
         claim = _BreakerClaim.take(attempt.generation.breakers, config)
         response = await _with_retries(attempt, handler, config)
@@ -318,7 +318,8 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     except TarashError as exc:
         error = exc
     except Exception as exc:  # noqa: BLE001 - a handler bug or an unmapped library error
-        error = BadProviderResponseError(f"handler raised {type(exc).__name__}: {exc}")
+        error = handler_fault(handler, exc) if handler is not None else BadProviderResponseError(
+            f"loading provider {config.provider!r} raised {type(exc).__name__}: {exc}")
         error.__cause__ = exc
     else:
         vendor_job_id = response.provider_metadata.get("provider_request_id")
@@ -340,14 +341,13 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     return _Failure(error, falls_back)
 
 
-def _checked(attempt: _Attempt) -> tuple[Any, AnyConfig]:
-    """The attempt's handler and its config with the key resolved, or the error that skips the attempt."""
-    handler = handler_for(attempt.config)
+def _checked(attempt: _Attempt, handler: Any) -> AnyConfig:
+    """The attempt's config with the key resolved, or the error that skips the attempt."""
     config = resolve_api_key(handler, attempt.config)
     reason = _unsupported_reason(handler, attempt.generation.kind, config, attempt.generation.request)
     if reason:
         raise UnsupportedCapabilityError(reason)
-    return handler, config
+    return config
 
 
 @dataclass
@@ -412,21 +412,24 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
             attempt.metadata.request_id = job.id
             await attempt.events.provider_job(attempt.metadata, config, job)
 
-        result = await drive(
+        return await drive(  # drive checks what the handler's steps return
             handler, generation.kind, config, generation.request, attempt.progress,
             request_id=generation.generation_id, job=resume_job, on_job=on_job,
             keep_vendor_job=generation.keep_vendor_job,
         )
-    else:
-        result = await _call_simple(handler, attempt, config)
-    _check_response(generation.kind, result)
+    result = check_response(handler, generation.kind, await _call_simple(handler, attempt, config))
+    # A simple handler reports the vendor's id in provider_metadata["provider_request_id"], or as its response's
+    # request_id as tarash-gateway handlers do (the response then gets the generation's id).
+    vendor_id = result.provider_metadata.get("provider_request_id") or result.request_id
+    if vendor_id:
+        attempt.metadata.request_id = str(vendor_id)
     return result
 
 
 def _unsupported_reason(handler: Any, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:
     check = getattr(handler, "unsupported_reason", None)
     if check is not None:
-        return check(kind, config, request)  # type: ignore[no-any-return]
+        return expect(handler, "unsupported_reason", check(kind, config, request), str, type(None))
     kinds = getattr(handler, "kinds", None)
     if kinds is not None and kind not in kinds:
         return f"provider does not support {kind} generation"
@@ -451,16 +454,6 @@ async def _call_simple(handler: Any, attempt: _Attempt, config: AnyConfig) -> An
         # A sync-only handler blocks; a worker thread keeps the loop (and other requests) running.
         return await asyncio.to_thread(getattr(handler, f"generate_{kind}"), config, request, relay_from_thread)  # type: ignore[no-any-return]
     raise UnsupportedCapabilityError(f"{type(handler).__name__} implements no {kind} generation")
-
-
-def _check_response(kind: Kind, response: Any) -> None:
-    expected = VideoGenerationResponse if kind == "video" else ImageGenerationResponse
-    if not isinstance(response, expected):
-        raise BadProviderResponseError(f"handler returned {type(response).__name__}, expected {expected.__name__}")
-    if kind == "video" and not response.video:
-        raise BadProviderResponseError("the provider returned no video")
-    if kind == "image" and not any(response.images):
-        raise BadProviderResponseError("the provider returned no images")
 
 
 def _record_failure(metadata: AttemptMetadata, error: TarashError, secrets: Sequence[str], *, falls_back: bool) -> None:

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from router.errors import ContentPolicyError, GenerationFailedError, ProviderTimeoutError, TarashError
-from router.handler import PollStatus, ProviderHandler, ProviderJob
+from router.handler import PollStatus, ProviderHandler, ProviderJob, check_response, expect
 from router.models import (
     AnyConfig,
     AnyRequest,
@@ -63,7 +63,7 @@ async def drive(
     if job is None:
         submitted = await handler.submit(kind, config, request)
         if not isinstance(submitted, ProviderJob):
-            return submitted  # a synchronous vendor API answered at once
+            return check_response(handler, kind, submitted)  # a synchronous vendor API answered at once
         job = submitted
         if on_job is not None:
             await on_job(job)
@@ -95,7 +95,7 @@ async def _poll_until_done(
     job: ProviderJob,
     watch: _JobWatch,
 ) -> AnyResponse:
-    delay = handler.poll_delay(config)
+    delay = expect(handler, "poll_delay", handler.poll_delay(config), int, float)
     wait = delay
     errors_in_row = 0
     for poll_number in range(config.max_poll_attempts):
@@ -116,13 +116,14 @@ async def _poll_until_done(
             log.warning("poll of %s job %s failed (%s), polling again", config.provider, job.id, type(exc).__name__)
             continue
         errors_in_row = 0
+        expect(handler, "poll", status, PollStatus)  # a handler bug, not a poll blip: never retried
         if status.status in ("completed", "failed"):
             watch.terminal = True
         if status.status == "completed":
             # The completing poll's payload goes out too: the emitter holds it back and sends it once, with the
             # result attached (the orchestrator's final update), so callers see the vendor's completing answer.
             await emit(make_update(kind, request_id, status))
-            return await handler.fetch_result(kind, config, request, job, status)
+            return check_response(handler, kind, await handler.fetch_result(kind, config, request, job, status))
         if status.status == "failed":
             raise GenerationFailedError(
                 "the vendor reported the job failed",

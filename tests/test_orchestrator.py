@@ -466,3 +466,73 @@ async def test_resume_polls_existing_job_without_submitting(provider: Any) -> No
     assert response.provider_metadata == {"job": "job-from-before"}
     metadata = response.execution_metadata
     assert metadata.total_attempts == 2 and metadata.attempts[1].request_id == "job-from-before"  # type: ignore[union-attr]
+
+
+class SyncOnly(ProviderHandler):
+    """A simple handler with only the blocking method, reporting the vendor id tarash-gateway's way."""
+
+    requires_api_key: ClassVar[bool] = False
+
+    def generate_video(self, config, request, on_progress=None):  # type: ignore[override]
+        return video_response().model_copy(update={"request_id": "vendor-sync-7"})
+
+
+async def test_a_simple_handler_reports_the_vendor_request_id(provider: Any) -> None:
+    by_request_id = provider(Scripted(video_response().model_copy(update={"request_id": "vendor-123"})))
+    by_metadata = provider(Scripted(video_response(provider_metadata={"provider_request_id": "vendor-456"})))
+    for name, vendor_id in ((by_request_id, "vendor-123"), (by_metadata, "vendor-456"),
+                            (provider(SyncOnly()), "vendor-sync-7")):
+        response = await router.generate_video_async(chain(name), REQUEST)
+        assert response.execution_metadata.attempts[0].request_id == vendor_id  # type: ignore[union-attr]
+        assert response.request_id != vendor_id  # the response carries the generation's own id
+
+
+class WrongHooks(Stepped):
+    """A stepped handler whose hooks return the wrong type, one hook at a time."""
+
+    def __init__(self, broken: str) -> None:
+        super().__init__(["completed"])
+        self.broken = broken
+
+    def poll_delay(self, config):  # type: ignore[override]
+        return "soon" if self.broken == "poll_delay" else 0.001
+
+    def unsupported_reason(self, kind, config, request):  # type: ignore[override]
+        return True if self.broken == "unsupported_reason" else None
+
+    async def submit(self, kind, config, request):  # type: ignore[override]
+        job = await super().submit(kind, config, request)
+        return {"id": job.id} if self.broken == "submit" else job
+
+    async def poll(self, kind, config, job):  # type: ignore[override]
+        status = await super().poll(kind, config, job)
+        return {"status": "completed"} if self.broken == "poll" else status
+
+    async def fetch_result(self, kind, config, request, job, status):  # type: ignore[override]
+        return {"video": "x"} if self.broken == "fetch_result" else await super().fetch_result(kind, config, request, job, status)
+
+
+HOOKS = ["poll_delay", "unsupported_reason", "submit", "poll", "fetch_result"]
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+async def test_a_hook_returning_the_wrong_type_is_a_bad_response_naming_the_handler(provider: Any, hook: str) -> None:
+    broken = WrongHooks(hook)
+    response = await router.generate_video_async(chain(provider(broken), provider(Scripted())), REQUEST)
+    first = response.execution_metadata.attempts[0]  # type: ignore[union-attr]
+    assert first.error_type == "BadProviderResponseError" and first.is_retryable, first
+    assert "WrongHooks" in (first.error_message or "") and "returned" in (first.error_message or "")
+    assert broken.polls <= 1  # a handler bug is not a poll blip: not polled again
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+async def test_a_handler_called_directly_reports_its_bugs_as_bad_responses(hook: str) -> None:
+    with pytest.raises(router.BadProviderResponseError, match="WrongHooks"):
+        await WrongHooks(hook).generate_video_async(VideoGenerationConfig(provider="x", model="y"), REQUEST)
+
+
+async def test_a_simple_handler_returning_the_wrong_type_is_named(provider: Any) -> None:
+    response = await router.generate_video_async(chain(provider(Scripted({"video": "x"})), provider(Scripted())), REQUEST)
+    first = response.execution_metadata.attempts[0]  # type: ignore[union-attr]
+    assert first.error_type == "BadProviderResponseError"
+    assert "Scripted" in (first.error_message or "") and "returned dict" in (first.error_message or "")
