@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from router.activity import Activity
 from router.errors import ProviderBusyError, TarashError
 from router.health import CircuitBreakers
 from router.jobs import JobService, JobStore
@@ -121,6 +122,8 @@ class Daemon:
     generations: Generations
     jobs: JobService
     notifier: Notifier
+    #: Recent traffic and attempt outcomes, for the status page (``GET /v1/status``).
+    activity: Activity
     #: Per-client token buckets, when ``CLIENT_REQUESTS_PER_MINUTE`` is set.
     client_limiter: ClientRateLimiter | None = None
 
@@ -132,7 +135,8 @@ class Daemon:
         metrics = Metrics(routes=lambda: routes.current.routes)  # only configured names become labels
         metrics.watch_breakers(breakers)
         routes.listeners.append(metrics.config_reloaded)
-        generations = Generations(routes, breakers, metrics, [AttemptLogger, metrics.observer])
+        activity = Activity()
+        generations = Generations(routes, breakers, metrics, [AttemptLogger, metrics.observer, activity.observer])
         jobs = JobService(
             job_store or open_job_store(settings),
             max_running=settings.max_running_jobs,
@@ -145,7 +149,7 @@ class Daemon:
         )
         limiter = (ClientRateLimiter(settings.client_requests_per_minute)
                    if settings.client_requests_per_minute else None)
-        return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), limiter)
+        return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), activity, limiter)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -71,6 +71,15 @@ class CircuitBreakers:
         if circuit.opened_at is not None or circuit.failures >= self.threshold:
             circuit.opened_at = self._clock()  # (re)open: a failed probe restarts the cool-down
 
+    def details(self, provider: str, model: str) -> dict[str, object]:
+        """State, consecutive failures and seconds until the next probe may go (open circuits), for the status page."""
+        circuit = self._circuits.get((provider, model))
+        state = self.state(provider, model)
+        retry_in = None
+        if circuit is not None and circuit.opened_at is not None and state == "open":
+            retry_in = round(max(0.0, self.cooldown - (self._clock() - circuit.opened_at)), 1)
+        return {"state": state, "failures": circuit.failures if circuit else 0, "retry_in_seconds": retry_in}
+
     def snapshot(self) -> dict[tuple[str, str], CircuitState]:
         """Every known circuit's state, for /v1/routes and the metrics gauge."""
         return {key: self.state(*key) for key in self._circuits}

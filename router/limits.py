@@ -44,6 +44,9 @@ class TokenBucket:
 class ProviderLimit:
     max_concurrency: int | None = None
     requests_per_minute: int | None = None
+    #: Slots held and attempts waiting for one right now (the status page shows them).
+    in_use: int = 0
+    waiting: int = 0
     _slots: asyncio.Semaphore | None = field(default=None, repr=False)
     _bucket: TokenBucket | None = field(default=None, repr=False)
 
@@ -78,8 +81,17 @@ class ProviderLimits:
         if not wait and limit._slots.locked():  # noqa: SLF001
             raise ProviderBusyError(f"{provider} is at its max_concurrency of {limit.max_concurrency}",
                                     provider=provider, retry_after=1.0)
-        async with limit._slots:  # noqa: SLF001
+        limit.waiting += 1
+        try:
+            await limit._slots.acquire()  # noqa: SLF001
+        finally:
+            limit.waiting -= 1
+        limit.in_use += 1
+        try:
             yield
+        finally:
+            limit.in_use -= 1
+            limit._slots.release()  # noqa: SLF001
 
 
 class ClientRateLimiter:

@@ -8,7 +8,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +19,7 @@ from router.http.errors import ApiError
 from router.http.keys import CLIENT, DAEMON, SCOPES
 from router.jobs import JobRecord, JobService
 from router.jobs.service import IdempotencyKeyReusedError, fingerprint
+from router.jobs.store import JobStatus
 from router.models import Kind, media_bytes, media_form
 
 CONTENT_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
@@ -27,6 +28,7 @@ STREAM_CHUNK = 64 * 1024
 #: often, so proxies with idle timeouts (nginx: 60 s) keep it open.
 KEEPALIVE_SECONDS = 15.0
 T = TypeVar("T")
+JOB_STATUSES = get_args(JobStatus)
 
 
 def _service(request: web.Request) -> JobService:
@@ -48,7 +50,7 @@ async def _visible_job(request: web.Request) -> JobRecord:
 def job_view(job: JobRecord) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": job.id, "object": "job", "kind": job.kind, "model": job.route, "status": job.status,
-        "progress_percent": job.progress_percent,
+        "progress_percent": job.progress_percent, "prompt": job.request.get("prompt"),
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "updated_at": job.updated_at.isoformat() if job.updated_at else None,
     }
@@ -93,7 +95,11 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    jobs, more = await _list(request, kind=request.query.get("kind"))
+    status = request.query.get("status") or None
+    if status is not None and status not in JOB_STATUSES:
+        raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}", param="status")
+    jobs, more = await _list(request, kind=request.query.get("kind"), status=status,
+                             route=request.query.get("model") or None)
     return web.json_response({"object": "list", "data": [job_view(j) for j in jobs], "has_more": more})
 
 
@@ -146,11 +152,13 @@ def _limit(request: web.Request) -> int:
         raise ApiError(400, "limit must be an integer", param="limit") from None
 
 
-async def _list(request: web.Request, kind: str | None) -> tuple[list[JobRecord], bool]:
+async def _list(request: web.Request, kind: str | None, status: str | None = None,
+                route: str | None = None) -> tuple[list[JobRecord], bool]:
     """One page of the jobs this client may see, newest first, and whether more follow."""
     owner = None if "admin" in request.get(SCOPES, frozenset()) else _owner(request)
     limit = _limit(request)
-    jobs = await _service(request).list(kind=kind, owner=owner, limit=limit + 1, after=request.query.get("after"))
+    jobs = await _service(request).list(kind=kind, owner=owner, limit=limit + 1, after=request.query.get("after"),
+                                        status=status, route=route)
     return jobs[:limit], len(jobs) > limit
 
 
@@ -264,16 +272,21 @@ async def video_content(request: web.Request) -> web.StreamResponse:
     local = (job.result.get("provider_metadata") or {}).get("local_copy")
     if local and Path(local).is_file():
         return web.FileResponse(local, headers={"Content-Type": "video/mp4"})
-    if isinstance(video, dict) or media_form(video) != "url":
-        media = {"content": base64.b64decode(video["content"]), "content_type": video["content_type"]} \
-            if isinstance(video, dict) else video
-        data, mime = media_bytes(media)
-        return web.Response(body=data, content_type=mime or "video/mp4")
-    response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+    return await send_media(request, video, "video/mp4")
+
+
+async def send_media(request: web.Request, media: Any, default_type: str) -> web.StreamResponse:
+    """A result's media as the response: inline media decoded, a vendor URL fetched and streamed through."""
+    if isinstance(media, dict) or media_form(media) != "url":
+        inline = {"content": base64.b64decode(media["content"]), "content_type": media["content_type"]} \
+            if isinstance(media, dict) else media
+        data, mime = media_bytes(inline)
+        return web.Response(body=data, content_type=mime or default_type)
+    response = web.StreamResponse(headers={"Content-Type": default_type})
     try:
-        async with aiohttp.ClientSession(timeout=CONTENT_FETCH_TIMEOUT) as session, session.get(video) as upstream:
+        async with aiohttp.ClientSession(timeout=CONTENT_FETCH_TIMEOUT) as session, session.get(media) as upstream:
             if upstream.status != 200:
-                raise ApiError(502, f"the provider's video URL answered HTTP {upstream.status} (expired?)",
+                raise ApiError(502, f"the provider's media URL answered HTTP {upstream.status} (expired?)",
                                "bad_provider_response_error", "content_unavailable")
             if upstream.content_length:
                 response.content_length = upstream.content_length
@@ -283,7 +296,7 @@ async def video_content(request: web.Request) -> web.StreamResponse:
     except (aiohttp.ClientError, TimeoutError) as exc:
         if response.prepared:
             raise  # mid-stream: nothing left to do but drop the connection
-        raise ApiError(502, f"cannot fetch the provider's video: {type(exc).__name__}",
+        raise ApiError(502, f"cannot fetch the provider's media: {type(exc).__name__}",
                        "bad_provider_response_error", "content_unavailable") from exc
     await response.write_eof()
     return response

@@ -22,6 +22,8 @@ log = structlog.get_logger(logger_name="router.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Reachable without a client token: probes and the metrics scrape.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: The status page's static files (no data in them: the page asks for a token before it reads any).
+PUBLIC_PREFIX = "/ui/"
 
 
 @web.middleware
@@ -65,7 +67,7 @@ def auth_middleware(settings: Settings) -> Any:
             request[CLIENT] = "anonymous"
             request[SCOPES] = frozenset({"admin"})
             return await handler(request)
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or request.path == "/ui" or request.path.startswith(PUBLIC_PREFIX):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")

@@ -155,8 +155,8 @@ class JobService:
         return await self.store.get(job_id)
 
     async def list(self, *, kind: str | None = None, owner: str | None = None, limit: int = 20,
-                   after: str | None = None) -> list[JobRecord]:
-        return await self.store.list(kind=kind, owner=owner, limit=limit, after=after)
+                   after: str | None = None, status: str | None = None, route: str | None = None) -> list[JobRecord]:
+        return await self.store.list(kind=kind, owner=owner, limit=limit, after=after, status=status, route=route)
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a job (and its vendor job, where the vendor allows it). Finished jobs are left as they are."""

@@ -141,11 +141,13 @@ class SQLiteJobStore:
         )
         return self._record(*rows[0]) if rows else None
 
-    async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None) -> list[JobRecord]:
+    async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
+                   status: str | None = None, route: str | None = None) -> list[JobRecord]:
         sql, args = "SELECT request, chain, body FROM jobs WHERE 1=1", []
-        if kind:
-            sql += " AND kind=?"
-            args.append(kind)
+        for column, value in (("kind", kind), ("status", status), ("route", route)):
+            if value:
+                sql += f" AND {column}=?"
+                args.append(value)
         if owner is not None:
             sql += " AND owner=?"
             args.append(owner)
