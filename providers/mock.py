@@ -34,6 +34,8 @@ from router.models import (
 )
 
 _DEFAULT_MOCK = MockConfig()
+#: Progress per status when ``progress_percentages`` is not given: tarash-gateway's mock reports the same.
+_PERCENT = {"queued": 0, "processing": 50, "completed": 100}
 
 
 @dataclass
@@ -54,7 +56,8 @@ class MockProvider(ProviderHandler):
 
     @staticmethod
     def _mock(config: AnyConfig) -> MockConfig:
-        return config.mock or _DEFAULT_MOCK
+        # A disabled MockConfig configures nothing: with provider = "mock" the mock answers with its defaults.
+        return config.mock if config.mock is not None and config.mock.enabled else _DEFAULT_MOCK
 
     def poll_delay(self, config: AnyConfig) -> float:
         polling = self._mock(config).polling
@@ -83,7 +86,7 @@ class MockProvider(ProviderHandler):
         raw: dict[str, Any] = {"mock_job_id": job.id, "status": status, "step": step}
         if polling.custom_updates:
             raw.update(polling.custom_updates[step])
-        percent = polling.progress_percentages[step] if polling.progress_percentages else None
+        percent = polling.progress_percentages[step] if polling.progress_percentages else _PERCENT.get(status)
         if self._mock(config).responses[state.outcome].error is not None and step == len(polling.status_sequence) - 1:
             # An error outcome walks the sequence first, as tarash-gateway's mock does (callbacks see queued and
             # processing), and fails at its last step: the job ends there and fetch_result raises the error.

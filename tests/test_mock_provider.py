@@ -194,3 +194,23 @@ async def test_a_handler_called_directly_ends_with_the_completing_payload_and_re
     assert [(u.status, u.update.get("n"), u.update.get("final")) for u in seen] == [
         ("queued", 1, None), ("processing", 2, None), ("completed", None, True)]
     assert seen[-1].result == response
+
+
+async def test_progress_defaults_per_status_like_tarash_gateway() -> None:
+    config = mock_video(mock=MockConfig(polling=MockPollingConfig(**FAST)))
+    seen: list[VideoGenerationUpdate] = []
+    await router.generate_video_async(config, VideoGenerationRequest(prompt="x"), on_progress=seen.append)
+    assert [(u.status, u.progress_percent) for u in seen] == [("queued", 0), ("processing", 50), ("completed", 100)]
+
+
+async def test_a_disabled_mock_config_configures_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    disabled = MockConfig(enabled=False, responses=[MockResponse(error={"type": "ContentPolicyError"})])
+    # provider = "mock": the mock answers with its defaults, not the disabled config's error.
+    response = await router.generate_video_async(mock_video(mock=disabled), VideoGenerationRequest(prompt="x"))
+    assert response.is_mock
+    # A real provider: the attempt goes to that provider (here skipped: no key), not to the mock.
+    monkeypatch.delenv("FAL_KEY", raising=False)
+    config = VideoGenerationConfig(provider="fal", model="fal-ai/veo3", mock=disabled)
+    with pytest.raises(router.AllAttemptsFailedError) as caught:
+        await router.generate_video_async(config, VideoGenerationRequest(prompt="x"))
+    assert caught.value.execution_metadata.attempts[0].error_type == "MissingCredentialsError"  # type: ignore[union-attr]
