@@ -44,10 +44,14 @@ class Family:
     #: Keys when both first and last frames are given (first-last-frame endpoints name them differently).
     frame_pair: tuple[str, str] | None = None
 
-    def seconds(self, requested: int) -> Any:
+    def rounded(self, requested: int) -> int:
+        """The duration the family renders for ``requested`` seconds."""
         if self.durations:
-            requested = next((d for d in self.durations if d >= requested), self.durations[-1])
-        return self.duration(requested)
+            return next((d for d in self.durations if d >= requested), self.durations[-1])
+        return requested
+
+    def seconds(self, requested: int) -> Any:
+        return self.duration(self.rounded(requested))
 
 
 _COMMON_VIDEO = {"prompt": "prompt", "aspect_ratio": "aspect_ratio", "negative_prompt": "negative_prompt", "seed": "seed"}
@@ -168,7 +172,9 @@ class FalProvider(HttpProvider):
     ) -> AnyResponse:
         assert result is not None
         data = result.json()
-        meta = {"provider_request_id": job.id, "fal_metrics": status.raw.get("metrics")}
+        # x-fal-billable-units: what fal bills this request, in the endpoint's priced unit (router/pricing).
+        meta = {"provider_request_id": job.id, "fal_metrics": status.raw.get("metrics"),
+                "billable_units": _units(result.headers.get("x-fal-billable-units"))}
         if kind == "video":
             video = data.get("video") or {}
             url = video.get("url") if isinstance(video, dict) else None
@@ -180,7 +186,7 @@ class FalProvider(HttpProvider):
             return VideoGenerationResponse(
                 request_id="", video=url, content_type=(video or {}).get("content_type", "video/mp4"),
                 audio_url=(audio or {}).get("url") if isinstance(audio, dict) else data.get("audio_url"),
-                duration=_seconds(request), resolution=getattr(request, "resolution", None),
+                duration=_seconds(config, request), resolution=getattr(request, "resolution", None),
                 aspect_ratio=getattr(request, "aspect_ratio", None), raw_response=data, provider_metadata=meta,
             )
         urls = [image["url"] for image in data.get("images") or [] if isinstance(image, dict) and image.get("url")]
@@ -199,6 +205,14 @@ class FalProvider(HttpProvider):
         return HttpRequest("PUT", job.data["cancel_url"])
 
 
-def _seconds(request: AnyRequest) -> float | None:
+def _seconds(config: AnyConfig, request: AnyRequest) -> float | None:
+    """The duration fal rendered: the request's, rounded up as the family does (fal reports no length)."""
     seconds = getattr(request, "duration_seconds", None)
-    return float(seconds) if seconds else None
+    return float(family_of("video", config.model).rounded(seconds)) if seconds else None
+
+
+def _units(header: str | None) -> float | None:
+    try:
+        return float(header) if header else None
+    except ValueError:
+        return None

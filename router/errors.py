@@ -183,6 +183,14 @@ class UnsupportedCapabilityError(TarashError):
     retryable = True
 
 
+class CostCeilingError(TarashError):
+    """The attempt's estimate exceeds the route's (or request's) ``max_cost_usd``, or its price is unknown
+    under a ceiling: skipped before any call, so an expensive fallback never runs unnoticed."""
+
+    outcome = "skipped"
+    retryable = True
+
+
 class GenerationCancelledError(TarashError):
     """The caller cancelled the generation."""
 
@@ -229,6 +237,7 @@ ERROR_CLASSES: dict[str, type[TarashError]] = {
         UnsupportedCapabilityError,
         CircuitOpenError,
         ProviderBusyError,
+        CostCeilingError,
         GenerationCancelledError,
     )
 }

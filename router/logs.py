@@ -27,6 +27,7 @@ class AttemptLogger(ChainObserver):
             route=self.route, kind=self.kind, attempt=attempt.attempt_number, provider=config.provider,
             model=config.model, status=attempt.status, latency_ms=round((attempt.elapsed_seconds or 0) * 1000, 1),
             error_type=attempt.error_type, error=attempt.error_message, provider_request_id=attempt.request_id,
+            estimated_cost_usd=attempt.estimated_cost_usd, cost_usd=attempt.cost_usd, price_source=attempt.price_source,
         )
 
     async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:

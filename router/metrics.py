@@ -69,6 +69,9 @@ class Metrics:
                                           registry=r)
         self.fallbacks = Counter("tarash_router_fallbacks", "Fallbacks from one provider to the next",
                                  ["route", "from_provider", "to_provider"], registry=r)
+        self.cost = Counter("tarash_router_cost_usd", "USD spent per attempt: the charged cost (basis=charged), or "
+                            "the estimate for a success whose charge is unknown (basis=estimated)",
+                            ["route", "provider", "model", "basis"], registry=r)
         self.jobs_in_flight = Gauge("tarash_router_jobs_in_flight", "Generations running now", ["kind"], registry=r)
         self.reloads = Counter("tarash_router_config_reloads", "routes.toml reloads", ["result"], registry=r)
         self.last_reload = Gauge("tarash_router_config_last_reload_success_timestamp_seconds",
@@ -161,6 +164,15 @@ class Metrics:
         return middleware
 
 
+def spend(attempt: AttemptMetadata) -> tuple[float | None, str]:
+    """What an attempt is counted as having cost: charged, else the estimate of a success, else nothing."""
+    if attempt.cost_usd is not None:
+        return attempt.cost_usd, "charged"
+    if attempt.status == "success":
+        return attempt.estimated_cost_usd, "estimated"
+    return None, "charged"
+
+
 class _MetricsObserver(ChainObserver):
     def __init__(self, metrics: Metrics, route: str, kind: str) -> None:
         self.m, self.route, self.kind = metrics, route, kind
@@ -179,6 +191,9 @@ class _MetricsObserver(ChainObserver):
         outcome = attempt.status  # "success" | "failed" | "skipped", set by the orchestrator
         self.m.attempts.labels(self.route, config.provider, config.model, outcome, _error_label(error)).inc()
         self.m.attempt_duration.labels(self.route, config.provider, config.model, outcome).observe(elapsed)
+        usd, basis = spend(attempt)
+        if usd:
+            self.m.cost.labels(self.route, config.provider, config.model, basis).inc(usd)
 
     async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
         self.m.fallbacks.labels(self.route, from_config.provider, to_config.provider).inc()

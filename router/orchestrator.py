@@ -31,6 +31,7 @@ from router.errors import (
     AmbiguousSubmitError,
     BadProviderResponseError,
     CircuitOpenError,
+    CostCeilingError,
     GenerationCancelledError,
     ProviderTimeoutError,
     TarashError,
@@ -56,6 +57,8 @@ from router.models import (
 )
 from router.observers import ChainEvents, ChainObserver, ProgressCallback
 from router.policy import AttemptPolicy
+from router.pricing import Quote, chain_costs, charged, estimate, failed_cost
+from router.pricing.ceiling import ceiling_reason
 from router.registry import handler_for, resolve_api_key
 from router.steps import drive
 
@@ -141,6 +144,8 @@ class _Attempt:
     metadata: AttemptMetadata
     policy: AttemptPolicy
     resume_job: ProviderJob | None = None
+    #: The attempt's price and estimate (router/pricing), set by the checks.
+    quote: Quote | None = None
     #: The update of the poll that saw the job complete: held back, and sent once as the final update, with the
     #: result attached, when this attempt's result is the one returned.
     completing: AnyUpdate | None = None
@@ -273,7 +278,10 @@ class _ChainRun:
         await self.events.chain_finished(cancelled.execution_metadata, cancelled)
 
     def _metadata(self, successful: int | None) -> ExecutionMetadata:
+        estimated, total = chain_costs(self.attempts, successful)
         return ExecutionMetadata(
+            estimated_cost_usd=estimated,
+            total_cost_usd=total,
             total_attempts=len(self.attempts),
             successful_attempt=successful,
             attempts=[a.model_copy() for a in self.attempts],
@@ -325,6 +333,7 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
         vendor_job_id = response.provider_metadata.get("provider_request_id")
         if vendor_job_id and not attempt.metadata.request_id:
             attempt.metadata.request_id = str(vendor_job_id)
+        attempt.metadata.cost_usd = charged(attempt.quote, attempt.generation.request, response)
         if claim is not None:
             claim.succeeded()
         return response
@@ -338,15 +347,20 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     error.model = error.model or config.model
     error.provider_request_id = error.provider_request_id or attempt.metadata.request_id
     _record_failure(attempt.metadata, error, secrets, falls_back=falls_back)
+    attempt.metadata.cost_usd = failed_cost(config.provider, error.outcome != "skipped", error.raw, attempt.quote)
     return _Failure(error, falls_back)
 
 
 def _checked(attempt: _Attempt, handler: Any) -> AnyConfig:
     """The attempt's config with the key resolved, or the error that skips the attempt."""
     config = resolve_api_key(handler, attempt.config)
+    attempt.quote = quote = estimate(config, attempt.generation.request)
+    attempt.metadata.estimated_cost_usd, attempt.metadata.price_source = quote.usd, quote.source
     reason = _unsupported_reason(handler, attempt.generation.kind, config, attempt.generation.request)
     if reason:
         raise UnsupportedCapabilityError(reason)
+    if reason := ceiling_reason(config, quote):
+        raise CostCeilingError(reason, code="cost_ceiling")
     return config
 
 

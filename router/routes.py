@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,7 @@ from router.models import (
 )
 from router.policy import POLICY_KEYS
 from router.pricing import PriceOverride, price_for
+from router.pricing.ceiling import lowered
 from router.pricing.table import override_problems
 from router.registry import get_handler, key_env_names, known_providers
 
@@ -131,6 +132,12 @@ class Route:
             "max_concurrency": self.max_concurrency, "max_cost_usd": self.max_cost_usd,
             "attempts": [config.model_dump(mode="json", exclude={"fallback_configs"}) for config in self.chain],
         }
+
+    def with_ceiling(self, usd: float | None) -> Route:
+        """This route for one request whose ``max_cost_usd`` is ``usd``: lowered where that is lower, never raised."""
+        if usd is None or (self.max_cost_usd is not None and usd >= self.max_cost_usd):
+            return self
+        return replace(self, chain=lowered(self.chain, usd), max_cost_usd=usd)
 
     def build_request(self, body: dict[str, Any]) -> AnyRequest:
         """The spec request from client fields, with this route's defaults for fields the client left unset."""

@@ -55,5 +55,19 @@ def route_request(request: web.Request, body: dict[str, Any], kind: Kind) -> tup
     generations = request.app[DAEMON].generations
     route = generations.route(model_name(body), kind)
     structlog.contextvars.bind_contextvars(route=route.name)  # on every later line, the access line too
-    fields = {key: value for key, value in body.items() if key != "model"}
-    return route, generations.build_request(route, fields)
+    fields = {key: value for key, value in body.items() if key not in ("model", "max_cost_usd")}
+    return route.with_ceiling(_ceiling(body.get("max_cost_usd"))), generations.build_request(route, fields)
+
+
+def _ceiling(value: Any) -> float | None:
+    """A request's ``max_cost_usd``: it may lower the route's ceiling for this generation, never raise it."""
+    if value is None:
+        return None
+    try:
+        usd = float(value)
+    except (TypeError, ValueError):
+        usd = -1.0
+    if isinstance(value, bool) or not usd > 0 or usd == float("inf"):
+        raise ApiError(400, f"max_cost_usd must be a positive number of USD (got {value!r})",
+                       code="invalid_value", param="max_cost_usd")
+    return usd

@@ -30,6 +30,7 @@ STATUS: dict[type[E.TarashError], int] = {
     E.CircuitOpenError: 503,
     E.ProviderBusyError: 429,
     E.UnsupportedCapabilityError: 422,
+    E.CostCeilingError: 422,
     E.GenerationCancelledError: 499,
     RouteNotFoundError: 404,
     RouteKindError: 422,

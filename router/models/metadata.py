@@ -27,6 +27,11 @@ class AttemptMetadata(BaseModel):
     error_message: str | None = None
     is_retryable: bool | None = None
     request_id: str | None = None
+    # Cost (additive to the spec): the estimate before the call, the charged figure after it ended (None when
+    # unknown; 0 for an attempt never sent or one the vendor does not bill for failing), and the price's source.
+    estimated_cost_usd: float | None = None
+    cost_usd: float | None = None
+    price_source: str | None = None
 
     @field_validator("started_at", "ended_at")
     @classmethod
@@ -55,6 +60,10 @@ class ExecutionMetadata(BaseModel):
     attempts: list[AttemptMetadata]
     fallback_triggered: bool
     configs_in_chain: int
+    #: The estimate of the attempt that produced the result (of the last attempt sent, when none did).
+    estimated_cost_usd: float | None = None
+    #: The charged costs of the attempts summed (None when no attempt's cost is known).
+    total_cost_usd: float | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -9,10 +9,19 @@ price applied to what was delivered (the video's real duration, the number of im
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from router.models import AnyConfig, AnyRequest, AnyResponse, ImageGenerationRequest, VideoGenerationRequest
+from router.errors import ConfigurationError
+from router.models import (
+    AnyConfig,
+    AnyRequest,
+    AnyResponse,
+    AttemptMetadata,
+    ImageGenerationRequest,
+    VideoGenerationRequest,
+)
 from router.pricing.table import Price, PriceOverride, PriceTable, default_table
 
 #: fal bills megapixels of 2^20 pixels, rounded up; an image request without a size is taken as 1024x1024.
@@ -39,7 +48,10 @@ def price_for(config: AnyConfig, table: PriceTable | None = None) -> Price | Non
     table = table or default_table()
     raw = config.provider_config.get("price")
     if raw is not None:
-        return PriceOverride.model_validate(raw).price(config.provider, table)
+        try:
+            return PriceOverride.model_validate(raw).price(config.provider, table)
+        except ValueError as exc:  # routes.toml validates overrides; a library config may not have
+            raise ConfigurationError(f"provider_config price is invalid: {exc}") from exc
     return table.lookup(config.provider, config.model)
 
 
@@ -98,6 +110,15 @@ def failed_cost(provider: str, sent: bool, error_raw: dict[str, Any] | None, quo
         if seconds is not None:
             return _round(seconds * quote.price.unit_usd(quote.facts))
     return None
+
+
+def chain_costs(attempts: Sequence[AttemptMetadata], successful: int | None) -> tuple[float | None, float | None]:
+    """A chain's ``(estimated_cost_usd, total_cost_usd)``: the estimate of the attempt that produced the result
+    (of the last attempt sent when none did), and the known charged costs summed (None when none is known)."""
+    costs = [a.cost_usd for a in attempts if a.cost_usd is not None]
+    sent = [a for a in attempts if a.status != "skipped"]
+    decisive = attempts[successful - 1] if successful else (sent[-1] if sent else None)
+    return (decisive.estimated_cost_usd if decisive else None), (_round(sum(costs)) if costs else None)
 
 
 def _requested_units(price: Price, request: AnyRequest) -> float | None:

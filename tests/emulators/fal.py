@@ -8,7 +8,10 @@
   key). A failed or cancelled request still says COMPLETED, with ``error``/``error_type``; its result GET is then
   the HTTP error.
 * result ``GET .../requests/{id}``: the model output verbatim (video models: ``{"video": File}``; image models:
-  ``{"images": [...], "seed", "has_nsfw_concepts", "prompt", "timings"}``, ``num_images`` honoured).
+  ``{"images": [...], "seed", "has_nsfw_concepts", "prompt", "timings"}``, ``num_images`` honoured), with the
+  ``x-fal-billable-units`` header the real queue sets on a completed result (fal docs "Publishing to the
+  marketplace": the units the caller is billed, in the endpoint's priced unit; TanStack/ai #722 reads it the same
+  way). Here: seconds of video asked for (else the sample's length), or megapixels (2^20 px, rounded up) per image.
 * cancel ``PUT .../requests/{id}/cancel``: 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED, 404 NOT_FOUND (the
   codes are the brief's; fal docs name the values only).
 
@@ -30,6 +33,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import math
 import time
 from typing import Any
 
@@ -201,9 +205,19 @@ class FalEmulator(Emulator):
                                      headers={"X-Fal-Error-Type": error_type})
         if job.status != "done":
             return self.error(400, "Request is still in progress")  # wording a guess
-        if is_video_model(job.model):
-            return web.json_response(self._video(job))
-        return web.json_response(self._images(job))
+        body = self._video(job) if is_video_model(job.model) else self._images(job)
+        return web.json_response(body, headers={"x-fal-billable-units": f"{self._billable_units(job, body):g}"})
+
+    @staticmethod
+    def _billable_units(job: Job, body: dict[str, Any]) -> float:
+        if "video" in body:
+            asked = str(job.payload.get("duration", "")).rstrip("s")
+            ratio = job.payload.get("aspect_ratio")
+            return float(asked) if asked.isdigit() else video_asset(ratio if isinstance(ratio, str) else None).duration_seconds
+        size = job.payload.get("image_size", "landscape_4_3")
+        width, height = (size["width"], size["height"]) if isinstance(size, dict) else \
+            IMAGE_SIZES.get(str(size), IMAGE_SIZES["landscape_4_3"])
+        return float(len(body["images"]) * math.ceil(width * height / 2**20))
 
     def _video(self, job: Job) -> dict[str, Any]:
         if job.outcome is Fault.EMPTY_RESULT:
