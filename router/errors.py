@@ -48,6 +48,8 @@ class TarashError(Exception):
     retryable: bool = False
     #: How the orchestrator records an attempt that ends with this error.
     outcome: ClassVar[Outcome] = "failed"
+    #: The HTTP status the daemon answers when a generation ends with this error (see ``status_for``).
+    daemon_status: ClassVar[int] = 502
 
     def __init__(
         self,
@@ -95,25 +97,32 @@ class TarashError(Exception):
 class InvalidRequestError(TarashError):
     """The vendor (or the model's rules) rejected a field of the request: 400/422."""
 
+    daemon_status = 400
+
 
 class AuthenticationError(TarashError):
-    """The vendor refused the credentials: 401/403."""
+    """The vendor refused the credentials: 401/403. A 502 from the daemon: the client did nothing wrong, our
+    vendor credentials did."""
 
 
 class ContentPolicyError(TarashError):
     """Moderation or a safety filter blocked the prompt, an input or the output."""
+
+    daemon_status = 422
 
 
 class RateLimitError(TarashError):
     """429 or vendor throttling."""
 
     retryable = True
+    daemon_status = 429
 
 
 class ProviderTimeoutError(TarashError):
     """The attempt ran past its timeout, or the poll budget ran out."""
 
     retryable = True
+    daemon_status = 504
 
 
 class ProviderUnavailableError(TarashError):
@@ -141,18 +150,20 @@ class AmbiguousSubmitError(TarashError):
     """
 
 
-class MissingCredentialsError(TarashError):
+class AttemptSkippedError(TarashError):
+    """Base of the errors that skip an attempt before anything is sent: recorded ``skipped``, and the chain
+    moves on at once."""
+
+    outcome = "skipped"
+    retryable = True
+
+
+class MissingCredentialsError(AttemptSkippedError):
     """No key in the config nor in the provider's env var: the attempt is skipped, never sent."""
 
-    outcome = "skipped"
-    retryable = True
 
-
-class ConfigurationError(TarashError):
+class ConfigurationError(AttemptSkippedError):
     """The attempt's config cannot work (unknown provider, missing ``api_version``...): skipped."""
-
-    outcome = "skipped"
-    retryable = True
 
 
 class UnknownProviderError(ConfigurationError, KeyError):
@@ -162,37 +173,36 @@ class UnknownProviderError(ConfigurationError, KeyError):
         return self.message
 
 
-class CircuitOpenError(TarashError):
+class CircuitOpenError(AttemptSkippedError):
     """The provider's circuit breaker is open after repeated failures: the attempt is skipped at once."""
 
-    outcome = "skipped"
-    retryable = True
+    daemon_status = 503
 
 
-class ProviderBusyError(TarashError):
-    """The provider is at its configured concurrency or rate limit (routes.toml ``[providers.<name>]``)."""
+class ProviderBusyError(AttemptSkippedError):
+    """The provider is at its configured concurrency or rate limit (routes.toml ``[providers.<name>]``), or a
+    route at its ``max_concurrency`` shed the request."""
 
-    outcome = "skipped"
-    retryable = True
+    daemon_status = 429
 
 
-class UnsupportedCapabilityError(TarashError):
+class UnsupportedCapabilityError(AttemptSkippedError):
     """The provider cannot do what the request needs: the attempt is skipped before any paid call."""
 
-    outcome = "skipped"
-    retryable = True
+    daemon_status = 422
 
 
-class CostCeilingError(TarashError):
+class CostCeilingError(AttemptSkippedError):
     """The attempt's estimate exceeds the route's (or request's) ``max_cost_usd``, or its price is unknown
     under a ceiling: skipped before any call, so an expensive fallback never runs unnoticed."""
 
-    outcome = "skipped"
-    retryable = True
+    daemon_status = 422
 
 
 class GenerationCancelledError(TarashError):
     """The caller cancelled the generation."""
+
+    daemon_status = 499  # nginx's "client closed request"
 
 
 class AllAttemptsFailedError(TarashError):
@@ -242,3 +252,16 @@ ERROR_CLASSES: dict[str, type[TarashError]] = {
     )
 }
 """Error classes by name, for configs that name an error (mock outcomes, fallback policies)."""
+
+
+def status_for(error: TarashError) -> int:
+    """The daemon's HTTP status for a generation that ended with ``error`` (an exhausted chain: its last)."""
+    if isinstance(error, AllAttemptsFailedError):
+        return status_for(error.last_error)
+    return error.daemon_status
+
+
+def error_body(error: TarashError) -> dict[str, Any]:
+    """What a client is told of a generation's error outside an HTTP error response (an SSE ``error`` event,
+    a job's ``error``): message, type, code and the status a synchronous call would have got."""
+    return {"message": error.message, "type": error.type_name, "code": error.code, "status": status_for(error)}

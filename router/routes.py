@@ -148,9 +148,13 @@ class Route:
 class RouteNotFoundError(TarashError):
     """No route has that public name (HTTP 404)."""
 
+    daemon_status = 404
+
 
 class RouteKindError(TarashError):
     """The route serves the other kind (HTTP 422)."""
+
+    daemon_status = 422
 
 
 @dataclass(frozen=True)

@@ -10,31 +10,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from router import errors as E
-from router.routes import RouteKindError, RouteNotFoundError
 
 log = structlog.get_logger(logger_name="router.http")
-
-#: Error class -> daemon status (daemon.md §1). Looked up along the MRO, so subclasses inherit.
-STATUS: dict[type[E.TarashError], int] = {
-    E.InvalidRequestError: 400,
-    E.AuthenticationError: 502,  # the client did nothing wrong: our vendor credentials did
-    E.ContentPolicyError: 422,
-    E.RateLimitError: 429,
-    E.ProviderTimeoutError: 504,
-    E.ProviderUnavailableError: 502,
-    E.BadProviderResponseError: 502,
-    E.GenerationFailedError: 502,
-    E.AmbiguousSubmitError: 502,
-    E.MissingCredentialsError: 502,
-    E.ConfigurationError: 502,
-    E.CircuitOpenError: 503,
-    E.ProviderBusyError: 429,
-    E.UnsupportedCapabilityError: 422,
-    E.CostCeilingError: 422,
-    E.GenerationCancelledError: 499,
-    RouteNotFoundError: 404,
-    RouteKindError: 422,
-}
 
 
 class ApiError(Exception):
@@ -57,18 +34,9 @@ def error_response(
     return web.json_response(body, status=status, headers=headers)
 
 
-def status_of(error: E.TarashError) -> int:
-    if isinstance(error, E.AllAttemptsFailedError):
-        return status_of(error.last_error)
-    for cls in type(error).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 502
-
-
 def tarash_response(error: E.TarashError) -> web.Response:
     """The response for a generation error; the body lists every attempt when any ran."""
-    status = status_of(error)
+    status = E.status_for(error)
     headers = {}
     if status == 429 and error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))

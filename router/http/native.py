@@ -8,10 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from router.errors import TarashError
+from router.errors import TarashError, error_body
 from router.http import sse
 from router.http.bodies import read_json, route_request
-from router.http.errors import status_of
 from router.http.keys import DAEMON
 from router.models import AnyRequest, AnyUpdate, Kind
 from router.routes import Route
@@ -48,8 +47,7 @@ async def _stream(request: web.Request, route: Route, spec_request: AnyRequest) 
         try:
             result = task.result()
         except TarashError as exc:
-            body: dict[str, Any] = {"message": exc.message, "type": exc.type_name, "code": exc.code,
-                                    "status": status_of(exc)}
+            body: dict[str, Any] = error_body(exc)
             if exc.execution_metadata is not None:
                 body["execution_metadata"] = exc.execution_metadata.model_dump(mode="json")
             await sse.send(stream, "error", body)

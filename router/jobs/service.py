@@ -20,10 +20,10 @@ from typing import Any
 import aiohttp
 import structlog
 
-from router.errors import GenerationCancelledError, TarashError
+from router.errors import GenerationCancelledError, TarashError, error_body
 from router.handler import ProviderJob
 from router.health import CircuitBreakers
-from router.jobs.store import JobRecord, JobStore, VendorJob
+from router.jobs.store import Clock, JobRecord, JobStore, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
 from router.models import AnyConfig, AnyRequest, AnyUpdate, AttemptMetadata, ExecutionMetadata, media_form, utc_now
@@ -70,8 +70,11 @@ class JobService:
         metrics: Metrics | None = None,
         limits: Callable[[], ProviderLimits] = ProviderLimits,
         media_dir: Path | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.store = store
+        #: Job timestamps and retention read this clock (tests pass a fake one to age jobs).
+        self.clock = clock
         self.retention = timedelta(days=retention_days)
         self._slots = asyncio.Semaphore(max_running)
         self._observers = observers
@@ -136,6 +139,7 @@ class JobService:
             idempotency_key=idempotency_key,
             fingerprint=request_fingerprint if idempotency_key else None,
         )
+        job.created_at = job.updated_at = self.clock()
         if not await self.store.insert(job):
             assert idempotency_key is not None  # only the idempotency index can refuse a fresh id
             existing = await self.store.find_idempotent(owner, idempotency_key)
@@ -212,7 +216,7 @@ class JobService:
 
     async def prune(self) -> int:
         """Delete jobs finished longer than the retention ago (and their media copies); how many."""
-        removed = await self.store.prune(utc_now() - self.retention)
+        removed = await self.store.prune(self.clock() - self.retention)
         if removed:
             await self._remove_media(removed)
             log.info("jobs_pruned", removed=len(removed))
@@ -229,6 +233,11 @@ class JobService:
     def _media_path(self, job_id: str) -> Path:
         assert self.media_dir is not None
         return self.media_dir / f"{job_id}.mp4"
+
+    async def _save(self, job: JobRecord) -> None:
+        """Save ``job`` stamped with the clock's time (retention counts from the last save of a finished job)."""
+        job.updated_at = self.clock()
+        await self.store.save(job)
 
     # ---- running ------------------------------------------------------------------------------------------
     def _launch(self, job: JobRecord) -> None:
@@ -279,7 +288,7 @@ class JobService:
         request = REQUEST_TYPES[kind].model_validate(job.request)
         chain = tuple(CONFIG_TYPES[kind].model_validate(config) for config in job.chain)
         job.status = "running"
-        await self.store.save(job)
+        await self._save(job)
         observer = _JobObserver(self, job)
         try:
             response = await run_generation(Generation(
@@ -304,11 +313,11 @@ class JobService:
             copy = await self._copy_media(job.id, video)
             if copy is not None:
                 job.result["provider_metadata"]["local_copy"] = str(copy)
-                await self.store.save(job)
+                await self._save(job)
 
     async def _finish(self, job: JobRecord) -> None:
         """Store a finished job, then tell subscribers (``events()`` covers a kill between the two)."""
-        await self.store.save(job)
+        await self._save(job)
         await self._publish(job, *terminal_event(job))
 
     async def _copy_media(self, job_id: str, url: str) -> Path | None:
@@ -346,12 +355,6 @@ def terminal_event(job: JobRecord) -> tuple[str, dict[str, Any]]:
     return "error", (job.error or {}) | ({"execution_metadata": job.execution_metadata} if job.execution_metadata else {})
 
 
-def error_body(error: TarashError) -> dict[str, Any]:
-    from router.http.errors import status_of  # the status a client of this job would have seen
-
-    return {"message": error.message, "type": error.type_name, "code": error.code, "status": status_of(error)}
-
-
 def _resume_point(job: JobRecord) -> ResumePoint | None:
     if not job.attempts and job.vendor_job is None:
         return None
@@ -382,7 +385,7 @@ class _JobObserver(ChainObserver):
 
     async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
         self.job.vendor_job = VendorJob(attempt.attempt_number, job.id, job.data, attempt.started_at.isoformat())
-        await self.service.store.save(self.job)  # before the first poll: a kill -9 from here on loses nothing
+        await self.service._save(self.job)  # noqa: SLF001 - before the first poll: a kill -9 from here on loses nothing
 
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
         if isinstance(error, GenerationCancelledError) and self.service._stopping:  # noqa: SLF001
@@ -393,7 +396,7 @@ class _JobObserver(ChainObserver):
             return
         self.job.attempts.append(attempt.model_dump(mode="json"))
         self.job.vendor_job = None
-        await self.service.store.save(self.job)
+        await self.service._save(self.job)  # noqa: SLF001
 
     async def update(self, update: AnyUpdate) -> None:
         if update.result is not None or update.error is not None:

@@ -12,8 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from router.jobs.store import TERMINAL, JobRecord, VendorJob
-from router.models import utc_now
+from router.jobs.store import TERMINAL, JobRecord, VendorJob, require_timestamps
 
 T = TypeVar("T")
 
@@ -49,6 +48,9 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 class SQLiteJobStore:
+    """Jobs in one SQLite file (``DATA_DIR/jobs.sqlite3``): request and chain written once, a small mutable
+    body rewritten per save, events in their own table."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
@@ -107,8 +109,7 @@ class SQLiteJobStore:
         return JobRecord(**data)
 
     async def insert(self, job: JobRecord) -> bool:
-        job.created_at = job.created_at or utc_now()
-        job.updated_at = job.created_at
+        require_timestamps(job)
         row = self._row(job)
 
         def insert() -> bool:
@@ -120,7 +121,7 @@ class SQLiteJobStore:
         return bool(await self._run(insert))
 
     async def save(self, job: JobRecord) -> None:
-        job.updated_at = utc_now()
+        require_timestamps(job)
         row = self._row(job)
 
         def save() -> None:

@@ -1,13 +1,17 @@
-"""What a job is, and the small interface a job store implements (SQLite here; see README for PostgreSQL)."""
+"""What a job is, and the whole interface a job store implements (SQLite and in-memory here; see README for
+PostgreSQL)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+#: Where job timestamps come from: ``router.models.utc_now`` in the daemon, a fake clock in tests.
+Clock = Callable[[], datetime]
 
 
 @dataclass
@@ -49,41 +53,78 @@ class JobRecord:
         return self.status in TERMINAL
 
 
-class JobStore(Protocol):
-    """Persistence for jobs. Every method is a coroutine and must not block the event loop."""
+def require_timestamps(job: JobRecord) -> None:
+    """Stores keep the caller's timestamps; a job without them is a caller bug, refused before any write."""
+    if job.created_at is None or job.updated_at is None:
+        raise ValueError(f"job {job.id} has no created_at/updated_at: JobService stamps them from its clock")
 
-    async def open(self) -> None: ...
+
+class JobStore(Protocol):
+    """Persistence for jobs: everything the job runner and the metrics read or write, nothing else. Every method
+    is a coroutine and must not block the event loop. ``tests/jobs/test_store_contract.py`` is the contract
+    every store passes (SQLite and the in-memory store today: a new store is one line there).
+
+    Timestamps are the caller's: ``JobService`` stamps ``created_at``/``updated_at`` from its clock and the
+    store keeps them as given, so retention and ordering follow one clock (a fake one in tests).
+    """
+
+    async def open(self) -> None:
+        """Connect (and create the schema); refuse clearly a store this version cannot read."""
+        ...
 
     async def close(self) -> None: ...
 
     async def insert(self, job: JobRecord) -> bool:
-        """Store a new job durably. False (nothing written) when its ``(owner, idempotency_key)`` is taken:
-        the check and the write are one atomic step, so concurrent retries cannot create two jobs."""
+        """Store a new job durably. False (nothing written) when its id or its ``(owner, idempotency_key)`` is
+        taken: the check and the write are one atomic step, so concurrent retries cannot create two jobs.
+        ``request`` and ``chain`` are written here once; later saves never change them."""
         ...
 
-    async def save(self, job: JobRecord) -> None: ...
+    async def save(self, job: JobRecord) -> None:
+        """Write the job's mutable fields (status, progress, result, error, attempts, vendor job...)."""
+        ...
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
-    async def find_idempotent(self, owner: str | None, key: str) -> JobRecord | None: ...
+    async def find_idempotent(self, owner: str | None, key: str) -> JobRecord | None:
+        """The job created under ``key`` by ``owner`` (None and "" are the same owner)."""
+        ...
 
     async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
                    status: str | None = None, route: str | None = None) -> list[JobRecord]:
-        """Newest first, at most ``limit``, older than job ``after``; each filter narrows when given."""
+        """Newest first (``created_at``, then id), at most ``limit``, starting after the job ``after`` (an unknown
+        id: nothing). Each filter narrows when given; ``owner`` None means every owner."""
         ...
 
-    async def unfinished(self) -> list[JobRecord]: ...
+    async def unfinished(self) -> list[JobRecord]:
+        """Jobs not yet completed, failed or cancelled, oldest first: what a start resumes."""
+        ...
 
-    async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None: ...
+    async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
+        """Keep event ``seq`` of a job (its data as JSON: values JSON cannot hold are stored as strings)."""
+        ...
 
-    async def events(self, job_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
+    async def events(self, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        """A job's events in ``seq`` order."""
+        ...
 
-    async def last_seqs(self) -> dict[str, int]: ...
+    async def last_seqs(self) -> dict[str, int]:
+        """Each job's last event number, in one query (a restart resumes thousands of jobs at once)."""
+        ...
 
-    async def delete(self, job_id: str) -> None: ...
+    async def delete(self, job_id: str) -> None:
+        """Forget a job and its events (an unknown id is no error)."""
+        ...
 
     async def prune(self, finished_before: datetime) -> list[str]:
         """Delete finished jobs last updated before ``finished_before`` (and their events); their ids."""
         ...
 
-    async def count(self) -> int: ...
+    async def count(self) -> int:
+        """Jobs kept (``tarash_router_job_store_jobs``)."""
+        ...
+
+    @property
+    def rows_written(self) -> int:
+        """Rows inserted, updated or deleted since the store opened (``tarash_router_job_store_rows_written``)."""
+        ...

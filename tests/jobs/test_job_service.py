@@ -14,12 +14,13 @@ from aiohttp.test_utils import TestServer
 
 import router
 from router.handler import PollStatus, ProviderHandler, ProviderJob
-from router.jobs import JobRecord, JobService
+from router.jobs import JobRecord, JobService, JobStore
 from router.jobs.service import IdempotencyKeyReusedError
 from router.jobs.sqlite import SQLiteJobStore
 from router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse, utc_now
 from router.orchestrator import ChainObserver
 from router.routes import Route
+from tests.jobs.stores import STORES, FakeClock
 
 _names = itertools.count()
 
@@ -85,6 +86,12 @@ def route(*providers: str) -> Route:
     return Route(name="r", kind="video", description="", defaults={}, chain=chain)
 
 
+@pytest.fixture(params=sorted(STORES))
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    """Each store of the contract suite, for the service tests that need no restart."""
+    return STORES[request.param].make(tmp_path)
+
+
 async def until(predicate: Any, timeout: float = 2.0) -> None:
     for _ in range(int(timeout / 0.005)):
         if await predicate():
@@ -130,9 +137,9 @@ async def SQLiteJobStore_get(tmp_path: Path, job_id: str) -> Any:
         await store.close()
 
 
-async def test_vendor_failure_after_accept_falls_back(tmp_path: Path, vendor: Vendor) -> None:
+async def test_vendor_failure_after_accept_falls_back(any_store: JobStore, vendor: Vendor) -> None:
     vendor.fail_after_accept = True
-    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    service = JobService(any_store)
     await service.start()
     job, _ = await service.create(route(vendor.name, "mock"), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
 
@@ -148,8 +155,8 @@ async def test_vendor_failure_after_accept_falls_back(tmp_path: Path, vendor: Ve
     await service.stop()
 
 
-async def test_concurrency_limit_keeps_others_queued(tmp_path: Path, vendor: Vendor) -> None:
-    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"), max_running=2)
+async def test_concurrency_limit_keeps_others_queued(any_store: JobStore, vendor: Vendor) -> None:
+    service = JobService(any_store, max_running=2)
     await service.start()
     jobs = [(await service.create(route(vendor.name), VideoGenerationRequest(prompt=str(i))))[0]  # type: ignore[attr-defined]
             for i in range(4)]
@@ -171,8 +178,9 @@ async def test_concurrency_limit_keeps_others_queued(tmp_path: Path, vendor: Ven
     await service.stop()
 
 
-async def test_retention_prunes_finished_jobs(tmp_path: Path) -> None:
-    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"), retention_days=1)
+async def test_retention_prunes_finished_jobs(any_store: JobStore) -> None:
+    clock = FakeClock()
+    service = JobService(any_store, retention_days=1, clock=clock)
     await service.start()
     job, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="x"))
 
@@ -181,12 +189,9 @@ async def test_retention_prunes_finished_jobs(tmp_path: Path) -> None:
 
     await until(done)
     assert await service.prune() == 0
-    stored = await service.get(job.id)
-    stored.updated_at = utc_now() - timedelta(days=2)  # type: ignore[union-attr]
-    # Write the old timestamp directly (save() would refresh it).
-    row = service.store._row(stored)  # type: ignore[attr-defined]  # noqa: SLF001
-    await service.store._run(lambda: service.store._db.execute(  # type: ignore[attr-defined]  # noqa: SLF001
-        "UPDATE jobs SET updated_at=? WHERE id=?", (row[7], job.id)))
+    clock.advance(timedelta(days=1) - timedelta(seconds=1))
+    assert await service.prune() == 0 and await service.get(job.id) is not None
+    clock.advance(timedelta(seconds=2))
     assert await service.prune() == 1 and await service.get(job.id) is None
     await service.stop()
 
@@ -256,8 +261,8 @@ async def test_cancel_right_after_create_never_runs_it(tmp_path: Path, vendor: V
     await restarted.stop()
 
 
-async def test_cancel_a_queued_job_at_once(tmp_path: Path, vendor: Vendor) -> None:
-    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"), max_running=1)
+async def test_cancel_a_queued_job_at_once(any_store: JobStore, vendor: Vendor) -> None:
+    service = JobService(any_store, max_running=1)
     await service.start()
     running, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="1"))  # type: ignore[attr-defined]
     waiting, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="2"))  # type: ignore[attr-defined]
@@ -278,8 +283,8 @@ async def test_cancel_a_queued_job_at_once(tmp_path: Path, vendor: Vendor) -> No
     await service.stop()
 
 
-async def test_idempotency_key_one_job_even_when_retries_race(tmp_path: Path, vendor: Vendor) -> None:
-    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+async def test_idempotency_key_one_job_even_when_retries_race(any_store: JobStore, vendor: Vendor) -> None:
+    service = JobService(any_store)
     await service.start()
     request = VideoGenerationRequest(prompt="x")
     results = await asyncio.gather(*(service.create(route(vendor.name), request, owner="alice",  # type: ignore[attr-defined]
@@ -292,6 +297,12 @@ async def test_idempotency_key_one_job_even_when_retries_race(tmp_path: Path, ve
         await service.create(route(vendor.name), VideoGenerationRequest(prompt="other"), owner="alice",  # type: ignore[attr-defined]
                              idempotency_key="k1")
     assert caught.value.job.id == results[0][0].id
+
+    async def both_submitted() -> bool:
+        return vendor.submits >= 2
+
+    await until(both_submitted)
+    await asyncio.sleep(0.02)  # room for a wrong third submit to show up
     await service.stop()
     assert vendor.submits == 2
 
@@ -301,7 +312,8 @@ async def test_events_end_with_the_outcome_even_if_its_event_was_lost(tmp_path: 
     store = SQLiteJobStore(tmp_path / "jobs.db")
     await store.open()
     await store.insert(JobRecord(id="job_done", kind="video", route="r", request={"prompt": "x"}, chain=[],
-                                 status="completed", result={"video": "https://cdn.example/v.mp4"}))
+                                 status="completed", result={"video": "https://cdn.example/v.mp4"},
+                                 created_at=utc_now(), updated_at=utc_now()))
     await store.append_event("job_done", 1, "update", {"status": "processing"})
     await store.close()
     service = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
@@ -316,7 +328,8 @@ async def test_a_job_that_cannot_run_fails_instead_of_hanging(tmp_path: Path) ->
     store = SQLiteJobStore(tmp_path / "jobs.db")
     await store.open()
     await store.insert(JobRecord(id="job_odd", kind="video", route="r", request={"prompt": ["not", "a", "string"]},
-                                 chain=[{"provider": "mock", "model": "m"}], status="running"))
+                                 chain=[{"provider": "mock", "model": "m"}], status="running",
+                                 created_at=utc_now(), updated_at=utc_now()))
     await store.close()
     service = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
     await service.start()
@@ -329,7 +342,8 @@ async def test_a_job_that_cannot_run_fails_instead_of_hanging(tmp_path: Path) ->
 
 async def test_prune_and_delete_remove_local_media_copies(tmp_path: Path) -> None:
     media = tmp_path / "media"
-    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"), retention_days=1, media_dir=media)
+    clock = FakeClock()
+    service = JobService(SQLiteJobStore(tmp_path / "jobs.db"), retention_days=1, media_dir=media, clock=clock)
     await service.start()
     old, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="old"))
     gone, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="deleted"))
@@ -343,9 +357,7 @@ async def test_prune_and_delete_remove_local_media_copies(tmp_path: Path) -> Non
         (media / f"{job.id}.mp4").write_bytes(b"video")
     await service.delete(gone.id)
     assert not (media / f"{gone.id}.mp4").exists() and await service.get(gone.id) is None
-    aged = (utc_now() - timedelta(days=2)).isoformat()
-    await service.store._run(lambda: service.store._db.execute(  # type: ignore[attr-defined]  # noqa: SLF001
-        "UPDATE jobs SET updated_at=? WHERE id=?", (aged, old.id)))
+    clock.advance(timedelta(days=2))
     assert await service.prune() == 1 and not (media / f"{old.id}.mp4").exists()
     await service.stop()
 

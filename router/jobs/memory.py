@@ -1,0 +1,114 @@
+"""A job store in this process's memory: the plainest implementation of the ``JobStore`` contract.
+
+For unit tests of the job logic and for embedding ``JobService`` where jobs need not outlive the process:
+nothing survives it. Records are copied in and out, as a database would, so a caller mutating a record it holds
+changes nothing until it saves.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from typing import Any
+
+from router.jobs.store import TERMINAL, JobRecord, require_timestamps
+
+
+class MemoryJobStore:
+    """Jobs and their events in dicts. Single event loop, no awaits inside a method: each one is atomic."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobRecord] = {}
+        self._events: dict[str, dict[int, tuple[str, dict[str, Any]]]] = {}
+        self._rows = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # ---- jobs ---------------------------------------------------------------------------------------------
+    async def insert(self, job: JobRecord) -> bool:
+        require_timestamps(job)
+        taken = job.id in self._jobs or (
+            job.idempotency_key is not None and self._idempotent(job.owner, job.idempotency_key) is not None)
+        if taken:
+            return False
+        self._jobs[job.id] = copy.deepcopy(job)
+        self._rows += 1
+        return True
+
+    async def save(self, job: JobRecord) -> None:
+        require_timestamps(job)
+        stored = self._jobs.get(job.id)
+        if stored is None:
+            return
+        # request and chain are written once, at insert (as the SQLite store does).
+        self._jobs[job.id] = copy.deepcopy(job)
+        self._jobs[job.id].request, self._jobs[job.id].chain = stored.request, stored.chain
+        self._rows += 1
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        job = self._jobs.get(job_id)
+        return copy.deepcopy(job) if job is not None else None
+
+    async def find_idempotent(self, owner: str | None, key: str) -> JobRecord | None:
+        job = self._idempotent(owner, key)
+        return copy.deepcopy(job) if job is not None else None
+
+    def _idempotent(self, owner: str | None, key: str) -> JobRecord | None:
+        return next((job for job in self._jobs.values()
+                     if job.idempotency_key == key and (job.owner or "") == (owner or "")), None)
+
+    async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
+                   status: str | None = None, route: str | None = None) -> list[JobRecord]:
+        jobs = sorted(self._jobs.values(), key=_newest_first_key, reverse=True)
+        if after is not None:
+            cursor = self._jobs.get(after)
+            if cursor is None:
+                return []
+            jobs = [job for job in jobs if _newest_first_key(job) < _newest_first_key(cursor)]
+        jobs = [job for job in jobs if (not kind or job.kind == kind) and (not status or job.status == status)
+                and (not route or job.route == route) and (owner is None or job.owner == owner)]
+        return [copy.deepcopy(job) for job in jobs[:limit]]
+
+    async def unfinished(self) -> list[JobRecord]:
+        jobs = sorted((job for job in self._jobs.values() if job.status not in TERMINAL), key=_newest_first_key)
+        return [copy.deepcopy(job) for job in jobs]
+
+    async def delete(self, job_id: str) -> None:
+        if self._jobs.pop(job_id, None) is not None:
+            self._rows += 1 + len(self._events.pop(job_id, {}))
+
+    async def prune(self, finished_before: datetime) -> list[str]:
+        ids = [job.id for job in self._jobs.values()
+               if job.status in TERMINAL and job.updated_at is not None and job.updated_at < finished_before]
+        for job_id in ids:
+            await self.delete(job_id)
+        return ids
+
+    async def count(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def rows_written(self) -> int:
+        return self._rows
+
+    # ---- events -------------------------------------------------------------------------------------------
+    async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
+        self._events.setdefault(job_id, {})[seq] = (event, json.loads(json.dumps(data, default=str)))
+        self._rows += 1
+
+    async def events(self, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        events = self._events.get(job_id, {})
+        return [(seq, events[seq][0], copy.deepcopy(events[seq][1])) for seq in sorted(events)]
+
+    async def last_seqs(self) -> dict[str, int]:
+        return {job_id: max(events) for job_id, events in self._events.items() if events}
+
+
+def _newest_first_key(job: JobRecord) -> tuple[datetime, str]:
+    assert job.created_at is not None  # required at insert
+    return job.created_at, job.id

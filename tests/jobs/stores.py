@@ -1,0 +1,42 @@
+"""The job stores the contract suite (``test_store_contract.py``) runs against, and a fake clock.
+
+Adding a store is one line in ``STORES``: a name and how to make the store over a test's directory. ``durable``
+says whether a new store object over the same storage sees what the last one wrote (a restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from router.jobs import JobStore
+from router.jobs.memory import MemoryJobStore
+from router.jobs.sqlite import SQLiteJobStore
+from router.models import utc_now
+
+
+@dataclass(frozen=True)
+class StoreKind:
+    make: Callable[[Path], JobStore]  # a new (unopened) store over the storage in this directory
+    durable: bool
+
+
+STORES: dict[str, StoreKind] = {
+    "sqlite": StoreKind(lambda directory: SQLiteJobStore(directory / "jobs.sqlite3"), durable=True),
+    "memory": StoreKind(lambda directory: MemoryJobStore(), durable=False),
+}
+
+
+class FakeClock:
+    """A clock for ``JobService(clock=...)``: it moves only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or utc_now()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta) -> None:
+        self.now += by

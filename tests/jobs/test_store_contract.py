@@ -1,0 +1,198 @@
+"""The ``JobStore`` contract: every store in ``tests/jobs/stores.py`` passes each test here.
+
+What the job runner relies on: records round-trip whole, request and chain are written once, the idempotency
+key is claimed atomically, lists page newest first, ``unfinished`` is what a restart resumes, events keep their
+order, retention deletes only finished jobs, and the metrics' counters move. Durable stores also keep all of it
+across a close and a reopen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router.jobs import JobRecord, JobStore, VendorJob
+from router.models import utc_now
+from tests.jobs.stores import STORES, StoreKind
+
+T0 = utc_now().replace(microsecond=0)
+
+
+@pytest.fixture(params=sorted(STORES))
+def kind(request: pytest.FixtureRequest) -> StoreKind:
+    return STORES[request.param]
+
+
+@pytest.fixture
+async def store(kind: StoreKind, tmp_path: Path) -> AsyncIterator[JobStore]:
+    opened = kind.make(tmp_path)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def job(job_id: str, *, at: int = 0, **fields: Any) -> JobRecord:
+    """A job created ``at`` seconds after T0 (its updated_at too unless given)."""
+    created = T0 + timedelta(seconds=at)
+    defaults: dict[str, Any] = {"kind": "video", "route": "r", "request": {"prompt": job_id},
+                                "chain": [{"provider": "mock", "model": "m"}], "created_at": created,
+                                "updated_at": created}
+    return JobRecord(id=job_id, **(defaults | fields))
+
+
+async def test_a_job_round_trips_whole(store: JobStore) -> None:
+    full = job("job_full", status="running", progress_percent=40, owner="client-a", idempotency_key="k",
+               fingerprint="f" * 64, result={"video": "https://cdn.example/v.mp4", "provider_metadata": {}},
+               error={"message": "m", "type": "t", "code": None, "status": 502},
+               attempts=[{"provider": "fal", "attempt_number": 1, "status": "failed"}],
+               vendor_job=VendorJob(2, "vendor-7", {"status_url": "https://q/7"}, T0.isoformat()),
+               execution_metadata={"total_attempts": 2})
+    assert await store.insert(full)
+    assert await store.get("job_full") == full
+    assert await store.get("job_missing") is None
+
+
+async def test_save_writes_the_mutable_fields_never_request_or_chain(store: JobStore) -> None:
+    await store.insert(job("job_1"))
+    later = T0 + timedelta(minutes=5)
+    saved = replace(job("job_1"), status="completed", progress_percent=100, updated_at=later,
+                    result={"video": "v"}, request={"prompt": "changed"}, chain=[])
+    await store.save(saved)
+    stored = await store.get("job_1")
+    assert stored is not None and (stored.status, stored.progress_percent, stored.result) == ("completed", 100, {"video": "v"})
+    assert stored.updated_at == later and stored.created_at == T0
+    assert stored.request == {"prompt": "job_1"} and stored.chain == [{"provider": "mock", "model": "m"}]
+
+
+async def test_the_store_holds_copies_not_the_callers_objects(store: JobStore) -> None:
+    record = job("job_1")
+    await store.insert(record)
+    record.status = "failed"  # not saved
+    record.request["prompt"] = "mutated"
+    stored = await store.get("job_1")
+    assert stored is not None and stored.status == "queued" and stored.request == {"prompt": "job_1"}
+
+
+async def test_an_idempotency_key_is_claimed_once_per_owner_even_under_a_race(store: JobStore) -> None:
+    racing = [job(f"job_{i}", owner="alice", idempotency_key="k1") for i in range(5)]
+    inserted = await asyncio.gather(*(store.insert(record) for record in racing))
+    assert sum(inserted) == 1
+    winner = racing[inserted.index(True)]
+    assert (await store.find_idempotent("alice", "k1")) == winner
+    assert await store.insert(job("job_bob", owner="bob", idempotency_key="k1"))  # another owner: another job
+    assert await store.insert(job("job_anon", idempotency_key="k2"))
+    assert not await store.insert(job("job_anon_again", owner="", idempotency_key="k2"))  # None and "" are one owner
+    assert (await store.find_idempotent(None, "k2")).id == "job_anon"  # type: ignore[union-attr]
+    assert await store.find_idempotent("alice", "other") is None
+    assert await store.count() == 3
+    assert not await store.insert(job("job_bob"))  # an id is taken once too
+
+
+async def test_lists_page_newest_first_filtered_by_kind_and_owner(store: JobStore) -> None:
+    for i in range(5):
+        await store.insert(job(f"job_{i}", at=i, owner="alice" if i % 2 == 0 else "bob",
+                               kind="video" if i < 4 else "image"))
+    await store.insert(job("job_5", at=3, owner="bob"))  # same created_at as job_3: the id breaks the tie
+
+    async def ids(**query: Any) -> list[str]:
+        params: dict[str, Any] = {"kind": None, "owner": None, "limit": 10, "after": None} | query
+        return [record.id for record in await store.list(**params)]
+
+    assert await ids() == ["job_4", "job_5", "job_3", "job_2", "job_1", "job_0"]
+    assert await ids(limit=2) == ["job_4", "job_5"]
+    assert await ids(after="job_5", limit=2) == ["job_3", "job_2"]
+    assert await ids(kind="image") == ["job_4"]
+    assert await ids(kind="video", owner="bob") == ["job_5", "job_3", "job_1"]
+    assert await ids(owner="alice", after="job_4") == ["job_2", "job_0"]
+    assert await ids(after="job_unknown") == []
+    await store.save(replace(job("job_2", at=2, owner="alice"), status="completed"))
+    await store.insert(job("job_6", at=6, route="other"))
+    assert await ids(status="completed") == ["job_2"] and await ids(route="other") == ["job_6"]
+    assert await ids(status="queued", owner="alice") == ["job_4", "job_0"]
+
+
+async def test_unfinished_is_what_a_restart_resumes_oldest_first(store: JobStore) -> None:
+    statuses = ["completed", "running", "failed", "queued", "cancelled"]
+    for i, status in enumerate(statuses):
+        await store.insert(job(f"job_{i}", at=10 - i, status=status))
+    assert [record.id for record in await store.unfinished()] == ["job_3", "job_1"]
+
+
+async def test_events_keep_their_order_and_last_seqs_has_every_job(store: JobStore) -> None:
+    await store.insert(job("job_a"))
+    await store.insert(job("job_b"))
+    await store.append_event("job_a", 2, "update", {"progress_percent": 50})
+    await store.append_event("job_a", 1, "update", {"status": "queued"})
+    await store.append_event("job_a", 3, "result", {"video": "v", "at": T0})  # a datetime: kept as a string
+    await store.append_event("job_b", 1, "error", {"message": "m"})
+    assert await store.events("job_a") == [(1, "update", {"status": "queued"}), (2, "update", {"progress_percent": 50}),
+                                           (3, "result", {"video": "v", "at": str(T0)})]
+    assert await store.events("job_none") == []
+    assert await store.last_seqs() == {"job_a": 3, "job_b": 1}
+
+
+async def test_delete_forgets_the_job_and_its_events(store: JobStore) -> None:
+    await store.insert(job("job_a", idempotency_key="k"))
+    await store.append_event("job_a", 1, "update", {})
+    await store.delete("job_a")
+    await store.delete("job_a")  # twice: no error
+    assert await store.get("job_a") is None and await store.events("job_a") == [] and await store.count() == 0
+    assert await store.last_seqs() == {}
+    assert await store.insert(job("job_b", idempotency_key="k"))  # the key is free again
+
+
+async def test_prune_deletes_only_jobs_finished_before_the_cutoff(store: JobStore) -> None:
+    cutoff = T0 + timedelta(days=1)
+    await store.insert(job("job_old_done", status="completed"))
+    await store.insert(job("job_old_failed", status="failed"))
+    await store.insert(job("job_old_running", status="running"))  # unfinished: never pruned
+    await store.insert(job("job_recent", status="cancelled", updated_at=cutoff + timedelta(seconds=1)))
+    await store.append_event("job_old_done", 1, "result", {})
+    removed = await store.prune(cutoff)
+    assert sorted(removed) == ["job_old_done", "job_old_failed"]
+    assert await store.events("job_old_done") == []
+    assert sorted(r.id for r in await store.list(kind=None, owner=None, limit=10, after=None)) == [
+        "job_old_running", "job_recent"]
+    assert await store.prune(cutoff) == []
+
+
+async def test_count_and_rows_written_move_with_writes(store: JobStore) -> None:
+    before = store.rows_written
+    await store.insert(job("job_a"))
+    after_insert = store.rows_written
+    await store.save(replace(job("job_a"), status="running"))
+    await store.append_event("job_a", 1, "update", {})
+    assert before < after_insert < store.rows_written and await store.count() == 1
+
+
+async def test_a_job_without_timestamps_is_refused(store: JobStore) -> None:
+    with pytest.raises(ValueError, match="created_at"):
+        await store.insert(JobRecord(id="job_x", kind="video", route="r", request={}, chain=[]))
+    assert await store.count() == 0
+
+
+async def test_a_durable_store_keeps_everything_across_a_reopen(kind: StoreKind, tmp_path: Path) -> None:
+    if not kind.durable:
+        pytest.skip("this store keeps nothing past its process")
+    first = kind.make(tmp_path)
+    await first.open()
+    record = job("job_a", status="running", vendor_job=VendorJob(1, "vendor-1"), owner="o", idempotency_key="k")
+    await first.insert(record)
+    await first.append_event("job_a", 1, "update", {"status": "processing"})
+    await first.close()
+    second = kind.make(tmp_path)
+    await second.open()
+    try:
+        assert await second.get("job_a") == record
+        assert [r.id for r in await second.unfinished()] == ["job_a"]
+        assert await second.events("job_a") == [(1, "update", {"status": "processing"})]
+        assert await second.last_seqs() == {"job_a": 1}
+        assert not await second.insert(job("job_b", owner="o", idempotency_key="k"))
+    finally:
+        await second.close()
