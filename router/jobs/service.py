@@ -84,6 +84,8 @@ class JobService:
         #: When set, finished videos given as vendor URLs are copied here (vendor URLs expire).
         self.media_dir = media_dir
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: The records running jobs mutate as they go: progress lives here, not in a store write per poll.
+        self._live: dict[str, JobRecord] = {}
         self._queued: set[str] = set()  # launched, waiting for a slot (or not even started yet)
         self._subscribers: dict[str, list[asyncio.Queue[Event]]] = {}
         self._seq: dict[str, int] = {}
@@ -156,11 +158,20 @@ class JobService:
         return job, True
 
     async def get(self, job_id: str) -> JobRecord | None:
-        return await self.store.get(job_id)
+        """The stored job, with the live progress of a running one."""
+        job = await self.store.get(job_id)
+        return self._with_progress(job) if job is not None else None
 
     async def list(self, *, kind: str | None = None, owner: str | None = None, limit: int = 20,
                    after: str | None = None, status: str | None = None, route: str | None = None) -> list[JobRecord]:
-        return await self.store.list(kind=kind, owner=owner, limit=limit, after=after, status=status, route=route)
+        jobs = await self.store.list(kind=kind, owner=owner, limit=limit, after=after, status=status, route=route)
+        return [self._with_progress(job) for job in jobs]
+
+    def _with_progress(self, job: JobRecord) -> JobRecord:
+        live = self._live.get(job.id)
+        if live is not None and not job.finished:
+            job.progress_percent = live.progress_percent  # polls are not persisted; the running record has them
+        return job
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a job (and its vendor job, where the vendor allows it). Finished jobs are left as they are."""
@@ -243,6 +254,7 @@ class JobService:
     def _launch(self, job: JobRecord) -> None:
         task = asyncio.create_task(self._run(job), name=f"job {job.id}")
         self._tasks[job.id] = task
+        self._live[job.id] = job
         self._queued.add(job.id)
         if self._metrics is not None:
             self._metrics.queue_depth.inc()
@@ -251,6 +263,7 @@ class JobService:
 
     def _forget(self, job_id: str) -> None:
         self._tasks.pop(job_id, None)
+        self._live.pop(job_id, None)
         self._dequeue(job_id)
 
     def _dequeue(self, job_id: str) -> None:
