@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+-- The status page's route filter: a route with few (or no) jobs must not walk the whole table. Added by
+-- IF NOT EXISTS to stores of the same schema version; route never changes after insert, so saves do not touch it.
+CREATE INDEX IF NOT EXISTS jobs_route ON jobs(route, created_at);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(COALESCE(owner, ''), idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
