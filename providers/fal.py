@@ -8,7 +8,7 @@ Per-model differences are data: each family maps the spec's fields to that famil
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_url
@@ -105,6 +105,7 @@ class FalProvider(HttpProvider):
     api_key_env = ("FAL_KEY",)
     kinds = frozenset({"video", "image"})
     request_id_headers = ("x-fal-request-id",)
+    webhook_scheme = "fal"
     status_map: ClassVar[dict[str, StatusType]] = {"IN_QUEUE": "queued", "IN_PROGRESS": "processing", "COMPLETED": "completed"}
     capabilities = {V: family_of(V, "").capabilities, I: family_of(I, "").capabilities}
 
@@ -116,6 +117,10 @@ class FalProvider(HttpProvider):
 
     def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
         return HttpRequest("POST", config.model.strip("/"), json=self.payload(kind, config, request))
+
+    def with_webhook(self, request: HttpRequest, url: str) -> HttpRequest:
+        # fal_client submit(webhook_url=): the queue POSTs the finished request's result to it.
+        return replace(request, params={**(request.params or {}), "fal_webhook": url})
 
     def payload(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> dict[str, Any]:
         family = family_of(kind, config.model)

@@ -10,6 +10,7 @@ pass ``video="luma://generations/<id>"`` and it becomes ``frame0 = {"type": "gen
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_url
@@ -38,6 +39,7 @@ class LumaProvider(HttpProvider):
     name = "luma"
     default_base_url = "https://api.lumalabs.ai/dream-machine/v1"
     api_key_env = ("LUMAAI_API_KEY",)
+    webhook_scheme = "luma"
     kinds = frozenset({"video", "image"})
     job_path = "generations/{id}"
     cancel_method = "DELETE"
@@ -84,6 +86,9 @@ class LumaProvider(HttpProvider):
             body.setdefault(key, []).append({"url": media_url(image["image"]), "weight": 0.85})
         body.update(request.extra_params)
         return HttpRequest("POST", "generations/image", json=body)
+
+    def with_webhook(self, request: HttpRequest, url: str) -> HttpRequest:
+        return replace(request, json={**(request.json or {}), "callback_url": url})
 
     def polled(self, kind: Kind, config: AnyConfig, job: ProviderJob, response: VendorResponse) -> PollStatus:
         data = response.json()

@@ -7,6 +7,7 @@ vendor-apis.md §4; replicate-python ``prediction.py`` (progress regex), ``clien
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_url
@@ -42,6 +43,7 @@ class ReplicateProvider(HttpProvider):
     name = "replicate"
     default_base_url = "https://api.replicate.com/v1"
     api_key_env = ("REPLICATE_API_TOKEN",)
+    webhook_scheme = "replicate"
     kinds = frozenset({"video", "image"})
     status_map: ClassVar[dict[str, StatusType]] = {
         "starting": "queued", "processing": "processing", "succeeded": "completed", "failed": "failed",
@@ -84,6 +86,10 @@ class ReplicateProvider(HttpProvider):
         if version:
             return HttpRequest("POST", "predictions", json={"version": version, "input": inputs}, headers=headers)
         return HttpRequest("POST", f"models/{model}/predictions", json={"input": inputs}, headers=headers)
+
+    def with_webhook(self, request: HttpRequest, url: str) -> HttpRequest:
+        # Only the end matters to us: start/output/logs events would be hints with nothing to act on.
+        return replace(request, json={**(request.json or {}), "webhook": url, "webhook_events_filter": ["completed"]})
 
     def submitted(self, kind: Kind, config: AnyConfig, request: AnyRequest, response: VendorResponse) -> ProviderJob | AnyResponse:
         data = response.json()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from router.reload import RoutesHolder
 from router.routes import Route
 from router.sdnotify import Notifier
 from router.settings import Settings
+from router.webhooks.inbound import REPLICATE_SECRET_ENV, InboundWebhooks
 
 #: Builds one observer for one generation on a route (metrics, attempt logs...).
 ObserverFactory = Callable[[str, str], ChainObserver]
@@ -126,6 +128,8 @@ class Daemon:
     activity: Activity
     #: Per-client token buckets, when ``CLIENT_REQUESTS_PER_MINUTE`` is set.
     client_limiter: ClientRateLimiter | None = None
+    #: Vendor webhooks, when ``PUBLIC_URL`` is set.
+    inbound: InboundWebhooks | None = None
 
     @classmethod
     def build(cls, settings: Settings, routes: RoutesHolder, *, notifier: Notifier | None = None,
@@ -137,8 +141,14 @@ class Daemon:
         routes.listeners.append(metrics.config_reloaded)
         activity = Activity()
         generations = Generations(routes, breakers, metrics, [AttemptLogger, metrics.observer, activity.observer])
+        store = job_store or open_job_store(settings)
+        inbound = InboundWebhooks(
+            settings.public_url, store, poll_interval=settings.webhook_poll_interval,
+            max_body_bytes=settings.webhook_max_body_bytes, metrics=metrics,
+            replicate_secret=os.environ.get(REPLICATE_SECRET_ENV) or None,
+        ) if settings.public_url else None
         jobs = JobService(
-            job_store or open_job_store(settings),
+            store,
             max_running=settings.max_running_jobs,
             retention_days=settings.job_retention_days,
             observers=generations.observers,
@@ -146,10 +156,12 @@ class Daemon:
             metrics=metrics,
             limits=generations.provider_limits,
             media_dir=settings.data_dir / "media" if settings.keep_media_copy else None,
+            push=inbound,
         )
         limiter = (ClientRateLimiter(settings.client_requests_per_minute)
                    if settings.client_requests_per_minute else None)
-        return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), activity, limiter)
+        return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), activity, limiter,
+                   inbound)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -162,3 +174,5 @@ class Daemon:
         finally:
             lag.cancel()
             await self.jobs.stop()
+            if self.inbound is not None:
+                await self.inbound.close()

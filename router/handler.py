@@ -35,6 +35,9 @@ from router.models import (
 )
 from router.sync import run_sync
 
+#: ``provider_config`` key the daemon sets, for one submit, to the URL the vendor should push completion to.
+WEBHOOK_URL_KEY = "_webhook_url"
+
 ProgressCallback = Callable[[VideoGenerationUpdate], Awaitable[None] | None]
 ImageProgressCallback = Callable[[ImageGenerationUpdate], Awaitable[None] | None]
 AnyProgressCallback = Callable[[Any], Awaitable[None] | None]
@@ -70,11 +73,16 @@ class ProviderHandler:
         kinds: the kinds it can generate.
         api_key_env: conventional env vars holding its key, first found wins.
         requires_api_key: False for handlers that need no key (mock, or token-based auth).
+        webhook_scheme: how its completion webhooks are verified, None if it has none.
     """
 
     kinds: ClassVar[frozenset[Kind]] = frozenset({"video", "image"})
     api_key_env: ClassVar[tuple[str, ...]] = ()
     requires_api_key: ClassVar[bool] = True
+    #: How this vendor's completion webhooks are verified (``router.webhooks.inbound``: "fal", "replicate",
+    #: "luma"), or None when it pushes nothing. A handler that sets it sends ``provider_config[WEBHOOK_URL_KEY]``
+    #: with its submit when that key is set.
+    webhook_scheme: ClassVar[str | None] = None
 
     # ---- capability check ---------------------------------------------------------------------------------
     def unsupported_reason(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:

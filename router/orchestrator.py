@@ -60,7 +60,7 @@ from router.policy import AttemptPolicy
 from router.pricing import Quote, chain_costs, charged, estimate, failed_cost
 from router.pricing.ceiling import ceiling_reason
 from router.registry import handler_for, resolve_api_key
-from router.steps import drive
+from router.steps import PushChannel, drive
 
 log = logging.getLogger("router.orchestrator")
 
@@ -90,6 +90,7 @@ class Generation:
     skipped, or waited for with ``wait_for_capacity`` (a durable job is never dropped for capacity).
     ``keep_vendor_job``, checked when the task is cancelled, leaves the vendor job running for a later
     resume (the daemon's shutdown). ``resume`` picks the chain up where a previous process left it.
+    ``push_for`` gives an attempt a vendor webhook (``router.steps.PushChannel``), or None for plain polling.
     """
 
     kind: Kind
@@ -103,6 +104,7 @@ class Generation:
     wait_for_capacity: bool = False
     keep_vendor_job: Callable[[], bool] | None = None
     resume: ResumePoint | None = None
+    push_for: Callable[[AttemptMetadata, AnyConfig], PushChannel | None] | None = None
 
 
 async def run_chain(
@@ -430,6 +432,7 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
             handler, generation.kind, config, generation.request, attempt.progress,
             request_id=generation.generation_id, job=resume_job, on_job=on_job,
             keep_vendor_job=generation.keep_vendor_job,
+            push=generation.push_for(attempt.metadata, config) if generation.push_for else None,
         )
     result = check_response(handler, generation.kind, await _call_simple(handler, attempt, config))
     # A simple handler reports the vendor's id in provider_metadata["provider_request_id"], or as its response's

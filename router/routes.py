@@ -83,6 +83,8 @@ class AttemptSpec(BaseModel):
     on_ambiguous_submit: Literal["stop", "fallback"] | None = None
     #: A known price for this attempt (negotiated, or a model the price table lacks): router/pricing.
     price: dict[str, Any] | None = None
+    #: False: never ask this attempt's vendor to push its completion (polling only), even with PUBLIC_URL set.
+    webhooks: bool | None = None
 
 
 class RouteSpec(BaseModel):
@@ -497,7 +499,7 @@ def _build_route(name: str, spec: RouteSpec) -> Route:
     chain = []
     for attempt in spec.attempts:
         provider_config = dict(attempt.provider_config)
-        for key in ("api_key_env", *sorted(POLICY_KEYS)):
+        for key in ("api_key_env", "webhooks", *sorted(POLICY_KEYS)):
             value = getattr(attempt, key)
             if value is not None:
                 provider_config[key] = value

@@ -42,6 +42,22 @@ class Settings(BaseSettings):
     max_running_jobs: int = Field(default=64, ge=1)
     job_retention_days: float = Field(default=7.0, gt=0)
     keep_media_copy: bool = False
+    # Webhooks (router/webhooks)
+    #: The router's externally reachable base URL; vendors push completions to {public_url}/v1/webhooks/...
+    #: Unset: no vendor webhooks, every job is polled.
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
+    #: Poll interval of an attempt whose vendor was asked to push its completion (the safety net when a push
+    #: never comes); the attempt's own poll_interval if that is longer.
+    webhook_poll_interval: float = Field(default=60.0, gt=0)
+    #: Largest vendor webhook body accepted (413 above).
+    webhook_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    #: ``whsec_`` + base64: signs client webhooks (webhook_url on POST /v1/jobs and /v1/videos). Unset: refused.
+    webhook_secret: SecretStr = SecretStr("")
+    #: Let client webhook URLs point at private/loopback addresses (closed networks, tests). Off: SSRF guard.
+    allow_private_webhook_urls: bool = False
+    #: How long an undelivered client webhook is retried, and the first retry's delay (doubling, capped at 1 h).
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
     # Client limits
     client_requests_per_minute: int = Field(default=0, ge=0, description="per client token; 0 = unlimited")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from router.errors import ContentPolicyError, GenerationFailedError, ProviderTimeoutError, TarashError
 from router.handler import PollStatus, ProviderHandler, ProviderJob, check_response, expect
@@ -24,6 +25,20 @@ log = logging.getLogger("router.steps")
 
 Emit = Callable[[AnyUpdate], Awaitable[None]]
 OnJob = Callable[[ProviderJob], Awaitable[None]]
+
+
+class PushChannel(Protocol):
+    """A vendor webhook for one attempt (``router.webhooks.inbound``): it names where the vendor should push
+    the job's completion, and ends a wait between polls early when a verified push arrived. A push is a hint:
+    the next poll is still what decides."""
+
+    async def open(self, config: AnyConfig) -> AnyConfig:
+        """Before the submit: the config to submit with (carrying the webhook URL), or ``config`` unchanged."""
+        ...
+
+    async def wait(self, seconds: float) -> None:
+        """Wait between two polls: ``seconds``, stretched while a push is expected, ended early by one."""
+        ...
 
 #: A vendor job is paid for: a status-poll blip must not abandon it. This many retryable poll errors in a
 #: row (each counting against max_poll_attempts) end the attempt; fewer are retried at the next poll.
@@ -54,14 +69,16 @@ async def drive(
     job: ProviderJob | None = None,
     on_job: OnJob | None = None,
     keep_vendor_job: Callable[[], bool] | None = None,
+    push: PushChannel | None = None,
 ) -> AnyResponse:
     """Run one attempt through the handler's steps. With ``job`` given, resume polling it (no new submit).
 
     ``keep_vendor_job`` returning True when the attempt is abandoned means "detach, don't cancel upstream":
-    the daemon's shutdown uses it so a restarted daemon can resume the vendor job.
+    the daemon's shutdown uses it so a restarted daemon can resume the vendor job. ``push`` is the attempt's
+    vendor webhook, if it has one.
     """
     if job is None:
-        submitted = await handler.submit(kind, config, request)
+        submitted = await handler.submit(kind, await push.open(config) if push else config, request)
         if not isinstance(submitted, ProviderJob):
             return check_response(handler, kind, submitted)  # a synchronous vendor API answered at once
         job = submitted
@@ -69,7 +86,8 @@ async def drive(
             await on_job(job)
     watch = _JobWatch()
     try:
-        return await _poll_until_done(handler, kind, config, request, emit, request_id, job, watch)
+        return await _poll_until_done(handler, kind, config, request, emit, request_id, job, watch,
+                                      push.wait if push else asyncio.sleep)
     finally:
         if not watch.terminal and not (keep_vendor_job is not None and keep_vendor_job()):
             await _cancel_quietly(handler, kind, config, job)
@@ -94,13 +112,14 @@ async def _poll_until_done(
     request_id: str,
     job: ProviderJob,
     watch: _JobWatch,
+    pause: Callable[[float], Awaitable[None]],
 ) -> AnyResponse:
     delay = expect(handler, "poll_delay", handler.poll_delay(config), int, float)
     wait = delay
     errors_in_row = 0
     for poll_number in range(config.max_poll_attempts):
         if poll_number:
-            await asyncio.sleep(wait)
+            await pause(wait)
         wait = delay
         try:
             status = await handler.poll(kind, config, job)

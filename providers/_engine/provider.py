@@ -29,7 +29,7 @@ from router.errors import (
     TarashError,
     scrub,
 )
-from router.handler import PollStatus, ProviderHandler, ProviderJob
+from router.handler import WEBHOOK_URL_KEY, PollStatus, ProviderHandler, ProviderJob
 from router.models import AnyConfig, AnyRequest, AnyResponse, Kind, StatusType
 
 T = TypeVar("T")
@@ -106,6 +106,11 @@ class HttpProvider(ProviderHandler):
     def submit_request(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> HttpRequest:
         raise NotImplementedError
 
+    def with_webhook(self, request: HttpRequest, url: str) -> HttpRequest:
+        """The submit asking the vendor to push the job's completion to ``url`` (vendors with a
+        ``webhook_scheme`` override this)."""
+        return request
+
     def submitted(self, kind: Kind, config: AnyConfig, request: AnyRequest, response: VendorResponse) -> ProviderJob | AnyResponse:
         """The vendor job from the submit answer, or the final response for synchronous APIs."""
         if not self.job_path:
@@ -144,6 +149,8 @@ class HttpProvider(ProviderHandler):
     # ---- ProviderHandler steps ----------------------------------------------------------------------------
     async def submit(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> ProviderJob | AnyResponse:
         http_request = self.submit_request(kind, config, request)
+        if webhook_url := config.provider_config.get(WEBHOOK_URL_KEY):
+            http_request = self.with_webhook(http_request, webhook_url)
         response = await self.send(config, http_request, "submit")
         return self.parse(config, response, lambda: self.submitted(kind, config, request, response))
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from router.daemon import Daemon
-from router.http import jobs_api, middleware, native, openai_compat, ops, ui
+from router.http import jobs_api, middleware, native, openai_compat, ops, ui, webhooks_api
 from router.http.errors import error_middleware
 from router.http.keys import DAEMON
 from router.jobs import JobStore
@@ -36,7 +36,7 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
         ],
     )
     app[DAEMON] = daemon
-    for module in (ops, openai_compat, native, jobs_api, ui):
+    for module in (ops, openai_compat, native, jobs_api, ui, webhooks_api):
         module.setup(app)
     app.cleanup_ctx.append(_daemon_running)
     return app

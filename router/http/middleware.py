@@ -17,6 +17,8 @@ from router.http.errors import ApiError, error_response
 from router.http.keys import CLIENT, DAEMON, SCOPES
 from router.logging import redactor
 from router.settings import Settings
+from router.webhooks.paths import PATH_PREFIX as WEBHOOK_PATH_PREFIX
+from router.webhooks.paths import redact_path
 
 log = structlog.get_logger(logger_name="router.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -48,7 +50,7 @@ async def request_id_middleware(request: web.Request, handler: Any) -> web.Strea
         status = 499  # nginx's "client closed request": the client went away, or shutdown's grace ran out
         raise
     finally:
-        log.info("http_request", method=request.method, path=request.path, status=status,
+        log.info("http_request", method=request.method, path=redact_path(request.path), status=status,
                  latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
@@ -67,7 +69,8 @@ def auth_middleware(settings: Settings) -> Any:
             request[CLIENT] = "anonymous"
             request[SCOPES] = frozenset({"admin"})
             return await handler(request)
-        if request.path in PUBLIC_PATHS or request.path == "/ui" or request.path.startswith(PUBLIC_PREFIX):
+        if (request.path in PUBLIC_PATHS or request.path == "/ui" or request.path.startswith(PUBLIC_PREFIX)
+                or request.path.startswith(WEBHOOK_PATH_PREFIX)):  # a webhook: its token and signature authenticate it
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")

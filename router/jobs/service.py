@@ -71,10 +71,13 @@ class JobService:
         limits: Callable[[], ProviderLimits] = ProviderLimits,
         media_dir: Path | None = None,
         clock: Clock = utc_now,
+        push: Any = None,
     ) -> None:
         self.store = store
         #: Job timestamps and retention read this clock (tests pass a fake one to age jobs).
         self.clock = clock
+        #: ``router.webhooks.inbound.InboundWebhooks`` when vendors may push completions (PUBLIC_URL set).
+        self.push = push
         self.retention = timedelta(days=retention_days)
         self._slots = asyncio.Semaphore(max_running)
         self._observers = observers
@@ -264,6 +267,8 @@ class JobService:
     def _forget(self, job_id: str) -> None:
         self._tasks.pop(job_id, None)
         self._live.pop(job_id, None)
+        if self.push is not None:
+            self.push.forget(job_id)
         self._dequeue(job_id)
 
     def _dequeue(self, job_id: str) -> None:
@@ -309,6 +314,7 @@ class JobService:
                 breakers=self._breakers, limits=self._limits(),
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
                 wait_for_capacity=True, keep_vendor_job=lambda: self._stopping, resume=_resume_point(job),
+                push_for=self.push.channels(job) if self.push is not None else None,
             ))
         except TarashError as exc:
             job.status = "failed"

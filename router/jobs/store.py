@@ -47,6 +47,8 @@ class JobRecord:
     idempotency_key: str | None = None
     #: Digest of what the client sent with ``idempotency_key``: a retry must send the same thing.
     fingerprint: str | None = None
+    #: Attempt number (as a string) -> SHA-256 of the secret in the URL its vendor pushes to (never the secret).
+    webhook_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:

@@ -1,0 +1,256 @@
+"""Vendor webhooks into the router: ``POST /v1/webhooks/{provider}/{token}``.
+
+Each attempt whose vendor can push (``ProviderHandler.webhook_scheme``) gets its own URL when
+``PUBLIC_URL`` is set and the attempt does not say ``webhooks = false``. The token in it is
+``<job id>.<attempt number>.<secret>``; only the secret's SHA-256 is stored, on the job record, so any
+instance sharing the job store can check it and a restart loses nothing.
+
+A push is a hint, polling stays the truth: a verified delivery ends the attempt's wait between polls at once
+(the next poll decides), and while a push is expected the attempt polls only every ``webhook_poll_interval``
+seconds, the safety net for a push that never comes. A duplicate, a late or an out-of-order delivery causes at
+most one extra status poll. Refused (and counted, and logged without the token): an unknown token (404), a
+body over the limit (413), a signature or timestamp that does not verify (401), a replay of a delivery
+already accepted (409), a delivery about another vendor job (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import structlog
+
+from providers._engine import HttpProvider, HttpRequest
+from router.handler import WEBHOOK_URL_KEY, is_stepped
+from router.jobs.store import JobRecord, JobStore
+from router.models import AnyConfig, AttemptMetadata
+from router.registry import get_handler, known_providers, resolve_api_key
+from router.routes import CONFIG_TYPES
+from router.steps import PushChannel
+from router.webhooks import fal, signing
+from router.webhooks.paths import PATH_PREFIX
+from router.webhooks.signing import TOLERANCE_SECONDS, WebhookVerificationError
+
+log = structlog.get_logger(logger_name="router.webhooks")
+
+#: Env var holding Replicate's webhook secret; without it the secret is fetched once per base URL.
+REPLICATE_SECRET_ENV = "REPLICATE_WEBHOOK_SECRET"
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)
+#: The id a vendor gives its job in a delivery, per scheme.
+_VENDOR_ID = {"fal": "request_id", "replicate": "id", "luma": "id"}
+
+
+class WebhookRejected(Exception):
+    """A delivery the router refuses: HTTP ``status`` and a short ``code`` (also the metric's result)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _parse_token(token: str) -> tuple[str, str, str] | None:
+    job_id, _, rest = token.partition(".")
+    attempt, _, secret = rest.partition(".")
+    return (job_id, attempt, secret) if job_id and attempt.isdigit() and secret else None
+
+
+class InboundWebhooks:
+    """Issues per-attempt webhook URLs, verifies deliveries, and wakes the attempts they are about."""
+
+    def __init__(self, public_url: str, store: JobStore, *, poll_interval: float, max_body_bytes: int,
+                 metrics: Any = None, clock: Callable[[], float] = time.time,
+                 replicate_secret: str | None = None) -> None:
+        self.public_url = public_url.rstrip("/")
+        self.store = store
+        self.poll_interval = poll_interval
+        self.max_body_bytes = max_body_bytes
+        self._metrics = metrics
+        self._clock = clock
+        self._replicate_env_secret = signing.secret_bytes(replicate_secret) if replicate_secret else None
+        self._replicate_secrets: dict[str, bytes] = {}  # per base URL, fetched once
+        self._fal_keys: dict[str, fal.FalKeys] = {}  # per JWKS URL
+        self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()  # accepted ids -> when
+        self._wake: dict[str, asyncio.Event] = {}  # job id -> set by a verified delivery
+        self._session: aiohttp.ClientSession | None = None
+        self._fal_ok = fal.available()
+        if not self._fal_ok:
+            log.warning("fal_webhooks_unavailable", reason="cryptography is not installed (the [webhooks] extra); "
+                        "fal jobs are polled")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ---- attempts -----------------------------------------------------------------------------------------
+    def channels(self, job: JobRecord) -> Callable[[AttemptMetadata, AnyConfig], PushChannel | None]:
+        """For ``run_chain(push_for=)``: each attempt of ``job`` whose vendor can push gets a channel."""
+
+        def channel(attempt: AttemptMetadata, config: AnyConfig) -> PushChannel | None:
+            if config.provider_config.get("webhooks") is False:
+                return None
+            handler = get_handler(config.provider)
+            scheme = getattr(handler, "webhook_scheme", None) if handler is not None else None
+            if scheme is None or not is_stepped(handler) or (scheme == "fal" and not self._fal_ok):
+                return None
+            self._wake.setdefault(job.id, asyncio.Event())
+            return _Channel(self, job, attempt.attempt_number)
+
+        return channel
+
+    def forget(self, job_id: str) -> None:
+        """The job stopped running here: nothing left to wake."""
+        self._wake.pop(job_id, None)
+
+    # ---- deliveries ---------------------------------------------------------------------------------------
+    async def receive(self, provider: str, token: str, headers: Mapping[str, str], body: bytes) -> str:
+        """Check one delivery and wake its attempt; ``"accepted"`` or ``"ignored"`` (the job already ended).
+        Raises ``WebhookRejected``; every outcome is counted and logged (never with the token)."""
+        job_id = None
+        try:
+            job_id, result = await self._receive(provider, token, headers, body)
+        except WebhookRejected as exc:
+            self._count(provider, exc.code)
+            log.warning("webhook_rejected", provider=provider, job_id=job_id or _job_hint(token), result=exc.code,
+                        reason=exc.message)
+            raise
+        self._count(provider, result)
+        log.info("webhook_received", provider=provider, job_id=job_id, result=result)
+        return result
+
+    async def _receive(self, provider: str, token: str, headers: Mapping[str, str],
+                       body: bytes) -> tuple[str, str]:
+        if len(body) > self.max_body_bytes:
+            raise WebhookRejected(413, "too_large", f"webhook body over {self.max_body_bytes} bytes")
+        parsed = _parse_token(token)
+        job = await self.store.get(parsed[0]) if parsed else None
+        stored = job.webhook_tokens.get(parsed[1]) if job and parsed else None
+        if job is None or parsed is None or stored is None or not hmac.compare_digest(stored, digest(parsed[2])):
+            raise WebhookRejected(404, "unknown_token", "no such webhook")
+        number = int(parsed[1])
+        if not 1 <= number <= len(job.chain) or job.chain[number - 1].get("provider") != provider:
+            raise WebhookRejected(404, "unknown_token", "no such webhook")
+        config = CONFIG_TYPES[job.kind].model_validate(job.chain[number - 1])
+        handler = get_handler(provider)
+        scheme = getattr(handler, "webhook_scheme", None)
+        delivery_id = await self._verify(scheme, handler, config, headers, body)
+        if delivery_id is not None and delivery_id in self._seen:
+            raise WebhookRejected(409, "replayed", "this delivery was already accepted")
+        try:
+            payload = json.loads(body)
+            vendor_id = payload.get(_VENDOR_ID.get(scheme or "", "id")) if isinstance(payload, dict) else None
+        except ValueError:
+            raise WebhookRejected(400, "bad_request", "webhook body is not JSON") from None
+        vendor = job.vendor_job
+        if vendor is not None and vendor.attempt_number == number and vendor_id != vendor.id:
+            raise WebhookRejected(400, "wrong_job", "the delivery is about another vendor job")
+        if delivery_id is not None:
+            self._remember(delivery_id)
+        if job.finished:
+            return job.id, "ignored"
+        if (wake := self._wake.get(job.id)) is not None:
+            wake.set()
+        return job.id, "accepted"
+
+    async def _verify(self, scheme: str | None, handler: Any, config: AnyConfig, headers: Mapping[str, str],
+                      body: bytes) -> str | None:
+        """The delivery's unique id once its signature verifies (None: the vendor signs nothing)."""
+        now = self._clock()
+        lower = {k.lower(): v for k, v in headers.items()}
+        try:
+            if scheme == "fal":
+                if not self._fal_ok:
+                    raise WebhookRejected(503, "verification_unavailable", "fal verification needs cryptography")
+                url = str(config.provider_config.get("webhook_jwks_url") or fal.DEFAULT_JWKS_URL)
+                keys = self._fal_keys.setdefault(url, fal.FalKeys(url, self._fetch_json, time.monotonic))
+                await keys.verify(lower, body, now=now)
+                return "fal:" + lower["x-fal-webhook-signature"]
+            if scheme == "replicate":
+                key = await self._replicate_secret(handler, config)
+                return "replicate:" + signing.verify(key, lower, body, now=now)
+        except WebhookVerificationError as exc:
+            raise WebhookRejected(401, "bad_signature", str(exc)) from None
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            # Our side could not fetch the keys: the vendor should retry later.
+            raise WebhookRejected(503, "verification_unavailable",
+                                  f"cannot fetch the {scheme} verification keys: {type(exc).__name__}") from None
+        return None  # luma: unsigned, the token is all there is
+
+    async def _replicate_secret(self, handler: HttpProvider, config: AnyConfig) -> bytes:
+        if self._replicate_env_secret is not None:
+            return self._replicate_env_secret
+        base = handler.base_url(config)
+        if base not in self._replicate_secrets:
+            from router.errors import TarashError
+
+            try:
+                response = await handler.send(resolve_api_key(handler, config),
+                                              HttpRequest("GET", "webhooks/default/secret"), "status")
+            except TarashError as exc:
+                raise aiohttp.ClientError(type(exc).__name__) from None
+            self._replicate_secrets[base] = signing.secret_bytes(str(response.json()["key"]))
+        return self._replicate_secrets[base]
+
+    async def _fetch_json(self, url: str) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=FETCH_TIMEOUT)
+        async with self._session.get(url, allow_redirects=False) as response:
+            response.raise_for_status()
+            return await response.json(content_type=None)  # type: ignore[no-any-return]
+
+    def _remember(self, delivery_id: str) -> None:
+        now = self._clock()
+        self._seen[delivery_id] = now
+        # Anything older than the timestamp tolerance would be refused as stale anyway.
+        while self._seen and next(iter(self._seen.values())) < now - 2 * TOLERANCE_SECONDS:
+            self._seen.popitem(last=False)
+
+    def _count(self, provider: str, result: str) -> None:
+        if self._metrics is not None:
+            known = provider if provider in known_providers() else "other"  # bounded labels
+            self._metrics.webhooks_received.labels(known, result).inc()
+
+
+def _job_hint(token: str) -> str | None:
+    parsed = _parse_token(token)
+    return parsed[0][:40] if parsed else None
+
+
+class _Channel:
+    """One attempt's vendor webhook (``router.steps.PushChannel``)."""
+
+    def __init__(self, inbound: InboundWebhooks, job: JobRecord, attempt_number: int) -> None:
+        self.inbound = inbound
+        self.job = job
+        self.key = str(attempt_number)
+
+    async def open(self, config: AnyConfig) -> AnyConfig:
+        secret = secrets.token_urlsafe(32)
+        self.job.webhook_tokens[self.key] = digest(secret)
+        await self.inbound.store.save(self.job)  # before the submit: a delivery may beat the submit's answer
+        url = f"{self.inbound.public_url}{PATH_PREFIX}{config.provider}/{self.job.id}.{self.key}.{secret}"
+        return config.model_copy(update={"provider_config": {**config.provider_config, WEBHOOK_URL_KEY: url}})
+
+    async def wait(self, seconds: float) -> None:
+        wake = self.inbound._wake.get(self.job.id)  # noqa: SLF001
+        if wake is None or self.key not in self.job.webhook_tokens:
+            await asyncio.sleep(seconds)  # this attempt asked for no push (or was submitted before)
+            return
+        try:
+            async with asyncio.timeout(max(seconds, self.inbound.poll_interval)):
+                await wake.wait()
+        except TimeoutError:
+            pass
+        wake.clear()
