@@ -1,4 +1,4 @@
-"""Azure OpenAI: the OpenAI module on Azure's URL shapes (vendor-apis.md §3; openai-python ``lib/azure.py``).
+"""Azure OpenAI: the OpenAI module on Azure's URL shapes (openai-python ``lib/azure.py``).
 
 Images use the classic deployments API ``{endpoint}/openai/deployments/{deployment}/images/...?api-version=``
 (``model`` is the deployment name); Sora 2 uses the v1 API ``{endpoint}/openai/v1/videos`` (no api-version).

@@ -1,6 +1,6 @@
 """fal.ai queue API: ``POST https://queue.fal.run/{model}``, then the status/result/cancel URLs the submit
-returns (which drop the model's subpath). Auth ``Authorization: Key <FAL_KEY>``. Sources: vendor-apis.md §1,
-fal_client ``client.py`` (``_parse_status``, ``SyncRequestHandle``), fal docs "Queue" and "Cancel a request".
+returns (which drop the model's subpath). Auth ``Authorization: Key <FAL_KEY>``. Sources: fal_client
+``client.py`` (``_parse_status``, ``SyncRequestHandle``), fal docs "Queue" and "Cancel a request".
 
 Per-model differences are data: each family maps the spec's fields to that family's input keys.
 """

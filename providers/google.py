@@ -23,7 +23,7 @@ cached token and retries once with a fresh one (a rotated or revoked token).
 Imagen on the Gemini API: python-genai 43ef621f (2026-08-21) stopped offering ``generate_images`` there ("only
 supported in Gemini Enterprise Agent Platform mode"); the REST method is kept here, but Vertex is the surface
 Google supports for Imagen now.
-Sources: vendor-apis.md §6; googleapis/python-genai ``models.py`` (``_Video_from_mldev``: ``uri`` or
+Sources: googleapis/python-genai ``models.py`` (``_Video_from_mldev``: ``uri`` or
 ``encodedVideo`` + ``encoding``; ``_VideoGenerationReferenceType_to_mldev_enum_validate``), ``operations.py``,
 ``_api_client.py``.
 """

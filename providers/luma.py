@@ -1,7 +1,7 @@
 """Luma Dream Machine: ``POST /generations/video`` and ``/generations/image`` under
 ``https://api.lumalabs.ai/dream-machine/v1``, poll ``GET /generations/{id}`` (``state`` queued / dreaming /
 completed / failed with ``failure_reason``), media in ``assets.video`` / ``assets.image``, ``DELETE`` to cancel.
-Sources: vendor-apis.md §8; lumalabs/lumaai-python (``resources/generations/*.py``, ``types/generation.py``).
+Sources: lumalabs/lumaai-python (``resources/generations/*.py``, ``types/generation.py``).
 
 Keyframes: ``first_frame`` -> ``frame0``, ``last_frame`` -> ``frame1``. Extending an earlier Luma generation:
 pass ``video="luma://generations/<id>"`` and it becomes ``frame0 = {"type": "generation", "id": ...}`` (a

@@ -18,6 +18,7 @@ from providers._mock_media import image_size_for, png_bytes, video_asset
 from router.errors import GenerationFailedError, TarashError
 from router.handler import PollStatus, ProviderHandler, ProviderJob
 from router.models import (
+    RESPONSE_TYPES,
     AnyConfig,
     AnyRequest,
     AnyResponse,
@@ -138,7 +139,7 @@ def _response(
     meta: dict[str, Any] = {"provider_request_id": job_id} if job_id else {}
     if outcome.mock_response is not None:
         fields = {"status": "completed", **outcome.mock_response, "request_id": "", "is_mock": True}
-        cls = VideoGenerationResponse if kind == "video" else ImageGenerationResponse
+        cls = RESPONSE_TYPES[kind]
         return cls.model_validate(fields)
     if kind == "video":
         assert isinstance(request, VideoGenerationRequest)

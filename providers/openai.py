@@ -1,4 +1,4 @@
-"""OpenAI Images (synchronous) and Sora 2 videos (queued). Sources: vendor-apis.md §2; openai-python
+"""OpenAI Images (synchronous) and Sora 2 videos (queued). Sources: openai-python
 ``resources/images.py``, ``resources/videos.py``, ``types/video*.py``, ``_client.py`` (error body).
 
 Known retirement: OpenAI announced the end of the Sora video API on 2026-09-24. The video path stays: Azure

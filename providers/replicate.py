@@ -1,7 +1,7 @@
 """Replicate predictions. Official models: ``POST /v1/models/{owner}/{name}/predictions``; pinned versions
 (``owner/name:<version>``): ``POST /v1/predictions`` with ``version``. Image models are asked to answer
 synchronously (``Prefer: wait``): a finished prediction comes back from the create call itself. Sources:
-vendor-apis.md §4; replicate-python ``prediction.py`` (progress regex), ``client.py``.
+replicate-python ``prediction.py`` (progress regex), ``client.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Runway API: ``https://api.dev.runwayml.com/v1`` with ``X-Runway-Version`` on every call. One task endpoint
 per input shape (text_to_video, image_to_video, video_to_video, text_to_image), then ``GET /v1/tasks/{id}``
 (PENDING/THROTTLED, RUNNING with ``progress`` 0..1, SUCCEEDED with ``output`` URLs, FAILED with
-``failureCode``, CANCELLED) and ``DELETE /v1/tasks/{id}`` to cancel. Sources: vendor-apis.md §5;
+``failureCode``, CANCELLED) and ``DELETE /v1/tasks/{id}`` to cancel. Sources:
 runwayml/sdk-python 5.13.0 (``types/*_create_params.py``, ``task_retrieve_response.py``); docs "Task failures".
 
 Per-model differences are data (``VIDEO_MODELS``, ``IMAGE_MODELS``): which endpoints a model has, its pixel

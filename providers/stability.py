@@ -1,6 +1,6 @@
 """Stability AI Stable Image v2beta: synchronous multipart ``POST /v2beta/stable-image/generate/{ultra,core,sd3}``
 and ``/edit/inpaint`` with ``Accept: application/json`` (base64 ``image`` + ``finish_reason`` + ``seed``).
-Sources: vendor-apis.md §7; Stability's public API reference (errors ``{id, name, errors}``, 403
+Sources: Stability's public API reference (errors ``{id, name, errors}``, 403
 ``content_moderation``, ``finish_reason: CONTENT_FILTERED``).
 
 Video: Stability discontinued its Stable Video API on 2025-07-24 ("API Price Update", 2025-07-09), so this

@@ -143,7 +143,7 @@ async def _serve(settings: Any) -> int:
     import router
     from router.http.app import create_app
     from router.http.slow_clients import GuardedAppRunner
-    from router.logging import configure
+    from router.log_setup import configure
     from router.reload import RoutesHolder
     from router.sdnotify import Notifier
 

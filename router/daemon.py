@@ -19,12 +19,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from router.activity import Activity
+from router.attempt_log import AttemptLogger
+from router.breakers import CircuitBreakers
 from router.errors import ProviderBusyError, TarashError
-from router.health import CircuitBreakers
 from router.jobs import JobService, JobStore
 from router.jobs.sqlite import SQLiteJobStore
 from router.limits import ClientRateLimiter, ProviderLimit, ProviderLimits
-from router.logs import AttemptLogger
 from router.metrics import Metrics
 from router.models import AnyRequest, AnyResponse, Kind
 from router.observers import ChainObserver, ProgressCallback

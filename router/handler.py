@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from router.errors import BadProviderResponseError, ProviderTimeoutError, TarashError, UnsupportedCapabilityError
 from router.models import (
+    RESPONSE_TYPES,
     AnyConfig,
     AnyRequest,
     AnyResponse,
@@ -177,7 +178,7 @@ class ProviderHandler:
 
         try:
             async with asyncio.timeout(config.timeout):
-                response = await drive(self, kind, config, request, emit, request_id="")
+                response = await drive(self, kind, config, request, emit, generation_id="")
         except TarashError:
             raise
         except TimeoutError as exc:
@@ -222,7 +223,7 @@ def expect(handler: object, hook: str, value: T, *types: type) -> T:
 
 def check_response(handler: object, kind: Kind, response: object) -> AnyResponse:
     """``response`` if it is a usable result of ``kind`` (the right class, with media); else the error."""
-    expected = VideoGenerationResponse if kind == "video" else ImageGenerationResponse
+    expected = RESPONSE_TYPES[kind]
     result = expect(handler, f"generate_{kind}", response, expected)
     if isinstance(result, VideoGenerationResponse) and not result.video:
         raise BadProviderResponseError("the provider returned no video")

@@ -23,8 +23,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from router.breakers import STATE_VALUES, CircuitBreakers
 from router.errors import ERROR_CLASSES, GenerationCancelledError, TarashError
-from router.health import STATE_VALUES, CircuitBreakers
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.observers import ChainObserver
 
@@ -45,7 +45,7 @@ def _error_label(error: TarashError | None) -> str:
 
 
 class Metrics:
-    """Every metric of daemon.md §6, plus router overhead, HTTP requests, jobs and circuit state.
+    """Every metric of docs/metrics.md: the spec's set, plus router overhead, HTTP requests, jobs and circuit state.
 
     ``routes`` returns the configured route names (the daemon passes the live config's): any other ``route``
     given to ``observer``/``request_rejected`` is counted as ``"unknown"``. Without it (library use) the caller's

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from router.breakers import CircuitBreakers
 from router.errors import (
     AllAttemptsFailedError,
     AmbiguousSubmitError,
@@ -39,19 +40,17 @@ from router.errors import (
     scrub,
 )
 from router.handler import ProviderJob, check_response, expect, handler_fault, is_stepped, overrides
-from router.health import CircuitBreakers
 from router.limits import ProviderLimits
 from router.models import (
+    UPDATE_TYPES,
     AnyConfig,
     AnyRequest,
     AnyResponse,
     AnyUpdate,
     AttemptMetadata,
     ExecutionMetadata,
-    ImageGenerationUpdate,
     Kind,
     StatusType,
-    VideoGenerationUpdate,
     flatten_chain,
     utc_now,
 )
@@ -64,7 +63,6 @@ from router.steps import PushChannel, drive
 
 log = logging.getLogger("router.orchestrator")
 
-_UPDATE_TYPES = {"video": VideoGenerationUpdate, "image": ImageGenerationUpdate}
 _NO_LIMITS = ProviderLimits()
 
 __all__ = ["ChainObserver", "Generation", "ProgressCallback", "ResumePoint", "run_chain", "run_generation"]
@@ -238,7 +236,7 @@ class _ChainRun:
     async def _fall_back(self, attempt: _Attempt, to_config: AnyConfig, error: TarashError) -> None:
         await self.events.fallback(attempt.config, to_config, error)
         if self.events.active:
-            await self.events.progress(_UPDATE_TYPES[self.generation.kind](
+            await self.events.progress(UPDATE_TYPES[self.generation.kind](
                 request_id=self.generation.generation_id,
                 status="queued",
                 update={
@@ -295,7 +293,7 @@ class _ChainRun:
                       error: str | None = None, completing: AnyUpdate | None = None) -> AnyUpdate:
         """The update that ends the generation. A success carries the completing poll's raw payload when the
         vendor was polled (a synchronous answer has none: ``{"event": "completed"}``)."""
-        return _UPDATE_TYPES[self.generation.kind](
+        return UPDATE_TYPES[self.generation.kind](
             request_id=self.generation.generation_id,
             status=status,
             progress_percent=100 if status == "completed" else None,
@@ -430,7 +428,7 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
 
         return await drive(  # drive checks what the handler's steps return
             handler, generation.kind, config, generation.request, attempt.progress,
-            request_id=generation.generation_id, job=resume_job, on_job=on_job,
+            generation_id=generation.generation_id, job=resume_job, on_job=on_job,
             keep_vendor_job=generation.keep_vendor_job,
             push=generation.push_for(attempt.metadata, config) if generation.push_for else None,
         )

@@ -18,7 +18,7 @@ import structlog
 import watchfiles
 
 from router import routes as routes_module
-from router.logging import redactor
+from router.log_setup import redactor
 from router.models import utc_now
 from router.routes import RoutesError, RoutesSnapshot
 

@@ -21,14 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router.errors import TarashError
 from router.models import (
+    CONFIG_TYPES,
+    REQUEST_TYPES,
     AnyConfig,
     AnyRequest,
-    ImageGenerationConfig,
-    ImageGenerationRequest,
     Kind,
     MockConfig,
-    VideoGenerationConfig,
-    VideoGenerationRequest,
     utc_now,
 )
 from router.policy import POLICY_KEYS
@@ -36,16 +34,6 @@ from router.pricing import PriceOverride, price_for
 from router.pricing.ceiling import lowered
 from router.pricing.table import override_problems
 from router.registry import get_handler, key_env_names, known_providers
-
-CONFIG_TYPES: dict[str, type[VideoGenerationConfig] | type[ImageGenerationConfig]] = {
-    "video": VideoGenerationConfig,
-    "image": ImageGenerationConfig,
-}
-REQUEST_TYPES: dict[str, type[VideoGenerationRequest] | type[ImageGenerationRequest]] = {
-    "video": VideoGenerationRequest,
-    "image": ImageGenerationRequest,
-}
-
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 #: Well-known key prefixes (OpenAI/Stability sk-, Replicate r8_, Google AIza, Runway key_, OAuth ya29.).

@@ -12,13 +12,12 @@ from typing import Protocol
 from router.errors import ContentPolicyError, GenerationFailedError, ProviderTimeoutError, TarashError
 from router.handler import PollStatus, ProviderHandler, ProviderJob, check_response, expect
 from router.models import (
+    UPDATE_TYPES,
     AnyConfig,
     AnyRequest,
     AnyResponse,
     AnyUpdate,
-    ImageGenerationUpdate,
     Kind,
-    VideoGenerationUpdate,
 )
 
 log = logging.getLogger("router.steps")
@@ -46,15 +45,10 @@ MAX_CONSECUTIVE_POLL_ERRORS = 3
 #: How long a best-effort upstream cancel may take when an attempt is abandoned.
 CANCEL_TIMEOUT_SECONDS = 10.0
 
-_UPDATE_TYPES: dict[str, type[VideoGenerationUpdate] | type[ImageGenerationUpdate]] = {
-    "video": VideoGenerationUpdate,
-    "image": ImageGenerationUpdate,
-}
-
-
-def make_update(kind: Kind, request_id: str, status: PollStatus) -> AnyUpdate:
-    return _UPDATE_TYPES[kind](
-        request_id=request_id, status=status.status, progress_percent=status.progress_percent, update=status.raw
+def make_update(kind: Kind, generation_id: str, status: PollStatus) -> AnyUpdate:
+    """A poll's progress update, as the caller sees it (``request_id`` is the generation's id)."""
+    return UPDATE_TYPES[kind](
+        request_id=generation_id, status=status.status, progress_percent=status.progress_percent, update=status.raw
     )
 
 
@@ -65,7 +59,7 @@ async def drive(
     request: AnyRequest,
     emit: Emit,
     *,
-    request_id: str,
+    generation_id: str,
     job: ProviderJob | None = None,
     on_job: OnJob | None = None,
     keep_vendor_job: Callable[[], bool] | None = None,
@@ -86,7 +80,7 @@ async def drive(
             await on_job(job)
     watch = _JobWatch()
     try:
-        return await _poll_until_done(handler, kind, config, request, emit, request_id, job, watch,
+        return await _poll_until_done(handler, kind, config, request, emit, generation_id, job, watch,
                                       push.wait if push else asyncio.sleep)
     finally:
         if not watch.terminal and not (keep_vendor_job is not None and keep_vendor_job()):
@@ -109,7 +103,7 @@ async def _poll_until_done(
     config: AnyConfig,
     request: AnyRequest,
     emit: Emit,
-    request_id: str,
+    generation_id: str,
     job: ProviderJob,
     watch: _JobWatch,
     pause: Callable[[float], Awaitable[None]],
@@ -141,7 +135,7 @@ async def _poll_until_done(
         if status.status == "completed":
             # The completing poll's payload goes out too: the emitter holds it back and sends it once, with the
             # result attached (the orchestrator's final update), so callers see the vendor's completing answer.
-            await emit(make_update(kind, request_id, status))
+            await emit(make_update(kind, generation_id, status))
             return check_response(handler, kind, await handler.fetch_result(kind, config, request, job, status))
         if status.status == "failed":
             raise GenerationFailedError(
@@ -152,7 +146,7 @@ async def _poll_until_done(
                 raw=status.raw,
             )
         wait = max(delay, status.poll_after or 0.0)
-        await emit(make_update(kind, request_id, status))
+        await emit(make_update(kind, generation_id, status))
     raise ProviderTimeoutError(
         f"no result after {config.max_poll_attempts} polls",
         provider=config.provider,

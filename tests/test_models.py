@@ -1,4 +1,4 @@
-"""Model rules of models.md: defaults, immutability, extra_params capture, secrets, JSON round-trips."""
+"""Model rules of docs/models.md: defaults, immutability, extra_params capture, secrets, JSON round-trips."""
 
 from __future__ import annotations
 

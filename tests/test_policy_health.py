@@ -18,7 +18,7 @@ from router import (
     VideoGenerationRequest,
     VideoGenerationResponse,
 )
-from router.health import CircuitBreakers
+from router.breakers import CircuitBreakers
 from router.orchestrator import run_chain
 from router.policy import AttemptPolicy, error_kind
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from router.http.errors import ApiError, error_response
 from router.http.keys import CLIENT, DAEMON, SCOPES
-from router.logging import redactor
+from router.log_setup import redactor
 from router.settings import Settings
 from router.webhooks.paths import PATH_PREFIX as WEBHOOK_PATH_PREFIX
 from router.webhooks.paths import redact_path
@@ -32,19 +32,19 @@ PUBLIC_PREFIX = "/ui/"
 async def request_id_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """``X-Request-ID`` in (if sane) or a new one; bound into every log line; echoed out."""
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    http_request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
     started = time.perf_counter()
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    structlog.contextvars.bind_contextvars(request_id=http_request_id)
     status = 500
     try:
         response = await handler(request)
         status = response.status
-        response.headers["X-Request-ID"] = request_id
+        response.headers["X-Request-ID"] = http_request_id
         return response
     except web.HTTPException as exc:
         status = exc.status
-        exc.headers["X-Request-ID"] = request_id
+        exc.headers["X-Request-ID"] = http_request_id
         raise
     except asyncio.CancelledError:
         status = 499  # nginx's "client closed request": the client went away, or shutdown's grace ran out

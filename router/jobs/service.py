@@ -20,16 +20,26 @@ from typing import Any
 import aiohttp
 import structlog
 
+from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.handler import ProviderJob
-from router.health import CircuitBreakers
 from router.jobs.store import Clock, JobRecord, JobStore, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
-from router.models import AnyConfig, AnyRequest, AnyUpdate, AttemptMetadata, ExecutionMetadata, media_form, utc_now
+from router.models import (
+    CONFIG_TYPES,
+    REQUEST_TYPES,
+    AnyConfig,
+    AnyRequest,
+    AnyUpdate,
+    AttemptMetadata,
+    ExecutionMetadata,
+    media_form,
+    utc_now,
+)
 from router.observers import ChainObserver
 from router.orchestrator import Generation, ResumePoint, run_generation
-from router.routes import CONFIG_TYPES, REQUEST_TYPES, Route
+from router.routes import Route
 
 log = structlog.get_logger(logger_name="router.jobs")
 

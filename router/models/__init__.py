@@ -1,4 +1,4 @@
-"""The public models of ``models.md``, re-exported in one place."""
+"""The public models (reference: docs/models.md), re-exported in one place, and the kind -> class maps."""
 
 from router.models.config import (
     AnyConfig,
@@ -34,7 +34,18 @@ from router.models.responses import (
 
 AnyRequest = VideoGenerationRequest | ImageGenerationRequest
 
+# Kind -> model class, in one place (routes, the job store, the orchestrator and the poll loop read these).
+CONFIG_TYPES: dict[Kind, type[VideoGenerationConfig] | type[ImageGenerationConfig]] = {
+    "video": VideoGenerationConfig, "image": ImageGenerationConfig}
+REQUEST_TYPES: dict[Kind, type[VideoGenerationRequest] | type[ImageGenerationRequest]] = {
+    "video": VideoGenerationRequest, "image": ImageGenerationRequest}
+RESPONSE_TYPES: dict[Kind, type[VideoGenerationResponse] | type[ImageGenerationResponse]] = {
+    "video": VideoGenerationResponse, "image": ImageGenerationResponse}
+UPDATE_TYPES: dict[Kind, type[VideoGenerationUpdate] | type[ImageGenerationUpdate]] = {
+    "video": VideoGenerationUpdate, "image": ImageGenerationUpdate}
+
 __all__ = [
+    "CONFIG_TYPES", "REQUEST_TYPES", "RESPONSE_TYPES", "UPDATE_TYPES",
     "AnyConfig", "AnyRequest", "AnyResponse", "AnyUpdate", "AspectRatio", "AttemptMetadata", "AttemptStatus",
     "Base64", "ExecutionMetadata", "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse",
     "ImageGenerationUpdate", "ImageRole", "ImageType", "Kind", "MediaContent", "MediaType", "MockConfig",

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.models.mock import MockConfig
 
-# `timeout` and `poll_interval` are `int` in models.md; we also accept fractional seconds (ints stay ints),
+# `timeout` and `poll_interval` are `int` in the spec (docs/models.md); we also accept fractional seconds (ints stay ints),
 # so tests and fast image vendors can poll every 10 ms. A superset: every spec-valid value means the same.
 Seconds = int | float
 

@@ -1,4 +1,4 @@
-"""Media type aliases shared by requests and responses (models.md, "Type aliases")."""
+"""Media type aliases shared by requests and responses (docs/models.md, "Type aliases")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Execution metadata the orchestrator attaches to every response (models.md)."""
+"""Execution metadata the orchestrator attaches to every response (docs/models.md)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from router.logging import configure
+from router.log_setup import configure
 from tests.daemon.conftest import StartDaemon
 from tests.daemon.test_metrics_http import HOSTILE, labels, scrape
 from tests.providers.vendors import make_emulator

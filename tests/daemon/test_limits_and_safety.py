@@ -127,7 +127,7 @@ CANARY = "sk-canary-daemon-7f3a9c2e51d84b06"
 
 async def test_canary_key_never_leaks(start_daemon: StartDaemon, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from router.logging import configure
+    from router.log_setup import configure
 
     monkeypatch.setenv("CANARY_FAL_KEY", CANARY)
     configure("debug", "json")

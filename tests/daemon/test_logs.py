@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from router.logging import configure
+from router.log_setup import configure
 from tests.daemon.conftest import MOCK_ROUTES, StartDaemon
 
 CANARY = "sk-canary-logs-91c2d7e4a0b3"

@@ -95,7 +95,7 @@ async def test_in_flight_request_keeps_its_snapshot(start_daemon: StartDaemon) -
 
 
 def test_reload_diff_is_logged(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from router.logging import configure
+    from router.log_setup import configure
 
     configure("info", "json")
     path = tmp_path / "routes.toml"

@@ -122,7 +122,7 @@ async def _reload_metrics(daemon: Daemon) -> tuple[float, float, float, float]:
 
 
 async def test_an_unchanged_reload_is_a_reported_success(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
-    from router.logging import configure
+    from router.log_setup import configure
 
     configure("info", "json")
     before = await _reload_metrics(daemon)
@@ -181,7 +181,7 @@ async def test_a_bad_save_is_reported_and_the_watcher_keeps_running(daemon: Daem
 async def test_a_pasted_key_never_reaches_the_reload_log_or_v1_routes(
     daemon: Daemon, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from router.logging import configure
+    from router.log_setup import configure
 
     configure("info", "json")
     daemon.routes_path.write_text(MOCK_ROUTES + ONE_ROUTE + f'api_key_env = "{PASTED_KEY}"\n')

@@ -1,4 +1,4 @@
-"""fal queue API (vendor-apis.md §1; fal_client ``client.py`` at fal-ai/fal c6f0afaa).
+"""fal queue API (fal_client ``client.py`` at fal-ai/fal c6f0afaa).
 
 * submit ``POST /{owner}/{alias}[/{subpath}]`` (also under the ``workflows/`` and ``comfy/`` namespaces,
   fal_client ``APP_NAMESPACES``), JSON body = the model input. The answer's URLs drop the subpath, as the real

@@ -1,5 +1,5 @@
 """Google video and image generation on two API surfaces, plus the token endpoints a small token source uses
-(vendor-apis.md §6; googleapis/python-genai @ 66807187 ``models.py``, ``operations.py``, ``files.py``,
+(googleapis/python-genai @ 66807187 ``models.py``, ``operations.py``, ``files.py``,
 ``_api_client.py``, ``_transformers.py``).
 
 Gemini API (``/v1beta``, key in ``x-goog-api-key`` or ``?key=``):
@@ -101,7 +101,7 @@ class GoogleEmulator(Emulator):
         if status == 401:
             return self.google_error(401, _BAD_TOKEN, [{"@type": _ERROR_INFO, "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
                                                         "domain": "googleapis.com"}])
-        if status == 429:  # quota details ride in google.rpc.RetryInfo (vendor-apis.md §6a)
+        if status == 429:  # quota details ride in google.rpc.RetryInfo 
             delay = f"{self.retry_after}s"
             return self.google_error(429, "Resource has been exhausted (e.g. check quota).",
                                      [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}])

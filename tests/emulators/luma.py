@@ -1,4 +1,4 @@
-"""Luma Dream Machine API (vendor-apis.md §8; lumalabs/lumaai-python @ c00ac17 ``resources/generations/*.py``,
+"""Luma Dream Machine API (lumalabs/lumaai-python @ c00ac17 ``resources/generations/*.py``,
 ``types/generation.py``, ``types/generations/{video,image}_create_params.py``; lumalabs/lumaai-api
 ``openapi.yaml``: 201 on create, 204 on delete, ``{"detail"}`` errors).
 

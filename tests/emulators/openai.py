@@ -1,4 +1,4 @@
-"""OpenAI Images and Sora 2 videos (vendor-apis.md §2; openai-python ``resources/{images,videos}.py``,
+"""OpenAI Images and Sora 2 videos (openai-python ``resources/{images,videos}.py``,
 ``types/video*.py``, ``_client.py``), and the same handlers on Azure OpenAI's URL shapes (§3).
 
 OpenAI (base ``/v1``, ``Authorization: Bearer <key>``):
@@ -16,7 +16,7 @@ Every answer has an ``x-request-id`` (deterministic here: ``req_img_<n>``/``req_
 
 Azure OpenAI (``api-key: <key>``): images on the classic deployments API
 ``/openai/deployments/{deployment}/images/{generations,edits}?api-version=<any>`` (no api-version: Azure's 404),
-and on the v1 API ``/openai/v1/images/...`` (``model`` = deployment; unconfirmed, vendor-apis.md §3a); Sora on
+and on the v1 API ``/openai/v1/images/...`` (``model`` = deployment; unconfirmed); Sora on
 ``/openai/v1/videos...`` (no api-version needed). Azure's own bodies for 401, 404 and 429, and its
 content-filter error with ``inner_error``.
 """
@@ -103,7 +103,7 @@ class OpenAIEmulator(Emulator):
                                  status=status)
 
     def error(self, status: int, message: str, code: str | None = None) -> web.Response:
-        # Wordings, types and codes of 429/5xx as OpenAI answers them (recalled; vendor-apis.md §2c: unconfirmed).
+        # Wordings, types and codes of 429/5xx as OpenAI answers them (recalled, unconfirmed).
         if status == 429:
             return self.openai_error(429, "Rate limit reached for requests. Please try again later.", "requests",
                                      "rate_limit_exceeded")
@@ -355,7 +355,7 @@ class AzureOpenAIEmulator(OpenAIEmulator):
         return web.json_response({"error": {"code": str(status), "message": message}}, status=status)
 
     def moderation_error(self, model: str) -> web.Response:
-        # Azure's image content filter (vendor-apis.md §3a: recalled, unconfirmed): OpenAI's error plus inner_error.
+        # Azure's image content filter (recalled, unconfirmed): OpenAI's error plus inner_error.
         results = {name: {"filtered": name == "sexual", "severity": "high" if name == "sexual" else "safe"}
                    for name in ("hate", "self_harm", "sexual", "violence")}
         return web.json_response({"error": {

@@ -1,4 +1,4 @@
-"""Replicate predictions API (vendor-apis.md §4; replicate-python ``prediction.py``, ``client.py`` and the
+"""Replicate predictions API (replicate-python ``prediction.py``, ``client.py`` and the
 recorded answers in its ``tests/cassettes`` at 0110c2c).
 
 * create: ``POST /v1/models/{owner}/{name}/predictions``, ``POST /v1/deployments/{owner}/{name}/predictions``,

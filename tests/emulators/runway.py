@@ -1,4 +1,4 @@
-"""Runway API (vendor-apis.md §5; runwayml/sdk-python 5.13.0 ``_client.py``, ``resources/tasks.py``,
+"""Runway API (runwayml/sdk-python 5.13.0 ``_client.py``, ``resources/tasks.py``,
 ``types/*_create_params.py``, ``types/task_retrieve_response.py``).
 
 Every call needs ``X-Runway-Version: 2024-11-06`` (checked first: the live API answered a bad version even on

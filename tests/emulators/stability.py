@@ -1,4 +1,4 @@
-"""Stability AI v2beta (vendor-apis.md §7): synchronous Stable Image generate/edit, and the legacy async Stable
+"""Stability AI v2beta : synchronous Stable Image generate/edit, and the legacy async Stable
 Video Diffusion image-to-video.
 
 Every call is ``multipart/form-data`` (text fields alone are fine; a JSON body gets 400) with
@@ -35,7 +35,7 @@ from tests.emulators._base import OUTCOME_FAULTS, Emulator, Fault
 
 ASPECT_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
 SD3_MODELS = ("sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash")
-#: SVD input sizes -> the sample video of the same shape (vendor-apis.md §7c).
+#: SVD input sizes -> the sample video of the same shape .
 SVD_SIZES = {(1024, 576): "16:9", (576, 1024): "9:16", (768, 768): "1:1"}
 _NAMES = {400: "bad_request", 401: "unauthorized", 403: "content_moderation", 404: "not_found",
           413: "payload_too_large", 422: "invalid_request", 429: "rate_limit_exceeded", 500: "internal_error",

@@ -224,7 +224,7 @@ async def test_openai_poll_after_header_lengthens_the_wait() -> None:
 
 
 async def test_circuit_breaker_against_an_emulator() -> None:
-    from router.health import CircuitBreakers
+    from router.breakers import CircuitBreakers
 
     now = [0.0]
     breakers = CircuitBreakers(threshold=2, cooldown=30, clock=lambda: now[0])
