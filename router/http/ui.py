@@ -130,10 +130,10 @@ def status_view(daemon: Daemon) -> dict[str, Any]:
     }
 
 
-def spend_today(daemon: Daemon) -> dict[str, Any] | None:
-    """Spend today per route and provider, once the daemon records costs (issue #16); None until then, and the
-    page leaves its spend panel hidden."""
-    return None
+def spend_today(daemon: Daemon) -> dict[str, Any]:
+    """Spend today per route and provider (USD, charged or the estimate of a success, as the cost metric counts
+    it), from this daemon's own counters: since UTC midnight, or since it started if that was later."""
+    return daemon.activity.spend_today()
 
 
 async def status(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from typing import Any
 
@@ -131,7 +132,8 @@ async def test_status_shows_keys_circuits_limits_and_traffic(start_daemon: Start
     assert sum(traffic["video-broken"]["requests"]) == 2 and sum(traffic["video-broken"]["fallbacks"]) == 2
     assert sum(traffic["video-broken"]["failures"]) == 0
     assert sum(traffic["video-down"]["failures"]) == 1 and len(traffic["video-down"]["requests"]) == 15
-    assert body["spend_today"] is None
+    spend = body["spend_today"]
+    assert spend["currency"] == "USD" and spend["routes"] == {} and spend["total"] == 0  # the mock bills nothing
     # Reading the status changed nothing: the circuit is still open, the slot still held.
     await daemon.request("DELETE", f"/v1/jobs/{slow}")
     body = (await daemon.request("GET", "/v1/status"))[1]
@@ -211,3 +213,19 @@ def test_activity_keeps_a_rolling_window() -> None:
     assert summary["success"] == 25 and summary["failed"] == 25 and summary["latency_max_seconds"] == 79.0
     assert len(summary["last"]) == 10
 
+
+
+def test_spend_today_per_route_and_provider_resets_at_utc_midnight() -> None:
+    now = [datetime(2026, 12, 1, 23, 59, tzinfo=UTC).timestamp()]
+    activity = Activity(clock=lambda: now[0])
+    activity.spent("video-prod", "fal", 0.4, estimated=False)
+    activity.spent("video-prod", "openai", 0.25, estimated=True)
+    activity.spent("image", "fal", 0.05, estimated=False)
+    spend = activity.spend_today()
+    assert spend["routes"] == {"image": 0.05, "video-prod": 0.65} and spend["providers"] == {"fal": 0.45, "openai": 0.25}
+    assert spend["total"] == 0.7 and spend["estimated"] == 0.25 and spend["day"] == "2026-12-01"
+    assert spend["since"] == datetime.fromtimestamp(now[0], UTC).isoformat()  # started today: counted since then
+    now[0] += 120
+    spend = activity.spend_today()
+    assert spend["day"] == "2026-12-02" and spend["routes"] == {} and spend["total"] == 0
+    assert spend["since"] == "2026-12-02T00:00:00+00:00"

@@ -271,6 +271,9 @@ async def test_status_page_end_to_end(tmp_path: Path, fal_emulator: Any, shoot: 
         # Traffic: the generations above, per route.
         await page.click("[data-tab=traffic]")
         await expect(page.locator("#traffic-table tr[data-route='video-fal'] td.num").first).to_have_text("2")
+        # Spend today: the fal job's charge (the emulator reports billable units as fal does), by route and provider.
+        await expect(page.locator("#spend tr[data-spend='provider:fal'] td.num")).to_have_text(re.compile(r"^0\.\d+ USD$"))
+        await expect(page.locator("#spend tr[data-spend='route:video-fal']")).to_be_visible()
         await shoot(page, "status-page-traffic")
         assert watch.problems == []
 

@@ -272,18 +272,23 @@ function renderTraffic() {
   renderSpend(ui.status.spend_today);
 }
 
-// spend_today: null until the daemon records costs; then {currency, routes: {name: amount}, providers: {name: amount}}.
+// spend_today: {currency, since, routes: {name: usd}, providers: {name: usd}, total, estimated}.
 function renderSpend(spend) {
   $("spend").hidden = !spend;
   if (!spend) return;
-  const money = (v) => `${Number(v).toFixed(2)} ${spend.currency || ""}`.trim();
+  const money = (v) => `${Number(v) < 0.01 && Number(v) > 0 ? Number(v).toFixed(4) : Number(v).toFixed(2)} ${spend.currency}`;
   const rows = [];
-  for (const [by, values] of [["route", spend.routes || {}], ["provider", spend.providers || {}]]) {
+  for (const [by, values] of [["route", spend.routes], ["provider", spend.providers]]) {
     for (const [name, amount] of Object.entries(values)) {
-      rows.push(h("tr", {}, h("td", { class: "muted" }, by), h("td", { class: "name" }, name), h("td", { class: "num" }, money(amount))));
+      rows.push(h("tr", { "data-spend": `${by}:${name}` }, h("td", { class: "muted" }, by), h("td", { class: "name" }, name),
+        h("td", { class: "num" }, money(amount))));
     }
   }
+  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "Nothing spent yet today.")));
   $("spend-table").tBodies[0].replaceChildren(...rows);
+  $("spend-note").textContent = `Total ${money(spend.total)} since ${new Date(spend.since).toLocaleString()}` +
+    (spend.estimated ? ` (${money(spend.estimated)} of it estimated: the vendor did not report a charge)` : "") +
+    ". Charged costs, else the estimate of a success, as tarash_router_cost_usd_total counts them.";
 }
 
 // ---- jobs -------------------------------------------------------------------------------------------------
