@@ -137,12 +137,25 @@ def _routes(path: Path, as_json: bool = False) -> int:
     return EXIT_OK
 
 
+def _raise_fd_limit() -> None:
+    """Lift the soft open-files limit to the hard one (as Go's runtime does): the soft default (often 1024) is
+    below what MAX_CONNECTIONS plus vendor connections may need."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # not allowed here: keep the soft limit
+
+
 async def _serve(settings: Any) -> int:
     from aiohttp import web
 
     import router
     from router.http.app import create_app
-    from router.http.slow_clients import GuardedAppRunner
+    from router.http.slow_clients import GuardedAppRunner, LogThrottle, accept_error_handler
     from router.log_setup import configure
     from router.reload import RoutesHolder
     from router.sdnotify import Notifier
@@ -166,8 +179,10 @@ async def _serve(settings: Any) -> int:
     notifier = Notifier()
     app = create_app(settings, holder, notifier=notifier)
     # handler_cancellation: a client that disconnects cancels its generation (and the vendor job).
-    runner = GuardedAppRunner(app, header_timeout=settings.header_timeout_seconds, handler_cancellation=True,
+    runner = GuardedAppRunner(app, limits=settings.connection_limits(), handler_cancellation=True,
                               shutdown_timeout=settings.shutdown_grace_seconds, access_log=None)
+    asyncio.get_running_loop().set_exception_handler(accept_error_handler(LogThrottle()))
+    _raise_fd_limit()
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     try:

@@ -29,10 +29,32 @@ def private_allowed() -> bool:
     return os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+#: IPv6 prefixes whose low 32 bits are an IPv4 address a gateway may translate to: NAT64 (RFC 6052, and the
+#: local-use 64:ff9b:1::/48 of RFC 8215), IPv4-compatible (deprecated ::a.b.c.d) and SIIT's IPv4-translated.
+_EMBEDDING_LOW_32 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96",
+                                                              "::ffff:0:0:0/96"))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo server and client, NAT64...)."""
+    found = [a for a in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())) if a is not None]
+    low = int(ip) & 0xFFFFFFFF
+    if low > 1 and any(ip in net for net in _EMBEDDING_LOW_32):  # (:: and ::1 are themselves, not IPv4)
+        found.append(ipaddress.IPv4Address(low))
+    return found
+
+
 def is_public(address: str) -> bool:
+    """Whether ``address`` (and every IPv4 address an IPv6 form of it embeds) is a public unicast address."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = embedded_ipv4(ip)
+        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is that IPv4 address, judged alone
+            return is_public(str(ip.ipv4_mapped))
+        if any(not is_public(str(v4)) for v4 in embedded):
+            return False
+        if embedded:  # a translation prefix to a public IPv4 address: judged by what it reaches
+            return True
     return ip.is_global and not ip.is_multicast
 
 

@@ -8,8 +8,26 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from router.http.slow_clients import ConnectionLimits
+
+
+def parse_api_keys(text: str) -> dict[str, frozenset[str]]:
+    """``API_KEYS`` as token -> scopes. Items are comma-separated; ``abc`` is a plain client, ``abc:admin``
+    can read /v1/routes and others' jobs (scopes joined with ``+``). Empty items are skipped; an item with an
+    empty token (``:admin``) is refused with ``ValueError``, which never quotes a token."""
+    tokens: dict[str, frozenset[str]] = {}
+    for position, item in enumerate(text.split(","), start=1):
+        item = item.strip()
+        if not item:
+            continue
+        token, _, scopes = item.partition(":")
+        if not token.strip():
+            raise ValueError(f"API_KEYS item {position} has an empty token (only scopes); write token:scopes")
+        tokens[token.strip()] = frozenset(s for s in scopes.split("+") if s)
+    return tokens
 
 
 class Settings(BaseSettings):
@@ -27,11 +45,18 @@ class Settings(BaseSettings):
     #: Without API keys the daemon refuses a non-loopback bind unless this is set.
     allow_unauthenticated: bool = False
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    #: Longest prompt (and negative prompt) accepted, in characters. OpenAI's image models take up to 32,000;
+    #: most video vendors far less (they answer 400 themselves).
+    max_prompt_chars: int = Field(default=32_000, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     #: "auto" uses uvloop when it is installed (the [fast] extra), "asyncio" never, "uvloop" always.
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     #: A new connection must deliver a complete request head this fast (slow-header clients are cut).
     header_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: A request body must arrive this fast after its head (slow-body clients get 408 and are cut).
+    body_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: Open client connections at most; more are answered 503 and closed (keep it under the fd limit).
+    max_connections: int = Field(default=1000, ge=1)
     #: Debounce for routes.toml saves that come in bursts (editors write, rename, chmod...).
     reload_debounce_ms: int = Field(default=50, ge=1)
     circuit_threshold: int = Field(default=5, ge=1)
@@ -66,16 +91,18 @@ class Settings(BaseSettings):
             return self.log_format
         return "console" if sys.stderr.isatty() else "json"
 
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_parse(cls, value: SecretStr) -> SecretStr:
+        parse_api_keys(value.get_secret_value())  # refuse a bad list at start, not at the first request
+        return value
+
     def client_tokens(self) -> dict[str, frozenset[str]]:
-        """Token -> scopes. ``abc`` is a plain client; ``abc:admin`` can read /v1/routes and others' jobs."""
-        tokens: dict[str, frozenset[str]] = {}
-        for item in self.api_keys.get_secret_value().split(","):
-            item = item.strip()
-            if not item:
-                continue
-            token, _, scopes = item.partition(":")
-            tokens[token] = frozenset(s for s in scopes.split("+") if s)
-        return tokens
+        """Token -> scopes (see ``parse_api_keys``)."""
+        return parse_api_keys(self.api_keys.get_secret_value())
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.header_timeout_seconds, self.body_timeout_seconds, self.max_connections)
 
     def is_loopback_bind(self) -> bool:
         if self.host in ("localhost", ""):

@@ -11,13 +11,15 @@ from router.netguard import ALLOW_PRIVATE_ENV, BlockedURLError, check_url, is_pu
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-                                     "100.64.0.1", "::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "224.0.0.1"])
+                                     "100.64.0.1", "::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "224.0.0.1",
+                                     "64:ff9b::7f00:1", "64:ff9b:1::a9fe:a9fe", "2002:a00:1::", "::10.0.0.1",
+                                     "::ffff:0:7f00:1", "2001:0:4136:e378:8000:63bf:80ff:fffe"])
 def test_non_public_addresses(address: str) -> None:
     assert not is_public(address)
 
 
 def test_public_addresses() -> None:
-    assert is_public("8.8.8.8") and is_public("2606:4700:4700::1111")
+    assert is_public("8.8.8.8") and is_public("2606:4700:4700::1111") and is_public("64:ff9b::808:808")
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://x/", "http://127.0.0.1:8787/healthz",

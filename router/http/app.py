@@ -31,6 +31,7 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
             middleware.request_id_middleware,
             daemon.metrics.http_middleware(),
             error_middleware,
+            middleware.guard_middleware(settings),
             middleware.auth_middleware(settings),
             middleware.client_rate_middleware,
         ],

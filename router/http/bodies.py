@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from router.http.errors import ApiError
+from router.http.intake import Limits, check_request
 from router.http.keys import DAEMON
 from router.models import AnyRequest, Kind
 from router.routes import Route
@@ -25,7 +26,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, "request body is empty; send a JSON object", code="invalid_json")
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, and integers past Python's 4,300 digits
         raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", code="invalid_json")
@@ -56,7 +57,13 @@ def route_request(request: web.Request, body: dict[str, Any], kind: Kind) -> tup
     route = generations.route(model_name(body), kind)
     structlog.contextvars.bind_contextvars(route=route.name)  # on every later line, the access line too
     fields = {key: value for key, value in body.items() if key not in ("model", "max_cost_usd")}
-    return route.with_ceiling(_ceiling(body.get("max_cost_usd"))), generations.build_request(route, fields)
+    spec_request = generations.build_request(route, fields)
+    try:
+        spec_request = check_request(spec_request, Limits(request.app[DAEMON].settings.max_prompt_chars))
+    except ApiError:
+        generations.metrics.request_rejected(route.name, kind)
+        raise
+    return route.with_ceiling(_ceiling(body.get("max_cost_usd"))), spec_request
 
 
 def _ceiling(value: Any) -> float | None:

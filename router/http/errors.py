@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from router import errors as E
+from router.http.slow_clients import BodyTimeoutError
 
 log = structlog.get_logger(logger_name="router.http")
 
@@ -70,6 +71,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except ValidationError as exc:
         err = validation_error(exc)
         return error_response(err.status, err.message, err.type, err.code, err.param)
+    except BodyTimeoutError as exc:
+        response = error_response(408, str(exc), "invalid_request_error", "body_timeout")
+        response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -171,9 +171,10 @@ _OPENAI_STATUS = {"queued": "queued", "running": "in_progress", "completed": "co
 
 def size_to_request(size: str) -> dict[str, str]:
     """``"1280x720"`` -> aspect ratio and resolution: the closest spec values."""
-    match = re.fullmatch(r"(\d+)x(\d+)", size)
+    match = re.fullmatch(r"([1-9]\d{0,4})x([1-9]\d{0,4})", size)
     if not match:
-        raise ApiError(400, f"size must look like 1280x720, got {size!r}", param="size")
+        raise ApiError(400, f"size must look like 1280x720 (positive width and height), got {size[:40]!r}",
+                       param="size")
     width, height = int(match[1]), int(match[2])
     ratio = min(_RATIOS, key=lambda r: abs(_RATIOS[r] - width / height))
     short = min(width, height)
@@ -184,14 +185,7 @@ def size_to_request(size: str) -> dict[str, str]:
 async def _video_fields(request: web.Request) -> dict[str, Any]:
     """The create body, JSON or multipart (what the official SDK sends), as spec request fields."""
     if request.content_type.startswith("multipart/"):
-        fields: dict[str, Any] = {}
-        async for part in await request.multipart():
-            if part.name == "input_reference" and part.filename:
-                data = await part.read()
-                fields["input_reference"] = {"content": bytes(data),
-                                             "content_type": part.headers.get("Content-Type", "image/png")}
-            elif part.name:
-                fields[part.name] = await part.text()
+        fields = await _multipart_fields(request)
     else:
         fields = await read_json(request)
     out: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("seconds", "size", "input_reference")}
@@ -207,6 +201,33 @@ async def _video_fields(request: web.Request) -> dict[str, Any]:
         image = reference.get("image_url") or reference
         out["image_list"] = [{"image": image, "type": "first_frame"}]
     return out
+
+
+async def _multipart_fields(request: web.Request) -> dict[str, Any]:
+    """A multipart create body as fields, read within ``MAX_BODY_BYTES`` (aiohttp's limit covers only
+    ``read()``); anything malformed (no boundary, garbage, a nested multipart, bad text) is a 400."""
+    limit = request.app[STATE].settings.max_body_bytes
+    fields: dict[str, Any] = {}
+    total = 0
+    try:
+        async for part in await request.multipart():
+            if not isinstance(part, aiohttp.BodyPartReader):
+                raise ApiError(400, "nested multipart bodies are not supported", code="invalid_multipart")
+            chunks = []
+            while chunk := await part.read_chunk():
+                total += len(chunk)
+                if total > limit:
+                    raise ApiError(413, f"request body too large (limit {limit} bytes)", code="body_too_large")
+                chunks.append(chunk)
+            data = b"".join(chunks)
+            if part.name == "input_reference" and part.filename:
+                fields["input_reference"] = {"content": data,
+                                             "content_type": part.headers.get("Content-Type", "image/png")}
+            elif part.name:
+                fields[part.name] = data.decode(part.get_charset(default="utf-8"))
+    except (ValueError, LookupError, AssertionError) as exc:  # aiohttp's parser reports bad input with these
+        raise ApiError(400, f"malformed multipart body: {exc}", code="invalid_multipart") from None
+    return fields
 
 
 def video_view(job: JobRecord) -> dict[str, Any]:

@@ -54,6 +54,37 @@ async def request_id_middleware(request: web.Request, handler: Any) -> web.Strea
                  latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
+#: Longest ``Idempotency-Key`` accepted (Stripe's limit; a key is an id, not a payload).
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+def guard_middleware(settings: Settings) -> Any:
+    """Refusals that need nothing but the request head: a body announced larger than ``MAX_BODY_BYTES`` (413
+    at once, before a byte of it is read; the connection is closed rather than drained) and header values that
+    are not UTF-8 or an oversized ``Idempotency-Key`` (400 instead of a failure deep inside a handler)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > settings.max_body_bytes:
+            response = error_response(413, f"request body too large: {request.content_length} bytes announced, "
+                                      f"the limit is {settings.max_body_bytes}", "invalid_request_error",
+                                      "body_too_large")
+            response.force_close()
+            return response
+        for name, value in request.headers.items():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # aiohttp keeps undecodable bytes as surrogates
+                return error_response(400, f"header {name} is not valid UTF-8", "invalid_request_error",
+                                      "invalid_header", param=name)
+        if len(request.headers.get("Idempotency-Key", "")) > MAX_IDEMPOTENCY_KEY_CHARS:
+            return error_response(400, f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters",
+                                  "invalid_request_error", "invalid_header", param="Idempotency-Key")
+        return await handler(request)
+
+    return middleware
+
+
 def client_id(token: str) -> str:
     """A stable, non-secret identity for a token (jobs record their owner by it)."""
     return "client-" + hashlib.sha256(token.encode()).hexdigest()[:16]
@@ -99,12 +130,21 @@ def require_admin(request: web.Request) -> None:
                        "permission_error", "admin_required")
 
 
+def rate_key(request: web.Request) -> str:
+    """Whose bucket a request draws from: its client token's identity, or without client tokens (one shared
+    "anonymous" identity) its remote address. Behind a reverse proxy that is the proxy's address for everyone."""
+    client = request.get(CLIENT)
+    if client is None or client == "anonymous":
+        return f"address:{request.remote or 'unknown'}"
+    return client
+
+
 @web.middleware
 async def client_rate_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Per-client token bucket on the calls that start work (POSTs); status polls stay free."""
     limiter = request.app[DAEMON].client_limiter
     if limiter is not None and request.method == "POST":
-        wait = limiter.check(request.get(CLIENT, request.remote or "unknown"))
+        wait = limiter.check(rate_key(request))
         if wait > 0:
             return error_response(429, "too many requests from this client; slow down", "rate_limit_error",
                                   "client_rate_limited", headers={"Retry-After": str(max(1, round(wait)))})

@@ -1,65 +1,206 @@
-"""A deadline for a connection's first request head, against slow-header (slowloris) clients.
+"""Connection guards aiohttp lacks: deadlines against slow clients, a connection cap, JSON protocol errors.
 
-aiohttp has no header-read timeout: a client that connects and dribbles header bytes holds its connection open
-forever. This runner gives every new connection ``header_timeout`` seconds to deliver a complete request head,
-then closes it. (aiohttp offers no hook for this, so the runner swaps in a server class whose protocol factory
-arms the deadline; the rest of aiohttp's behaviour is untouched.)
+- Every request head (the first on a connection, and each later one on a keep-alive connection from its first
+  byte) must be complete within ``header_timeout``, else the connection gets a 408 and is closed.
+- A request body must arrive within ``body_timeout`` of its head: the handler reading it gets ``BodyTimeoutError``
+  (a 408 in the error shape) and the connection is closed.
+- Past ``max_connections`` open connections, a new one is answered 503 and closed at once, so a flood of idle
+  sockets cannot exhaust file descriptors (and the probes keep answering once the flood's deadlines run out).
+- aiohttp's own 4xx for unparseable requests use the documented error shape and are logged as client errors.
+
+aiohttp offers no hook for these, so the runner swaps in a server class whose protocol factory builds
+``_GuardedHandler``; the rest of aiohttp's behaviour is untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
+import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+log = structlog.get_logger(logger_name="router.http")
 
-class _DeadlineHandler(RequestHandler):
-    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+#: An idle keep-alive connection is closed after this long (nginx's default; aiohttp's runners keep one for an hour).
+KEEPALIVE_SECONDS = 75.0
+#: How often a repeated connection-level problem (refusals past the cap, accept failures) is logged.
+LOG_EVERY_SECONDS = 10.0
+
+
+class BodyTimeoutError(TimeoutError):
+    """The request body did not arrive within the body deadline (answered 408)."""
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 1000
+
+
+class LogThrottle:
+    """Logs the first occurrence of a repeated event, then at most one line per ``every`` seconds with the count
+    of those left out, so a flood (accept failures, refused connections) cannot flood the log too."""
+
+    def __init__(self, every: float = LOG_EVERY_SECONDS, clock: Callable[[], float] | None = None) -> None:
+        self.every = every
+        self._clock = clock
+        self._next: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        now = self._clock() if self._clock else asyncio.get_running_loop().time()
+        if now < self._next.get(event, float("-inf")):
+            self._suppressed[event] = self._suppressed.get(event, 0) + 1
+            return
+        self._next[event] = now + self.every
+        log.warning(event, suppressed=self._suppressed.pop(event, 0), **fields)
+
+
+def _raw_error(status: int, message: str, code: str) -> bytes:
+    """A complete ``Connection: close`` response in the error shape, for moments without a request object."""
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error" if status < 500 else
+                                 "server_error", "code": code, "param": None}}).encode()
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class _GuardedHandler(RequestHandler):
+    def __init__(self, *args: Any, limits: ConnectionLimits, throttle: LogThrottle, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_timeout = header_timeout
-        self._deadline: asyncio.TimerHandle | None = None
+        self._limits = limits
+        self._throttle = throttle
+        self._awaiting_head = True  # no request head in progress or complete since the last response
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body: Any = None  # the payload of the request whose body is arriving
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._deadline = asyncio.get_running_loop().call_later(self._header_timeout, self._expire)
+        if self._manager is not None and len(self._manager.connections) > self._limits.max_connections:
+            self._throttle("connection_refused", reason="max_connections reached",
+                           max_connections=self._limits.max_connections)
+            self._close_with(_raw_error(503, "too many open connections; retry shortly", "too_many_connections"))
+            return
+        self._head_timer = self._loop.call_later(self._limits.header_timeout, self._head_expired)
 
     def data_received(self, data: bytes) -> None:
+        heads = self._request_count
         super().data_received(data)
-        if self._deadline is not None and self._request_count:
-            self._deadline.cancel()
-            self._deadline = None
+        if self._request_count > heads:  # a request head is complete
+            self._cancel_head_timer()
+            self._awaiting_head = False
+            payload = self._messages[-1][1] if self._messages else None
+            if payload is not None and not payload.is_eof():
+                self._body = payload
+                self._cancel_body_timer()
+                self._body_timer = self._loop.call_later(self._limits.body_timeout, self._body_expired)
+        elif data and self._awaiting_head and self._body is None and self._head_timer is None:
+            # The first byte of a keep-alive connection's next request: its head gets the same deadline.
+            self._head_timer = self._loop.call_later(self._limits.header_timeout, self._head_expired)
+        if self._body is not None and self._body.is_eof():
+            self._cancel_body_timer()
+            self._body = None
+
+    async def finish_response(self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+                              ) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super().finish_response(request, resp, start_time)
+        finally:
+            self._awaiting_head = True
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
-    def _expire(self) -> None:
-        self._deadline = None
-        if not self._request_count and self.transport is not None:
-            self.transport.close()
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        reason = getattr(exc, "message", None) or message or HTTPStatus(status).phrase
+        log.info("bad_http_request", status=status, reason=str(reason)[:200], remote=request.remote)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send the error")
+        response = web.json_response({"error": {"message": f"malformed HTTP request: {str(reason)[:200]}",
+                                                "type": "invalid_request_error", "code": "bad_http_request",
+                                                "param": None}}, status=status)
+        response.force_close()
+        return response
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._awaiting_head and self._body is None and self.transport is not None:
+            self._close_with(_raw_error(408, f"request head not received within {self._limits.header_timeout:g} s",
+                                        "header_timeout"))
+
+    def _body_expired(self) -> None:
+        self._body_timer = None
+        if self._body is not None and not self._body.is_eof():
+            # The handler reading it (or aiohttp draining it) gets this error; the connection then closes.
+            self._body.set_exception(BodyTimeoutError(
+                f"request body not received within {self._limits.body_timeout:g} s"))
+            self._body = None
+            self.close()
+
+    def _close_with(self, response: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(response)
+        self.force_close()
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
 
-class _DeadlineServer(Server):
-    header_timeout: float
+class _GuardedServer(Server):
+    limits: ConnectionLimits
+    throttle: LogThrottle
 
     def __call__(self) -> RequestHandler:
-        return _DeadlineHandler(self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs)
+        return _GuardedHandler(self, loop=self._loop, limits=self.limits, throttle=self.throttle, **self._kwargs)
 
 
 class GuardedAppRunner(web.AppRunner):
-    """``web.AppRunner`` whose connections must send their first request head within ``header_timeout``."""
+    """``web.AppRunner`` whose connections get the guards above."""
 
-    def __init__(self, app: web.Application, *, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+        kwargs.setdefault("keepalive_timeout", KEEPALIVE_SECONDS)
         super().__init__(app, **kwargs)
-        self._header_timeout = header_timeout
+        self._limits = limits
 
     async def _make_server(self) -> Server:
         server = await super()._make_server()
-        server.__class__ = _DeadlineServer
-        server.header_timeout = self._header_timeout  # type: ignore[attr-defined]
+        server.__class__ = _GuardedServer
+        server.limits = self._limits  # type: ignore[attr-defined]
+        server.throttle = LogThrottle()  # type: ignore[attr-defined]
         return server
+
+
+def accept_error_handler(throttle: LogThrottle) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """An event-loop exception handler that logs a failing ``accept()`` (out of file descriptors) through
+    ``throttle`` (asyncio logs it once per queued connection, thousands of times a second) and leaves every
+    other error to the default handler."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            throttle("accept_failed", error=str(context.get("exception", "")))
+            return
+        loop.default_exception_handler(context)
+
+    return handle

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 from router.daemon import Daemon as DaemonServices
 from router.http.app import create_app
 from router.http.keys import DAEMON
+from router.http.slow_clients import ConnectionLimits, GuardedAppRunner
 from router.reload import RoutesHolder
 from router.settings import Settings
 
@@ -55,6 +56,17 @@ model = "mock-image"
 """
 
 
+class GuardedTestServer(TestServer):
+    """A test server with the daemon's own runner (its slow-client deadlines and connection cap)."""
+
+    def __init__(self, app: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.limits = limits
+
+    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
+        return GuardedAppRunner(self.app, limits=self.limits, **kwargs)
+
+
 class Daemon:
     def __init__(self, server: TestServer, session: aiohttp.ClientSession, routes_path: Path) -> None:
         self.server = server
@@ -90,7 +102,7 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
         path.write_text(routes)
         config = Settings(_env_file=None, routes=path, data_dir=tmp_path / "data", **settings)
         holder = RoutesHolder.load(path)
-        server = TestServer(create_app(config, holder), host="127.0.0.1", handler_cancellation=True)
+        server = GuardedTestServer(create_app(config, holder), config.connection_limits(), host="127.0.0.1")
         await server.start_server()
         session = aiohttp.ClientSession()
         servers.append((server, session))

@@ -1,0 +1,312 @@
+"""Issue 12's attacks on the running daemon: client mistakes, hostile input and slow clients get a clear answer in
+the error shape (never a 500, a traceback, an open circuit or a connection held forever)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from router.logging import configure
+from tests.daemon.conftest import Daemon, StartDaemon
+from tests.emulators._base import png
+
+SCRIPT = Path(sys.executable).parent / "tarash-router"
+
+
+def openai_image_route(url: str) -> str:
+    return f"""
+[routes."gpt-image"]
+kind = "image"
+[[routes."gpt-image".attempts]]
+provider = "openai"
+model = "gpt-image-1"
+base_url = "{url}/v1"
+api_key_env = "HARDENING_OPENAI_KEY"
+"""
+
+
+async def raw_exchange(daemon: Daemon, data: bytes, *, wait: float = 5.0) -> bytes:
+    """Send raw bytes on a fresh connection and read one whole response (head and ``Content-Length`` body)."""
+    reader, writer = await asyncio.open_connection(daemon.server.host, daemon.server.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(read_response(reader), wait)
+    finally:
+        writer.close()
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    return head + await reader.readexactly(length)
+
+
+def json_body(answer: bytes) -> dict[str, Any]:
+    return json.loads(answer.partition(b"\r\n\r\n")[2])  # type: ignore[no-any-return]
+
+
+# ---- 1. client mistakes never reach a vendor, never open its circuit ----------------------------------------
+@pytest.mark.parametrize("bad", ["file:///etc/passwd", "neither a URL nor base64 !!", "aGVsbG8gd29ybGQ=",
+                                 "gopher://example.com/x", "data:image/png;base64,@@@"])
+async def test_invalid_media_is_a_400_before_any_vendor_work(start_daemon: StartDaemon, openai_emulator: Any,
+                                                            monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    monkeypatch.setenv("HARDENING_OPENAI_KEY", openai_emulator.api_key)
+    daemon = await start_daemon(openai_image_route(openai_emulator.url), circuit_threshold=2)
+    for _ in range(4):  # twice the breaker's threshold
+        status, body, _ = await daemon.request("POST", "/v1/images/generations", json={
+            "model": "gpt-image", "prompt": "x", "image_list": [{"image": bad, "type": "reference"}]})
+        assert status == 400, body
+        assert body["error"]["param"] == "image_list.0.image" and "execution_metadata" not in body
+    assert openai_emulator.requests == []  # no vendor work at all
+    good = base64.b64encode(png(8, 8)).decode()
+    status, body, _ = await daemon.request("POST", "/v1/images/generations", json={
+        "model": "gpt-image", "prompt": "x", "image_list": [{"image": good, "type": "reference"}]})
+    assert status == 200, body  # the circuit stayed closed
+
+
+async def test_media_must_be_the_right_kind(daemon: Daemon) -> None:
+    mp4 = base64.b64encode(b"\x00\x00\x00\x18ftypmp42" + bytes(16)).decode()
+    status, body, _ = await daemon.request("POST", "/v1/video/generations", json={
+        "model": "video-fast", "prompt": "x", "image_list": [{"image": mp4, "type": "first_frame"}]})
+    assert status == 400 and "expected an image" in body["error"]["message"]
+    status, body, _ = await daemon.request("POST", "/v1/video/generations", json={
+        "model": "video-fast", "prompt": "x", "video": "HTTPS://cdn.example.com/in.mp4"})
+    assert status == 200, body  # schemes are case-insensitive
+
+
+# ---- 5. bounded counts ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("path", "field", "value"), [
+    ("/v1/image/generations", "n", 10**9),
+    ("/v1/images/generations", "n", 11),
+    ("/v1/video/generations", "number_of_videos", 10**9),
+    ("/v1/video/generations", "duration_seconds", 10**30),
+    ("/v1/video/generations", "seed", 10**40),
+])
+async def test_counts_are_capped_at_the_edge(daemon: Daemon, path: str, field: str, value: int) -> None:
+    model = "image-fast" if "image" in path else "video-fast"
+    status, body, _ = await daemon.request("POST", path, json={"model": model, "prompt": "x", field: value})
+    assert status == 400 and body["error"]["param"] == field and body["error"]["code"] == "out_of_range"
+
+
+async def test_prompt_length_limit(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(max_prompt_chars=100)
+    status, body, _ = await daemon.request("POST", "/v1/jobs", json={"model": "video-fast", "prompt": "x" * 101})
+    assert status == 400 and body["error"]["param"] == "prompt" and body["error"]["code"] == "too_long"
+    assert (await daemon.request("POST", "/v1/jobs", json={"model": "video-fast", "prompt": "x" * 100}))[0] == 202
+
+
+# ---- 9. 413 from Content-Length, before the body -----------------------------------------------------------
+async def test_oversized_body_is_refused_from_its_content_length(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(max_body_bytes=1000)
+    # The head announces 100 MB and no byte of the body follows: the answer cannot wait for it.
+    answer = await raw_exchange(daemon, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                        b"Content-Length: 100000000\r\n\r\n", wait=2)
+    assert answer.startswith(b"HTTP/1.1 413 ") and json_body(answer)["error"]["code"] == "body_too_large"
+
+
+async def test_oversized_multipart_is_refused_while_reading(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(max_body_bytes=1000)
+    body = (b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nvideo-fast\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="input_reference"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + png(8, 8) + bytes(5000) + b"\r\n--b--\r\n")
+
+    async def chunked() -> Any:  # no Content-Length: the limit must hold while the parts are read
+        for i in range(0, len(body), 512):
+            yield body[i:i + 512]
+
+    status, answer, _ = await daemon.request("POST", "/v1/videos", data=chunked(),
+                                             headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert status == 413 and answer["error"]["code"] == "body_too_large"
+
+
+# ---- 10. malformed input: 400 in the error shape, logged as a client error -----------------------------------
+async def test_malformed_input_is_a_400_not_a_500(start_daemon: StartDaemon, capsys: pytest.CaptureFixture[str]
+                                                  ) -> None:
+    configure("info", "json")
+    daemon = await start_daemon(api_keys="tok-aaaaaaaaaaaa")
+    auth = {"Authorization": "Bearer tok-aaaaaaaaaaaa"}
+    cases: list[tuple[int, bytes]] = []
+    for header in (b"Authorization: Bearer tok-\xff\xfe", b"Authorization: Bearer tok-aaaaaaaaaaaa\r\n"
+                                                          b"Idempotency-Key: k\xc3\x28"):
+        cases.append((400, await raw_exchange(daemon, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n" + header +
+                                              b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")))
+    # aiohttp's own parser errors come in the same shape.
+    cases.append((400, await raw_exchange(daemon, b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")))
+    for status, answer in cases:
+        assert answer.split(b" ")[1] == str(status).encode(), answer[:200]
+        assert set(json_body(answer)["error"]) == {"message", "type", "code", "param"}
+
+    huge_int = '{"model": "video-fast", "prompt": "x", "seed": ' + "9" * 5000 + "}"
+    assert (await daemon.request("POST", "/v1/jobs", data=huge_int, headers=auth))[0] == 400
+    status, body, _ = await daemon.request("POST", "/v1/videos", json={"model": "video-fast", "prompt": "x",
+                                                                       "size": "1280x0"}, headers=auth)
+    assert status == 400 and body["error"]["param"] == "size"
+    assert (await daemon.request("POST", "/v1/videos", json={"model": "video-fast", "prompt": "x",
+                                                             "size": "9" * 400 + "x1"}, headers=auth))[0] == 400
+    multipart_cases = [
+        ("multipart/form-data", b"--x\r\n\r\nno boundary was declared\r\n--x--\r\n"),
+        ("multipart/form-data; boundary=zzz", b"complete garbage, no delimiter anywhere"),
+        ("multipart/form-data; boundary=outer",
+         b'--outer\r\nContent-Type: multipart/mixed; boundary=inner\r\nContent-Disposition: form-data; name="m"'
+         b'\r\n\r\n--inner\r\nContent-Disposition: form-data; name="model"\r\n\r\nvideo-fast\r\n--inner--\r\n'
+         b"--outer--\r\n"),
+        ("multipart/form-data; boundary=b",
+         b'--b\r\nContent-Disposition: form-data; name="prompt"\r\nContent-Type: text/plain; charset=nope\r\n\r\n'
+         b"x\r\n--b--\r\n"),
+    ]
+    for content_type, data in multipart_cases:
+        status, body, _ = await daemon.request("POST", "/v1/videos", data=data,
+                                               headers={**auth, "Content-Type": content_type})
+        assert status == 400, (content_type, body)
+        assert body["error"]["type"] == "invalid_request_error"
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert logged and not [e for e in logged if e["level"] in ("error", "critical") or "exception" in e]
+
+
+# ---- 12. empty tokens, per-address buckets, IPv6 forms of private addresses ---------------------------------
+def test_an_empty_api_key_token_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "routes.toml").write_text('[routes."a"]\nkind = "image"\n[[routes."a".attempts]]\nprovider = "mock"\n'
+                                          'model = "m"\n')
+    env = {**os.environ, "TARASH_ROUTER_API_KEYS": "tok-secret-1234,:admin"}
+    done = subprocess.run([str(SCRIPT), "serve", "--port", "0"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2
+    assert "TARASH_ROUTER_API_KEYS" in done.stderr and "empty token" in done.stderr
+    assert "tok-secret-1234" not in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_without_tokens_each_remote_address_has_its_own_bucket(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(client_requests_per_minute=2)
+    body = {"model": "image-fast", "prompt": "x"}
+    statuses = [(await daemon.request("POST", "/v1/image/generations", json=body))[0] for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    other = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))  # another client on the loopback network
+    async with aiohttp.ClientSession(connector=other) as session:
+        async with session.post(daemon.url + "/v1/image/generations", json=body) as response:
+            assert response.status == 200
+
+
+@pytest.mark.parametrize("host", ["[64:ff9b::7f00:1]", "[::127.0.0.1]", "[2002:7f00:1::1]", "[::ffff:0:7f00:1]",
+                                  "[64:ff9b::a9fe:a9fe]"])
+async def test_ipv6_forms_of_private_addresses_are_refused(start_daemon: StartDaemon, openai_emulator: Any,
+                                                           monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    monkeypatch.setenv("HARDENING_OPENAI_KEY", openai_emulator.api_key)
+    monkeypatch.delenv("TARASH_ROUTER_ALLOW_PRIVATE_MEDIA_URLS", raising=False)
+    daemon = await start_daemon(openai_image_route(openai_emulator.url))
+    status, body, _ = await daemon.request("POST", "/v1/images/generations", json={
+        "model": "gpt-image", "prompt": "x", "image_list": [{"image": f"http://{host}:9/a.png", "type": "reference"}]})
+    assert status == 400 and "non-public address" in body["error"]["message"], body
+
+
+# ---- 2. slow clients: every head and every body has a deadline; connections are capped ------------------------
+async def test_a_keep_alive_connections_later_head_has_the_deadline(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(header_timeout_seconds=0.2)
+    reader, writer = await asyncio.open_connection(daemon.server.host, daemon.server.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(read_response(reader), 5)).startswith(b"HTTP/1.1 200 ")
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the second head never ends
+        answer = await asyncio.wait_for(reader.read(), 5)  # returns at EOF: the daemon hung up
+        assert answer.startswith(b"HTTP/1.1 408 ") and json_body(answer)["error"]["code"] == "header_timeout"
+    finally:
+        writer.close()
+
+
+async def test_a_dribbled_body_gets_408(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(body_timeout_seconds=0.2)
+    reader, writer = await asyncio.open_connection(daemon.server.host, daemon.server.port)
+    try:
+        writer.write(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n{")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        assert answer.startswith(b"HTTP/1.1 408 ") and json_body(answer)["error"]["code"] == "body_timeout"
+    finally:
+        writer.close()
+
+
+async def test_connections_past_the_cap_get_503(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(max_connections=3)
+    held = [await asyncio.open_connection(daemon.server.host, daemon.server.port) for _ in range(3)]
+    try:
+        for _ in range(100):  # until the daemon has accepted all three
+            if len(daemon.server.runner.server.connections) == 3:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.01)
+        answer = await raw_exchange(daemon, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503 ") and json_body(answer)["error"]["code"] == "too_many_connections"
+    finally:
+        for _, writer in held:
+            writer.close()
+    for _ in range(200):  # freed connections make room again
+        status = (await raw_exchange(daemon, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        if status.startswith(b"HTTP/1.1 200 "):
+            break
+        await asyncio.sleep(0.01)
+    assert status.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_out_of_file_descriptors_the_daemon_recovers_and_logs_sparingly(tmp_path: Path) -> None:
+    """A real daemon process with 64 file descriptors and 150 slow clients: accepting fails while they hold
+    every descriptor; the header deadline frees them, the probe answers again, and the accept failure is
+    logged a few times, not once per queued connection."""
+    (tmp_path / "routes.toml").write_text('[routes."a"]\nkind = "image"\n[[routes."a".attempts]]\n'
+                                          'provider = "mock"\nmodel = "m"\n')
+    port = _free_port()
+    env = {**os.environ, "TARASH_ROUTER_HEADER_TIMEOUT_SECONDS": "0.3", "TARASH_ROUTER_LOG_FORMAT": "json",
+           "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data")}
+    env.pop("NOTIFY_SOCKET", None)
+
+    def few_fds() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    proc = subprocess.Popen([str(SCRIPT), "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=few_fds)
+    url = f"http://127.0.0.1:{port}/healthz"
+    writers = []
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            assert await _until_healthy(session, url)
+            for _ in range(150):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /healthz HTTP/1.1\r\n")  # a head that never ends
+                writers.append(writer)
+            assert await _until_healthy(session, url)
+    finally:
+        for writer in writers:
+            writer.close()
+        proc.terminate()
+        proc.wait(10)
+    lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
+    failed = [line for line in lines if line["event"] == "accept_failed" or "accept" in str(line.get("event"))]
+    assert 1 <= len(failed) <= 3, failed[:5]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _until_healthy(session: aiohttp.ClientSession, url: str) -> bool:
+    for _ in range(500):
+        try:
+            async with session.get(url) as response:
+                if response.status == 200:
+                    return True
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(0.02)
+    return False
