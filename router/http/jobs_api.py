@@ -206,7 +206,7 @@ async def _video_fields(request: web.Request) -> dict[str, Any]:
 async def _multipart_fields(request: web.Request) -> dict[str, Any]:
     """A multipart create body as fields, read within ``MAX_BODY_BYTES`` (aiohttp's limit covers only
     ``read()``); anything malformed (no boundary, garbage, a nested multipart, bad text) is a 400."""
-    limit = request.app[STATE].settings.max_body_bytes
+    limit = request.app[DAEMON].settings.max_body_bytes
     fields: dict[str, Any] = {}
     total = 0
     try:
