@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from router.logging import configure
+from router.log_setup import configure
 from tests.daemon.conftest import Daemon, StartDaemon
 from tests.emulators._base import png
 
