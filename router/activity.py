@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.errors import GenerationCancelledError, TarashError
-from router.metrics import spend
+from router.pricing import counted_cost
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.observers import ChainObserver
 
@@ -175,7 +175,7 @@ class _ActivityObserver(ChainObserver):
         seconds = time.perf_counter() - self._started if self._started else 0.0
         self.activity.attempt_finished(self.route, config.provider, config.model, attempt.status, seconds,
                                        type(error).__name__ if error is not None else None)
-        usd, basis = spend(attempt)
+        usd, basis = counted_cost(attempt)
         if usd:
             self.activity.spent(self.route, config.provider, usd, estimated=basis == "estimated")
 

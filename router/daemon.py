@@ -21,12 +21,14 @@ from pydantic import ValidationError
 from router.activity import Activity
 from router.attempt_log import AttemptLogger
 from router.breakers import CircuitBreakers
+from router.budgets import BudgetExceededError, Budgets
 from router.errors import ProviderBusyError, TarashError
 from router.jobs import JobService, JobStore
+from router.jobs.store import Clock
 from router.jobs.sqlite import SQLiteJobStore
 from router.limits import ClientRateLimiter, ProviderLimit, ProviderLimits
 from router.metrics import Metrics
-from router.models import AnyRequest, AnyResponse, Kind
+from router.models import AnyRequest, AnyResponse, Kind, utc_now
 from router.observers import ChainObserver, ProgressCallback
 from router.orchestrator import Generation, run_generation
 from router.reload import RoutesHolder
@@ -43,8 +45,9 @@ class Generations:
     """Synchronous generations on the live routes: resolve a route, admit the request, run its chain."""
 
     def __init__(self, routes: RoutesHolder, breakers: CircuitBreakers, metrics: Metrics,
-                 observer_factories: Sequence[ObserverFactory]) -> None:
+                 observer_factories: Sequence[ObserverFactory], budgets: Budgets | None = None) -> None:
         self.routes = routes
+        self.budgets = budgets
         self.breakers = breakers
         self.metrics = metrics
         self._observer_factories = list(observer_factories)
@@ -85,24 +88,39 @@ class Generations:
         """Fresh observers for one generation on ``route``."""
         return [factory(route, kind) for factory in self._observer_factories]
 
-    async def generate(self, route: Route, request: AnyRequest,
-                       on_progress: ProgressCallback | None = None) -> AnyResponse:
+    async def admit(self, client: str, route: Route, request: AnyRequest) -> str | None:
+        """Check ``client``'s budget for ``request`` and reserve its estimate (``BudgetExceededError``, counted as a
+        rejected request, when it cannot cover it). The reservation key, None without budgets."""
+        if self.budgets is None:
+            return None
+        try:
+            return await self.budgets.admit(client, route, request)
+        except BudgetExceededError:
+            self.metrics.request_rejected(route.name, route.kind)
+            raise
+
+    async def generate(self, route: Route, request: AnyRequest, on_progress: ProgressCallback | None = None,
+                       client: str = "anonymous", reservation: str | None = None) -> AnyResponse:
         """Run ``request`` through ``route``'s chain with the daemon's observers, breakers and limits.
 
         A route at its ``max_concurrency`` sheds the request (``ProviderBusyError``: 429 + Retry-After) before
-        any attempt; a provider at its limit is skipped so the chain moves on to one with room.
+        any attempt; a provider at its limit is skipped so the chain moves on to one with room. ``client``'s budget
+        is checked first (``BudgetExceededError``: 402) unless ``reservation`` says ``admit`` already did.
         """
         running = self._in_flight.get(route.name, 0)
         if route.max_concurrency is not None and running >= route.max_concurrency:
             self.metrics.request_rejected(route.name, route.kind)
             raise ProviderBusyError(f"route {route.name!r} is at its max_concurrency of {route.max_concurrency}; "
                                     "retry shortly or use /v1/jobs", retry_after=1.0, code="route_busy")
+        key = reservation or await self.admit(client, route, request)
+        observers = self.observers(route.name, route.kind)
+        if self.budgets is not None:
+            observers.append(self.budgets.recorder(client, route.name, key))
         self._in_flight[route.name] = running + 1
         try:
             return await run_generation(Generation(
-                route.kind, request, route.chain, on_progress=on_progress,
-                observers=self.observers(route.name, route.kind), breakers=self.breakers,
-                limits=self.provider_limits(),
+                route.kind, request, route.chain, on_progress=on_progress, observers=observers,
+                breakers=self.breakers, limits=self.provider_limits(),
             ))
         finally:
             self._in_flight[route.name] -= 1
@@ -130,18 +148,23 @@ class Daemon:
     client_limiter: ClientRateLimiter | None = None
     #: Vendor webhooks, when ``PUBLIC_URL`` is set.
     inbound: InboundWebhooks | None = None
+    #: Client budgets and usage (``[clients]`` in routes.toml), on the job store's spend ledger.
+    budgets: Budgets | None = None
 
     @classmethod
     def build(cls, settings: Settings, routes: RoutesHolder, *, notifier: Notifier | None = None,
-              job_store: JobStore | None = None) -> Daemon:
-        """Assemble the daemon for a loaded (valid) routes holder. ``job_store`` overrides the settings' choice."""
+              job_store: JobStore | None = None, clock: Clock = utc_now) -> Daemon:
+        """Assemble the daemon for a loaded (valid) routes holder. ``job_store`` overrides the settings' choice;
+        ``clock`` is the wall clock of job timestamps, retention and the budgets' UTC days and months."""
         breakers = CircuitBreakers(settings.circuit_threshold, settings.circuit_cooldown_seconds)
         metrics = Metrics(routes=lambda: routes.current.routes)  # only configured names become labels
         metrics.watch_breakers(breakers)
         routes.listeners.append(metrics.config_reloaded)
         activity = Activity()
-        generations = Generations(routes, breakers, metrics, [AttemptLogger, metrics.observer, activity.observer])
         store = job_store or open_job_store(settings)
+        budgets = Budgets(store, lambda: routes.current.clients, clock)  # type: ignore[arg-type]
+        generations = Generations(routes, breakers, metrics, [AttemptLogger, metrics.observer, activity.observer],
+                                  budgets)
         inbound = InboundWebhooks(
             settings.public_url, store, poll_interval=settings.webhook_poll_interval,
             max_body_bytes=settings.webhook_max_body_bytes, metrics=metrics,
@@ -149,6 +172,8 @@ class Daemon:
         ) if settings.public_url else None
         jobs = JobService(
             store,
+            budgets=budgets,
+            clock=clock,
             max_running=settings.max_running_jobs,
             retention_days=settings.job_retention_days,
             observers=generations.observers,
@@ -161,7 +186,7 @@ class Daemon:
         limiter = (ClientRateLimiter(settings.client_requests_per_minute)
                    if settings.client_requests_per_minute else None)
         return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), activity, limiter,
-                   inbound)
+                   inbound, budgets)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

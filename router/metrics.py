@@ -27,6 +27,7 @@ from router.breakers import STATE_VALUES, CircuitBreakers
 from router.errors import ERROR_CLASSES, GenerationCancelledError, TarashError
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.observers import ChainObserver
+from router.pricing import counted_cost
 
 #: Seconds-long image attempts and up-to-30-minute video attempts in one bucket set.
 ATTEMPT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800)
@@ -166,15 +167,6 @@ class Metrics:
         return middleware
 
 
-def spend(attempt: AttemptMetadata) -> tuple[float | None, str]:
-    """What an attempt is counted as having cost: charged, else the estimate of a success, else nothing."""
-    if attempt.cost_usd is not None:
-        return attempt.cost_usd, "charged"
-    if attempt.status == "success":
-        return attempt.estimated_cost_usd, "estimated"
-    return None, "charged"
-
-
 class _MetricsObserver(ChainObserver):
     def __init__(self, metrics: Metrics, route: str, kind: str) -> None:
         self.m, self.route, self.kind = metrics, route, kind
@@ -193,7 +185,7 @@ class _MetricsObserver(ChainObserver):
         outcome = attempt.status  # "success" | "failed" | "skipped", set by the orchestrator
         self.m.attempts.labels(self.route, config.provider, config.model, outcome, _error_label(error)).inc()
         self.m.attempt_duration.labels(self.route, config.provider, config.model, outcome).observe(elapsed)
-        usd, basis = spend(attempt)
+        usd, basis = counted_cost(attempt)
         if usd:
             self.m.cost.labels(self.route, config.provider, config.model, basis).inc(usd)
 

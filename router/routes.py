@@ -88,6 +88,16 @@ class RouteSpec(BaseModel):
     attempts: list[AttemptSpec] = Field(min_length=1)
 
 
+class ClientSpec(BaseModel):
+    """``[clients."<name>"]``: a named client's budgets (names come from ``API_KEYS="name=token"``), USD per UTC
+    day and per UTC calendar month; a request whose estimate would cross what is left is refused (402)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daily_budget_usd: float | None = Field(default=None, gt=0)
+    monthly_budget_usd: float | None = Field(default=None, gt=0)
+
+
 class ProviderSpec(BaseModel):
     """``[providers."<name>"]``: limits shared by every route that uses the provider."""
 
@@ -156,6 +166,7 @@ class RoutesSnapshot:
     loaded_at: datetime = field(default_factory=utc_now)
     path: str = ""
     providers: dict[str, ProviderSpec] = field(default_factory=dict)
+    clients: dict[str, ClientSpec] = field(default_factory=dict)
 
     def resolve(self, model: str, kind: Kind | None = None) -> Route:
         route = self.routes.get(model)
@@ -201,7 +212,7 @@ def toml_path(loc: tuple[Any, ...]) -> str:
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif i == 1 and loc[0] in ("routes", "providers"):
+        elif i == 1 and loc[0] in ("routes", "providers", "clients"):
             out += f'."{part}"'  # route names are always quoted, as users write them
         else:
             out += ("." if out else "") + (part if re.fullmatch(r"[A-Za-z0-9_]+", str(part)) else f'"{part}"')
@@ -321,15 +332,25 @@ def parse(text: str, path: str = "routes.toml") -> RoutesSnapshot:
         raise RoutesError([_with_line(problem, lines) for problem in problems])
     specs = {name: RouteSpec.model_validate(raw) for name, raw in data["routes"].items()}
     providers = {name: ProviderSpec.model_validate(raw) for name, raw in (data.get("providers") or {}).items()}
+    clients = {name: ClientSpec.model_validate(raw) for name, raw in (data.get("clients") or {}).items()}
     routes = {name: _build_route(name, spec) for name, spec in specs.items()}
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return RoutesSnapshot(routes=routes, config_hash=digest, path=path, providers=providers)
+    return RoutesSnapshot(routes=routes, config_hash=digest, path=path, providers=providers, clients=clients)
 
 
 def _problems(data: dict[str, Any]) -> list[str]:
     """Every problem of a parsed file, each as ``<toml path>: <message>``."""
-    problems = [f"{key}: unknown top-level table; only [routes] and [providers] are allowed"
-                for key in data if key not in ("routes", "providers")]
+    problems = [f"{key}: unknown top-level table; only [routes], [providers] and [clients] are allowed"
+                for key in data if key not in ("routes", "providers", "clients")]
+    raw_clients = data.get("clients") or {}
+    if not isinstance(raw_clients, dict):
+        problems.append('clients: must be a table of [clients."<name>"] tables')
+        raw_clients = {}
+    for name, raw in raw_clients.items():
+        try:
+            ClientSpec.model_validate(raw)
+        except ValidationError as exc:
+            problems += _pydantic_problems(exc, ("clients", name), raw)
     known = set(known_providers())
     for name, raw in (data.get("providers") or {}).items():
         if name not in known:

@@ -3,10 +3,12 @@ command-line flags override them."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,19 +16,41 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from router.http.slow_clients import ConnectionLimits
 
 
-def parse_api_keys(text: str) -> dict[str, frozenset[str]]:
-    """``API_KEYS`` as token -> scopes. Items are comma-separated; ``abc`` is a plain client, ``abc:admin``
-    can read /v1/routes and others' jobs (scopes joined with ``+``). Empty items are skipped; an item with an
-    empty token (``:admin``) is refused with ``ValueError``, which never quotes a token."""
-    tokens: dict[str, frozenset[str]] = {}
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class ClientToken(NamedTuple):
+    """Who a client token belongs to: its name (or the token's fingerprint when unnamed) and its scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+def client_fingerprint(token: str) -> str:
+    """A stable, non-secret identity for an unnamed token (jobs record their owner by it)."""
+    return "client-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def parse_api_keys(text: str) -> dict[str, ClientToken]:
+    """``API_KEYS`` as token -> its client. Items are comma-separated; ``tok`` is a client known by the token's
+    fingerprint, ``alice=tok`` names the client (budgets and usage go by name, never by token; several tokens may
+    share a name); ``:admin`` after either gives the admin scope (/v1/routes, every client's jobs and usage;
+    scopes joined with ``+``). Empty items are skipped; an item with an empty token (``:admin``) is refused with
+    ``ValueError``, which never quotes a token."""
+    tokens: dict[str, ClientToken] = {}
     for position, item in enumerate(text.split(","), start=1):
         item = item.strip()
         if not item:
             continue
-        token, _, scopes = item.partition(":")
-        if not token.strip():
+        entry, _, scopes = item.partition(":")
+        entry = entry.strip()
+        if not entry:
             raise ValueError(f"API_KEYS item {position} has an empty token (only scopes); write token:scopes")
-        tokens[token.strip()] = frozenset(s for s in scopes.split("+") if s)
+        name, eq, token = entry.partition("=")
+        # "alice=tok" names the client; a plain token may itself end in "=" padding ("dG9r=", "dG9rZQ==").
+        if not (eq and token and not token.startswith("=") and _CLIENT_NAME.fullmatch(name)):
+            name, token = "", entry
+        tokens[token] = ClientToken(name or client_fingerprint(token), frozenset(s for s in scopes.split("+") if s))
     return tokens
 
 
@@ -97,8 +121,8 @@ class Settings(BaseSettings):
         parse_api_keys(value.get_secret_value())  # refuse a bad list at start, not at the first request
         return value
 
-    def client_tokens(self) -> dict[str, frozenset[str]]:
-        """Token -> scopes (see ``parse_api_keys``)."""
+    def client_tokens(self) -> dict[str, ClientToken]:
+        """Token -> its client (see ``parse_api_keys``)."""
         return parse_api_keys(self.api_keys.get_secret_value())
 
     def connection_limits(self) -> ConnectionLimits:

@@ -11,20 +11,22 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from router.daemon import Daemon
-from router.http import jobs_api, middleware, native, openai_compat, ops, ui, webhooks_api
+from router.http import jobs_api, middleware, native, openai_compat, ops, ui, usage, webhooks_api
 from router.http.errors import error_middleware
 from router.http.keys import DAEMON
 from router.jobs import JobStore
+from router.jobs.store import Clock
+from router.models import utc_now
 from router.reload import RoutesHolder
 from router.sdnotify import Notifier
 from router.settings import Settings
 
 
 def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier | None = None,
-               job_store: JobStore | None = None) -> web.Application:
+               job_store: JobStore | None = None, clock: Clock = utc_now) -> web.Application:
     """Build the daemon's aiohttp application. The routes holder is loaded (and valid) already; the job store
     is the one the settings choose unless ``job_store`` is given."""
-    daemon = Daemon.build(settings, routes, notifier=notifier, job_store=job_store)
+    daemon = Daemon.build(settings, routes, notifier=notifier, job_store=job_store, clock=clock)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
@@ -37,7 +39,7 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
         ],
     )
     app[DAEMON] = daemon
-    for module in (ops, openai_compat, native, jobs_api, ui, webhooks_api):
+    for module in (ops, openai_compat, native, jobs_api, ui, usage, webhooks_api):
         module.setup(app)
     app.cleanup_ctx.append(_daemon_running)
     return app

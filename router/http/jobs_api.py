@@ -70,12 +70,22 @@ async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> Job
     # The body as the client sent it (before route defaults, which a reload may change between retries).
     sent = fingerprint(request.path, body)
     route, spec_request = route_request(request, body, kind)
+    generations, client = request.app[DAEMON].generations, request[CLIENT]
+    budgets = generations.budgets
+    reservation = await generations.admit(client, route, spec_request)  # 402 before anything is stored
     try:
-        job, _ = await _service(request).create(route, spec_request, owner=_owner(request),
-                                                idempotency_key=request.headers.get("Idempotency-Key"),
-                                                request_fingerprint=sent)
+        job, created = await _service(request).create(route, spec_request, owner=_owner(request),
+                                                      idempotency_key=request.headers.get("Idempotency-Key"),
+                                                      request_fingerprint=sent)
     except IdempotencyKeyReusedError as exc:
         raise ApiError(422, f"{exc}; use a new key for a new request", code="idempotency_key_reused") from None
+    finally:
+        if budgets is not None and reservation is not None:
+            held = budgets.pending(client, reservation)
+            budgets.release(client, reservation)
+    if budgets is not None and reservation is not None and created and not job.finished:
+        # Held under the job's id until the job ends (its recorder releases it), queue wait included.
+        budgets.reserve(client, job.id, held)
     return job
 
 

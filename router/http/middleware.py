@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import re
 import time
@@ -85,11 +84,6 @@ def guard_middleware(settings: Settings) -> Any:
     return middleware
 
 
-def client_id(token: str) -> str:
-    """A stable, non-secret identity for a token (jobs record their owner by it)."""
-    return "client-" + hashlib.sha256(token.encode()).hexdigest()[:16]
-
-
 def auth_middleware(settings: Settings) -> Any:
     tokens = settings.client_tokens()
     redactor.add_values(tokens)
@@ -111,14 +105,14 @@ def auth_middleware(settings: Settings) -> Any:
                                   headers={"WWW-Authenticate": 'Bearer realm="tarash-router"'})
         # Constant-time compare against every configured token (no early exit on a prefix match).
         match = None
-        for token, scopes in tokens.items():
+        for token, client in tokens.items():
             if hmac.compare_digest(presented.encode(), token.encode()):
-                match = (token, scopes)
+                match = client
         if match is None:
             return error_response(401, "invalid bearer token", "authentication_error", "invalid_api_key",
                                   headers={"WWW-Authenticate": 'Bearer realm="tarash-router", error="invalid_token"'})
-        request[CLIENT] = client_id(match[0])
-        request[SCOPES] = match[1]
+        request[CLIENT] = match.name
+        request[SCOPES] = match.scopes
         return await handler(request)
 
     return middleware

@@ -11,7 +11,7 @@ from aiohttp import web
 from router.errors import TarashError, error_body
 from router.http import sse
 from router.http.bodies import read_json, route_request
-from router.http.keys import DAEMON
+from router.http.keys import CLIENT, DAEMON
 from router.models import AnyRequest, AnyUpdate, Kind
 from router.routes import Route
 
@@ -23,7 +23,7 @@ def _handler(kind: Kind) -> Handler:
         route, spec_request = route_request(request, await read_json(request), kind)
         if sse.wants_stream(request):
             return await _stream(request, route, spec_request)
-        response = await request.app[DAEMON].generations.generate(route, spec_request)
+        response = await request.app[DAEMON].generations.generate(route, spec_request, client=request[CLIENT])
         return web.json_response(response.model_dump(mode="json"))
 
     return handle
@@ -32,6 +32,9 @@ def _handler(kind: Kind) -> Handler:
 async def _stream(request: web.Request, route: Route, spec_request: AnyRequest) -> web.StreamResponse:
     """``update`` events, then ``result`` or ``error``. A client that goes away cancels the generation
     (aiohttp cancels this handler), and with it the vendor job."""
+    generations = request.app[DAEMON].generations
+    # The budget is checked before the stream opens, so a refusal is a plain 402, not an error event.
+    reservation = await generations.admit(request[CLIENT], route, spec_request)
     stream = await sse.open_stream(request)
     updates: asyncio.Queue[AnyUpdate | None] = asyncio.Queue()
 
@@ -39,7 +42,8 @@ async def _stream(request: web.Request, route: Route, spec_request: AnyRequest) 
         if update.result is None and update.error is None:  # the final one is sent as result/error
             await updates.put(update)
 
-    task = asyncio.create_task(request.app[DAEMON].generations.generate(route, spec_request, on_progress))
+    task = asyncio.create_task(generations.generate(route, spec_request, on_progress, client=request[CLIENT],
+                                                    reservation=reservation))
     task.add_done_callback(lambda _: updates.put_nowait(None))
     try:
         while (update := await updates.get()) is not None:

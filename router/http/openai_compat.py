@@ -11,7 +11,7 @@ from aiohttp import web
 from router.errors import BadProviderResponseError
 from router.http.bodies import read_json, route_request
 from router.http.errors import ApiError
-from router.http.keys import DAEMON
+from router.http.keys import CLIENT, DAEMON
 from router.models import ImageGenerationResponse
 from router.routes import RoutesSnapshot
 
@@ -41,7 +41,7 @@ async def images_generations(request: web.Request) -> web.Response:
     if response_format not in ("url", "b64_json"):
         raise ApiError(400, "response_format must be 'url' or 'b64_json'", code="invalid_value", param="response_format")
     route, spec_request = route_request(request, body, "image")
-    response = await request.app[DAEMON].generations.generate(route, spec_request)
+    response = await request.app[DAEMON].generations.generate(route, spec_request, client=request[CLIENT])
     assert isinstance(response, ImageGenerationResponse)
     data = [
         {response_format: await _image_as(image, response_format, response.content_type), "revised_prompt": response.revised_prompt}

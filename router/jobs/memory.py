@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from router.jobs.store import TERMINAL, JobRecord, require_timestamps
+from router.jobs.store import TERMINAL, JobRecord, SpendEntry, require_timestamps
 
 
 class MemoryJobStore:
@@ -22,6 +22,7 @@ class MemoryJobStore:
         self._jobs: dict[str, JobRecord] = {}
         self._events: dict[str, dict[int, tuple[str, dict[str, Any]]]] = {}
         self._rows = 0
+        self._spend: dict[tuple[str, str, str, str, str], SpendEntry] = {}
 
     async def open(self) -> None:
         return None
@@ -112,3 +113,16 @@ class MemoryJobStore:
 def _newest_first_key(job: JobRecord) -> tuple[datetime, str]:
     assert job.created_at is not None  # required at insert
     return job.created_at, job.id
+
+    # ---- spend --------------------------------------------------------------------------------------------
+    async def add_spend(self, entries: list[SpendEntry]) -> None:
+        for entry in entries:
+            key = (entry.client, entry.day, entry.route, entry.provider, entry.model)
+            held = self._spend.get(key)
+            self._spend[key] = entry if held is None else SpendEntry(
+                *key, usd=held.usd + entry.usd, generations=held.generations + entry.generations)
+
+    async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
+        rows = [e for e in self._spend.values()
+                if first_day <= e.day <= last_day and (client is None or e.client == client)]
+        return sorted(rows, key=lambda e: (e.day, e.client, e.route))

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
@@ -40,6 +40,9 @@ from router.models import (
 from router.observers import ChainObserver
 from router.orchestrator import Generation, ResumePoint, run_generation
 from router.routes import Route
+
+if TYPE_CHECKING:  # router.budgets imports the store protocol from this package
+    from router.budgets import Budgets
 
 log = structlog.get_logger(logger_name="router.jobs")
 
@@ -82,8 +85,11 @@ class JobService:
         media_dir: Path | None = None,
         clock: Clock = utc_now,
         push: Any = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.store = store
+        #: Records each job's spend for its owner's budget when the job ends.
+        self.budgets = budgets
         #: Job timestamps and retention read this clock (tests pass a fake one to age jobs).
         self.clock = clock
         #: ``router.webhooks.inbound.InboundWebhooks`` when vendors may push completions (PUBLIC_URL set).
@@ -318,9 +324,12 @@ class JobService:
         job.status = "running"
         await self._save(job)
         observer = _JobObserver(self, job)
+        observers = [observer, *self._observers(job.route, kind)]
+        if self.budgets is not None:
+            observers.append(self.budgets.recorder(job.owner or "anonymous", job.route, job.id))
         try:
             response = await run_generation(Generation(
-                kind, request, chain, generation_id=job.id, observers=[observer, *self._observers(job.route, kind)],
+                kind, request, chain, generation_id=job.id, observers=observers,
                 breakers=self._breakers, limits=self._limits(),
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
                 wait_for_capacity=True, keep_vendor_job=lambda: self._stopping, resume=_resume_point(job),

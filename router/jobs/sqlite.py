@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from router.jobs.store import TERMINAL, JobRecord, VendorJob, require_timestamps
+from router.jobs.store import TERMINAL, JobRecord, SpendEntry, VendorJob, require_timestamps
 
 T = TypeVar("T")
 
@@ -46,6 +46,16 @@ CREATE TABLE IF NOT EXISTS events (
     event TEXT NOT NULL,
     data TEXT NOT NULL,
     PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS spend (
+    client TEXT NOT NULL,
+    day TEXT NOT NULL,
+    route TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    usd REAL NOT NULL,
+    generations INTEGER NOT NULL,
+    PRIMARY KEY (client, day, route, provider, model)
 );
 """
 
@@ -222,3 +232,35 @@ class SQLiteJobStore:
             return self._db.execute(sql, args).fetchall()
 
         return await self._run(query)  # type: ignore[no-any-return]
+
+    # ---- spend (router/budgets.py) ------------------------------------------------------------------------
+    async def add_spend(self, entries: list[SpendEntry]) -> None:
+        rows = [(e.client, e.day, e.route, e.provider, e.model, e.usd, e.generations) for e in entries]
+
+        def add() -> None:
+            assert self._db is not None
+            # One transaction (the connection autocommits otherwise): a generation's spend is recorded whole or not.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO spend VALUES (?,?,?,?,?,?,?) ON CONFLICT (client, day, route, provider, model) "
+                    "DO UPDATE SET usd = usd + excluded.usd, generations = generations + excluded.generations", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+        if rows:
+            await self._run(add)
+
+    async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
+        def read() -> list[SpendEntry]:
+            assert self._db is not None
+            sql = "SELECT client, day, route, provider, model, usd, generations FROM spend WHERE day BETWEEN ? AND ?"
+            args: tuple[Any, ...] = (first_day, last_day)
+            if client is not None:
+                sql, args = sql + " AND client = ?", (*args, client)
+            return [SpendEntry(*row) for row in self._db.execute(sql + " ORDER BY day, client, route", args)]
+
+        return list(await self._run(read))
+

@@ -61,7 +61,34 @@ def require_timestamps(job: JobRecord) -> None:
         raise ValueError(f"job {job.id} has no created_at/updated_at: JobService stamps them from its clock")
 
 
-class JobStore(Protocol):
+@dataclass(frozen=True)
+class SpendEntry:
+    """Charged USD of one client on one UTC day, per route, provider and model (``generations``: how many
+    generations contributed). Recorded from charged costs when a generation ends (router/budgets.py)."""
+
+    client: str
+    day: str  # YYYY-MM-DD, UTC
+    route: str
+    provider: str
+    model: str
+    usd: float
+    generations: int = 1
+
+
+class SpendStore(Protocol):
+    """Durable spend per client, the budgets' ledger. The job store implements it (in the same database, so a
+    PostgreSQL job store shares spend across instances too)."""
+
+    async def add_spend(self, entries: list[SpendEntry]) -> None:
+        """Add each entry to the ledger (summed with what is there for the same client/day/route/provider/model)."""
+        ...
+
+    async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
+        """The ledger's rows for ``client`` (every client when None) from ``first_day`` to ``last_day`` inclusive."""
+        ...
+
+
+class JobStore(SpendStore, Protocol):
     """Persistence for jobs: everything the job runner and the metrics read or write, nothing else. Every method
     is a coroutine and must not block the event loop. ``tests/jobs/test_store_contract.py`` is the contract
     every store passes (SQLite and the in-memory store today: a new store is one line there).

@@ -112,6 +112,16 @@ def failed_cost(provider: str, sent: bool, error_raw: dict[str, Any] | None, quo
     return None
 
 
+def counted_cost(attempt: AttemptMetadata) -> tuple[float | None, str]:
+    """What an attempt counts as having cost (metrics, budgets): ``(usd, basis)``, the charged cost
+    (``charged``), else the estimate of a success whose charge is unknown (``estimated``), else nothing."""
+    if attempt.cost_usd is not None:
+        return attempt.cost_usd, "charged"
+    if attempt.status == "success":
+        return attempt.estimated_cost_usd, "estimated"
+    return None, "charged"
+
+
 def chain_costs(attempts: Sequence[AttemptMetadata], successful: int | None) -> tuple[float | None, float | None]:
     """A chain's ``(estimated_cost_usd, total_cost_usd)``: the estimate of the attempt that produced the result
     (of the last attempt sent when none did), and the known charged costs summed (None when none is known)."""

@@ -97,12 +97,13 @@ StartDaemon = Callable[..., Awaitable[Daemon]]
 async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
     servers: list[tuple[TestServer, aiohttp.ClientSession]] = []
 
-    async def start(routes: str = MOCK_ROUTES, **settings: Any) -> Daemon:
+    async def start(routes: str = MOCK_ROUTES, clock: Any = None, **settings: Any) -> Daemon:
         path = tmp_path / "routes.toml"
         path.write_text(routes)
         config = Settings(_env_file=None, routes=path, data_dir=tmp_path / "data", **settings)
         holder = RoutesHolder.load(path)
-        server = GuardedTestServer(create_app(config, holder), config.connection_limits(), host="127.0.0.1")
+        extra = {"clock": clock} if clock is not None else {}
+        server = GuardedTestServer(create_app(config, holder, **extra), config.connection_limits(), host="127.0.0.1")
         await server.start_server()
         session = aiohttp.ClientSession()
         servers.append((server, session))

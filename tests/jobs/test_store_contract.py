@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from router.jobs import JobRecord, JobStore, VendorJob
+from router.jobs.store import SpendEntry
 from router.models import utc_now
 from tests.jobs.stores import STORES, StoreKind
 
@@ -194,5 +195,35 @@ async def test_a_durable_store_keeps_everything_across_a_reopen(kind: StoreKind,
         assert await second.events("job_a") == [(1, "update", {"status": "processing"})]
         assert await second.last_seqs() == {"job_a": 1}
         assert not await second.insert(job("job_b", owner="o", idempotency_key="k"))
+    finally:
+        await second.close()
+
+
+async def test_spend_adds_up_per_client_day_route_provider_and_model(store: JobStore) -> None:
+    await store.add_spend([SpendEntry("alice", "2026-12-01", "r", "fal", "m", 0.4, 1),
+                           SpendEntry("alice", "2026-12-01", "r", "openai", "s", 0.0, 0)])
+    await store.add_spend([SpendEntry("alice", "2026-12-01", "r", "fal", "m", 0.25, 1),
+                           SpendEntry("alice", "2026-12-02", "r", "fal", "m", 1.0, 1),
+                           SpendEntry("bob", "2026-12-01", "r", "fal", "m", 2.0, 1)])
+    await store.add_spend([])
+    day = await store.spend("alice", "2026-12-01", "2026-12-01")
+    assert sorted((e.provider, round(e.usd, 6), e.generations) for e in day) == [("fal", 0.65, 2), ("openai", 0.0, 0)]
+    assert sum(e.usd for e in await store.spend("alice", "2026-12-01", "2026-12-31")) == pytest.approx(1.65)
+    assert {e.client for e in await store.spend(None, "2026-12-01", "2026-12-01")} == {"alice", "bob"}
+    assert await store.spend("carol", "2026-01-01", "2026-12-31") == []
+
+
+async def test_a_durable_store_keeps_spend_across_a_reopen(kind: StoreKind, tmp_path: Path) -> None:
+    if not kind.durable:
+        pytest.skip("this store keeps nothing past its process")
+    first = kind.make(tmp_path)
+    await first.open()
+    await first.add_spend([SpendEntry("alice", "2026-12-01", "r", "fal", "m", 0.4, 1)])
+    await first.close()
+    second = kind.make(tmp_path)
+    await second.open()
+    try:
+        assert await second.spend("alice", "2026-12-01", "2026-12-01") == [
+            SpendEntry("alice", "2026-12-01", "r", "fal", "m", 0.4, 1)]
     finally:
         await second.close()

@@ -1,0 +1,180 @@
+"""Client budgets and usage: named clients (``API_KEYS="alice=tok"``) get daily and monthly USD budgets in
+routes.toml (``[clients."alice"]``, hot-reloaded with it). A request whose estimate would cross what is left is
+refused before any vendor call (``BudgetExceededError``, HTTP 402 ``budget_exceeded``); spend is recorded from
+charged costs when a generation ends, durably, in the job store's spend ledger (``SpendStore``).
+
+Days and months are UTC. The clock is injectable (tests roll the day over without waiting for midnight).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from router.errors import TarashError
+from router.jobs.store import Clock, SpendEntry, SpendStore
+from router.models import AnyRequest, ExecutionMetadata, utc_now
+from router.observers import ChainObserver
+from router.pricing import counted_cost, estimate
+from router.routes import ClientSpec, Route
+
+
+class BudgetExceededError(TarashError):
+    """The client's budget cannot cover this request's estimate (HTTP 402, ``budget_exceeded``)."""
+
+    daemon_status = 402
+
+
+@dataclass(frozen=True)
+class Period:
+    """A budget period: a UTC day or a UTC calendar month."""
+
+    name: str  # "daily" | "monthly"
+    first_day: date
+    last_day: date
+
+    @property
+    def resets_at(self) -> datetime:
+        return datetime.combine(self.last_day + timedelta(days=1), time(0), tzinfo=timezone.utc)
+
+
+def periods(now: datetime) -> tuple[Period, Period]:
+    """Today and this month, in UTC."""
+    today = now.astimezone(timezone.utc).date()
+    first = today.replace(day=1)
+    next_month = (first + timedelta(days=32)).replace(day=1)
+    return Period("daily", today, today), Period("monthly", first, next_month - timedelta(days=1))
+
+
+def request_estimate(route: Route, request: AnyRequest) -> float:
+    """What admitting ``request`` reserves: the dearest known attempt estimate of the chain (failed attempts
+    are usually free, so the chain rarely costs more than its dearest attempt). 0 when none is known."""
+    known = []
+    for config in route.chain:
+        try:
+            usd = estimate(config, request).usd
+        except TarashError:
+            continue  # an invalid override skips that attempt at run time
+        if usd is not None:
+            known.append(usd)
+    return max(known, default=0.0)
+
+
+class Budgets:
+    """Checks, reserves and records client spend. ``clients`` returns the live ``[clients]`` tables."""
+
+    def __init__(self, store: SpendStore, clients: Callable[[], Mapping[str, ClientSpec]],
+                 clock: Clock = utc_now) -> None:
+        self.store = store
+        self._clients = clients
+        self.clock = clock
+        #: client -> reservation key -> USD: generations admitted and not yet ended (this process).
+        self._pending: dict[str, dict[str, float]] = {}
+
+    async def admit(self, client: str, route: Route, request: AnyRequest) -> str:
+        """``check``, then ``reserve`` the estimate under a new key until ``recorder(..., key)`` hears the end."""
+        key = uuid.uuid4().hex
+        self.reserve(client, key, await self.check(client, route, request))
+        return key
+
+    async def check(self, client: str, route: Route, request: AnyRequest) -> float:
+        """Refuse (``BudgetExceededError``) a request whose estimate would cross ``client``'s remaining daily or
+        monthly budget, counting what generations still running have reserved. Returns the estimate."""
+        needed = request_estimate(route, request)
+        spec = self._clients().get(client)
+        if spec is None or not (spec.daily_budget_usd or spec.monthly_budget_usd):
+            return needed
+        pending = sum(self._pending.get(client, {}).values())
+        for period, budget in zip(periods(self.clock()), (spec.daily_budget_usd, spec.monthly_budget_usd)):
+            if budget is None:
+                continue
+            spent = sum(e.usd for e in await self.store.spend(client, period.first_day.isoformat(),
+                                                               period.last_day.isoformat()))
+            left = budget - spent - pending
+            if left <= 0 or needed > left:
+                raise BudgetExceededError(
+                    f"client {client!r} has ${max(left, 0):.4f} left of its {period.name} budget of ${budget:g} "
+                    f"(resets {period.resets_at.isoformat().replace('+00:00', 'Z')}); this request is estimated "
+                    f"at ${needed:.4f}", code="budget_exceeded")
+        return needed
+
+    def reserve(self, client: str, key: str, usd: float) -> None:
+        self._pending.setdefault(client, {})[key] = usd
+
+    def pending(self, client: str, key: str) -> float:
+        return self._pending.get(client, {}).get(key, 0.0)
+
+    def release(self, client: str, key: str) -> None:
+        reserved = self._pending.get(client)
+        if reserved is not None:
+            reserved.pop(key, None)
+            if not reserved:
+                del self._pending[client]
+
+    def recorder(self, client: str, route: str, key: str | None = None) -> ChainObserver:
+        """An observer that records the generation's spend when it ends (and releases its reservation)."""
+        return _SpendRecorder(self, client, route, key)
+
+    async def record(self, client: str, route: str, metadata: ExecutionMetadata) -> None:
+        day = self.clock().astimezone(timezone.utc).date().isoformat()
+        entries = []
+        for attempt in metadata.attempts:
+            usd, _ = counted_cost(attempt)
+            success = attempt.status == "success"
+            if usd or success:
+                entries.append(SpendEntry(client, day, route, attempt.provider, attempt.model, usd or 0.0,
+                                          1 if success else 0))
+        await self.store.add_spend(entries)
+
+    async def usage(self, client: str | None) -> list[dict[str, Any]]:
+        """Spend today and this month per client (one client, or every client with spend or a budget), with
+        the budgets, what is left and when each resets, and the month's spend per route and provider."""
+        day, month = periods(self.clock())
+        rows = await self.store.spend(client, month.first_day.isoformat(), month.last_day.isoformat())
+        clients = self._clients()
+        names = {client} if client is not None else {r.client for r in rows} | set(clients)
+        return [self._usage_of(name, [r for r in rows if r.client == name], clients.get(name), day, month)
+                for name in sorted(names)]
+
+    def _usage_of(self, client: str, rows: list[SpendEntry], spec: ClientSpec | None, day: Period,
+                  month: Period) -> dict[str, Any]:
+        today = [r for r in rows if r.day == day.first_day.isoformat()]
+        by: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for row in rows:
+            item = by.setdefault((row.route, row.provider, row.model), {
+                "route": row.route, "provider": row.provider, "model": row.model, "today_usd": 0.0,
+                "month_usd": 0.0, "generations_month": 0})
+            item["month_usd"] = round(item["month_usd"] + row.usd, 6)
+            item["generations_month"] += row.generations
+            if row.day == day.first_day.isoformat():
+                item["today_usd"] = round(item["today_usd"] + row.usd, 6)
+        return {
+            "client": client,
+            "today": _period_view(day, sum(r.usd for r in today), spec.daily_budget_usd if spec else None),
+            "month": _period_view(month, sum(r.usd for r in rows), spec.monthly_budget_usd if spec else None),
+            "by_route": sorted(by.values(), key=lambda i: (-i["month_usd"], i["route"], i["provider"])),
+        }
+
+
+def _period_view(period: Period, spent: float, budget: float | None) -> dict[str, Any]:
+    return {
+        "from": period.first_day.isoformat(), "to": period.last_day.isoformat(),
+        "spent_usd": round(spent, 6), "budget_usd": budget,
+        "remaining_usd": round(max(budget - spent, 0.0), 6) if budget is not None else None,
+        "resets_at": period.resets_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+class _SpendRecorder(ChainObserver):
+    def __init__(self, budgets: Budgets, client: str, route: str, key: str | None) -> None:
+        self.budgets, self.client, self.route, self.key = budgets, client, route, key
+
+    async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
+        try:
+            await self.budgets.record(self.client, self.route, metadata)
+        finally:
+            if self.key is not None:
+                self.budgets.release(self.client, self.key)
