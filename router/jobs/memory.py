@@ -110,10 +110,6 @@ class MemoryJobStore:
         return {job_id: max(events) for job_id, events in self._events.items() if events}
 
 
-def _newest_first_key(job: JobRecord) -> tuple[datetime, str]:
-    assert job.created_at is not None  # required at insert
-    return job.created_at, job.id
-
     # ---- spend --------------------------------------------------------------------------------------------
     async def add_spend(self, entries: list[SpendEntry]) -> None:
         for entry in entries:
@@ -126,3 +122,8 @@ def _newest_first_key(job: JobRecord) -> tuple[datetime, str]:
         rows = [e for e in self._spend.values()
                 if first_day <= e.day <= last_day and (client is None or e.client == client)]
         return sorted(rows, key=lambda e: (e.day, e.client, e.route))
+
+
+def _newest_first_key(job: JobRecord) -> tuple[datetime, str]:
+    assert job.created_at is not None  # required at insert
+    return job.created_at, job.id
