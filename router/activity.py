@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.errors import GenerationCancelledError, TarashError
-from router.pricing import counted_cost
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.observers import ChainObserver
+from router.pricing import counted_cost
 
 #: Minutes of traffic kept (and shown).
 WINDOW_MINUTES = 15
