@@ -5,9 +5,9 @@ from __future__ import annotations
 import structlog
 
 from router.errors import TarashError
-from router.handler import ProviderJob
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.observers import ChainObserver
+from router.provider_job import ProviderJob
 
 log = structlog.get_logger(logger_name="router.attempts")
 

@@ -136,11 +136,16 @@ class Daemon:
     """Everything a running daemon holds, each piece built once per process by ``build``."""
 
     settings: Settings
+    #: The live routes file (swapped atomically on reload).
     routes: RoutesHolder
+    #: Per provider/model circuits, shared by synchronous generations and jobs.
     breakers: CircuitBreakers
     metrics: Metrics
+    #: Synchronous generations: admission, limits, the chain.
     generations: Generations
+    #: Durable jobs: the runner over the job store chosen by ``open_job_store``.
     jobs: JobService
+    #: systemd's notify socket (a no-op without systemd).
     notifier: Notifier
     #: Recent traffic and attempt outcomes, for the status page (``GET /v1/status``).
     activity: Activity

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from router.errors import BadProviderResponseError, ProviderTimeoutError, TarashError, UnsupportedCapabilityError
+from router.errors import ProviderTimeoutError, TarashError, UnsupportedCapabilityError
+from router.handler_checks import expect, handler_fault
 from router.models import (
     RESPONSE_TYPES,
     AnyConfig,
@@ -34,6 +34,8 @@ from router.models import (
     VideoGenerationResponse,
     VideoGenerationUpdate,
 )
+from router.provider_job import PollStatus, ProviderJob
+from router.steps import drive
 from router.sync import run_sync
 
 #: ``provider_config`` key the daemon sets, for one submit, to the URL the vendor should push completion to.
@@ -42,29 +44,6 @@ WEBHOOK_URL_KEY = "_webhook_url"
 ProgressCallback = Callable[[VideoGenerationUpdate], Awaitable[None] | None]
 ImageProgressCallback = Callable[[ImageGenerationUpdate], Awaitable[None] | None]
 AnyProgressCallback = Callable[[Any], Awaitable[None] | None]
-
-
-@dataclass
-class ProviderJob:
-    """A vendor-side job: the vendor's id plus whatever the later steps need (status/result URLs...).
-
-    ``data`` must stay JSON-serialisable: the job store persists it so a restarted daemon can resume.
-    """
-
-    id: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PollStatus:
-    """One poll of a vendor job. ``raw`` is the vendor's payload, passed to ``on_progress`` as ``update``."""
-
-    status: StatusType
-    raw: dict[str, Any] = field(default_factory=dict)
-    progress_percent: int | None = None
-    #: Seconds the vendor asked us to wait before the next poll (e.g. OpenAI's ``openai-poll-after-ms``);
-    #: it can only lengthen the wait, never shorten ``poll_interval``.
-    poll_after: float | None = None
 
 
 class ProviderHandler:
@@ -154,8 +133,6 @@ class ProviderHandler:
     async def _generate(
         self, kind: Kind, config: AnyConfig, request: AnyRequest, on_progress: AnyProgressCallback | None
     ) -> AnyResponse:
-        from router.steps import drive  # local: steps imports this module
-
         if not is_stepped(self):
             raise UnsupportedCapabilityError(f"{type(self).__name__} implements no {kind} generation")
         reason = expect(self, "unsupported_reason", self.unsupported_reason(kind, config, request), str, type(None))
@@ -201,32 +178,3 @@ def overrides(handler: object, method: str) -> bool:
     """True when ``handler`` defines ``method`` itself (duck-typed handlers count if they have it)."""
     impl = getattr(type(handler), method, None)
     return impl is not None and impl is not getattr(ProviderHandler, method, None)
-
-
-def handler_fault(handler: object, problem: Exception | str) -> BadProviderResponseError:
-    """A handler bug (a hook returned the wrong type, or raised something that is not a ``TarashError``) as
-    the attempt's error: ``BadProviderResponseError`` naming the handler, which falls back like a vendor fault."""
-    what = problem if isinstance(problem, str) else f"raised {type(problem).__name__}: {problem}"
-    return BadProviderResponseError(f"handler {type(handler).__name__} {what}")
-
-
-T = TypeVar("T")
-
-
-def expect(handler: object, hook: str, value: T, *types: type) -> T:
-    """``value`` (what ``handler.<hook>`` returned) if it has one of ``types``, else a ``handler_fault``."""
-    if not isinstance(value, types):
-        expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
-        raise handler_fault(handler, f"{hook} returned {type(value).__name__}, expected {expected}")
-    return value
-
-
-def check_response(handler: object, kind: Kind, response: object) -> AnyResponse:
-    """``response`` if it is a usable result of ``kind`` (the right class, with media); else the error."""
-    expected = RESPONSE_TYPES[kind]
-    result = expect(handler, f"generate_{kind}", response, expected)
-    if isinstance(result, VideoGenerationResponse) and not result.video:
-        raise BadProviderResponseError("the provider returned no video")
-    if isinstance(result, ImageGenerationResponse) and not any(result.images):
-        raise BadProviderResponseError("the provider returned no images")
-    return result

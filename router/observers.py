@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from router.errors import TarashError
-from router.handler import ProviderJob
 from router.models import AnyConfig, AnyUpdate, AttemptMetadata, ExecutionMetadata
+from router.provider_job import ProviderJob
 
 log = logging.getLogger("router.orchestrator")
 

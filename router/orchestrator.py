@@ -39,7 +39,8 @@ from router.errors import (
     UnsupportedCapabilityError,
     scrub,
 )
-from router.handler import ProviderJob, check_response, expect, handler_fault, is_stepped, overrides
+from router.handler import is_stepped, overrides
+from router.handler_checks import check_response, expect, handler_fault
 from router.limits import ProviderLimits
 from router.models import (
     UPDATE_TYPES,
@@ -58,6 +59,7 @@ from router.observers import ChainEvents, ChainObserver, ProgressCallback
 from router.policy import AttemptPolicy
 from router.pricing import Quote, chain_costs, charged, estimate, failed_cost
 from router.pricing.ceiling import ceiling_reason
+from router.provider_job import ProviderJob
 from router.registry import handler_for, resolve_api_key
 from router.steps import PushChannel, drive
 

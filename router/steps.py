@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from router.errors import ContentPolicyError, GenerationFailedError, ProviderTimeoutError, TarashError
-from router.handler import PollStatus, ProviderHandler, ProviderJob, check_response, expect
+from router.handler_checks import check_response, expect
 from router.models import (
     UPDATE_TYPES,
     AnyConfig,
@@ -19,6 +20,10 @@ from router.models import (
     AnyUpdate,
     Kind,
 )
+from router.provider_job import PollStatus, ProviderJob
+
+if TYPE_CHECKING:
+    from router.handler import ProviderHandler
 
 log = logging.getLogger("router.steps")
 
@@ -39,11 +44,13 @@ class PushChannel(Protocol):
         """Wait between two polls: ``seconds``, stretched while a push is expected, ended early by one."""
         ...
 
+
 #: A vendor job is paid for: a status-poll blip must not abandon it. This many retryable poll errors in a
 #: row (each counting against max_poll_attempts) end the attempt; fewer are retried at the next poll.
 MAX_CONSECUTIVE_POLL_ERRORS = 3
 #: How long a best-effort upstream cancel may take when an attempt is abandoned.
 CANCEL_TIMEOUT_SECONDS = 10.0
+
 
 def make_update(kind: Kind, generation_id: str, status: PollStatus) -> AnyUpdate:
     """A poll's progress update, as the caller sees it (``request_id`` is the generation's id)."""
@@ -78,89 +85,91 @@ async def drive(
         job = submitted
         if on_job is not None:
             await on_job(job)
-    watch = _JobWatch()
+    run = _JobRun(handler, kind, config, request, emit, generation_id, job, push.wait if push else asyncio.sleep)
     try:
-        return await _poll_until_done(handler, kind, config, request, emit, generation_id, job, watch,
-                                      push.wait if push else asyncio.sleep)
+        return await run.until_done()
     finally:
-        if not watch.terminal and not (keep_vendor_job is not None and keep_vendor_job()):
-            await _cancel_quietly(handler, kind, config, job)
-
-
-class _JobWatch:
-    """Whether the vendor job reached an end (so abandoning the attempt needs no upstream cancel)."""
-
-    terminal = False
+        if not run.terminal and not (keep_vendor_job is not None and keep_vendor_job()):
+            await run.cancel_quietly()
 
 
 # Errors a poll raises when the vendor reports the job itself ended badly.
 _TERMINAL_ERRORS = (GenerationFailedError, ContentPolicyError)
 
 
-async def _poll_until_done(
-    handler: ProviderHandler,
-    kind: Kind,
-    config: AnyConfig,
-    request: AnyRequest,
-    emit: Emit,
-    generation_id: str,
-    job: ProviderJob,
-    watch: _JobWatch,
-    pause: Callable[[float], Awaitable[None]],
-) -> AnyResponse:
-    delay = expect(handler, "poll_delay", handler.poll_delay(config), int, float)
-    wait = delay
-    errors_in_row = 0
-    for poll_number in range(config.max_poll_attempts):
-        if poll_number:
-            await pause(wait)
+@dataclass
+class _JobRun:
+    """One vendor job being polled: what its polls need, and whether it reached an end (``terminal``: then an
+    abandoned attempt needs no upstream cancel)."""
+
+    handler: ProviderHandler
+    kind: Kind
+    config: AnyConfig
+    request: AnyRequest
+    emit: Emit
+    generation_id: str
+    job: ProviderJob
+    pause: Callable[[float], Awaitable[None]]
+    terminal: bool = False
+
+    async def until_done(self) -> AnyResponse:
+        """Poll every ``poll_delay`` (longer when the vendor asks) up to ``max_poll_attempts``; the result."""
+        handler, config, job = self.handler, self.config, self.job
+        delay = expect(handler, "poll_delay", handler.poll_delay(config), int, float)
         wait = delay
-        try:
-            status = await handler.poll(kind, config, job)
-        except _TERMINAL_ERRORS:
-            watch.terminal = True
-            raise
-        except TarashError as exc:
-            errors_in_row += 1
-            if not exc.retryable or errors_in_row >= MAX_CONSECUTIVE_POLL_ERRORS:
-                raise
-            # A throttled status poll waits as long as the vendor asked (the attempt timeout still bounds it).
-            wait = max(delay, exc.retry_after or 0.0)
-            log.warning("poll of %s job %s failed (%s), polling again", config.provider, job.id, type(exc).__name__)
-            continue
         errors_in_row = 0
-        expect(handler, "poll", status, PollStatus)  # a handler bug, not a poll blip: never retried
-        if status.status in ("completed", "failed"):
-            watch.terminal = True
-        if status.status == "completed":
-            # The completing poll's payload goes out too: the emitter holds it back and sends it once, with the
-            # result attached (the orchestrator's final update), so callers see the vendor's completing answer.
-            await emit(make_update(kind, generation_id, status))
-            return check_response(handler, kind, await handler.fetch_result(kind, config, request, job, status))
-        if status.status == "failed":
-            raise GenerationFailedError(
-                "the vendor reported the job failed",
-                provider=config.provider,
-                model=config.model,
-                provider_request_id=job.id,
-                raw=status.raw,
-            )
-        wait = max(delay, status.poll_after or 0.0)
-        await emit(make_update(kind, generation_id, status))
-    raise ProviderTimeoutError(
-        f"no result after {config.max_poll_attempts} polls",
-        provider=config.provider,
-        model=config.model,
-        provider_request_id=job.id,
-    )
+        for poll_number in range(config.max_poll_attempts):
+            if poll_number:
+                await self.pause(wait)
+            wait = delay
+            try:
+                status = await handler.poll(self.kind, config, job)
+            except _TERMINAL_ERRORS:
+                self.terminal = True
+                raise
+            except TarashError as exc:
+                errors_in_row += 1
+                if not exc.retryable or errors_in_row >= MAX_CONSECUTIVE_POLL_ERRORS:
+                    raise
+                # A throttled status poll waits as long as the vendor asked (the attempt timeout still bounds it).
+                wait = max(delay, exc.retry_after or 0.0)
+                log.warning("poll of %s job %s failed (%s), polling again", config.provider, job.id,
+                            type(exc).__name__)
+                continue
+            errors_in_row = 0
+            expect(handler, "poll", status, PollStatus)  # a handler bug, not a poll blip: never retried
+            if status.status in ("completed", "failed"):
+                self.terminal = True
+            if status.status == "completed":
+                # The completing poll's payload goes out too: the emitter holds it back and sends it once, with
+                # the result attached (the orchestrator's final update), so callers see the vendor's answer.
+                await self.emit(make_update(self.kind, self.generation_id, status))
+                result = await handler.fetch_result(self.kind, config, self.request, job, status)
+                return check_response(handler, self.kind, result)
+            if status.status == "failed":
+                raise GenerationFailedError(
+                    "the vendor reported the job failed",
+                    provider=config.provider,
+                    model=config.model,
+                    provider_request_id=job.id,
+                    raw=status.raw,
+                )
+            wait = max(delay, status.poll_after or 0.0)
+            await self.emit(make_update(self.kind, self.generation_id, status))
+        raise ProviderTimeoutError(
+            f"no result after {config.max_poll_attempts} polls",
+            provider=config.provider,
+            model=config.model,
+            provider_request_id=job.id,
+        )
 
-
-async def _cancel_quietly(handler: ProviderHandler, kind: Kind, config: AnyConfig, job: ProviderJob) -> None:
-    # Shielded: we are usually here because this task is being cancelled or timed out, and the upstream
-    # cancel (which stops the vendor billing us for an abandoned job) must still go out.
-    try:
-        await asyncio.shield(asyncio.wait_for(handler.cancel(kind, config, job), CANCEL_TIMEOUT_SECONDS))
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - cancel is best effort; the attempt's own error matters more
-        log.warning("cancel of %s job %s failed: %s", config.provider, job.id, type(exc).__name__)
+    async def cancel_quietly(self) -> None:
+        """Best-effort upstream cancel of an abandoned job. Shielded: we are usually here because this task is
+        being cancelled or timed out, and the cancel (which stops the vendor billing us) must still go out."""
+        try:
+            await asyncio.shield(asyncio.wait_for(self.handler.cancel(self.kind, self.config, self.job),
+                                                  CANCEL_TIMEOUT_SECONDS))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - cancel is best effort; the attempt's own error matters more
+            log.warning("cancel of %s job %s failed: %s", self.config.provider, self.job.id, type(exc).__name__)

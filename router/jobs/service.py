@@ -22,7 +22,6 @@ import structlog
 
 from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
-from router.handler import ProviderJob
 from router.jobs.store import Clock, JobRecord, JobStore, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
@@ -39,6 +38,7 @@ from router.models import (
 )
 from router.observers import ChainObserver
 from router.orchestrator import Generation, ResumePoint, run_generation
+from router.provider_job import ProviderJob
 from router.routes import Route
 
 if TYPE_CHECKING:  # router.budgets imports the store protocol from this package
