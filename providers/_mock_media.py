@@ -64,10 +64,17 @@ def video_asset(aspect_ratio: str | None) -> VideoAsset:
     return assets.get(aspect_ratio or _DEFAULT_RATIO, assets[_DEFAULT_RATIO])
 
 
+#: Largest side of a mock image: the vendors' largest sizes (1792x1024, 1536x1024) fit; bigger asks are scaled.
+_MOCK_IMAGE_MAX_SIDE = 2048
+
+
 def image_size_for(aspect_ratio: str | None, size: str | None) -> tuple[int, int]:
-    """Pixel size of a mock image: an explicit ``WxH`` (clamped to 8..1024), else small per aspect ratio."""
+    """Pixel size of a mock image: an explicit ``WxH`` as asked (each side at least 8; scaled down, keeping its
+    shape, when a side is over 2048), else small per aspect ratio."""
     if size and (match := re.fullmatch(r"(\d+)x(\d+)", size)):
-        return tuple(min(max(int(v), 8), 1024) for v in match.groups())  # type: ignore[return-value]
+        width, height = (int(v) for v in match.groups())
+        scale = min(1.0, _MOCK_IMAGE_MAX_SIDE / max(width, height, 1))
+        return max(8, round(width * scale)), max(8, round(height * scale))
     rw, rh = _RATIOS.get(aspect_ratio or "1:1", (1, 1))
     scale = _MOCK_IMAGE_LONG_SIDE / max(rw, rh)
     return max(8, round(rw * scale)), max(8, round(rh * scale))

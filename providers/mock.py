@@ -168,7 +168,7 @@ def _video(
         resolution=asset.resolution,
         aspect_ratio=asset.aspect_ratio,
         is_mock=True,
-        raw_response={**raw, "file": asset.path.name},
+        raw_response={**raw, "file": asset.path.name, "width": asset.width, "height": asset.height},
         provider_metadata=meta,
     )
 

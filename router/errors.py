@@ -212,10 +212,8 @@ class AllAttemptsFailedError(TarashError):
     """
 
     def __init__(self, last_error: TarashError, execution_metadata: ExecutionMetadata) -> None:
-        n = execution_metadata.total_attempts
         super().__init__(
-            f"all {n} attempt{'s' if n != 1 else ''} failed; last error: "
-            f"{type(last_error).__name__}: {last_error.message}",
+            _chain_summary(execution_metadata) or f"all attempts failed; last error: {last_error.message}",
             provider=last_error.provider,
             model=last_error.model,
             provider_request_id=last_error.provider_request_id,
@@ -226,6 +224,25 @@ class AllAttemptsFailedError(TarashError):
         )
         self.last_error = last_error
         self.execution_metadata = execution_metadata
+
+
+def _chain_summary(metadata: ExecutionMetadata) -> str:
+    """What happened to each attempt, e.g. ``no attempt was sent (all 2 skipped): 1 fal/fal-ai/veo3 skipped:
+    no API key ... FAL_KEY; 2 openai/sora-2 skipped: ...``: a chain that never reached a vendor must not read
+    like one that failed there, and the first attempt's reason matters as much as the last one's."""
+    attempts = metadata.attempts
+    if not attempts:
+        return ""
+    n = len(attempts)
+    if all(a.status == "skipped" for a in attempts):
+        head = f"no attempt was sent (all {n} skipped)" if n != 1 else "no attempt was sent (it was skipped)"
+    else:
+        head = f"all {n} attempt{'s' if n != 1 else ''} failed"
+    return head + ": " + "; ".join(
+        f"{a.attempt_number} {a.provider}/{a.model} {a.status}: "
+        + (f"{a.error_type}: {a.error_message}" if a.status == "failed" else a.error_message or a.error_type or "")
+        for a in attempts
+    )
 
 
 ERROR_CLASSES: dict[str, type[TarashError]] = {
@@ -261,7 +278,45 @@ def status_for(error: TarashError) -> int:
     return error.daemon_status
 
 
+#: ``error.code`` as clients see it, per class (looked up along the MRO): one documented vocabulary of slugs.
+#: A vendor's own code (a number, its wording, or whatever a hostile vendor sends) stays on the exception for
+#: library users and never becomes the public code; OpenAI's names are used where OpenAI has one.
+PUBLIC_CODES: dict[type[TarashError], str] = {
+    InvalidRequestError: "invalid_request",
+    AuthenticationError: "provider_auth_failed",
+    ContentPolicyError: "content_policy_violation",
+    RateLimitError: "rate_limit_exceeded",
+    ProviderTimeoutError: "provider_timeout",
+    ProviderUnavailableError: "provider_unavailable",
+    BadProviderResponseError: "bad_provider_response",
+    GenerationFailedError: "generation_failed",
+    AmbiguousSubmitError: "ambiguous_submit",
+    MissingCredentialsError: "missing_credentials",
+    UnknownProviderError: "unknown_provider",
+    ConfigurationError: "configuration_error",
+    CircuitOpenError: "circuit_open",
+    ProviderBusyError: "provider_busy",
+    UnsupportedCapabilityError: "unsupported_capability",
+    CostCeilingError: "cost_ceiling",
+    GenerationCancelledError: "cancelled",
+    TarashError: "provider_error",
+}
+#: Codes the router itself sets on a specific error, more precise than its class's (route_busy is a
+#: ProviderBusyError of a route, not of a provider).
+ROUTER_CODES = frozenset({"model_not_found", "wrong_kind", "route_busy"})
+
+
+def public_code(error: TarashError) -> str:
+    """The ``error.code`` a client gets for ``error`` (an exhausted chain: its last error's)."""
+    if isinstance(error, AllAttemptsFailedError):
+        return public_code(error.last_error)
+    if error.code in ROUTER_CODES:
+        return error.code
+    return next(PUBLIC_CODES[cls] for cls in type(error).__mro__ if cls in PUBLIC_CODES)
+
+
 def error_body(error: TarashError) -> dict[str, Any]:
     """What a client is told of a generation's error outside an HTTP error response (an SSE ``error`` event,
     a job's ``error``): message, type, code and the status a synchronous call would have got."""
-    return {"message": error.message, "type": error.type_name, "code": error.code, "status": status_for(error)}
+    return {"message": error.message, "type": error.type_name, "code": public_code(error),
+            "status": status_for(error)}

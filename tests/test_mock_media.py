@@ -50,7 +50,9 @@ def test_png_is_valid() -> None:
 
 def test_image_sizes() -> None:
     assert image_size_for(None, "64x32") == (64, 32)
-    assert image_size_for(None, "5000x2") == (1024, 8)
+    assert image_size_for(None, "1792x1024") == (1792, 1024)  # what the client asked, not a square
+    assert image_size_for(None, "4096x1024") == (2048, 512)  # over the cap: scaled, shape kept
+    assert image_size_for(None, "5000x2") == (2048, 8)
     assert image_size_for("16:9", None) == (256, 144)
     assert image_size_for("9:16", None) == (144, 256)
     assert image_size_for(None, None) == (256, 256)

@@ -15,6 +15,11 @@ from router.http.slow_clients import BodyTimeoutError
 log = structlog.get_logger(logger_name="router.http")
 
 
+#: ``error.code`` for errors answered by status alone (aiohttp's own, or ours without a more precise code).
+HTTP_CODES = {400: "invalid_request", 404: "endpoint_not_found", 405: "method_not_allowed", 408: "request_timeout",
+              413: "body_too_large", 415: "unsupported_media_type", 431: "headers_too_large", 500: "internal_error"}
+
+
 class ApiError(Exception):
     """An error the HTTP layer raises itself (bad JSON, missing field, auth...)."""
 
@@ -23,6 +28,7 @@ class ApiError(Exception):
         param: str | None = None, headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        code = code or ("invalid_value" if param else HTTP_CODES.get(status, "invalid_request"))
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
         self.headers = headers or {}
 
@@ -44,7 +50,7 @@ def tarash_response(error: E.TarashError) -> web.Response:
     extra: dict[str, Any] = {}
     if error.execution_metadata is not None:
         extra["execution_metadata"] = error.execution_metadata.model_dump(mode="json")
-    return error_response(status, error.message, error.type_name, error.code, None, headers, **extra)
+    return error_response(status, error.message, error.type_name, E.public_code(error), None, headers, **extra)
 
 
 def validation_error(exc: ValidationError) -> ApiError:
@@ -85,7 +91,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         }.get(exc.status, exc.reason)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, message, _HTTP_TYPES.get(exc.status, "invalid_request_error"),
-                              code=str(exc.status), headers=headers)
+                              code=HTTP_CODES.get(exc.status, "invalid_request"), headers=headers)
     except Exception:
         log.exception("unhandled_error", path=request.path)
-        return error_response(500, "internal error; see the daemon log for this request id", "server_error")
+        return error_response(500, "internal error; see the daemon log for this request id", "server_error",
+                              code="internal_error")

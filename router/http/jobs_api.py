@@ -175,6 +175,8 @@ async def _list(request: web.Request, kind: str | None, status: str | None = Non
 # ---- OpenAI /v1/videos ------------------------------------------------------------------------------------
 _RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0, "4:3": 4 / 3, "21:9": 21 / 9}
 _RESOLUTIONS = {360: "360p", 480: "480p", 720: "720p", 1080: "1080p", 2160: "4k"}
+#: OpenAI's ``/content`` variants; only ``video`` is ever held (see video_content).
+SORA_VARIANTS = ("video", "thumbnail", "spritesheet")
 _OPENAI_STATUS = {"queued": "queued", "running": "in_progress", "completed": "completed", "failed": "failed",
                   "cancelled": "failed"}
 
@@ -251,9 +253,25 @@ def video_view(job: JobRecord) -> dict[str, Any]:
         "seconds": str(request.get("duration_seconds") or 4),
         "size": size_of(request), "remixed_from_video_id": None, "error": None,
     }
+    if job.status == "completed" and job.result:
+        view.update(delivered(job.result))  # what the provider produced wins over what was asked
     if job.error:
         view["error"] = {"code": job.error.get("code") or job.error.get("type"), "message": job.error["message"]}
     return view
+
+
+def delivered(result: dict[str, Any]) -> dict[str, str]:
+    """``seconds`` and ``size`` of the video a provider returned, as far as its response tells them: the
+    duration it reports, and its pixel size when it reports one (else its resolution and aspect ratio)."""
+    out = {}
+    if isinstance(result.get("duration"), (int, float)) and result["duration"] > 0:
+        out["seconds"] = f"{result['duration']:g}"
+    raw = result.get("raw_response") or {}
+    if isinstance(raw.get("width"), int) and isinstance(raw.get("height"), int):
+        out["size"] = f"{raw['width']}x{raw['height']}"
+    elif result.get("resolution") in _RESOLUTIONS.values() and result.get("aspect_ratio") in _RATIOS:
+        out["size"] = size_of({"resolution": result["resolution"], "aspect_ratio": result["aspect_ratio"]})
+    return out
 
 
 def size_of(request: dict[str, Any]) -> str:
@@ -296,9 +314,16 @@ async def delete_video(request: web.Request) -> web.Response:
 async def video_content(request: web.Request) -> web.StreamResponse:
     """The video bytes: inline results are decoded; vendor URLs are fetched and streamed through."""
     job = await _visible_job(request)
+    variant = request.query.get("variant", "video")
+    if variant not in SORA_VARIANTS:
+        raise ApiError(400, f"variant must be one of {', '.join(SORA_VARIANTS)}, got {variant!r}", param="variant")
     if job.status != "completed" or not job.result:
         raise ApiError(409 if not job.finished else 404, f"video {job.id} is {job.status}, no content yet",
                        code="video_not_ready")
+    if variant != "video":
+        # Providers hand back the video only; answering the MP4 under an image variant would mislead clients.
+        raise ApiError(404, f"video {job.id} has no {variant}: its provider returned only the video "
+                       "(variant=video)", "not_found_error", "variant_unavailable", param="variant")
     video = job.result["video"]
     local = (job.result.get("provider_metadata") or {}).get("local_copy")
     if local and Path(local).is_file():
