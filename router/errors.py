@@ -302,8 +302,8 @@ PUBLIC_CODES: dict[type[TarashError], str] = {
     TarashError: "provider_error",
 }
 #: Codes the router itself sets on a specific error, more precise than its class's (route_busy is a
-#: ProviderBusyError of a route, not of a provider).
-ROUTER_CODES = frozenset({"model_not_found", "wrong_kind", "route_busy"})
+#: ProviderBusyError of a route, not of a provider) or on classes defined elsewhere (budgets).
+ROUTER_CODES = frozenset({"model_not_found", "wrong_kind", "route_busy", "budget_exceeded"})
 
 
 def public_code(error: TarashError) -> str:
