@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from datetime import timedelta
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,9 @@ from router.reload import RoutesHolder
 from router.routes import Route
 from router.sdnotify import Notifier
 from router.settings import Settings
+from router.jobs.view import job_view
 from router.webhooks.inbound import REPLICATE_SECRET_ENV, InboundWebhooks
+from router.webhooks.outbound import OutboundWebhooks
 
 #: Builds one observer for one generation on a route (metrics, attempt logs...).
 ObserverFactory = Callable[[str, str], ChainObserver]
@@ -155,6 +158,8 @@ class Daemon:
     inbound: InboundWebhooks | None = None
     #: Client budgets and usage (``[clients]`` in routes.toml), on the job store's spend ledger.
     budgets: Budgets | None = None
+    #: Client webhooks, when ``WEBHOOK_SECRET`` is set.
+    outbound: OutboundWebhooks | None = None
 
     @classmethod
     def build(cls, settings: Settings, routes: RoutesHolder, *, notifier: Notifier | None = None,
@@ -175,6 +180,12 @@ class Daemon:
             max_body_bytes=settings.webhook_max_body_bytes, metrics=metrics,
             replicate_secret=os.environ.get(REPLICATE_SECRET_ENV) or None,
         ) if settings.public_url else None
+        secret = settings.webhook_secret.get_secret_value()
+        outbound = OutboundWebhooks(
+            store, secret, view=job_view, retry_for=timedelta(hours=settings.webhook_retry_hours),
+            base_delay=settings.webhook_retry_base_seconds, allow_private=settings.allow_private_webhook_urls,
+            metrics=metrics,
+        ) if secret else None
         jobs = JobService(
             store,
             budgets=budgets,
@@ -187,22 +198,27 @@ class Daemon:
             limits=generations.provider_limits,
             media_dir=settings.data_dir / "media" if settings.keep_media_copy else None,
             push=inbound,
+            outbound=outbound,
         )
         limiter = (ClientRateLimiter(settings.client_requests_per_minute)
                    if settings.client_requests_per_minute else None)
         return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), activity, limiter,
-                   inbound, budgets)
+                   inbound, budgets, outbound)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Start the job runner (resuming unfinished jobs) and the loop-lag sampler; stop both on exit."""
         await self.jobs.start()
+        if self.outbound is not None:
+            await self.outbound.start()  # after the store opened; it delivers what a previous process left
         self.metrics.job_store_writes.set_function(lambda: self.jobs.store.rows_written)
         lag = asyncio.create_task(self.metrics.watch_loop())
         try:
             yield
         finally:
             lag.cancel()
+            if self.outbound is not None:
+                await self.outbound.stop()
             await self.jobs.stop()
             if self.inbound is not None:
                 await self.inbound.close()

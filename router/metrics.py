@@ -77,6 +77,8 @@ class Metrics:
         self.reloads = Counter("tarash_router_config_reloads", "routes.toml reloads", ["result"], registry=r)
         self.webhooks_received = Counter("tarash_router_webhooks_received", "Vendor webhooks by provider and result",
                                          ["provider", "result"], registry=r)
+        self.webhook_deliveries = Counter("tarash_router_webhook_deliveries", "Client webhook tries by result",
+                                          ["result"], registry=r)
         self.last_reload = Gauge("tarash_router_config_last_reload_success_timestamp_seconds",
                                  "Unix time of the last successful routes load", registry=r)
         self.last_reload_ok = Gauge("tarash_router_config_last_reload_successful",

@@ -18,9 +18,11 @@ from router.http.bodies import model_name, read_json, route_request
 from router.http.errors import ApiError
 from router.http.keys import CLIENT, DAEMON, SCOPES
 from router.jobs import JobRecord, JobService
+from router.jobs.view import delivery_view, job_view
 from router.jobs.service import IdempotencyKeyReusedError, fingerprint
 from router.jobs.store import JobStatus
 from router.models import Kind, media_bytes, media_form
+from router.webhooks.outbound import WebhookURLError, check_webhook_url
 
 CONTENT_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
 STREAM_CHUNK = 64 * 1024
@@ -47,36 +49,20 @@ async def _visible_job(request: web.Request) -> JobRecord:
     return job
 
 
-def job_view(job: JobRecord) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": job.id, "object": "job", "kind": job.kind, "model": job.route, "status": job.status,
-        "progress_percent": job.progress_percent, "prompt": job.request.get("prompt"),
-        "created_at": job.created_at.isoformat() if job.created_at else None,
-        "updated_at": job.updated_at.isoformat() if job.updated_at else None,
-    }
-    for key in ("result", "error", "execution_metadata"):
-        if getattr(job, key) is not None:
-            view[key] = getattr(job, key)
-    if job.result and "local_copy" in (job.result.get("provider_metadata") or {}):
-        # The copy's server path is ours to know: clients get the media through /content.
-        metadata = {k: v for k, v in job.result["provider_metadata"].items() if k != "local_copy"}
-        view["result"] = {**job.result, "provider_metadata": {**metadata, "local_copy": True}}
-    return view
-
-
 async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> JobRecord:
     """Resolve the route and create the job. An ``Idempotency-Key`` retry gets the same job back; the same
     key with a different body (or on the other create endpoint) is refused with 422."""
     # The body as the client sent it (before route defaults, which a reload may change between retries).
     sent = fingerprint(request.path, body)
-    route, spec_request = route_request(request, body, kind)
+    webhook_url = _webhook_url(request, body)
+    route, spec_request = route_request(request, {k: v for k, v in body.items() if k != "webhook_url"}, kind)
     generations, client = request.app[DAEMON].generations, request[CLIENT]
     budgets = generations.budgets
     reservation = await generations.admit(client, route, spec_request)  # 402 before anything is stored
     try:
         job, created = await _service(request).create(route, spec_request, owner=_owner(request),
                                                       idempotency_key=request.headers.get("Idempotency-Key"),
-                                                      request_fingerprint=sent)
+                                                      request_fingerprint=sent, webhook_url=webhook_url)
     except IdempotencyKeyReusedError as exc:
         raise ApiError(422, f"{exc}; use a new key for a new request", code="idempotency_key_reused") from None
     finally:
@@ -87,6 +73,30 @@ async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> Job
         # Held under the job's id until the job ends (its recorder releases it), queue wait included.
         budgets.reserve(client, job.id, held)
     return job
+
+
+def _webhook_url(request: web.Request, body: dict[str, Any]) -> str | None:
+    """The body's ``webhook_url``, checked now (a URL the router will not call is a 400 naming the field)."""
+    if body.get("webhook_url") is None:
+        return None
+    daemon = request.app[DAEMON]
+    if daemon.outbound is None:
+        raise ApiError(400, "webhook_url needs the router to sign its webhooks: set TARASH_ROUTER_WEBHOOK_SECRET",
+                       code="webhooks_not_configured", param="webhook_url")
+    try:
+        return check_webhook_url(body["webhook_url"], allow_private=daemon.outbound.allow_private)
+    except WebhookURLError as exc:
+        raise ApiError(400, str(exc), code="invalid_webhook_url", param="webhook_url") from None
+
+
+async def _with_delivery(request: web.Request, job: JobRecord) -> dict[str, Any]:
+    """``job_view`` plus the state of the job's client webhook, if it has one."""
+    view = job_view(job)
+    if job.webhook_id is not None:
+        message = await _service(request).store.outbox_for_job(job.id)
+        if message is not None:
+            view["webhook"] = delivery_view(message)
+    return view
 
 
 # ---- native jobs ------------------------------------------------------------------------------------------
@@ -101,7 +111,7 @@ async def create_job(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(job_view(await _visible_job(request)))
+    return web.json_response(await _with_delivery(request, await _visible_job(request)))
 
 
 async def list_jobs(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from router.jobs.store import TERMINAL, JobRecord, SpendEntry, require_timestamps
+from router.jobs.store import TERMINAL, JobRecord, OutboxMessage, OutboxStatus, SpendEntry, require_timestamps
 
 
 class MemoryJobStore:
@@ -21,6 +21,7 @@ class MemoryJobStore:
     def __init__(self) -> None:
         self._jobs: dict[str, JobRecord] = {}
         self._events: dict[str, dict[int, tuple[str, dict[str, Any]]]] = {}
+        self._outbox: dict[str, OutboxMessage] = {}
         self._rows = 0
         self._spend: dict[tuple[str, str, str, str, str], SpendEntry] = {}
 
@@ -80,6 +81,8 @@ class MemoryJobStore:
         return [copy.deepcopy(job) for job in jobs]
 
     async def delete(self, job_id: str) -> None:
+        for message_id in [m.id for m in self._outbox.values() if m.job_id == job_id]:
+            del self._outbox[message_id]
         if self._jobs.pop(job_id, None) is not None:
             self._rows += 1 + len(self._events.pop(job_id, {}))
 
@@ -89,6 +92,19 @@ class MemoryJobStore:
         for job_id in ids:
             await self.delete(job_id)
         return ids
+
+    # ---- outbox -------------------------------------------------------------------------------------------
+    async def put_outbox(self, message: OutboxMessage) -> None:
+        self._outbox[message.id] = copy.deepcopy(message)
+        self._rows += 1
+
+    async def outbox_for_job(self, job_id: str) -> OutboxMessage | None:
+        found = sorted((m for m in self._outbox.values() if m.job_id == job_id), key=lambda m: m.created_at)
+        return copy.deepcopy(found[0]) if found else None
+
+    async def outbox(self, status: OutboxStatus) -> list[OutboxMessage]:
+        found = sorted((m for m in self._outbox.values() if m.status == status), key=lambda m: (m.created_at, m.id))
+        return [copy.deepcopy(m) for m in found]
 
     async def count(self) -> int:
         return len(self._jobs)

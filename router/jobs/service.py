@@ -86,6 +86,7 @@ class JobService:
         clock: Clock = utc_now,
         push: Any = None,
         budgets: Budgets | None = None,
+        outbound: Any = None,
     ) -> None:
         self.store = store
         #: Records each job's spend for its owner's budget when the job ends.
@@ -94,6 +95,8 @@ class JobService:
         self.clock = clock
         #: ``router.webhooks.inbound.InboundWebhooks`` when vendors may push completions (PUBLIC_URL set).
         self.push = push
+        #: ``router.webhooks.outbound.OutboundWebhooks`` when client webhooks are on (WEBHOOK_SECRET set).
+        self.outbound = outbound
         self.retention = timedelta(days=retention_days)
         self._slots = asyncio.Semaphore(max_running)
         self._observers = observers
@@ -140,13 +143,14 @@ class JobService:
     # ---- API ----------------------------------------------------------------------------------------------
     async def create(
         self, route: Route, request: AnyRequest, *, owner: str | None = None, idempotency_key: str | None = None,
-        request_fingerprint: str | None = None,
+        request_fingerprint: str | None = None, webhook_url: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Persist a job and start it; returns ``(job, created)``. The job is durable before this returns.
 
         A known ``idempotency_key`` (per owner) returns the existing job with ``created=False``, also when two
         retries race; a different request under the same key raises ``IdempotencyKeyReusedError``.
-        ``request_fingerprint`` identifies what the client sent (default: the route and the request)."""
+        ``request_fingerprint`` identifies what the client sent (default: the route and the request).
+        ``webhook_url`` (checked by the caller; needs ``outbound``) gets the job's outcome POSTed to it."""
         if idempotency_key and request_fingerprint is None:
             request_fingerprint = fingerprint(route.name, request.model_dump(mode="json"))
         job = JobRecord(
@@ -161,12 +165,19 @@ class JobService:
             fingerprint=request_fingerprint if idempotency_key else None,
         )
         job.created_at = job.updated_at = self.clock()
+        if webhook_url is not None:
+            assert self.outbound is not None, "webhook_url needs an OutboundWebhooks"
+            message = self.outbound.new_message(job.id, webhook_url)
+            job.webhook_id = message.id
+            await self.store.put_outbox(message)  # before the job: once the job exists, so does its webhook
         if not await self.store.insert(job):
             assert idempotency_key is not None  # only the idempotency index can refuse a fresh id
+            if webhook_url is not None:
+                await self.store.delete(job.id)  # the webhook of a job that was never created
             existing = await self.store.find_idempotent(owner, idempotency_key)
             if existing is None:  # pruned or deleted in between: the key is free again
                 return await self.create(route, request, owner=owner, idempotency_key=idempotency_key,
-                                         request_fingerprint=request_fingerprint)
+                                         request_fingerprint=request_fingerprint, webhook_url=webhook_url)
             if existing.fingerprint is not None and existing.fingerprint != request_fingerprint:
                 raise IdempotencyKeyReusedError(existing)
             return existing, False
@@ -357,6 +368,8 @@ class JobService:
         """Store a finished job, then tell subscribers (``events()`` covers a kill between the two)."""
         await self._save(job)
         await self._publish(job, *terminal_event(job))
+        if job.webhook_id is not None and self.outbound is not None:
+            await self.outbound.release(job)  # a kill before this: OutboundWebhooks.start releases it
 
     async def _copy_media(self, job_id: str, url: str) -> Path | None:
         """Stream the vendor's video into DATA_DIR/media; a failure is logged, never fails the job."""

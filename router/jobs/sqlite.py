@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from router.jobs.store import TERMINAL, JobRecord, SpendEntry, VendorJob, require_timestamps
+from router.jobs.store import (TERMINAL, JobRecord, OutboxMessage, OutboxStatus, SpendEntry, VendorJob,
+                                  require_timestamps)
 
 T = TypeVar("T")
 
@@ -40,6 +41,16 @@ CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 CREATE INDEX IF NOT EXISTS jobs_route ON jobs(route, created_at);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(COALESCE(owner, ''), idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- Client webhooks (an outbox); IF NOT EXISTS adds it to older stores of this schema version too.
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_at);
+CREATE INDEX IF NOT EXISTS outbox_job ON outbox(job_id);
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -181,6 +192,7 @@ class SQLiteJobStore:
         def delete() -> None:
             assert self._db is not None
             self._db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
+            self._db.execute("DELETE FROM outbox WHERE job_id=?", (job_id,))
             self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
 
         await self._run(delete)
@@ -195,6 +207,7 @@ class SQLiteJobStore:
             )]
             for job_id in ids:
                 self._db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
+                self._db.execute("DELETE FROM outbox WHERE job_id=?", (job_id,))
                 self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
             return ids
 
@@ -204,6 +217,25 @@ class SQLiteJobStore:
     def rows_written(self) -> int:
         """Rows inserted, updated or deleted since the store opened (SQLite's own counter)."""
         return self._db.total_changes if self._db is not None else 0
+
+    # ---- outbox -------------------------------------------------------------------------------------------
+    async def put_outbox(self, message: OutboxMessage) -> None:
+        row = (message.id, message.job_id, message.status, message.created_at.isoformat(),
+               json.dumps(asdict(message), default=str))
+
+        def put() -> None:
+            assert self._db is not None
+            self._db.execute("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?)", row)
+
+        await self._run(put)
+
+    async def outbox_for_job(self, job_id: str) -> OutboxMessage | None:
+        rows = await self._query("SELECT body FROM outbox WHERE job_id=? ORDER BY created_at LIMIT 1", job_id)
+        return _outbox_message(rows[0][0]) if rows else None
+
+    async def outbox(self, status: OutboxStatus) -> list[OutboxMessage]:
+        rows = await self._query("SELECT body FROM outbox WHERE status=? ORDER BY created_at, id", status)
+        return [_outbox_message(body) for (body,) in rows]
 
     async def count(self) -> int:
         return int((await self._query("SELECT COUNT(*) FROM jobs"))[0][0])
@@ -264,3 +296,9 @@ class SQLiteJobStore:
 
         return list(await self._run(read))
 
+
+def _outbox_message(body: str) -> OutboxMessage:
+    data = json.loads(body)
+    for key in ("created_at", "finished_at", "next_attempt_at", "delivered_at"):
+        data[key] = datetime.fromisoformat(data[key]) if data[key] else None
+    return OutboxMessage(**data)

@@ -49,10 +49,36 @@ class JobRecord:
     fingerprint: str | None = None
     #: Attempt number (as a string) -> SHA-256 of the secret in the URL its vendor pushes to (never the secret).
     webhook_tokens: dict[str, str] = field(default_factory=dict)
+    #: The id of the client webhook announcing this job's outcome (its ``OutboxMessage``), if one was asked for.
+    webhook_id: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+
+OutboxStatus = Literal["waiting", "pending", "delivered", "failed"]
+
+
+@dataclass
+class OutboxMessage:
+    """A client webhook: a job's outcome to POST to ``url``. ``waiting`` while the job runs, ``pending`` once it
+    ended (due at ``next_attempt_at``), then ``delivered`` or, when retries ran out or the receiver refused it,
+    ``failed``. Written at job creation, so a kill at any point loses no callback; ``id`` is the stable
+    ``webhook-id`` every retry carries."""
+
+    id: str
+    job_id: str
+    url: str
+    created_at: datetime
+    status: OutboxStatus = "waiting"
+    attempts: int = 0
+    #: When the job ended: retries stop WEBHOOK_RETRY_HOURS after it.
+    finished_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
 
 
 def require_timestamps(job: JobRecord) -> None:
@@ -147,6 +173,19 @@ class JobStore(SpendStore, Protocol):
 
     async def prune(self, finished_before: datetime) -> list[str]:
         """Delete finished jobs last updated before ``finished_before`` (and their events); their ids."""
+        ...
+
+    async def put_outbox(self, message: OutboxMessage) -> None:
+        """Store ``message`` (a new one, or a new state of one already stored: same ``id``)."""
+        ...
+
+    async def outbox_for_job(self, job_id: str) -> OutboxMessage | None:
+        """The client webhook of ``job_id``, if it has one."""
+        ...
+
+    async def outbox(self, status: OutboxStatus) -> list[OutboxMessage]:
+        """Every client webhook in ``status``, oldest first (a restart reschedules ``pending`` ones and releases
+        ``waiting`` ones whose job ended). ``delete`` and ``prune`` remove a job's webhook with the job."""
         ...
 
     async def count(self) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from router.jobs import JobRecord, JobStore, VendorJob
+from router.jobs import JobRecord, JobStore, OutboxMessage, VendorJob
 from router.jobs.store import SpendEntry
 from router.models import utc_now
 from tests.jobs.stores import STORES, StoreKind
@@ -186,6 +186,9 @@ async def test_a_durable_store_keeps_everything_across_a_reopen(kind: StoreKind,
     record = job("job_a", status="running", vendor_job=VendorJob(1, "vendor-1"), owner="o", idempotency_key="k")
     await first.insert(record)
     await first.append_event("job_a", 1, "update", {"status": "processing"})
+    webhook = OutboxMessage("msg_a", "job_a", "https://hooks.example/a", created_at=T0, status="pending",
+                            attempts=1, next_attempt_at=T0, last_error="timeout")
+    await first.put_outbox(webhook)
     await first.close()
     second = kind.make(tmp_path)
     await second.open()
@@ -195,6 +198,7 @@ async def test_a_durable_store_keeps_everything_across_a_reopen(kind: StoreKind,
         assert await second.events("job_a") == [(1, "update", {"status": "processing"})]
         assert await second.last_seqs() == {"job_a": 1}
         assert not await second.insert(job("job_b", owner="o", idempotency_key="k"))
+        assert await second.outbox("pending") == [webhook]
     finally:
         await second.close()
 
@@ -227,3 +231,24 @@ async def test_a_durable_store_keeps_spend_across_a_reopen(kind: StoreKind, tmp_
             SpendEntry("alice", "2026-12-01", "r", "fal", "m", 0.4, 1)]
     finally:
         await second.close()
+
+
+async def test_the_outbox_keeps_each_state_of_a_client_webhook_and_goes_with_its_job(store: JobStore) -> None:
+    await store.insert(job("j1"))
+    await store.insert(job("j2", at=1))
+    first = OutboxMessage("msg_j1", "j1", "https://hooks.example/a", created_at=T0)
+    await store.put_outbox(first)
+    await store.put_outbox(OutboxMessage("msg_j2", "j2", "https://hooks.example/b",
+                                         created_at=T0 + timedelta(seconds=1)))
+    assert [m.id for m in await store.outbox("waiting")] == ["msg_j1", "msg_j2"]
+    first.status, first.attempts, first.next_attempt_at, first.last_status = "pending", 2, T0, 503
+    await store.put_outbox(first)
+    first.attempts = 99  # the store holds a copy
+    assert await store.outbox_for_job("j1") == replace(first, attempts=2)
+    assert [m.id for m in await store.outbox("pending")] == ["msg_j1"]
+    assert [m.id for m in await store.outbox("waiting")] == ["msg_j2"] and await store.outbox("delivered") == []
+    await store.delete("j1")
+    assert await store.outbox_for_job("j1") is None and await store.outbox("pending") == []
+    await store.save(replace(job("j2", at=1), status="completed"))
+    await store.prune(T0 + timedelta(days=1))
+    assert await store.outbox_for_job("j2") is None
