@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("routes", help="print the resolved routes as a table")
     show.add_argument("path", nargs="?", type=Path)
     show.add_argument("--json", action="store_true", help="print the routes as JSON (as GET /v1/routes lists them)")
+    prices = sub.add_parser("prices", help="the price table, and which attempts of a routes file have no known price")
+    prices.add_argument("path", nargs="?", type=Path)
+    prices.add_argument("--json", action="store_true", help="print the table as JSON")
     gen = sub.add_parser("generate", help="one generation in-process through the routes file")
     gen.add_argument("kind", choices=["video", "image"])
     gen.add_argument("--model", required=True, help="route name")
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(settings.routes)
     if args.command == "routes":
         return _routes(settings.routes, as_json=args.json)
+    if args.command == "prices":
+        return _prices(settings.routes, as_json=args.json)
     fields = {"duration_seconds": args.duration, "aspect_ratio": args.aspect_ratio, "resolution": args.resolution,
               "size": args.size, "negative_prompt": args.negative_prompt, "seed": args.seed}
     return asyncio.run(_generate(settings, args.kind, args.model, args.prompt, args.out,
@@ -135,6 +140,62 @@ def _routes(path: Path, as_json: bool = False) -> int:
     for name, kind, chain in rows:
         print(f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {chain}")
     return EXIT_OK
+
+
+def _prices(path: Path, as_json: bool = False) -> int:
+    """The shipped price table (unit, USD, tiers, date read, source), then the attempts of ``path`` (when it
+    exists) whose price is unknown."""
+    from router.pricing import default_table
+
+    table = default_table()
+    if as_json:
+        import dataclasses
+        import json
+
+        print(json.dumps({"prices": [dataclasses.asdict(p) for p in table.prices], "hardware": table.hardware},
+                         indent=2))
+        return EXIT_OK
+    rows: list[tuple[tuple[str, ...], list[str]]] = [(("PROVIDER", "MODEL", "UNIT", "USD", "READ", "SOURCE"), [])]
+    for price in sorted(table.prices, key=lambda p: (p.provider, p.model)):
+        tiers = [_tier_text(tier.conditions, tier.usd) for tier in price.tiers]
+        rows.append(((price.provider, price.model + ("*" if price.match == "prefix" else ""), price.unit,
+                      f"{price.usd:g}", price.read or "-", price.source), tiers))
+    for provider, rates in sorted(table.hardware.items()):
+        source, _, read = table.hardware_sources[provider].partition(" (read ")
+        for name, usd in sorted(rates.items(), key=lambda item: item[1]):
+            rows.append(((provider, f"hardware {name}", "prediction_second", f"{usd:g}", read.rstrip(")"), source), []))
+    widths = [max(len(row[i]) for row, _ in rows) for i in range(5)]
+    for row, tiers in rows:
+        print("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row[:5])) + "  " + row[5])
+        for tier in tiers:
+            print(f"{'':<{widths[0] + 2}}tier {tier}")
+    print("(* matches every model starting with it; a request that sets none of a tier's fields pays the base USD)")
+    if not path.exists():
+        return EXIT_OK
+    snapshot = _load_or_report(path)
+    if snapshot is None:
+        return EXIT_INVALID
+    missing = snapshot.warnings()
+    print(f"\n{path}: {len(missing) or 'no'} attempt{'s' if len(missing) != 1 else ''} without a known price"
+          + (":" if missing else ""))
+    for warning in missing:
+        print(f"  {warning}")
+    return EXIT_OK
+
+
+def _tier_text(conditions: tuple[tuple[str, tuple[str, ...]], ...], usd: float) -> str:
+    return ", ".join(f"{key}={'|'.join(values)}" for key, values in conditions) + f": {usd:g}"
+
+
+def _cost_line(metadata: Any) -> str:
+    """What a generation cost, for the terminal: charged, the estimate, and where the price came from."""
+    if metadata is None:
+        return "cost: unknown"
+    total, estimated = metadata.total_cost_usd, metadata.estimated_cost_usd
+    decisive = metadata.attempts[(metadata.successful_attempt or len(metadata.attempts)) - 1]
+    charged = f"${total:.4f} charged" if total is not None else "unknown charge"
+    guess = f", estimated ${estimated:.4f}" if estimated is not None else ""
+    return f"cost: {charged}{guess} (price: {decisive.price_source or 'unknown'})"
 
 
 def _raise_fd_limit() -> None:
@@ -273,6 +334,7 @@ async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path
         response = await run_generation(Generation(route.kind, request, route.chain, on_progress=progress))
     except TarashError as exc:
         print(f"\nfailed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(_cost_line(exc.execution_metadata), file=sys.stderr)
         return EXIT_INVALID
     finally:
         await router.aclose()
@@ -294,6 +356,7 @@ async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path
     metadata = response.execution_metadata
     winner = metadata.attempts[(metadata.successful_attempt or 1) - 1] if metadata else None
     print(f"saved {target} ({target.stat().st_size} bytes) via {winner.provider}/{winner.model}" if winner else f"saved {target}")
+    print(_cost_line(metadata))
     return EXIT_OK
 
 
