@@ -1,6 +1,9 @@
 """Render deploy/grafana/panel.png: the dashboard's "attempt latency p50/p95/p99 per provider" and
 "fallbacks per provider pair" panels, computed the way Grafana does (histogram_quantile over bucket rates)
-from a scripted workload through the real orchestrator and metrics.
+from a scripted workload through the real orchestrator and metrics. With ``--cost``, render
+deploy/grafana/cost_panel.png instead: "spend per route and provider" and "cost per successful generation",
+from tarash_router_cost_usd_total and tarash_router_requests_total of a priced workload (each scrape stands for
+one minute; vendor-a fails most attempts for six scrapes, so the chain falls back to the dearer vendor-b).
 
 Attempt times are scaled down (a tenth of a second to a few seconds instead of minutes) so the run takes about
 a minute; they are real measurements of mock vendors that poll, and they span several histogram buckets, so the
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -29,6 +34,10 @@ from router.metrics import Metrics  # noqa: E402
 from router.orchestrator import run_chain  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "panel.png"
+COST_OUT = OUT.with_name("cost_panel.png")
+#: Cost workload: route -> chain of (vendor, USD per video or image, failure weight, failure weight while SLOW).
+PRICED = {"video-prod": [("vendor-a", 1.20, 0.1, 0.9), ("vendor-b", 4.00, 0.0, 0.0)],
+          "image-fast": [("vendor-c", 0.04, 0.0, 0.0)]}
 #: provider alias -> (typical seconds per attempt as simulated polls, failure weight)
 PROVIDERS = {"vendor-a": (0.35, 0.3), "vendor-b": (0.2, 0.35), "vendor-c": (0.12, 0.0)}
 SCRAPES, PER_SCRAPE, SLOW = 24, 20, range(8, 14)
@@ -68,6 +77,87 @@ def chain_config(slow: bool) -> router.VideoGenerationConfig:
     return chain[0].model_copy(update={"fallback_configs": chain[1:]})
 
 
+def priced_chain(route: str, degraded: bool) -> router.VideoGenerationConfig | router.ImageGenerationConfig:
+    kind = router.VideoGenerationConfig if route.startswith("video") else router.ImageGenerationConfig
+    chain = []
+    for name, usd, fail, degraded_fail in PRICED[route]:
+        weight = degraded_fail if degraded else fail
+        responses = [router.MockResponse(weight=1 - weight)]
+        if weight:
+            responses.append(router.MockResponse(weight=weight, error={"type": "ProviderUnavailableError"}))
+        unit = "per_video" if kind is router.VideoGenerationConfig else "per_image"
+        chain.append(kind(provider=name, model="v1", provider_config={"price": {unit: usd}},
+                          mock=router.MockConfig(responses=responses)))
+    return chain[0].model_copy(update={"fallback_configs": chain[1:] or None})
+
+
+def cost_sample(metrics: Metrics) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+    """``sum by (route, provider)`` of the cost counter and ``sum by (route)`` of successful requests."""
+    text = metrics.render()[0].decode()
+    spend: dict[tuple[str, str], float] = {}
+    successes: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "tarash_router_cost_usd_total":
+                key = (s.labels["route"], s.labels["provider"])
+                spend[key] = spend.get(key, 0.0) + s.value
+            elif s.name == "tarash_router_requests_total" and s.labels["outcome"] == "success":
+                successes[s.labels["route"]] = successes.get(s.labels["route"], 0.0) + s.value
+    return spend, successes
+
+
+async def render_cost() -> None:
+    random.seed(7)
+    for name in ("vendor-a", "vendor-b", "vendor-c"):
+        router.register_provider(name, MockProvider())
+    metrics = Metrics()
+    samples = [cost_sample(metrics)]
+    for step in range(SCRAPES):
+        runs = [run_chain("video" if route.startswith("video") else "image", priced_chain(route, step in SLOW),
+                          (router.VideoGenerationRequest if route.startswith("video") else router.ImageGenerationRequest)(prompt="x"),
+                          observers=[metrics.observer(route, "video" if route.startswith("video") else "image")])
+                for route, count in (("video-prod", PER_SCRAPE), ("image-fast", 3 * PER_SCRAPE)) for _ in range(count)]
+        await asyncio.gather(*runs, return_exceptions=True)
+        samples.append(cost_sample(metrics))
+    fig, (spend_ax, unit_ax) = plt.subplots(2, 1, figsize=(11, 7))
+    _style(fig, (spend_ax, unit_ax))
+    steps = range(1, len(samples))
+    colors = {("video-prod", "vendor-a"): "#73bf69", ("video-prod", "vendor-b"): "#f2495c",
+              ("image-fast", "vendor-c"): "#5794f2"}
+    for key, color in colors.items():
+        # increase over one scrape (one simulated minute) x 60 = USD per hour
+        values = [60 * (samples[i][0].get(key, 0.0) - samples[i - 1][0].get(key, 0.0)) for i in steps]
+        spend_ax.plot(list(steps), values, color=color, label=f"{key[0]} / {key[1]}")
+    unit_colors = {"video-prod": "#fade2a", "image-fast": "#5794f2"}
+    for route, color in unit_colors.items():
+        values = []
+        for i in steps:
+            spent = sum(v - samples[i - 1][0].get(k, 0.0) for k, v in samples[i][0].items() if k[0] == route)
+            done = samples[i][1].get(route, 0.0) - samples[i - 1][1].get(route, 0.0)
+            values.append(spent / max(done, 1.0))
+        unit_ax.plot(list(steps), values, color=color, label=route)
+    for ax in (spend_ax, unit_ax):
+        ax.axvspan(SLOW.start + 0.5, SLOW.stop + 0.5, color="#f2495c", alpha=0.08)
+        ax.legend(fontsize=8, facecolor="#181b1f", labelcolor="#ccccdc", edgecolor="#2f3238")
+    spend_ax.set_title("Spend per route and provider (USD/hour)", color="#ccccdc", loc="left")
+    unit_ax.set_title("Cost per successful generation (USD)", color="#ccccdc", loc="left")
+    unit_ax.set_yscale("log")
+    unit_ax.set_xlabel("scrape (one minute each)", color="#ccccdc")
+    fig.tight_layout()
+    fig.savefig(COST_OUT, dpi=90, facecolor=fig.get_facecolor())
+    print(f"wrote {COST_OUT}")
+
+
+def _style(fig: Any, axes: Any) -> None:
+    fig.patch.set_facecolor("#111217")
+    for ax in axes:
+        ax.set_facecolor("#181b1f")
+        ax.tick_params(colors="#ccccdc")
+        for spine in ax.spines.values():
+            spine.set_color("#2f3238")
+        ax.grid(color="#2f3238")
+
+
 def quantile(q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
     """histogram_quantile over the increase between two scrapes (Prometheus' linear interpolation)."""
     prev = dict(before)
@@ -100,13 +190,7 @@ async def main() -> None:
         scrapes.append(bucket_counts(metrics))
         fallbacks.append(fallback_pairs(metrics))
     fig, (latency, fall) = plt.subplots(2, 1, figsize=(11, 7), gridspec_kw={"height_ratios": [2, 1]})
-    fig.patch.set_facecolor("#111217")
-    for ax in (latency, fall):
-        ax.set_facecolor("#181b1f")
-        ax.tick_params(colors="#ccccdc")
-        for spine in ax.spines.values():
-            spine.set_color("#2f3238")
-        ax.grid(color="#2f3238")
+    _style(fig, (latency, fall))
     colors = {"vendor-a": "#f2495c", "vendor-b": "#5794f2", "vendor-c": "#73bf69"}
     steps = range(1, len(scrapes))
     for provider in PROVIDERS:
@@ -133,4 +217,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(render_cost() if "--cost" in sys.argv[1:] else main())

@@ -32,7 +32,8 @@ def test_dashboard_is_importable_and_uses_real_metrics() -> None:
             for m in re.findall(r"tarash_router_\w+", t["expr"])}
     assert used and used <= names, used - names
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
-    for topic in ("requests", "latency", "fallbacks", "jobs in flight", "reload", "overhead"):
+    for topic in ("requests", "latency", "fallbacks", "jobs in flight", "reload", "overhead", "spend per route and provider",
+                  "cost per successful generation"):
         assert topic in titles
 
 
@@ -58,7 +59,8 @@ def test_dashboard_panels_are_well_formed() -> None:
 def test_alert_rules() -> None:
     text = (DEPLOY / "prometheus" / "tarash-router-alerts.yml").read_text()
     alerts = re.findall(r"- alert: (\w+)", text)
-    assert {"TarashRouteAllAttemptsFailing", "TarashConfigReloadFailing", "TarashFallbackRateHigh"} <= set(alerts)
+    assert {"TarashRouteAllAttemptsFailing", "TarashConfigReloadFailing", "TarashFallbackRateHigh",
+            "TarashSpendRateHigh"} <= set(alerts)
     assert set(re.findall(r"tarash_router_\w+", text)) <= exported_names()
     promtool = shutil.which("promtool")
     if promtool is None:
