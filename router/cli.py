@@ -215,9 +215,12 @@ async def _serve(settings: Any) -> int:
     from aiohttp import web
 
     import router
+    from router.daemon import describe_job_store
     from router.http.app import create_app
     from router.http.slow_clients import GuardedAppRunner, LogThrottle, accept_error_handler
     from router.log_setup import configure
+    from router.http.keys import DAEMON
+    from router.jobs.store import JobStoreError
     from router.reload import RoutesHolder
     from router.sdnotify import Notifier
 
@@ -238,13 +241,17 @@ async def _serve(settings: Any) -> int:
         os.environ[ALLOW_PRIVATE_ENV] = "true"
     holder = RoutesHolder(settings.routes, snapshot)
     notifier = Notifier()
-    app = create_app(settings, holder, notifier=notifier)
-    # handler_cancellation: a client that disconnects cancels its generation (and the vendor job).
-    runner = GuardedAppRunner(app, limits=settings.connection_limits(), handler_cancellation=True,
-                              shutdown_timeout=settings.shutdown_grace_seconds, access_log=None)
-    asyncio.get_running_loop().set_exception_handler(accept_error_handler(LogThrottle()))
-    _raise_fd_limit()
-    await runner.setup()
+    try:
+        app = create_app(settings, holder, notifier=notifier)
+        # handler_cancellation: a client that disconnects cancels its generation (and the vendor job).
+        runner = GuardedAppRunner(app, limits=settings.connection_limits(), handler_cancellation=True,
+                                  shutdown_timeout=settings.shutdown_grace_seconds, access_log=None)
+        asyncio.get_running_loop().set_exception_handler(accept_error_handler(LogThrottle()))
+        _raise_fd_limit()
+        await runner.setup()  # opens the job store
+    except JobStoreError as exc:  # one line naming the setting, never a password (see router.jobs.postgres)
+        print(f"tarash-router: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     site = web.TCPSite(runner, settings.host, settings.port)
     try:
         await site.start()
@@ -269,7 +276,8 @@ async def _serve(settings: Any) -> int:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, sighup)
     host, port = runner.addresses[0][:2]
-    log.info("listening", url=f"http://{host}:{port}", routes=sorted(snapshot.routes), config_hash=snapshot.config_hash)
+    log.info("listening", url=f"http://{host}:{port}", routes=sorted(snapshot.routes), config_hash=snapshot.config_hash,
+             job_store=describe_job_store(settings), instance_id=app[DAEMON].jobs.instance_id)
     if settings.resolved_log_format() == "console":  # a person at a terminal; JSON streams get the event only
         print(f"tarash-router listening on http://{host}:{port}", file=sys.stderr, flush=True)
     tasks = [

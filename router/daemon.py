@@ -26,7 +26,10 @@ from router.budgets import BudgetExceededError, Budgets
 from router.errors import ProviderBusyError, TarashError
 from router.jobs import JobService, JobStore
 from router.jobs.store import Clock
+from router.jobs.postgres import SETTING as JOB_STORE_SETTING
+from router.jobs.postgres import PostgresJobStore, redact
 from router.jobs.sqlite import SQLiteJobStore
+from router.jobs.store import JobStoreError
 from router.limits import ClientRateLimiter, ProviderLimit, ProviderLimits
 from router.metrics import Metrics
 from router.models import AnyRequest, AnyResponse, Kind, utc_now
@@ -130,8 +133,22 @@ class Generations:
 
 
 def open_job_store(settings: Settings) -> JobStore:
-    """The job store the settings ask for: SQLite in ``DATA_DIR``."""
-    return SQLiteJobStore(settings.data_dir / "jobs.sqlite3")
+    """The job store the settings ask for: SQLite in ``DATA_DIR`` when ``JOB_STORE`` is empty, PostgreSQL for a
+    ``postgresql://`` (or ``postgres://``) URL. ``JobStoreError`` (one line, no password) for anything else."""
+    url = settings.job_store.get_secret_value().strip()
+    if not url:
+        return SQLiteJobStore(settings.data_dir / "jobs.sqlite3")
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresJobStore(url)
+    scheme = url.partition("://")[0] if "://" in url else "(none)"
+    raise JobStoreError(f"{JOB_STORE_SETTING}={redact(url) if '://' in url else '***'}: scheme {scheme!r} is not "
+                        "supported; leave it empty for SQLite in DATA_DIR or give a postgresql:// URL")
+
+
+def describe_job_store(settings: Settings) -> str:
+    """The job store for logs: SQLite's file, or the PostgreSQL URL without its password."""
+    url = settings.job_store.get_secret_value().strip()
+    return redact(url) if url else f"sqlite:{settings.data_dir / 'jobs.sqlite3'}"
 
 
 @dataclass
@@ -196,9 +213,11 @@ class Daemon:
             breakers=breakers,
             metrics=metrics,
             limits=generations.provider_limits,
-            media_dir=settings.data_dir / "media" if settings.keep_media_copy else None,
             push=inbound,
             outbound=outbound,
+            media_dir=(settings.media_dir or settings.data_dir / "media") if settings.keep_media_copy else None,
+            instance_id=settings.instance_id,
+            lease_seconds=settings.job_lease_seconds,
         )
         limiter = (ClientRateLimiter(settings.client_requests_per_minute)
                    if settings.client_requests_per_minute else None)

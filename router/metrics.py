@@ -96,6 +96,16 @@ class Metrics:
         self.job_store_size = Gauge("tarash_router_job_store_jobs", "Jobs kept in the job store", registry=r)
         self.job_store_writes = Gauge("tarash_router_job_store_rows_written", "Rows the job store has written "
                                       "since start (rate() of it is the write rate)", registry=r)
+        self.lease_takeovers = Counter("tarash_router_job_lease_takeovers", "Jobs this instance claimed that had "
+                                       "been started before (another instance's lapsed lease, or a restart)",
+                                       registry=r)
+        self.claim_batch_size = Histogram("tarash_router_job_claim_batch_size", "Jobs taken by one claim",
+                                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.notify_lag = Histogram("tarash_router_job_store_notify_lag_seconds", "From a job-store notification "
+                                    "being sent (database clock) to this instance hearing it",
+                                    buckets=OVERHEAD_BUCKETS, registry=r)
+        self.store_errors = Counter("tarash_router_job_store_errors", "Job-store operations that failed",
+                                    ["operation"], registry=r)
         self.loop_lag = Histogram("tarash_router_event_loop_lag_seconds", "How late a 100 ms timer fires: "
                                   "time the event loop was busy elsewhere", buckets=OVERHEAD_BUCKETS, registry=r)
         self._breakers: CircuitBreakers | None = None

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     #: How long an undelivered client webhook is retried, and the first retry's delay (doubling, capped at 1 h).
     webhook_retry_hours: float = Field(default=24.0, gt=0)
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    #: Where KEEP_MEDIA_COPY puts videos (default DATA_DIR/media). Several instances: shared storage.
+    media_dir: Path | None = None
+    #: Empty: SQLite in DATA_DIR. ``postgresql://user:pass@host:port/db``: PostgreSQL, shared by every
+    #: instance pointed at it. A secret (it may hold a password): never logged or shown.
+    job_store: SecretStr = SecretStr("")
+    #: This instance's name on the job leases it holds. Unset: host-pid-random.
+    instance_id: str | None = None
+    #: A job's lease: renewed every third of it; an instance silent this long loses its jobs to others.
+    job_lease_seconds: float = Field(default=30.0, gt=0)
     # Client limits
     client_requests_per_minute: int = Field(default=0, ge=0, description="per client token; 0 = unlimited")
 

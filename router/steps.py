@@ -164,12 +164,17 @@ class _JobRun:
         )
 
     async def cancel_quietly(self) -> None:
-        """Best-effort upstream cancel of an abandoned job. Shielded: we are usually here because this task is
-        being cancelled or timed out, and the cancel (which stops the vendor billing us) must still go out."""
-        try:
-            await asyncio.shield(asyncio.wait_for(self.handler.cancel(self.kind, self.config, self.job),
-                                                  CANCEL_TIMEOUT_SECONDS))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - cancel is best effort; the attempt's own error matters more
-            log.warning("cancel of %s job %s failed: %s", self.config.provider, self.job.id, type(exc).__name__)
+        """Best-effort upstream cancel of an abandoned job (see ``cancel_vendor_job``)."""
+        await cancel_vendor_job(self.handler, self.kind, self.config, self.job)
+
+
+async def cancel_vendor_job(handler: ProviderHandler, kind: Kind, config: AnyConfig, job: ProviderJob) -> None:
+    """Best-effort upstream cancel, bounded by ``CANCEL_TIMEOUT_SECONDS``; a failure is logged, not raised.
+    Shielded: we are usually here because this task is being cancelled or timed out, and the cancel (which stops
+    the vendor billing us) must still go out."""
+    try:
+        await asyncio.shield(asyncio.wait_for(handler.cancel(kind, config, job), CANCEL_TIMEOUT_SECONDS))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - cancel is best effort; the attempt's own error matters more
+        log.warning("cancel of %s job %s failed: %s", config.provider, job.id, type(exc).__name__)

@@ -7,21 +7,29 @@ changes nothing until it saves.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from router.jobs.store import TERMINAL, JobRecord, OutboxMessage, OutboxStatus, SpendEntry, require_timestamps
+from router.jobs.store import TERMINAL, JobRecord, OnNotice, OutboxMessage, OutboxStatus, SpendEntry, require_timestamps
 
 
 class MemoryJobStore:
-    """Jobs and their events in dicts. Single event loop, no awaits inside a method: each one is atomic."""
+    """Jobs and their events in dicts. Single event loop, no awaits inside a method: each one is atomic.
+    ``clock`` (seconds) times leases."""
 
-    def __init__(self) -> None:
+    shared = False
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._jobs: dict[str, JobRecord] = {}
         self._events: dict[str, dict[int, tuple[str, dict[str, Any]]]] = {}
         self._outbox: dict[str, OutboxMessage] = {}
+        self._lease_until: dict[str, float] = {}
+        self._clock = clock
         self._rows = 0
         self._spend: dict[tuple[str, str, str, str, str], SpendEntry] = {}
 
@@ -32,25 +40,67 @@ class MemoryJobStore:
         return None
 
     # ---- jobs ---------------------------------------------------------------------------------------------
-    async def insert(self, job: JobRecord) -> bool:
+    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
         require_timestamps(job)
         taken = job.id in self._jobs or (
             job.idempotency_key is not None and self._idempotent(job.owner, job.idempotency_key) is not None)
         if taken:
             return False
         self._jobs[job.id] = copy.deepcopy(job)
+        if job.worker and lease_seconds:
+            self._lease_until[job.id] = self._clock() + lease_seconds
+        else:
+            self._jobs[job.id].worker = None
         self._rows += 1
         return True
 
-    async def save(self, job: JobRecord) -> None:
+    async def save(self, job: JobRecord) -> bool:
         require_timestamps(job)
         stored = self._jobs.get(job.id)
-        if stored is None:
-            return
-        # request and chain are written once, at insert (as the SQLite store does).
+        if stored is None or stored.worker != job.worker:
+            return False
+        # request, chain and the lease columns are not the saver's to change (as in the SQL stores).
         self._jobs[job.id] = copy.deepcopy(job)
         self._jobs[job.id].request, self._jobs[job.id].chain = stored.request, stored.chain
+        self._jobs[job.id].cancel_requested = stored.cancel_requested
         self._rows += 1
+        return True
+
+    async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
+        now = self._clock()
+        free = [job for job in sorted(self._jobs.values(), key=_newest_first_key) if job.status not in TERMINAL
+                and (job.worker is None or self._lease_until.get(job.id, 0.0) < now)][:limit]
+        for job in free:
+            job.worker = worker
+            self._lease_until[job.id] = now + lease_seconds
+        self._rows += len(free)
+        return [copy.deepcopy(job) for job in free]
+
+    async def waiting(self) -> int:
+        now = self._clock()
+        return sum(1 for job in self._jobs.values() if job.status not in TERMINAL
+                   and (job.worker is None or self._lease_until.get(job.id, 0.0) < now))
+
+    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+        held = {job.id for job in self._jobs.values() if job.worker == worker and job.status not in TERMINAL}
+        for job_id in held:
+            self._lease_until[job_id] = self._clock() + lease_seconds
+        return held
+
+    async def release(self, worker: str) -> None:
+        for job in self._jobs.values():
+            if job.worker == worker and job.status not in TERMINAL:
+                job.worker = None
+                self._lease_until.pop(job.id, None)
+
+    async def request_cancel(self, job_id: str) -> JobRecord | None:
+        job = self._jobs.get(job_id)
+        if job is not None and job.status not in TERMINAL:
+            job.cancel_requested = True
+        return copy.deepcopy(job) if job is not None else None
+
+    async def watch(self, on_notice: OnNotice) -> None:
+        await asyncio.Event().wait()  # one process: the service hears its own doings directly
 
     async def get(self, job_id: str) -> JobRecord | None:
         job = self._jobs.get(job_id)
@@ -83,6 +133,7 @@ class MemoryJobStore:
     async def delete(self, job_id: str) -> None:
         for message_id in [m.id for m in self._outbox.values() if m.job_id == job_id]:
             del self._outbox[message_id]
+        self._lease_until.pop(job_id, None)
         if self._jobs.pop(job_id, None) is not None:
             self._rows += 1 + len(self._events.pop(job_id, {}))
 
@@ -115,15 +166,19 @@ class MemoryJobStore:
 
     # ---- events -------------------------------------------------------------------------------------------
     async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
-        self._events.setdefault(job_id, {})[seq] = (event, json.loads(json.dumps(data, default=str)))
-        self._rows += 1
+        events = self._events.setdefault(job_id, {})
+        if seq not in events:
+            events[seq] = (event, json.loads(json.dumps(data, default=str)))
+            self._rows += 1
 
-    async def events(self, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+    async def events(self, job_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
         events = self._events.get(job_id, {})
-        return [(seq, events[seq][0], copy.deepcopy(events[seq][1])) for seq in sorted(events)]
+        return [(seq, events[seq][0], copy.deepcopy(events[seq][1])) for seq in sorted(events) if seq > after]
 
-    async def last_seqs(self) -> dict[str, int]:
-        return {job_id: max(events) for job_id, events in self._events.items() if events}
+    async def last_seqs(self, job_ids: Sequence[str] | None = None) -> dict[str, int]:
+        wanted = set(job_ids) if job_ids is not None else None
+        return {job_id: max(events) for job_id, events in self._events.items()
+                if events and (wanted is None or job_id in wanted)}
 
 
     # ---- spend --------------------------------------------------------------------------------------------

@@ -3,6 +3,10 @@ persists every vendor job id the moment it exists, and resumes unfinished jobs a
 
 Resume rule: an attempt whose vendor job id was persisted is resumed by polling that job (no second submit,
 no second bill); an attempt without one starts where the chain was.
+
+Several instances may share a store: each runs only the jobs it holds a lease on (see ``router.jobs.store``),
+claims more as it has room, renews its leases every third of their length, and stops a job locally (without
+cancelling the vendor job) the moment a fenced save says another instance holds it now.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
@@ -22,7 +29,7 @@ import structlog
 
 from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
-from router.jobs.store import Clock, JobRecord, JobStore, VendorJob
+from router.jobs.store import Clock, JobRecord, JobStore, Notice, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
 from router.models import (
@@ -39,7 +46,9 @@ from router.models import (
 from router.observers import ChainObserver
 from router.orchestrator import Generation, ResumePoint, run_generation
 from router.provider_job import ProviderJob
+from router.registry import get_handler
 from router.routes import Route
+from router.steps import cancel_vendor_job
 
 if TYPE_CHECKING:  # router.budgets imports the store protocol from this package
     from router.budgets import Budgets
@@ -50,6 +59,22 @@ ObserversFor = Callable[[str, str], Sequence[ChainObserver]]
 PRUNE_EVERY_SECONDS = 3600.0
 Event = tuple[int, str, dict[str, Any]]
 TERMINAL_EVENTS = ("result", "error")
+#: Without a notification, look for claimable jobs (a lapsed lease nobody announces) this often.
+CLAIM_POLL_SECONDS = 1.0
+#: An event stream of a job running elsewhere re-reads the store this often if no notification came.
+REMOTE_POLL_SECONDS = 1.0
+#: DELETE of a job another instance runs waits this long for that instance to confirm the cancel.
+REMOTE_CANCEL_WAIT_SECONDS = 10.0
+CANCELLED_ERROR = {"message": "the job was cancelled", "type": "generation_cancelled_error", "code": "cancelled"}
+
+
+def default_instance_id() -> str:
+    """host-pid-random: unique per process, readable in logs and in the job store's ``worker`` column."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class LeaseLostError(Exception):
+    """A fenced save found the job held by another instance: this one stops running it."""
 
 
 class IdempotencyKeyReusedError(Exception):
@@ -87,6 +112,8 @@ class JobService:
         push: Any = None,
         budgets: Budgets | None = None,
         outbound: Any = None,
+        instance_id: str | None = None,
+        lease_seconds: float = 30.0,
     ) -> None:
         self.store = store
         #: Records each job's spend for its owner's budget when the job ends.
@@ -98,46 +125,54 @@ class JobService:
         #: ``router.webhooks.outbound.OutboundWebhooks`` when client webhooks are on (WEBHOOK_SECRET set).
         self.outbound = outbound
         self.retention = timedelta(days=retention_days)
-        self._slots = asyncio.Semaphore(max_running)
+        self.max_running = max_running
+        #: This instance's name on the leases it holds.
+        self.instance_id = instance_id or default_instance_id()
+        self.lease_seconds = lease_seconds
         self._observers = observers
         self._breakers = breakers
         self._metrics = metrics
         self._limits = limits
         #: When set, finished videos given as vendor URLs are copied here (vendor URLs expire).
         self.media_dir = media_dir
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # the jobs this instance holds and runs
         #: The records running jobs mutate as they go: progress lives here, not in a store write per poll.
         self._live: dict[str, JobRecord] = {}
-        self._queued: set[str] = set()  # launched, waiting for a slot (or not even started yet)
-        self._subscribers: dict[str, list[asyncio.Queue[Event]]] = {}
+        self._leased_at: dict[str, float] = {}  # loop time each lease was taken (renewals judge only older ones)
+        self._detached: set[str] = set()  # stopped here because another instance holds them now
+        self._subscribers: dict[str, list[_Subscriber]] = {}
         self._seq: dict[str, int] = {}
         self._stopping = False
-        self._pruner: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()  # a job may be claimable
         self.ready = False
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Open the store, prune old jobs, and resume every unfinished one."""
+        """Open the store, prune old jobs, and start claiming: unfinished jobs nobody holds are resumed."""
         await self.store.open()
         self._stopping = False
+        # Leases under this id are from this instance's previous run (a stable INSTANCE_ID): free them now
+        # instead of waiting for them to lapse.
+        await self.store.release(self.instance_id)
         await self.prune()
-        last_seqs = await self.store.last_seqs()
-        for job in await self.store.unfinished():
-            self._seq[job.id] = last_seqs.get(job.id, 0)
-            log.info("job_resumed", job_id=job.id, status=job.status,
-                     vendor_job=job.vendor_job.id if job.vendor_job else None)
-            self._launch(job)
-        self._pruner = asyncio.create_task(self._prune_forever())
+        self._wake.set()
+        self._loops = [asyncio.create_task(loop()) for loop in (self._prune_forever, self._claim_forever,
+                                                                  self._renew_forever, self._watch)]
         self.ready = True
 
     async def stop(self) -> None:
-        """Detach from running jobs without cancelling their vendor jobs: they resume at the next start."""
+        """Detach from running jobs without cancelling their vendor jobs, and release their leases: another
+        instance (or this one's next start) resumes them."""
         self.ready = False
         self._stopping = True
-        tasks = [*self._tasks.values(), *([self._pruner] if self._pruner else [])]
+        tasks = [*self._tasks.values(), *self._loops, *self._side_tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):  # the store may be down: the leases then lapse by themselves
+            await self.store.release(self.instance_id)
         await self.store.close()
 
     # ---- API ----------------------------------------------------------------------------------------------
@@ -170,7 +205,11 @@ class JobService:
             message = self.outbound.new_message(job.id, webhook_url)
             job.webhook_id = message.id
             await self.store.put_outbox(message)  # before the job: once the job exists, so does its webhook
-        if not await self.store.insert(job):
+        # With room here the job is leased to this instance as it is written (no claim round trip); else it
+        # waits in the store for whichever instance has room first.
+        run_here = len(self._tasks) < self.max_running
+        job.worker = self.instance_id if run_here else None
+        if not await self.store.insert(job, lease_seconds=self.lease_seconds):
             assert idempotency_key is not None  # only the idempotency index can refuse a fresh id
             if webhook_url is not None:
                 await self.store.delete(job.id)  # the webhook of a job that was never created
@@ -184,7 +223,10 @@ class JobService:
         self._seq[job.id] = 0
         if self._metrics is not None:
             self._metrics.job_store_size.inc()
-        self._launch(job)
+        if run_here:
+            self._launch(job)
+        else:
+            self._wake.set()
         return job, True
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -204,17 +246,46 @@ class JobService:
         return job
 
     async def cancel(self, job_id: str) -> JobRecord | None:
-        """Cancel a job (and its vendor job, where the vendor allows it). Finished jobs are left as they are."""
+        """Cancel a job (and its vendor job, where the vendor allows it). Finished jobs are left as they are.
+
+        A job another instance holds is marked; the holder hears it and cancels. The answer waits (boundedly) for
+        that, so ``cancelled`` is said only once it is true."""
         task = self._tasks.get(job_id)
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             job = await self.store.get(job_id)
-            if job is not None and not job.finished:
+            if job is not None and not job.finished and job.worker == self.instance_id:
                 # Cancelled before its task ever ran (a coroutine cancelled before its first step runs none
-                # of its code), or while queued: nothing upstream to cancel, but it must not run at restart.
+                # of its code): nothing upstream to cancel, but it must not run again.
                 await self._finish_cancelled(job)
+            return await self.store.get(job_id)
+        job = await self.store.request_cancel(job_id)
+        if job is None or job.finished:
+            return job
+        if job.worker is None:
+            # Nobody holds it (queued): cancelled right here, fenced so a claim in between wins (and, having
+            # read the request, cancels it itself).
+            job.status = "cancelled"
+            job.error = dict(CANCELLED_ERROR)
+            job.updated_at = self.clock()
+            if await self.store.save(job):
+                await self._publish(job, *terminal_event(job))
+                return job
+        return await self._wait_finished(job_id, REMOTE_CANCEL_WAIT_SECONDS)
+
+    async def _wait_finished(self, job_id: str, timeout: float) -> JobRecord | None:
+        """The job once finished, or as it is after ``timeout``."""
+        subscriber = self._subscribe(job_id)
+        try:
+            async with asyncio.timeout(timeout):
+                while (job := await self.store.get(job_id)) is not None and not job.finished:
+                    await subscriber.wait(REMOTE_POLL_SECONDS)
+        except TimeoutError:
+            pass
+        finally:
+            self._unsubscribe(job_id, subscriber)
         return await self.store.get(job_id)
 
     async def delete(self, job_id: str) -> None:
@@ -226,9 +297,10 @@ class JobService:
             self._metrics.job_store_size.set(await self.store.count())
 
     async def events(self, job_id: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """The job's events from the start (history replay), then live ones until its terminal event."""
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._subscribers.setdefault(job_id, []).append(queue)
+        """The job's events from the start (history replay), then live ones until its terminal event, wherever
+        the job runs: this instance's own events come straight from its task (every update); another
+        instance's from the store, read when a notification says there are new ones."""
+        subscriber = self._subscribe(job_id)  # before reading history: nothing falls in between
         try:
             last = 0
             for seq, event, data in await self.store.events(job_id):
@@ -236,24 +308,40 @@ class JobService:
                 yield event, data
                 if event in TERMINAL_EVENTS:
                     return
-            job = await self.store.get(job_id)
-            if job is None:
-                return
-            ended = job.finished and job_id not in self._tasks
-            while not ended or not queue.empty():
-                seq, event, data = await queue.get()
-                if seq <= last:
-                    continue  # already replayed from history
-                yield event, data
-                if event in TERMINAL_EVENTS:
-                    return
-            # It ended without a terminal event reaching us: a kill between saving the record and writing its
-            # event. The record has the outcome.
-            yield terminal_event(job)
+            while True:
+                fresh = subscriber.take()
+                if job_id not in self._tasks:
+                    fresh += await self.store.events(job_id, after=last)
+                progressed = False
+                for seq, event, data in sorted(fresh, key=lambda item: item[0]):
+                    if seq <= last:
+                        continue  # already seen
+                    last, progressed = seq, True
+                    yield event, data
+                    if event in TERMINAL_EVENTS:
+                        return
+                if not progressed and job_id not in self._tasks:
+                    job = await self.store.get(job_id)
+                    if job is None:
+                        return
+                    if job.finished:
+                        # Ended without a terminal event reaching us: a kill between saving the record and
+                        # writing its event. The record has the outcome.
+                        yield terminal_event(job)
+                        return
+                await subscriber.wait(REMOTE_POLL_SECONDS)
         finally:
-            self._subscribers[job_id].remove(queue)
-            if not self._subscribers[job_id]:
-                del self._subscribers[job_id]
+            self._unsubscribe(job_id, subscriber)
+
+    def _subscribe(self, job_id: str) -> _Subscriber:
+        subscriber = _Subscriber()
+        self._subscribers.setdefault(job_id, []).append(subscriber)
+        return subscriber
+
+    def _unsubscribe(self, job_id: str, subscriber: _Subscriber) -> None:
+        self._subscribers[job_id].remove(subscriber)
+        if not self._subscribers[job_id]:
+            del self._subscribers[job_id]
 
     async def prune(self) -> int:
         """Delete jobs finished longer than the retention ago (and their media copies); how many."""
@@ -276,18 +364,21 @@ class JobService:
         return self.media_dir / f"{job_id}.mp4"
 
     async def _save(self, job: JobRecord) -> None:
-        """Save ``job`` stamped with the clock's time (retention counts from the last save of a finished job)."""
+        """Save ``job`` stamped with the clock's time (retention counts from the last save of a finished job),
+        fenced by its lease. If another instance holds the job now, stop it here without touching the vendor
+        job (the new holder resumes it) and raise ``LeaseLostError``."""
         job.updated_at = self.clock()
-        await self.store.save(job)
+        if await self.store.save(job):
+            return
+        self._detach(job.id, "a save found the job held by another instance")
+        raise LeaseLostError(job.id)
 
     # ---- running ------------------------------------------------------------------------------------------
     def _launch(self, job: JobRecord) -> None:
         task = asyncio.create_task(self._run(job), name=f"job {job.id}")
         self._tasks[job.id] = task
         self._live[job.id] = job
-        self._queued.add(job.id)
-        if self._metrics is not None:
-            self._metrics.queue_depth.inc()
+        self._leased_at[job.id] = asyncio.get_running_loop().time()
         # A callback, not a finally: it also runs for a task cancelled before its first step.
         task.add_done_callback(lambda _: self._forget(job.id))
 
@@ -296,29 +387,40 @@ class JobService:
         self._live.pop(job_id, None)
         if self.push is not None:
             self.push.forget(job_id)
-        self._dequeue(job_id)
+        self._leased_at.pop(job_id, None)
+        self._detached.discard(job_id)
+        self._poke(job_id)  # a stream reading this job locally switches to the store
+        self._wake.set()  # a slot is free
 
-    def _dequeue(self, job_id: str) -> None:
-        if job_id in self._queued:
-            self._queued.discard(job_id)
-            if self._metrics is not None:
-                self._metrics.queue_depth.dec()
+    def _poke(self, job_id: str) -> None:
+        for subscriber in self._subscribers.get(job_id, ()):
+            subscriber.poke()
 
     async def _publish(self, job: JobRecord, event: str, data: dict[str, Any], *, persist: bool = True) -> None:
-        """Send an event to live subscribers; store it for late ones unless ``persist`` is False."""
+        """Send an event to live subscribers; store it for late ones (and other instances) unless ``persist``
+        is False."""
         seq = self._seq[job.id] = self._seq.get(job.id, 0) + 1
         if persist:
             await self.store.append_event(job.id, seq, event, data)
-        for queue in self._subscribers.get(job.id, ()):
-            queue.put_nowait((seq, event, data))
+        for subscriber in self._subscribers.get(job.id, ()):
+            subscriber.put((seq, event, data))
+
+    def _detach(self, job_id: str, why: str) -> None:
+        if job_id in self._detached or job_id not in self._tasks:
+            return
+        self._detached.add(job_id)
+        log.warning("job_lease_lost", job_id=job_id, reason=why)
+        # Observers swallow errors, so a save failing inside one cannot stop the chain: cancelling can.
+        self._tasks[job_id].cancel()
 
     async def _run(self, job: JobRecord) -> None:
         try:
-            async with self._slots:
-                self._dequeue(job.id)
+            if job.cancel_requested:
+                await self._cancel_claimed(job)
+            else:
                 await self._execute(job)
-        except asyncio.CancelledError:
-            if not self._stopping:
+        except (asyncio.CancelledError, LeaseLostError):
+            if not self._stopping and job.id not in self._detached:
                 await self._finish_cancelled(job)
         except Exception:  # noqa: BLE001 - a bug or a broken store must not leave the job "running" forever
             log.exception("job_crashed", job_id=job.id)
@@ -327,6 +429,16 @@ class JobService:
                          "type": "server_error", "code": "internal_error", "status": 500}
             with contextlib.suppress(Exception):  # the store may be what failed: the next start retries the job
                 await self._finish(job)
+
+    async def _cancel_claimed(self, job: JobRecord) -> None:
+        """A claimed job someone asked to cancel while nobody ran it: cancel its vendor job (if one was
+        submitted), then record it cancelled. Nothing else is sent to the vendor."""
+        if job.vendor_job is not None:
+            kind = job.kind
+            config = CONFIG_TYPES[kind].model_validate(job.chain[job.vendor_job.attempt_number - 1])
+            await cancel_vendor_job(get_handler(config.provider), kind, config,
+                                    ProviderJob(id=job.vendor_job.id, data=job.vendor_job.data))
+        await self._finish_cancelled(job)
 
     async def _execute(self, job: JobRecord) -> None:
         kind = job.kind
@@ -343,8 +455,8 @@ class JobService:
                 kind, request, chain, generation_id=job.id, observers=observers,
                 breakers=self._breakers, limits=self._limits(),
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
-                wait_for_capacity=True, keep_vendor_job=lambda: self._stopping, resume=_resume_point(job),
-                push_for=self.push.channels(job) if self.push is not None else None,
+                wait_for_capacity=True, keep_vendor_job=lambda: self._stopping or job.id in self._detached,
+                resume=_resume_point(job), push_for=self.push.channels(job) if self.push is not None else None,
             ))
         except TarashError as exc:
             job.status = "failed"
@@ -390,13 +502,110 @@ class JobService:
 
     async def _finish_cancelled(self, job: JobRecord) -> None:
         job.status = "cancelled"
-        job.error = {"message": "the job was cancelled", "type": "generation_cancelled_error", "code": "cancelled"}
-        await asyncio.shield(self._finish(job))
+        job.error = dict(CANCELLED_ERROR)
+        with contextlib.suppress(LeaseLostError):  # someone else holds it now: theirs to finish
+            await asyncio.shield(self._finish(job))
 
+    # ---- background loops ---------------------------------------------------------------------------------
     async def _prune_forever(self) -> None:
         while True:
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
-            await self.prune()
+            with contextlib.suppress(Exception):  # logged by the store-error handling; next hour retries
+                await self.prune()
+
+    async def _claim_forever(self) -> None:
+        """Claim runnable jobs up to the free slots: at once when told (a new job, a freed slot, a notification),
+        else every ``CLAIM_POLL_SECONDS`` (a lease that lapsed is announced by nobody)."""
+        while True:
+            self._wake.clear()
+            free = self.max_running - len(self._tasks)
+            if free > 0 and not self._stopping:
+                try:
+                    claimed = await self.store.claim(self.instance_id, free, self.lease_seconds)
+                except Exception as exc:  # noqa: BLE001 - the store is down: keep trying
+                    self._store_error("claim", exc)
+                    claimed = []
+                if claimed:
+                    await self._adopt(claimed)
+            if self._metrics is not None:
+                with contextlib.suppress(Exception):  # a gauge is not worth an error of its own
+                    self._metrics.queue_depth.set(await self.store.waiting())
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that meets a wake-up.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLAIM_POLL_SECONDS):
+                    await self._wake.wait()
+
+    async def _adopt(self, claimed: list[JobRecord]) -> None:
+        last_seqs = await self.store.last_seqs([job.id for job in claimed])
+        if self._metrics is not None:
+            self._metrics.claim_batch_size.observe(len(claimed))
+        for job in claimed:
+            self._seq[job.id] = last_seqs.get(job.id, 0)
+            if job.status != "queued" and self._metrics is not None:
+                self._metrics.lease_takeovers.inc()  # started before, by another instance or an earlier run
+            log.info("job_resumed" if job.status != "queued" else "job_claimed", job_id=job.id, status=job.status,
+                     vendor_job=job.vendor_job.id if job.vendor_job else None, cancel=job.cancel_requested or None)
+            self._launch(job)
+
+    async def _renew_forever(self) -> None:
+        """Renew this instance's leases every third of their length; a job whose lease is gone stops here."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            asked_at = loop.time()
+            try:
+                held = await self.store.renew(self.instance_id, self.lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - store down: saves will tell if the leases lapsed
+                self._store_error("renew", exc)
+                continue
+            for job_id, leased_at in list(self._leased_at.items()):
+                if job_id not in held and leased_at < asked_at:
+                    self._detach(job_id, "its lease was not renewed (taken over or finished)")
+
+    def _store_error(self, operation: str, exc: Exception) -> None:
+        log.warning("job_store_error", operation=operation, error=type(exc).__name__)
+        if self._metrics is not None:
+            self._metrics.store_errors.labels(operation).inc()
+
+    async def _watch(self) -> None:
+        await self.store.watch(self._on_notice)
+
+    def _on_notice(self, notice: Notice, subject: str, sent_at: float | None) -> None:
+        if sent_at is not None and self._metrics is not None:
+            self._metrics.notify_lag.observe(max(0.0, time.time() - sent_at))
+        if notice == "job":
+            self._wake.set()
+        elif notice == "event":
+            self._poke(subject)
+        elif notice == "cancel" and subject in self._tasks:
+            task = asyncio.create_task(self.cancel(subject))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+
+class _Subscriber:
+    """One event stream's inbox: events this instance publishes, and pokes (another instance wrote some)."""
+
+    def __init__(self) -> None:
+        self._items: list[Event] = []
+        self._changed = asyncio.Event()
+
+    def put(self, item: Event) -> None:
+        self._items.append(item)
+        self._changed.set()
+
+    def poke(self) -> None:
+        self._changed.set()
+
+    def take(self) -> list[Event]:
+        items, self._items = self._items, []
+        return items
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+        self._changed.clear()
 
 
 def terminal_event(job: JobRecord) -> tuple[str, dict[str, Any]]:

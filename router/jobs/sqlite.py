@@ -1,5 +1,8 @@
 """SQLite job store: WAL mode, every statement on one dedicated thread so the event loop never blocks
-(and SQLite's single-writer rule holds by construction)."""
+(and SQLite's single-writer rule holds by construction).
+
+One process per file: leases still fence every save (the service code is the same on every store), but opening
+the file releases every lease, since whoever held them was this process's previous run."""
 
 from __future__ import annotations
 
@@ -7,18 +10,18 @@ import asyncio
 import concurrent.futures
 import json
 import sqlite3
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from router.jobs.store import (TERMINAL, JobRecord, OutboxMessage, OutboxStatus, SpendEntry, VendorJob,
-                                  require_timestamps)
+from router.jobs.store import (TERMINAL, JobRecord, JobStoreError, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
+                               job_body, job_from, outbox_from, require_timestamps)
 
-T = TypeVar("T")
-
-#: Bumped when the tables change; an older store is refused with a clear message rather than misread.
-SCHEMA_VERSION = 2
+#: Bumped when the tables change. Version 2 stores are migrated (MIGRATIONS); older ones are refused.
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -32,7 +35,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at TEXT NOT NULL,
     request TEXT NOT NULL,
     chain TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    worker TEXT,
+    lease_until REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
@@ -70,13 +76,28 @@ CREATE TABLE IF NOT EXISTS spend (
 );
 """
 
+#: From version N to N + 1.
+MIGRATIONS = {
+    2: """
+ALTER TABLE jobs ADD COLUMN worker TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until REAL;
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+""",
+}
+
+_RECORD = "request, chain, body, worker, cancel_requested"
+_UNFINISHED = f"status NOT IN ({','.join(repr(s) for s in sorted(TERMINAL))})"
+
 
 class SQLiteJobStore:
     """Jobs in one SQLite file (``DATA_DIR/jobs.sqlite3``): request and chain written once, a small mutable
-    body rewritten per save, events in their own table."""
+    body rewritten per save, events in their own table. ``clock`` (epoch seconds) times leases."""
 
-    def __init__(self, path: Path) -> None:
+    shared = False
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self._clock = clock
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
         self._db: sqlite3.Connection | None = None
 
@@ -94,12 +115,15 @@ class SQLiteJobStore:
             db.execute("PRAGMA busy_timeout=5000")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             has_jobs = db.execute("SELECT 1 FROM sqlite_master WHERE name='jobs'").fetchone() is not None
-            if version != SCHEMA_VERSION and (version or has_jobs):
+            if version != SCHEMA_VERSION and (version or has_jobs) and version not in MIGRATIONS:
                 db.close()
-                raise RuntimeError(f"job store {self.path} has schema version {version}, this daemon needs "
-                                   f"{SCHEMA_VERSION}; move the file away (pre-1.0 stores are not migrated)")
-            db.executescript(SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                raise JobStoreError(f"job store {self.path} has schema version {version}, this daemon needs "
+                                    f"{SCHEMA_VERSION}; move the file away (stores before version 2 are not migrated)")
+            steps = [MIGRATIONS[v] for v in range(version, SCHEMA_VERSION)] if version else []
+            # One transaction: a migration that fails half-way leaves the file as it was.
+            db.executescript("BEGIN IMMEDIATE;" + "".join(steps) + SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};"
+                             f"UPDATE jobs SET worker=NULL, lease_until=NULL WHERE worker IS NOT NULL AND {_UNFINISHED};"
+                             "COMMIT;")
             self._db = db
 
         await self._run(connect)
@@ -112,63 +136,82 @@ class SQLiteJobStore:
 
     # ---- jobs ---------------------------------------------------------------------------------------------
     @staticmethod
-    def _row(job: JobRecord) -> tuple[Any, ...]:
-        # request and chain never change after insert (and a request may carry inline media): they have
-        # their own columns, written once; every later save rewrites only the small mutable body.
-        body = {k: v for k, v in asdict(job).items() if k not in ("request", "chain")}
-        for key in ("created_at", "updated_at"):
-            body[key] = body[key].isoformat() if body[key] else None
-        return (job.id, job.kind, job.route, job.status, job.owner, job.idempotency_key,
-                body["created_at"], body["updated_at"], json.dumps(job.request), json.dumps(job.chain),
-                json.dumps(body, default=str))
+    def _record(request: str, chain: str, body: str, worker: str | None, cancel_requested: int) -> JobRecord:
+        return job_from(json.loads(request), json.loads(chain), json.loads(body), worker, bool(cancel_requested))
 
-    @staticmethod
-    def _record(request: str, chain: str, body: str) -> JobRecord:
-        data = json.loads(body)
-        data["request"], data["chain"] = json.loads(request), json.loads(chain)
-        for key in ("created_at", "updated_at"):
-            data[key] = datetime.fromisoformat(data[key]) if data[key] else None
-        if data.get("vendor_job"):
-            data["vendor_job"] = VendorJob(**data["vendor_job"])
-        return JobRecord(**data)
-
-    async def insert(self, job: JobRecord) -> bool:
+    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
         require_timestamps(job)
-        row = self._row(job)
+        body = job_body(job)
+        leased = bool(job.worker and lease_seconds)
+        row = (job.id, job.kind, job.route, job.status, job.owner, job.idempotency_key, body["created_at"],
+               body["updated_at"], json.dumps(job.request), json.dumps(job.chain), json.dumps(body, default=str),
+               job.worker if leased else None, self._clock() + lease_seconds if leased else None,  # type: ignore[operator]
+               int(job.cancel_requested))
 
         def insert() -> bool:
             assert self._db is not None
             # DO NOTHING covers uniqueness only (the idempotency index); other constraint errors still raise.
-            cursor = self._db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", row)
+            cursor = self._db.execute(
+                "INSERT INTO jobs (id, kind, route, status, owner, idempotency_key, created_at, updated_at, request,"
+                " chain, body, worker, lease_until, cancel_requested) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT DO NOTHING", row)
             return cursor.rowcount == 1
 
         return bool(await self._run(insert))
 
-    async def save(self, job: JobRecord) -> None:
+    async def save(self, job: JobRecord) -> bool:
         require_timestamps(job)
-        row = self._row(job)
+        body = job_body(job)
+        args = (job.status, body["updated_at"], json.dumps(body, default=str), job.id, job.worker)
 
-        def save() -> None:
+        def save() -> bool:
             assert self._db is not None
-            self._db.execute(
-                "UPDATE jobs SET status=?, updated_at=?, body=? WHERE id=?", (row[3], row[7], row[10], row[0])
-            )
+            cursor = self._db.execute("UPDATE jobs SET status=?, updated_at=?, body=? WHERE id=? AND worker IS ?", args)
+            return cursor.rowcount == 1
 
-        await self._run(save)
+        return bool(await self._run(save))
+
+    async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
+        now = self._clock()
+        rows = await self._query(
+            f"UPDATE jobs SET worker=?, lease_until=? WHERE id IN (SELECT id FROM jobs WHERE {_UNFINISHED}"
+            f" AND (worker IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?) RETURNING {_RECORD}, created_at",
+            worker, now + lease_seconds, now, limit)
+        return [self._record(*row[:5]) for row in sorted(rows, key=lambda row: row[5])]
+
+    async def waiting(self) -> int:
+        rows = await self._query(f"SELECT COUNT(*) FROM jobs WHERE {_UNFINISHED} AND (worker IS NULL OR lease_until < ?)",
+                                 self._clock())
+        return int(rows[0][0])
+
+    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+        rows = await self._query(f"UPDATE jobs SET lease_until=? WHERE worker=? AND {_UNFINISHED} RETURNING id",
+                                 self._clock() + lease_seconds, worker)
+        return {row[0] for row in rows}
+
+    async def release(self, worker: str) -> None:
+        await self._query(f"UPDATE jobs SET worker=NULL, lease_until=NULL WHERE worker=? AND {_UNFINISHED}", worker)
+
+    async def request_cancel(self, job_id: str) -> JobRecord | None:
+        await self._query(f"UPDATE jobs SET cancel_requested=1 WHERE id=? AND {_UNFINISHED}", job_id)
+        return await self.get(job_id)
+
+    async def watch(self, on_notice: OnNotice) -> None:
+        await asyncio.Event().wait()  # one process: the service hears its own doings directly
 
     async def get(self, job_id: str) -> JobRecord | None:
-        rows = await self._query("SELECT request, chain, body FROM jobs WHERE id=?", job_id)
+        rows = await self._query(f"SELECT {_RECORD} FROM jobs WHERE id=?", job_id)
         return self._record(*rows[0]) if rows else None
 
     async def find_idempotent(self, owner: str | None, key: str) -> JobRecord | None:
         rows = await self._query(
-            "SELECT request, chain, body FROM jobs WHERE COALESCE(owner, '')=? AND idempotency_key=?", owner or "", key
+            f"SELECT {_RECORD} FROM jobs WHERE COALESCE(owner, '')=? AND idempotency_key=?", owner or "", key
         )
         return self._record(*rows[0]) if rows else None
 
     async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
                    status: str | None = None, route: str | None = None) -> list[JobRecord]:
-        sql, args = "SELECT request, chain, body FROM jobs WHERE 1=1", []
+        sql, args = f"SELECT {_RECORD} FROM jobs WHERE 1=1", []
         for column, value in (("kind", kind), ("status", status), ("route", route)):
             if value:
                 sql += f" AND {column}=?"
@@ -184,8 +227,7 @@ class SQLiteJobStore:
         return [self._record(*r) for r in await self._query(sql, *args)]
 
     async def unfinished(self) -> list[JobRecord]:
-        marks = ",".join("?" for _ in TERMINAL)
-        rows = await self._query(f"SELECT request, chain, body FROM jobs WHERE status NOT IN ({marks}) ORDER BY created_at", *TERMINAL)
+        rows = await self._query(f"SELECT {_RECORD} FROM jobs WHERE {_UNFINISHED} ORDER BY created_at, id")
         return [self._record(*r) for r in rows]
 
     async def delete(self, job_id: str) -> None:
@@ -198,12 +240,10 @@ class SQLiteJobStore:
         await self._run(delete)
 
     async def prune(self, finished_before: datetime) -> list[str]:
-        marks = ",".join("?" for _ in TERMINAL)
-
         def prune() -> list[str]:
             assert self._db is not None
             ids = [r[0] for r in self._db.execute(
-                f"SELECT id FROM jobs WHERE status IN ({marks}) AND updated_at < ?", (*TERMINAL, finished_before.isoformat())
+                f"SELECT id FROM jobs WHERE NOT ({_UNFINISHED}) AND updated_at < ?", (finished_before.isoformat(),)
             )]
             for job_id in ids:
                 self._db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
@@ -242,20 +282,21 @@ class SQLiteJobStore:
 
     # ---- events -------------------------------------------------------------------------------------------
     async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
-        payload = json.dumps(data, default=str)
+        await self._query("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", job_id, seq, event,
+                          json.dumps(data, default=str))
 
-        def append() -> None:
-            assert self._db is not None
-            self._db.execute("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", (job_id, seq, event, payload))
+    async def last_seqs(self, job_ids: Sequence[str] | None = None) -> dict[str, int]:
+        if job_ids is None:
+            return dict(await self._query("SELECT job_id, MAX(seq) FROM events GROUP BY job_id"))
+        if not job_ids:
+            return {}
+        marks = ",".join("?" for _ in job_ids)
+        return dict(await self._query(f"SELECT job_id, MAX(seq) FROM events WHERE job_id IN ({marks}) GROUP BY job_id",
+                                      *job_ids))
 
-        await self._run(append)
-
-    async def last_seqs(self) -> dict[str, int]:
-        """Each job's last event number, in one query (a restart resumes thousands of jobs at once)."""
-        return dict(await self._query("SELECT job_id, MAX(seq) FROM events GROUP BY job_id"))
-
-    async def events(self, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
-        rows = await self._query("SELECT seq, event, data FROM events WHERE job_id=? ORDER BY seq", job_id)
+    async def events(self, job_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
+        rows = await self._query("SELECT seq, event, data FROM events WHERE job_id=? AND seq>? ORDER BY seq",
+                                 job_id, after)
         return [(seq, event, json.loads(data)) for seq, event, data in rows]
 
     async def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -298,7 +339,4 @@ class SQLiteJobStore:
 
 
 def _outbox_message(body: str) -> OutboxMessage:
-    data = json.loads(body)
-    for key in ("created_at", "finished_at", "next_attempt_at", "delivered_at"):
-        data[key] = datetime.fromisoformat(data[key]) if data[key] else None
-    return OutboxMessage(**data)
+    return outbox_from(json.loads(body))

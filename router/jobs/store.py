@@ -1,11 +1,18 @@
-"""What a job is, and the whole interface a job store implements (SQLite and in-memory here; see README for
-PostgreSQL)."""
+"""What a job is, and the whole interface a job store implements (SQLite for one box, PostgreSQL for several,
+in-memory for tests and embedding).
+
+Leases: a job runs on the instance (``worker``) that holds its lease. A store hands jobs out with ``claim``
+(queued ones, and unfinished ones whose lease lapsed), the holder keeps them with ``renew``, and every ``save``
+is fenced by the lease: it writes only while ``job.worker`` still holds the job, so an instance that lost a job
+to another can never overwrite the new holder's progress. Lease times are the store's own (PostgreSQL: the
+database's clock, which every instance shares); job timestamps are the caller's (below).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -51,6 +58,10 @@ class JobRecord:
     webhook_tokens: dict[str, str] = field(default_factory=dict)
     #: The id of the client webhook announcing this job's outcome (its ``OutboxMessage``), if one was asked for.
     webhook_id: str | None = None
+    #: The instance holding the job's lease (None: nobody; any instance may claim it).
+    worker: str | None = None
+    #: Someone asked to cancel the job; its lease holder (or the next claimer) does it.
+    cancel_requested: bool = False
 
     @property
     def finished(self) -> bool:
@@ -79,6 +90,14 @@ class OutboxMessage:
     last_status: int | None = None
     last_error: str | None = None
     delivered_at: datetime | None = None
+
+
+def outbox_from(data: dict[str, Any]) -> OutboxMessage:
+    """An ``OutboxMessage`` from its JSON form (``asdict`` with ISO timestamps)."""
+    data = dict(data)
+    for key in ("created_at", "finished_at", "next_attempt_at", "delivered_at"):
+        data[key] = datetime.fromisoformat(data[key]) if data.get(key) else None
+    return OutboxMessage(**data)
 
 
 def require_timestamps(job: JobRecord) -> None:
@@ -114,6 +133,38 @@ class SpendStore(Protocol):
         ...
 
 
+#: Fields a store keeps in their own columns, outside the JSON body (leases write them, ``save`` never does).
+_COLUMNS = ("request", "chain", "worker", "cancel_requested")
+
+#: What ``watch`` reports: a new runnable job (subject ""), a job's new event or a cancel request (subject:
+#: the job id). With the time it was sent (epoch seconds, the sender's clock) when known.
+Notice = Literal["job", "event", "cancel"]
+OnNotice = Callable[[Notice, str, float | None], None]
+
+
+def job_body(job: JobRecord) -> dict[str, Any]:
+    """The mutable part of a job as JSON-ready data (request and chain are written once, apart)."""
+    body = {k: v for k, v in asdict(job).items() if k not in _COLUMNS}
+    for key in ("created_at", "updated_at"):
+        body[key] = body[key].isoformat() if body[key] else None
+    return body
+
+
+def job_from(request: Any, chain: Any, body: dict[str, Any], worker: str | None, cancel_requested: bool) -> JobRecord:
+    """The inverse of ``job_body``, with the columns."""
+    data = dict(body)
+    for key in ("created_at", "updated_at"):
+        data[key] = datetime.fromisoformat(data[key]) if data.get(key) else None
+    if data.get("vendor_job"):
+        data["vendor_job"] = VendorJob(**data["vendor_job"])
+    return JobRecord(**data, request=request, chain=chain, worker=worker, cancel_requested=bool(cancel_requested))
+
+
+class JobStoreError(RuntimeError):
+    """The job store cannot be used as configured (bad URL, refused login, unknown schema...). The message is
+    one line, names the setting or file and never holds a password."""
+
+
 class JobStore(SpendStore, Protocol):
     """Persistence for jobs: everything the job runner and the metrics read or write, nothing else. Every method
     is a coroutine and must not block the event loop. ``tests/jobs/test_store_contract.py`` is the contract
@@ -123,20 +174,52 @@ class JobStore(SpendStore, Protocol):
     store keeps them as given, so retention and ordering follow one clock (a fake one in tests).
     """
 
+    #: True when several instances may share the store (SQLite and memory: one process).
+    shared: bool
+
     async def open(self) -> None:
         """Connect (and create the schema); refuse clearly a store this version cannot read."""
         ...
 
     async def close(self) -> None: ...
 
-    async def insert(self, job: JobRecord) -> bool:
-        """Store a new job durably. False (nothing written) when its id or its ``(owner, idempotency_key)`` is
-        taken: the check and the write are one atomic step, so concurrent retries cannot create two jobs.
-        ``request`` and ``chain`` are written here once; later saves never change them."""
+    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
+        """Store a new job durably, leased to ``job.worker`` for ``lease_seconds`` when both are given (else
+        held by nobody). False (nothing written) when its id or its ``(owner, idempotency_key)`` is taken: the
+        check and the write are one atomic step, so concurrent retries cannot create two jobs, on one instance
+        or several. ``request`` and ``chain`` are written here once; later saves never change them."""
         ...
 
-    async def save(self, job: JobRecord) -> None:
-        """Write the job's mutable fields (status, progress, result, error, attempts, vendor job...)."""
+    async def save(self, job: JobRecord) -> bool:
+        """Write the job's mutable fields (status, progress, result, error, attempts, vendor job...), fenced:
+        only while ``job.worker`` holds the job (a job nobody holds: ``job.worker`` None). False, nothing
+        written, when another instance holds it now (or the job is gone)."""
+        ...
+
+    async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
+        """Lease up to ``limit`` runnable jobs to ``worker``, oldest first: queued ones and unfinished ones nobody
+        holds or whose lease lapsed. Concurrent claimers never get the same job."""
+        ...
+
+    async def waiting(self) -> int:
+        """Unfinished jobs nobody holds (or whose lease lapsed): what a claim could take (``tarash_router_jobs_queued``)."""
+        ...
+
+    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+        """Extend every lease ``worker`` holds on an unfinished job; the ids it still holds."""
+        ...
+
+    async def release(self, worker: str) -> None:
+        """Give up ``worker``'s leases on unfinished jobs (a clean stop: others may take them at once)."""
+        ...
+
+    async def request_cancel(self, job_id: str) -> JobRecord | None:
+        """Mark an unfinished job for cancelling and tell its holder; the job (None if there is none)."""
+        ...
+
+    async def watch(self, on_notice: OnNotice) -> None:
+        """Report what other instances do (new jobs, events, cancel requests) until cancelled. A store only one
+        process uses has nothing to report and just waits."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None: ...
@@ -156,15 +239,17 @@ class JobStore(SpendStore, Protocol):
         ...
 
     async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
-        """Keep event ``seq`` of a job (its data as JSON: values JSON cannot hold are stored as strings)."""
+        """Keep event ``seq`` of a job (its data as JSON: values JSON cannot hold are stored as strings) and tell
+        watchers. A number already kept stays as it was (a former holder's late write loses)."""
         ...
 
-    async def events(self, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
-        """A job's events in ``seq`` order."""
+    async def events(self, job_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
+        """A job's events numbered above ``after``, in ``seq`` order."""
         ...
 
-    async def last_seqs(self) -> dict[str, int]:
-        """Each job's last event number, in one query (a restart resumes thousands of jobs at once)."""
+    async def last_seqs(self, job_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """The last event number of each job that has events (of ``job_ids`` only, when given), in one query
+        (a claim adopts many jobs at once)."""
         ...
 
     async def delete(self, job_id: str) -> None:

@@ -89,7 +89,8 @@ def route(*providers: str) -> Route:
 @pytest.fixture(params=sorted(STORES))
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
     """Each store of the contract suite, for the service tests that need no restart."""
-    return STORES[request.param].make(tmp_path)
+    kind = STORES[request.param]
+    return kind.make(kind.storage_for(request))
 
 
 async def until(predicate: Any, timeout: float = 2.0) -> None:
@@ -435,5 +436,5 @@ async def test_an_older_job_store_is_refused_clearly(tmp_path: Path) -> None:
     old.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, body TEXT)")
     old.commit()
     old.close()
-    with pytest.raises(RuntimeError, match="schema version 0, this daemon needs 2"):
+    with pytest.raises(RuntimeError, match="schema version 0, this daemon needs 3"):
         await SQLiteJobStore(tmp_path / "jobs.db").open()

@@ -3,7 +3,8 @@
 What the job runner relies on: records round-trip whole, request and chain are written once, the idempotency
 key is claimed atomically, lists page newest first, ``unfinished`` is what a restart resumes, events keep their
 order, retention deletes only finished jobs, and the metrics' counters move. Durable stores also keep all of it
-across a close and a reopen.
+across a close and a reopen. Leases: claims never hand a job out twice, saves are fenced by the lease, a lapsed
+lease is taken over, cancel requests reach whoever holds (or next claims) the job.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +31,8 @@ def kind(request: pytest.FixtureRequest) -> StoreKind:
 
 
 @pytest.fixture
-async def store(kind: StoreKind, tmp_path: Path) -> AsyncIterator[JobStore]:
-    opened = kind.make(tmp_path)
+async def store(kind: StoreKind, request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
+    opened = kind.make(kind.storage_for(request))
     await opened.open()
     yield opened
     await opened.close()
@@ -178,10 +178,11 @@ async def test_a_job_without_timestamps_is_refused(store: JobStore) -> None:
     assert await store.count() == 0
 
 
-async def test_a_durable_store_keeps_everything_across_a_reopen(kind: StoreKind, tmp_path: Path) -> None:
+async def test_a_durable_store_keeps_everything_across_a_reopen(kind: StoreKind, request: pytest.FixtureRequest) -> None:
     if not kind.durable:
         pytest.skip("this store keeps nothing past its process")
-    first = kind.make(tmp_path)
+    storage = kind.storage_for(request)
+    first = kind.make(storage)
     await first.open()
     record = job("job_a", status="running", vendor_job=VendorJob(1, "vendor-1"), owner="o", idempotency_key="k")
     await first.insert(record)
@@ -190,7 +191,7 @@ async def test_a_durable_store_keeps_everything_across_a_reopen(kind: StoreKind,
                             attempts=1, next_attempt_at=T0, last_error="timeout")
     await first.put_outbox(webhook)
     await first.close()
-    second = kind.make(tmp_path)
+    second = kind.make(storage)
     await second.open()
     try:
         assert await second.get("job_a") == record
@@ -217,14 +218,15 @@ async def test_spend_adds_up_per_client_day_route_provider_and_model(store: JobS
     assert await store.spend("carol", "2026-01-01", "2026-12-31") == []
 
 
-async def test_a_durable_store_keeps_spend_across_a_reopen(kind: StoreKind, tmp_path: Path) -> None:
+async def test_a_durable_store_keeps_spend_across_a_reopen(kind: StoreKind, request: pytest.FixtureRequest) -> None:
     if not kind.durable:
         pytest.skip("this store keeps nothing past its process")
-    first = kind.make(tmp_path)
+    storage = kind.storage_for(request)
+    first = kind.make(storage)
     await first.open()
     await first.add_spend([SpendEntry("alice", "2026-12-01", "r", "fal", "m", 0.4, 1)])
     await first.close()
-    second = kind.make(tmp_path)
+    second = kind.make(storage)
     await second.open()
     try:
         assert await second.spend("alice", "2026-12-01", "2026-12-01") == [
@@ -252,3 +254,91 @@ async def test_the_outbox_keeps_each_state_of_a_client_webhook_and_goes_with_its
     await store.save(replace(job("j2", at=1), status="completed"))
     await store.prune(T0 + timedelta(days=1))
     assert await store.outbox_for_job("j2") is None
+
+
+# ---- leases -----------------------------------------------------------------------------------------------
+LEASE = 30.0
+
+
+async def test_saves_are_fenced_by_the_lease(store: JobStore) -> None:
+    mine = job("job_1", worker="A")
+    assert await store.insert(mine, lease_seconds=LEASE)
+    assert (await store.get("job_1")).worker == "A"  # type: ignore[union-attr]
+    assert await store.save(replace(mine, status="running", progress_percent=10))
+    assert not await store.save(replace(mine, worker="B", progress_percent=99))  # B does not hold it
+    assert not await store.save(replace(mine, worker=None, progress_percent=99))
+    assert (await store.get("job_1")).progress_percent == 10  # type: ignore[union-attr]
+    assert await store.claim("B", 10, LEASE) == []  # A's lease is live
+    assert not await store.save(job("job_gone"))  # no such job: nothing written
+
+
+async def test_a_job_nobody_holds_is_saved_by_nobody(store: JobStore) -> None:
+    await store.insert(job("job_1", worker="A"))  # no lease_seconds: held by nobody
+    assert (await store.get("job_1")).worker is None  # type: ignore[union-attr]
+    assert await store.save(job("job_1", status="cancelled"))
+    assert not await store.save(job("job_1", worker="A"))
+
+
+async def test_claims_take_the_oldest_runnable_jobs_and_never_one_twice(store: JobStore) -> None:
+    for i in range(6):
+        await store.insert(job(f"job_{i}", at=i))
+    await store.insert(job("job_done", at=-1, status="completed"))
+    first = await store.claim("A", 2, LEASE)
+    assert [j.id for j in first] == ["job_0", "job_1"] and {j.worker for j in first} == {"A"}
+    assert await store.waiting() == 4
+    racing = await asyncio.gather(store.claim("B", 3, LEASE), store.claim("C", 3, LEASE))
+    ids = [j.id for claimed in racing for j in claimed]
+    assert sorted(ids) == [f"job_{i}" for i in range(2, 6)]  # each once
+    assert await store.claim("D", 10, LEASE) == [] and await store.waiting() == 0
+    assert (await store.get("job_0")).worker == "A"  # type: ignore[union-attr]
+
+
+async def test_a_lapsed_lease_is_taken_over_and_fences_out_the_old_holder(store: JobStore) -> None:
+    held = job("job_1", worker="A", status="running", vendor_job=VendorJob(1, "vendor-9"))
+    await store.insert(held, lease_seconds=0.2)
+    assert await store.claim("B", 10, LEASE) == []
+    await asyncio.sleep(0.3)
+    assert await store.waiting() == 1  # a lapsed lease: claimable again
+    taken = await store.claim("B", 10, LEASE)
+    assert [(j.id, j.worker, j.vendor_job) for j in taken] == [("job_1", "B", held.vendor_job)]
+    assert not await store.save(replace(held, progress_percent=50))  # A learns it at its next write
+    assert await store.renew("A", LEASE) == set() and await store.renew("B", LEASE) == {"job_1"}
+
+
+async def test_renewal_keeps_a_lease_and_release_frees_it_at_once(store: JobStore) -> None:
+    await store.insert(job("job_1", worker="A"), lease_seconds=0.3)
+    await asyncio.sleep(0.15)
+    assert await store.renew("A", LEASE) == {"job_1"}
+    await asyncio.sleep(0.25)
+    assert await store.claim("B", 10, LEASE) == []  # renewed past the first lease
+    await store.release("A")
+    assert [j.id for j in await store.claim("B", 10, LEASE)] == ["job_1"]
+    assert await store.save(job("job_1", worker="B", status="completed"))
+    assert await store.renew("B", LEASE) == set()  # a finished job holds no lease
+    await store.release("B")
+    assert (await store.get("job_1")).worker == "B"  # type: ignore[union-attr]  # who finished it stays on record
+
+
+async def test_cancel_requests_mark_unfinished_jobs_and_reach_the_next_claimer(store: JobStore) -> None:
+    await store.insert(job("job_held", worker="A"), lease_seconds=LEASE)
+    marked = await store.request_cancel("job_held")
+    assert marked is not None and marked.cancel_requested and marked.worker == "A"
+    assert await store.save(job("job_held", worker="A", progress_percent=5))
+    assert (await store.get("job_held")).cancel_requested  # type: ignore[union-attr]  # a save keeps the request
+    await store.insert(job("job_done", status="completed"))
+    assert not (await store.request_cancel("job_done")).cancel_requested  # type: ignore[union-attr]
+    assert await store.request_cancel("job_missing") is None
+    await store.insert(job("job_free", at=1))
+    await store.request_cancel("job_free")
+    assert [(j.id, j.cancel_requested) for j in await store.claim("B", 10, LEASE)] == [("job_free", True)]
+
+
+async def test_events_read_after_a_number_and_a_number_is_kept_once(store: JobStore) -> None:
+    await store.insert(job("job_a"))
+    await store.insert(job("job_b"))
+    for seq in (1, 2, 3):
+        await store.append_event("job_a", seq, "update", {"n": seq})
+    await store.append_event("job_a", 2, "update", {"n": "late"})  # a former holder's late write loses
+    assert [(seq, data) for seq, _, data in await store.events("job_a", after=1)] == [(2, {"n": 2}), (3, {"n": 3})]
+    assert await store.last_seqs(["job_a", "job_b", "job_missing"]) == {"job_a": 3}
+    assert await store.last_seqs([]) == {}

@@ -1,0 +1,299 @@
+"""PostgreSQL job store: several daemon instances share one database (``TARASH_ROUTER_JOB_STORE``).
+
+Every statement is in ``postgres.sql``. Connections come from a psycopg pool (``prepare_threshold=None``, so a
+PgBouncer in transaction mode in between works); LISTEN has its own dedicated connection, reconnected with
+backoff, since a pooled connection may serve anyone between two notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+
+from router.jobs.store import (JobRecord, JobStoreError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
+                               job_body, job_from, outbox_from, require_timestamps)
+
+log = structlog.get_logger(logger_name="router.jobs.postgres")
+
+SETTING = "TARASH_ROUTER_JOB_STORE"
+#: Bumped when the tables change; MIGRATIONS[n] (a statement name in postgres.sql) takes version n to n + 1.
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, str] = {}
+CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_events": "event",
+                               "tarash_router_cancel": "cancel"}
+#: Statements that change rows (for the rows-written metric).
+_WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_cancel", "delete", "prune",
+                     "append_event", "put_outbox"})
+#: The LISTEN connection checks it is alive this often when nothing arrives.
+HEARTBEAT_SECONDS = 5.0
+
+
+def load_sql(text: str) -> dict[str, str]:
+    """``-- name: x`` sections of a SQL file -> ``{"x": "statement"}``."""
+    statements: dict[str, str] = {}
+    for chunk in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = chunk.partition("\n")
+        statements[name.strip()] = body.strip()
+    return statements
+
+
+SQL = load_sql(resources.files("router.jobs").joinpath("postgres.sql").read_text())
+
+
+def redact(url: str) -> str:
+    """The URL with its password (user:PASSWORD@ or ?password=) replaced by ``***``: safe to log."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _password(url: str) -> str | None:
+    parts = urlsplit(url)
+    match = re.search(r"(?:^|&)password=([^&]*)", parts.query)
+    return parts.password or (match[1] if match else None)
+
+
+class PostgresJobStore:
+    """Jobs in PostgreSQL, shared by every instance pointed at the same database."""
+
+    shared = True
+
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 10.0) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        #: Bound on connecting and on every statement (a store that hangs is a store that is down).
+        self.timeout = timeout
+        self._pool: Any = None
+        self._written = 0
+
+    def __repr__(self) -> str:
+        return f"PostgresJobStore({redact(self.url)!r})"
+
+    def _error(self, what: str, exc: BaseException | None = None) -> JobStoreError:
+        """A one-line error naming the setting; the password never in it (libpq may echo parts of the URL)."""
+        detail = f": {' '.join(str(exc).split())}" if exc is not None and str(exc) else ""
+        secret = _password(self.url)
+        message = f"{SETTING}={redact(self.url)}: {what}{detail}"
+        return JobStoreError(message.replace(secret, "***") if secret else message)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        try:
+            import psycopg
+            from psycopg_pool import AsyncConnectionPool
+        except ImportError:
+            raise JobStoreError(f"{SETTING} selects PostgreSQL, which needs the postgres extra: "
+                                "pip install 'tarash-router[postgres]'") from None
+        try:
+            psycopg.conninfo.conninfo_to_dict(self.url)
+        except psycopg.Error as exc:
+            raise self._error("not a valid PostgreSQL URL", exc) from None
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=max(1, int(self.timeout)))
+        except (psycopg.Error, TimeoutError) as exc:
+            raise self._error("cannot connect", exc) from None
+        async with conn:
+            await self._prepare_schema(conn)
+        self._pool = AsyncConnectionPool(
+            self.url, min_size=1, max_size=self.pool_size, open=False, timeout=self.timeout, name="tarash-router",
+            kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": max(1, int(self.timeout))},
+            # A connection broken by a database restart is found (and replaced) before it is handed out.
+            check=AsyncConnectionPool.check_connection,
+        )
+        await self._pool.open(wait=True, timeout=self.timeout)
+
+    async def _prepare_schema(self, conn: Any) -> None:
+        """Create the tables on first start, migrate an older schema, refuse a newer one (writing nothing)."""
+        async with conn.transaction():
+            await conn.execute(SQL["schema_lock"])
+            exists = (await (await conn.execute(SQL["has_store"])).fetchone())[0]
+            if not exists:
+                await conn.execute(SQL["schema"])
+                log.info("job_store_created", store=redact(self.url), schema_version=SCHEMA_VERSION)
+                return
+            row = await (await conn.execute(SQL["schema_version"])).fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise self._error(f"the database holds job-store schema version {version}, newer than this "
+                                  f"daemon's {SCHEMA_VERSION}; upgrade tarash-router (nothing was changed)")
+            if version < SCHEMA_VERSION and any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+                raise self._error(f"the database holds job-store schema version {version}, which this daemon "
+                                  f"cannot migrate to {SCHEMA_VERSION} (nothing was changed)")
+            for step in range(version, SCHEMA_VERSION):
+                await conn.execute(SQL[MIGRATIONS[step]])
+                log.info("job_store_migrated", store=redact(self.url), schema_version=step + 1)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _rows(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
+        assert self._pool is not None, "open() the store first"
+        async with asyncio.timeout(self.timeout), self._pool.connection() as conn:
+            cursor = await conn.execute(SQL[name], params)
+            rows = await cursor.fetchall() if cursor.description else []
+            if name in _WRITES:
+                self._written += max(cursor.rowcount, 0)
+            return rows  # type: ignore[no-any-return]
+
+    @property
+    def rows_written(self) -> int:
+        """Rows this instance inserted, updated or deleted since the store opened."""
+        return self._written
+
+    # ---- jobs ---------------------------------------------------------------------------------------------
+    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
+        require_timestamps(job)
+        body = job_body(job)
+        rows = await self._rows(
+            "insert", id=job.id, kind=job.kind, route=job.route, status=job.status, owner=job.owner,
+            idempotency_key=job.idempotency_key, created_at=job.created_at, updated_at=job.updated_at,
+            request=json.dumps(job.request),
+            chain=json.dumps(job.chain), body=json.dumps(body, default=str),
+            worker=job.worker if lease_seconds else None, lease=lease_seconds or 0.0,
+        )
+        return bool(rows)
+
+    async def save(self, job: JobRecord) -> bool:
+        require_timestamps(job)
+        assert self._pool is not None
+        async with asyncio.timeout(self.timeout), self._pool.connection() as conn:
+            cursor = await conn.execute(SQL["save"], {
+                "status": job.status, "updated_at": job.updated_at, "id": job.id, "worker": job.worker,
+                "body": json.dumps(job_body(job), default=str)})
+            self._written += max(cursor.rowcount, 0)
+            return bool(cursor.rowcount == 1)
+
+    async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
+        rows = await self._rows("claim", worker=worker, limit=limit, lease=lease_seconds)
+        return sorted((job_from(*row) for row in rows), key=lambda job: (job.created_at, job.id))
+
+    async def waiting(self) -> int:
+        return int((await self._rows("waiting"))[0][0])
+
+    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+        return {row[0] for row in await self._rows("renew", worker=worker, lease=lease_seconds)}
+
+    async def release(self, worker: str) -> None:
+        await self._rows("release", worker=worker)
+
+    async def request_cancel(self, job_id: str) -> JobRecord | None:
+        await self._rows("request_cancel", id=job_id)
+        return await self.get(job_id)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        rows = await self._rows("get", id=job_id)
+        return job_from(*rows[0]) if rows else None
+
+    async def find_idempotent(self, owner: str | None, key: str) -> JobRecord | None:
+        rows = await self._rows("find_idempotent", owner=owner or "", key=key)
+        return job_from(*rows[0]) if rows else None
+
+    async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
+                   status: str | None = None, route: str | None = None) -> list[JobRecord]:
+        rows = await self._rows("list", kind=kind or None, owner=owner, after=after or None, limit=limit,
+                                status=status or None, route=route or None)
+        return [job_from(*row) for row in rows]
+
+    async def unfinished(self) -> list[JobRecord]:
+        return [job_from(*row) for row in await self._rows("unfinished")]
+
+    async def delete(self, job_id: str) -> None:
+        await self._rows("delete", id=job_id)
+
+    async def prune(self, finished_before: datetime) -> list[str]:
+        return [row[0] for row in await self._rows("prune", before=finished_before)]
+
+    async def count(self) -> int:
+        return int((await self._rows("count"))[0][0])
+
+    # ---- events -------------------------------------------------------------------------------------------
+    async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
+        await self._rows("append_event", job_id=job_id, seq=seq, event=event, data=json.dumps(data, default=str))
+
+    async def events(self, job_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
+        return [(seq, event, data) for seq, event, data in await self._rows("events", job_id=job_id, after=after)]
+
+    async def last_seqs(self, job_ids: Sequence[str] | None = None) -> dict[str, int]:
+        if job_ids is not None and not job_ids:
+            return {}
+        return dict(await self._rows("last_seqs", ids=list(job_ids) if job_ids is not None else None))  # type: ignore[arg-type]
+
+    # ---- outbox (client webhooks) ---------------------------------------------------------------------------
+    async def put_outbox(self, message: OutboxMessage) -> None:
+        await self._rows("put_outbox", id=message.id, job_id=message.job_id, status=message.status,
+                         created_at=message.created_at, body=json.dumps(asdict(message), default=str))
+
+    async def outbox_for_job(self, job_id: str) -> OutboxMessage | None:
+        rows = await self._rows("outbox_for_job", job_id=job_id)
+        return outbox_from(rows[0][0]) if rows else None
+
+    async def outbox(self, status: OutboxStatus) -> list[OutboxMessage]:
+        return [outbox_from(body) for (body,) in await self._rows("outbox", status=status)]
+
+    # ---- spend (router/budgets.py) ------------------------------------------------------------------------
+    async def add_spend(self, entries: list[SpendEntry]) -> None:
+        if not entries:
+            return
+        assert self._pool is not None
+        # One transaction: a generation's spend is recorded whole or not at all.
+        async with asyncio.timeout(self.timeout), self._pool.connection() as conn, conn.transaction():
+            async with conn.cursor() as cursor:
+                await cursor.executemany(SQL["add_spend"], [
+                    {"client": e.client, "day": e.day, "route": e.route, "provider": e.provider, "model": e.model,
+                     "usd": e.usd, "generations": e.generations} for e in entries])
+        self._written += len(entries)
+
+    async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
+        rows = await self._rows("spend", client=client, first_day=first_day, last_day=last_day)
+        return [SpendEntry(*row) for row in rows]
+
+    # ---- notifications ------------------------------------------------------------------------------------
+    async def watch(self, on_notice: OnNotice) -> None:
+        """LISTEN on a dedicated connection; on reconnect, report a "job" notice (whatever was missed while
+        the connection was down is found by the claim that follows)."""
+        import psycopg
+
+        delay, down = 0.1, False
+        while True:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True,
+                                                                 connect_timeout=max(1, int(self.timeout)))
+                async with conn:
+                    for channel in CHANNELS:
+                        await conn.execute(f"LISTEN {channel}")
+                    if down:
+                        log.info("job_store_listen_restored")
+                    delay, down = 0.1, False
+                    on_notice("job", "", None)
+                    while True:
+                        async for notice in conn.notifies(timeout=HEARTBEAT_SECONDS):
+                            subject, _, sent = notice.payload.rpartition(" ")
+                            with contextlib.suppress(ValueError):
+                                on_notice(CHANNELS[notice.channel], subject, float(sent))
+                        async with asyncio.timeout(self.timeout):
+                            await conn.execute("SELECT 1")
+            except (psycopg.Error, TimeoutError, OSError) as exc:
+                if not down:  # once per outage
+                    log.warning("job_store_listen_lost", error=self._error("LISTEN connection lost", exc).args[0])
+                down = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,215 @@
+-- The PostgreSQL job store's SQL, all of it (router/jobs/postgres.py runs it by name).
+-- Each statement follows a "-- name: <name>" line; parameters are psycopg's %(name)s.
+-- Unfinished means status queued or running; everything else is terminal.
+-- Times come from the database's clock (now()), so instances on hosts with skewed clocks agree on leases.
+
+-- name: schema
+-- Version 1. Created on first start, under an advisory lock so instances starting together don't race.
+CREATE TABLE tarash_router_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE tarash_router_jobs (
+    id text PRIMARY KEY,
+    kind text NOT NULL,
+    route text NOT NULL,
+    status text NOT NULL,
+    owner text,
+    idempotency_key text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    request jsonb NOT NULL,        -- written once
+    chain jsonb NOT NULL,          -- written once; attempt configs, never keys
+    body jsonb NOT NULL,           -- the mutable rest (status, attempts, vendor job, result...)
+    worker text,                   -- the instance holding the lease
+    lease_until timestamptz,
+    cancel_requested boolean NOT NULL DEFAULT false
+);
+CREATE INDEX tarash_router_jobs_runnable ON tarash_router_jobs (created_at) WHERE status IN ('queued', 'running');
+CREATE INDEX tarash_router_jobs_worker ON tarash_router_jobs (worker) WHERE status IN ('queued', 'running');
+CREATE INDEX tarash_router_jobs_listing ON tarash_router_jobs (created_at DESC, id DESC);
+CREATE INDEX tarash_router_jobs_route ON tarash_router_jobs (route, created_at);
+CREATE INDEX tarash_router_jobs_finished ON tarash_router_jobs (updated_at) WHERE status NOT IN ('queued', 'running');
+CREATE UNIQUE INDEX tarash_router_jobs_idempotency ON tarash_router_jobs (COALESCE(owner, ''), idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE TABLE tarash_router_events (
+    job_id text NOT NULL,
+    seq integer NOT NULL,
+    event text NOT NULL,
+    data jsonb NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+-- Client webhooks (router/webhooks): an outbox, one message per job that asked for one.
+CREATE TABLE tarash_router_outbox (
+    id text PRIMARY KEY,
+    job_id text NOT NULL,
+    status text NOT NULL,
+    created_at timestamptz NOT NULL,
+    body jsonb NOT NULL
+);
+CREATE INDEX tarash_router_outbox_status ON tarash_router_outbox (status, created_at);
+CREATE INDEX tarash_router_outbox_job ON tarash_router_outbox (job_id);
+-- The budgets' ledger (router/budgets.py): charged USD per client, UTC day, route, provider and model.
+CREATE TABLE tarash_router_spend (
+    client text NOT NULL,
+    day text NOT NULL,             -- YYYY-MM-DD, UTC
+    route text NOT NULL,
+    provider text NOT NULL,
+    model text NOT NULL,
+    usd double precision NOT NULL,
+    generations integer NOT NULL,
+    PRIMARY KEY (client, day, route, provider, model)
+);
+INSERT INTO tarash_router_meta VALUES ('schema_version', '1');
+
+-- name: schema_lock
+SELECT pg_advisory_xact_lock(hashtext('tarash_router_schema'));
+
+-- name: has_store
+SELECT to_regclass('tarash_router_meta') IS NOT NULL;
+
+-- name: schema_version
+SELECT value::int FROM tarash_router_meta WHERE key = 'schema_version';
+
+-- name: insert
+-- A job nobody holds yet wakes idle workers on every instance.
+WITH inserted AS (
+    INSERT INTO tarash_router_jobs (id, kind, route, status, owner, idempotency_key, created_at, updated_at,
+                                    request, chain, body, worker, lease_until)
+    VALUES (%(id)s, %(kind)s, %(route)s, %(status)s, %(owner)s, %(idempotency_key)s, %(created_at)s,
+            %(updated_at)s, %(request)s::jsonb, %(chain)s::jsonb, %(body)s::jsonb, %(worker)s,
+            CASE WHEN %(worker)s::text IS NOT NULL THEN now() + make_interval(secs => %(lease)s) END)
+    ON CONFLICT DO NOTHING
+    RETURNING worker
+)
+SELECT CASE WHEN worker IS NULL THEN pg_notify('tarash_router_jobs', ' ' || extract(epoch FROM clock_timestamp())) END
+FROM inserted;
+
+-- name: save
+-- Fenced: only the lease holder (or anyone, for a job nobody holds) writes.
+UPDATE tarash_router_jobs SET status = %(status)s, updated_at = %(updated_at)s, body = %(body)s::jsonb
+WHERE id = %(id)s AND worker IS NOT DISTINCT FROM %(worker)s;
+
+-- name: claim
+-- SKIP LOCKED: concurrent claimers on other instances pass over rows being claimed instead of waiting.
+UPDATE tarash_router_jobs AS j
+SET worker = %(worker)s, lease_until = now() + make_interval(secs => %(lease)s)
+FROM (
+    SELECT id FROM tarash_router_jobs
+    WHERE status IN ('queued', 'running') AND (worker IS NULL OR lease_until < now())
+    ORDER BY created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) AS free
+WHERE j.id = free.id
+RETURNING j.request, j.chain, j.body, j.worker, j.cancel_requested;
+
+-- name: waiting
+SELECT count(*) FROM tarash_router_jobs
+WHERE status IN ('queued', 'running') AND (worker IS NULL OR lease_until < now());
+
+-- name: renew
+UPDATE tarash_router_jobs SET lease_until = now() + make_interval(secs => %(lease)s)
+WHERE worker = %(worker)s AND status IN ('queued', 'running')
+RETURNING id;
+
+-- name: release
+WITH released AS (
+    UPDATE tarash_router_jobs SET worker = NULL, lease_until = NULL
+    WHERE worker = %(worker)s AND status IN ('queued', 'running')
+    RETURNING id
+)
+SELECT pg_notify('tarash_router_jobs', ' ' || extract(epoch FROM clock_timestamp()))
+FROM (SELECT 1 FROM released LIMIT 1) AS any_released;
+
+-- name: request_cancel
+-- The holder hears it at once; a job nobody holds is cancelled by whoever claims it next.
+WITH marked AS (
+    UPDATE tarash_router_jobs SET cancel_requested = true
+    WHERE id = %(id)s AND status IN ('queued', 'running')
+    RETURNING id
+)
+SELECT pg_notify('tarash_router_cancel', id || ' ' || extract(epoch FROM clock_timestamp())) FROM marked;
+
+-- name: get
+SELECT request, chain, body, worker, cancel_requested FROM tarash_router_jobs WHERE id = %(id)s;
+
+-- name: find_idempotent
+SELECT request, chain, body, worker, cancel_requested FROM tarash_router_jobs
+WHERE COALESCE(owner, '') = %(owner)s AND idempotency_key = %(key)s;
+
+-- name: list
+-- Newest first; %(after)s is the last id of the previous page (an unknown id: nothing). NULL filters match all.
+SELECT request, chain, body, worker, cancel_requested FROM tarash_router_jobs
+WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(route)s::text IS NULL OR route = %(route)s)
+  AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+  AND (%(after)s::text IS NULL OR (created_at, id) < (SELECT created_at, id FROM tarash_router_jobs WHERE id = %(after)s))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: delete
+WITH events AS (DELETE FROM tarash_router_events WHERE job_id = %(id)s),
+     outbox AS (DELETE FROM tarash_router_outbox WHERE job_id = %(id)s)
+DELETE FROM tarash_router_jobs WHERE id = %(id)s;
+
+-- name: prune
+WITH gone AS (
+    DELETE FROM tarash_router_jobs
+    WHERE status NOT IN ('queued', 'running') AND updated_at < %(before)s
+    RETURNING id
+), events AS (
+    DELETE FROM tarash_router_events WHERE job_id IN (SELECT id FROM gone)
+), outbox AS (
+    DELETE FROM tarash_router_outbox WHERE job_id IN (SELECT id FROM gone)
+)
+SELECT id FROM gone;
+
+-- name: count
+SELECT count(*) FROM tarash_router_jobs;
+
+-- name: append_event
+-- The notification carries the job id only: listeners read the row.
+WITH appended AS (
+    INSERT INTO tarash_router_events (job_id, seq, event, data)
+    VALUES (%(job_id)s, %(seq)s, %(event)s, %(data)s::jsonb)
+    ON CONFLICT DO NOTHING
+    RETURNING job_id
+)
+SELECT pg_notify('tarash_router_events', job_id || ' ' || extract(epoch FROM clock_timestamp())) FROM appended;
+
+-- name: events
+SELECT seq, event, data FROM tarash_router_events WHERE job_id = %(job_id)s AND seq > %(after)s ORDER BY seq;
+
+-- name: last_seqs
+-- %(ids)s NULL: every job.
+SELECT job_id, max(seq) FROM tarash_router_events
+WHERE %(ids)s::text[] IS NULL OR job_id = ANY(%(ids)s)
+GROUP BY job_id;
+
+-- name: put_outbox
+INSERT INTO tarash_router_outbox VALUES (%(id)s, %(job_id)s, %(status)s, %(created_at)s, %(body)s::jsonb)
+ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body;
+
+-- name: outbox_for_job
+SELECT body FROM tarash_router_outbox WHERE job_id = %(job_id)s ORDER BY created_at LIMIT 1;
+
+-- name: outbox
+SELECT body FROM tarash_router_outbox WHERE status = %(status)s ORDER BY created_at, id;
+
+-- name: add_spend
+INSERT INTO tarash_router_spend VALUES (%(client)s, %(day)s, %(route)s, %(provider)s, %(model)s, %(usd)s, %(generations)s)
+ON CONFLICT (client, day, route, provider, model)
+DO UPDATE SET usd = tarash_router_spend.usd + excluded.usd,
+              generations = tarash_router_spend.generations + excluded.generations;
+
+-- name: spend
+SELECT client, day, route, provider, model, usd, generations FROM tarash_router_spend
+WHERE day BETWEEN %(first_day)s AND %(last_day)s AND (%(client)s::text IS NULL OR client = %(client)s)
+ORDER BY day, client, route;
+
+-- name: unfinished
+SELECT request, chain, body, worker, cancel_requested FROM tarash_router_jobs
+WHERE status IN ('queued', 'running')
+ORDER BY created_at, id;

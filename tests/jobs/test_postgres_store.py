@@ -1,0 +1,147 @@
+"""What only the PostgreSQL store does: notifications, its schema version, and refusing bad settings at start
+(each a one-line error naming the setting, no password, exit non-zero, nothing written)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from router.jobs.postgres import SCHEMA_VERSION, PostgresJobStore, redact
+from router.jobs.store import JobRecord, JobStoreError
+from router.models import utc_now
+from tests.postgres_server import PASSWORD, PostgresServer, free_port
+
+SCRIPT = Path(sys.executable).parent / "tarash-router"
+ROUTES = """
+[routes."v"]
+kind = "video"
+[[routes."v".attempts]]
+provider = "mock"
+model = "m"
+"""
+
+
+def job(job_id: str, worker: str | None = None) -> JobRecord:
+    now = utc_now()
+    return JobRecord(id=job_id, kind="video", route="r", request={}, chain=[], worker=worker, created_at=now,
+                     updated_at=now)
+
+
+async def test_notifications_reach_every_watcher(pg_url: str) -> None:
+    writer, listener = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
+    await writer.open()
+    await listener.open()
+    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    watching = asyncio.create_task(listener.watch(lambda notice, subject, sent: heard.put_nowait((notice, subject))))
+    try:
+        assert await asyncio.wait_for(heard.get(), 5) == ("job", "")  # listening (and "look for work")
+        await writer.insert(job("job_free"))
+        await writer.insert(job("job_mine", worker="A"), lease_seconds=30)  # leased at once: nobody to wake
+        await writer.append_event("job_free", 1, "update", {"big": "x" * 10_000})  # the row holds the data
+        await writer.request_cancel("job_free")
+        got = [await asyncio.wait_for(heard.get(), 5) for _ in range(3)]
+        assert got == [("job", ""), ("event", "job_free"), ("cancel", "job_free")]
+        assert heard.empty()
+    finally:
+        watching.cancel()
+        await writer.close()
+        await listener.close()
+
+
+async def test_schema_is_created_once_with_its_version(pg_url: str) -> None:
+    first, second = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
+    await asyncio.gather(first.open(), second.open())  # two instances starting together
+    await first.insert(job("job_1"))
+    await first.close()
+    await second.close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT value FROM tarash_router_meta").fetchall() == [(str(SCHEMA_VERSION),)]
+        assert conn.execute("SELECT count(*) FROM tarash_router_jobs").fetchone() == (1,)
+
+
+async def test_a_newer_schema_is_refused_and_left_untouched(pg_url: str) -> None:
+    store = PostgresJobStore(pg_url)
+    await store.open()
+    await store.close()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE tarash_router_meta SET value = '99'")
+    with pytest.raises(JobStoreError) as caught:
+        await PostgresJobStore(pg_url).open()
+    message = str(caught.value)
+    assert message.startswith("TARASH_ROUTER_JOB_STORE=") and "version 99, newer than this daemon's" in message
+    assert PASSWORD not in message and "\n" not in message
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT value FROM tarash_router_meta").fetchone() == ("99",)
+
+
+def test_redact_hides_passwords_in_both_spellings() -> None:
+    assert redact("postgresql://app:s3cr3t@db:5432/jobs") == "postgresql://app:***@db:5432/jobs"
+    assert redact("postgres://db/jobs?user=app&password=s3cr3t&sslmode=require") == \
+        "postgres://db/jobs?user=app&password=***&sslmode=require"
+    assert redact("postgresql://app@db/jobs") == "postgresql://app@db/jobs"
+    assert "s3cr3t" not in repr(PostgresJobStore("postgresql://app:s3cr3t@db/jobs"))
+
+
+def serve(tmp_path: Path, job_store: str, **env: str) -> subprocess.CompletedProcess[str]:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES)
+    environ = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data"), "TARASH_ROUTER_LOG_FORMAT": "json",
+               "TARASH_ROUTER_JOB_STORE": job_store, **env}
+    environ.pop("NOTIFY_SOCKET", None)
+    return subprocess.run([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(free_port())], env=environ,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], tmp_path: Path, *words: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("tarash-router: ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tarash-router: TARASH_ROUTER_JOB_STORE"), lines
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert PASSWORD not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing written
+
+
+@pytest.mark.parametrize("url, words", [
+    ("mysql://app:pw@127.0.0.1/jobs", ("scheme 'mysql' is not supported",)),
+    (f"postgresql://postgres:{PASSWORD}@127.0.0.1/db?colour=blue", ("not a valid PostgreSQL URL", "colour")),
+    (f"postgresql://postgres:{PASSWORD}@127.0.0.1:notaport/db", ('invalid integer value "notaport"',)),
+])
+def test_an_invalid_url_is_refused_at_start(tmp_path: Path, url: str, words: tuple[str, ...]) -> None:
+    assert_refused(serve(tmp_path, url), tmp_path, *words)
+
+
+def test_a_wrong_password_is_refused_at_start(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    result = serve(tmp_path, postgres_server.url(password="wrong-" + PASSWORD[::-1]))
+    assert_refused(result, tmp_path, "cannot connect", "password authentication failed")
+    assert PASSWORD[::-1] not in result.stderr
+
+
+def test_an_unreachable_host_is_refused_at_start(tmp_path: Path) -> None:
+    assert_refused(serve(tmp_path, f"postgresql://postgres:{PASSWORD}@127.0.0.1:{free_port()}/db"), tmp_path,
+                   "cannot connect")
+
+
+def test_a_newer_schema_is_refused_at_start(tmp_path: Path, pg_url: str) -> None:
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE TABLE tarash_router_meta (key text PRIMARY KEY, value text NOT NULL)")
+        conn.execute("INSERT INTO tarash_router_meta VALUES ('schema_version', '7')")
+    assert_refused(serve(tmp_path, pg_url), tmp_path, "schema version 7, newer")
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('tarash_router_jobs')").fetchone() == (None,)
+
+
+def test_postgresql_without_the_extra_names_the_extra(tmp_path: Path, pg_url: str) -> None:
+    # psycopg made unimportable in the daemon's process, as in an install without the extra.
+    blocker = tmp_path / "block" / "sitecustomize.py"
+    blocker.parent.mkdir()
+    blocker.write_text("import sys\nsys.modules['psycopg'] = None\nsys.modules['psycopg_pool'] = None\n")
+    result = serve(tmp_path, pg_url, PYTHONPATH=str(blocker.parent))
+    assert_refused(result, tmp_path, "pip install 'tarash-router[postgres]'")
