@@ -54,12 +54,24 @@ def public_keys(jwks: Mapping[str, Any]) -> list[bytes]:
     return keys
 
 
-def _verifies(key: bytes, signature: bytes, signed: bytes) -> bool:
-    from cryptography.exceptions import InvalidSignature
+def _loaded(raw: list[bytes]) -> list[Any]:
+    """The keys as ``cryptography`` objects, built once per fetch (not per delivery); malformed ones dropped."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    keys = []
+    for key in raw:
+        try:
+            keys.append(Ed25519PublicKey.from_public_bytes(key))
+        except ValueError:
+            continue
+    return keys
+
+
+def _verifies(key: Any, signature: bytes, signed: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
-        Ed25519PublicKey.from_public_bytes(key).verify(signature, signed)
+        key.verify(signature, signed)
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -72,7 +84,7 @@ class FalKeys:
         self.url = url
         self._fetch = fetch
         self._clock = clock
-        self._keys: list[bytes] = []
+        self._keys: list[Any] = []  # Ed25519PublicKey
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
 
@@ -81,7 +93,7 @@ class FalKeys:
             now = self._clock()
             if self._fetched_at is not None and now - self._fetched_at < (REFRESH_SECONDS if forced else CACHE_SECONDS):
                 return
-            self._keys = public_keys(await self._fetch(self.url))
+            self._keys = _loaded(public_keys(await self._fetch(self.url)))
             self._fetched_at = now
 
     async def verify(self, headers: Mapping[str, str], body: bytes, *, now: float,

@@ -85,6 +85,8 @@ class InboundWebhooks:
         self._wake: dict[str, asyncio.Event] = {}  # job id -> set by a verified delivery
         self._session: aiohttp.ClientSession | None = None
         self._fal_ok = fal.available()
+        #: Metric labels: a provider name from the path counts under its name only if it is a real provider.
+        self._labels = frozenset(known_providers())  # once: listing entry points is slow
         if not self._fal_ok:
             log.warning("fal_webhooks_unavailable", reason="cryptography is not installed (the [webhooks] extra); "
                         "fal jobs are polled")
@@ -219,7 +221,7 @@ class InboundWebhooks:
 
     def _count(self, provider: str, result: str) -> None:
         if self._metrics is not None:
-            known = provider if provider in known_providers() else "other"  # bounded labels
+            known = provider if provider in self._labels else "other"  # bounded labels
             self._metrics.webhooks_received.labels(known, result).inc()
 
 

@@ -8,8 +8,9 @@ import asyncio
 from tests.emulators import EMULATORS
 
 
-async def serve(vendor: str, port: int, key: str, polls: int) -> None:
+async def serve(vendor: str, port: int, key: str, polls: int, finish_after: float | None = None) -> None:
     emulator = EMULATORS[vendor](api_key=key, polls_to_complete=polls)
+    emulator.finish_after = finish_after
     url = await emulator.start(port)
     print(f"{vendor} emulator on {url} (key {key!r}, {polls} polls per job)", flush=True)
     try:
@@ -24,9 +25,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--key", default="test-key")
     parser.add_argument("--polls", type=int, default=2)
+    parser.add_argument("--finish-after", type=float, default=None,
+                        help="every job finishes this many seconds after its submit (and sends its webhook)")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.vendor, args.port, args.key, args.polls))
+        asyncio.run(serve(args.vendor, args.port, args.key, args.polls, args.finish_after))
     except KeyboardInterrupt:
         pass
 

@@ -36,6 +36,7 @@ import collections
 import contextlib
 import functools
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -199,6 +200,9 @@ class Emulator:
         self.webhook_delay = 0.02
         self.webhook_late_delay = 0.3
         self.webhook_fault: WebhookFault | None = None
+        #: Benchmarks: every job finishes this many seconds after its submit, on the wall clock (polls or not),
+        #: and its webhook, if it asked for one, goes out then. None: jobs advance per poll (tests).
+        self.finish_after: float | None = None
         self.webhook_deliveries: list[WebhookDelivery] = []
         self._webhook_tasks: set[asyncio.Task[None]] = set()
         self._webhook_session: aiohttp.ClientSession | None = None
@@ -206,6 +210,7 @@ class Emulator:
         self.app.on_response_prepare.append(self._stamp)
         self.app.router.add_get("/_media/{name}", self._media)
         self.app.router.add_get("/_emulator/stats", self._stats)
+        self.app.router.add_get("/_emulator/finished", self._finished)
         self.add_routes(self.app.router)
 
     # ---- to override ---------------------------------------------------------------------------------------
@@ -345,6 +350,8 @@ class Emulator:
                   polls_needed=int(polls[1]) if polls else self.polls_to_complete,
                   outcome=self._take("submit", prompt, OUTCOME_FAULTS))
         self.jobs[job.id] = job
+        if self.finish_after is not None:
+            self._spawn(self._run_webhook(job))
         return job
 
     def media_url(self, kind: str, job: Job | None = None, aspect_ratio: str | None = None, *,
@@ -379,20 +386,27 @@ class Emulator:
     # ---- webhooks -----------------------------------------------------------------------------------------
     def start_webhook(self, job: Job, url: str) -> None:
         """Finish ``job`` on its own soon and POST its webhook to ``url`` (see the module docstring)."""
-        marker = _WEBHOOK_MARKER.search(job.prompt)
-        fault = self.webhook_fault or (WebhookFault(marker[1]) if marker else None)
-        task = asyncio.create_task(self._run_webhook(job, url, fault))
+        job.extra["webhook_url"] = url
+        if self.finish_after is None:  # else new_job's timer finishes it and sends the webhook
+            self._spawn(self._run_webhook(job))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
         self._webhook_tasks.add(task)
         task.add_done_callback(self._webhook_tasks.discard)
 
-    async def _run_webhook(self, job: Job, url: str, fault: WebhookFault | None) -> None:
-        if fault is WebhookFault.EARLY:
-            await self.deliver_webhook(job, url)
-        await asyncio.sleep(self.webhook_delay)
+    async def _run_webhook(self, job: Job) -> None:
+        marker = _WEBHOOK_MARKER.search(job.prompt)
+        fault = self.webhook_fault or (WebhookFault(marker[1]) if marker else None)
+        if fault is WebhookFault.EARLY and "webhook_url" in job.extra:
+            await self.deliver_webhook(job, job.extra["webhook_url"])
+        await asyncio.sleep(self.finish_after if self.finish_after is not None else self.webhook_delay)
         if job.cancelled:
             return
         job.finished = True
-        if fault is WebhookFault.NEVER:
+        job.extra["finished_at"] = time.time()
+        url = job.extra.get("webhook_url")
+        if url is None or fault is WebhookFault.NEVER:
             return
         if fault is WebhookFault.LATE:
             await asyncio.sleep(self.webhook_late_delay)
@@ -419,6 +433,11 @@ class Emulator:
                                                   headers={"Content-Type": "application/json", **headers}) as answer:
                 delivery.status = answer.status
         return delivery
+
+    async def _finished(self, request: web.Request) -> web.Response:
+        """When each job that finished on the wall clock finished (epoch seconds), for benchmarks."""
+        return web.json_response({job.id: job.extra["finished_at"] for job in self.jobs.values()
+                                  if "finished_at" in job.extra})
 
     async def _stats(self, request: web.Request) -> web.Response:
         """Counters for out-of-process users (benchmarks): calls per step and jobs created."""

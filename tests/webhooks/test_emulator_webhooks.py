@@ -137,3 +137,15 @@ async def test_fal_webhook_fault_modes(receiver: Receiver, fault: WebhookFault, 
                 receiver.received[1].headers["X-Fal-Webhook-Signature"]
         if fault is WebhookFault.LATE:
             assert time.monotonic() - started >= 0.2
+
+
+async def test_finish_after_ends_every_job_on_the_clock_with_or_without_a_webhook(receiver: Receiver) -> None:
+    async with FalEmulator(polls_to_complete=10_000) as fal:
+        fal.finish_after = 0.05
+        plain = await post(f"{fal.url}/fal-ai/veo3", {"prompt": "a"}, FAL_AUTH)
+        pushed = await post(f"{fal.url}/fal-ai/veo3?fal_webhook={receiver.url}", {"prompt": "b"}, FAL_AUTH)
+        await receiver.wait()
+        await asyncio.sleep(0.02)
+        finished = await fetch_json(f"{fal.url}/_emulator/finished")
+        assert set(finished) == {plain["request_id"], pushed["request_id"]} and fal.calls["status"] == 0
+        assert len(receiver.received) == 1 and json.loads(receiver.received[0].body)["request_id"] == pushed["request_id"]

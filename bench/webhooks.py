@@ -1,0 +1,148 @@
+"""Benchmark 7: the same long video jobs with vendor webhooks off (pure polling) and on, in one run.
+
+A fal emulator finishes every job ``--lifetime`` seconds after its submit (on the wall clock) and, when the
+submit asked for it, POSTs the signed webhook then. Pass "off": no PUBLIC_URL, the route polls every
+``--poll-interval`` seconds. Pass "on": PUBLIC_URL is the daemon itself, so the attempt polls only every
+WEBHOOK_POLL_INTERVAL (60 s) and the push ends the wait. Per pass: vendor status calls per job, the result's
+latency after the vendor finished (the job's ``updated_at`` minus the emulator's finish time: p50/p99), the
+daemon's event-loop lag p99 (its own metric) and CPU seconds (utime + stime of the process).
+
+    .venv/bin/python -m bench.webhooks --jobs 10000 --lifetime 60 --poll-interval 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench._common import PYTHON, SCRIPT, free_port, machine, percentile, spawn, wait_http
+from bench.scale import histogram_p99
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> dict[str, Any]:
+    emu_port, port = free_port(), free_port()
+    emulator = spawn(PYTHON, "-m", "tests.emulators", "fal", "--port", str(emu_port), "--polls", "1000000",
+                     "--finish-after", str(args.lifetime))
+    routes = workdir / "webhooks-routes.toml"
+    routes.write_text(f"""
+[routes."video"]
+kind = "video"
+[[routes."video".attempts]]
+provider = "fal"
+model = "fal-ai/veo3"
+base_url = "http://127.0.0.1:{emu_port}"
+api_key_env = "BENCH_FAL_KEY"
+poll_interval = {args.poll_interval}
+max_poll_attempts = 100000
+timeout = 3600
+provider_config = {{ webhook_jwks_url = "http://127.0.0.1:{emu_port}/.well-known/jwks.json" }}
+""")
+    data = workdir / f"webhooks-data-{'on' if webhooks else 'off'}"
+    shutil.rmtree(data, ignore_errors=True)
+    env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_DATA_DIR": str(data),
+           "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10)}
+    if webhooks:
+        env["TARASH_ROUTER_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    daemon = spawn(str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port), env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
+        await wait_http(base + "/healthz")
+        cpu_before = cpu_seconds(daemon.pid)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100),
+                                         timeout=aiohttp.ClientTimeout(total=120)) as session:
+            sem = asyncio.Semaphore(100)
+            started = time.perf_counter()
+
+            async def create(i: int) -> str:
+                async with sem, session.post(base + "/v1/jobs", json={"model": "video", "prompt": f"fox {i}"}) as r:
+                    assert r.status == 202, await r.text()
+                    return (await r.json())["id"]  # type: ignore[no-any-return]
+
+            ids = await asyncio.gather(*(create(i) for i in range(args.jobs)))
+            print(f"[{'on' if webhooks else 'off'}] {len(ids)} jobs accepted in {time.perf_counter() - started:.1f} s",
+                  flush=True)
+            while True:
+                await asyncio.sleep(2.0)
+                async with session.get(base + "/metrics") as r:
+                    metrics = await r.text()
+                running = next((float(line.split()[-1]) for line in metrics.splitlines()
+                                if line.startswith('tarash_router_jobs_in_flight{kind="video"}')), 0.0)
+                print(f"[{'on' if webhooks else 'off'}] t={time.perf_counter() - started:6.1f}s in flight "
+                      f"{running:.0f}", flush=True)
+                if running == 0 and time.perf_counter() - started > args.lifetime:
+                    break
+            cpu = cpu_seconds(daemon.pid) - cpu_before
+
+            async def status(job_id: str) -> dict[str, Any]:
+                async with sem, session.get(f"{base}/v1/jobs/{job_id}") as r:
+                    return await r.json()  # type: ignore[no-any-return]
+
+            jobs = await asyncio.gather(*(status(i) for i in ids))
+            async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
+                emu = await r.json()
+            async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/finished") as r:
+                finished = await r.json()
+            async with session.get(base + "/metrics") as r:
+                metrics = await r.text()
+        latencies = []
+        for job in jobs:
+            if job["status"] != "completed":
+                continue
+            vendor_id = job["execution_metadata"]["attempts"][0]["request_id"]
+            latencies.append(datetime.fromisoformat(job["updated_at"]).timestamp() - finished[vendor_id])
+        received = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                       if line.startswith("tarash_router_webhooks_received_total{") and 'result="accepted"' in line)
+        return {
+            "webhooks": webhooks, "completed": len(latencies), "not_completed": args.jobs - len(latencies),
+            "vendor_submits": emu["calls"].get("submit", 0),
+            "status_calls_per_job": emu["calls"].get("status", 0) / args.jobs,
+            "vendor_calls_per_job": sum(emu["calls"].values()) / args.jobs,
+            "webhooks_accepted": received,
+            "result_latency_after_vendor_p50_s": percentile(latencies, 50) if latencies else None,
+            "result_latency_after_vendor_p99_s": percentile(latencies, 99) if latencies else None,
+            "loop_lag_p99_s": histogram_p99(metrics, "tarash_router_event_loop_lag_seconds"),
+            "daemon_cpu_seconds": cpu,
+        }
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        emulator.terminate()
+        emulator.wait()
+
+
+async def main(args: argparse.Namespace) -> None:
+    workdir = args.out.parent
+    result = {"machine": machine(), "jobs": args.jobs, "lifetime_s": args.lifetime,
+              "poll_interval_s": args.poll_interval, "webhook_poll_interval_s": 60.0,
+              "off": await run_pass(args, False, workdir), "on": await run_pass(args, True, workdir)}
+    print(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for name in ("webhooks-data-on", "webhooks-data-off", "webhooks-routes.toml"):
+        shutil.rmtree(workdir / name, ignore_errors=True) if name.startswith("webhooks-data") \
+            else (workdir / name).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10000)
+    parser.add_argument("--lifetime", type=float, default=60.0)
+    parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "webhooks.json")
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(args))
