@@ -106,6 +106,9 @@ def _load_or_report(path: Path) -> Any:
             print(f"{exc.problems[0]}; point --routes (or TARASH_ROUTER_ROUTES) at your routes file "
                   "(examples/ in the repository has some to start from)", file=sys.stderr)
             return None
+        if len(exc.problems) == 1 and exc.problems[0].startswith(f"{path}:"):
+            print(exc.problems[0], file=sys.stderr)  # a whole-file problem (unreadable, empty, not TOML): one line
+            return None
         print(f"{path}: {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
@@ -252,6 +255,10 @@ async def _serve(settings: Any) -> int:
     except JobStoreError as exc:  # one line naming the setting, never a password (see router.jobs.postgres)
         print(f"tarash-router: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except OSError as exc:  # DATA_DIR missing, not a directory, not writable
+        log.error("cannot_start", path=str(exc.filename or settings.data_dir), reason=exc.strerror or str(exc),
+                  hint="DATA_DIR (TARASH_ROUTER_DATA_DIR) must be a directory the daemon can create and write")
+        return EXIT_INVALID
     site = web.TCPSite(runner, settings.host, settings.port)
     try:
         await site.start()

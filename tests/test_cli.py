@@ -155,3 +155,18 @@ def test_generate_refuses_bad_flags_in_one_line(workdir: Path, args: list[str], 
     model = "video-quick" if kind == "video" else "image-quick"
     result = run("generate", kind, "--model", model, "--prompt", "fox", *flags, cwd=workdir)
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unusable_data_dir_is_one_line(workdir: Path) -> None:
+    (workdir / "occupied").write_text("a file where the data directory should be")
+    result = run("serve", "--port", "0", cwd=workdir,
+                 env={"TARASH_ROUTER_LOG_FORMAT": "json", "TARASH_ROUTER_DATA_DIR": str(workdir / "occupied" / "d")})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    failure = json.loads(result.stderr.strip().splitlines()[-1])
+    assert failure["event"] == "cannot_start" and "occupied" in failure["path"] and "DATA_DIR" in failure["hint"]
+
+
+def test_a_routes_path_that_is_a_directory_is_one_line(workdir: Path) -> None:
+    (workdir / "routes.d").mkdir()
+    result = run("check", "routes.d", cwd=workdir)
+    assert result.returncode == 1 and result.stderr == "routes.d: cannot read: Is a directory\n"
