@@ -8,6 +8,7 @@ changes nothing: the last good snapshot keeps serving and the error is kept for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,14 +114,34 @@ class RoutesHolder:
         def is_target(change: watchfiles.Change, path: str) -> bool:
             return Path(path).resolve() == target
 
+        rearmed = False
         while stop is None or not stop.is_set():
+            if not target.parent.is_dir():  # the directory itself was removed (or replaced): wait for it
+                await _pause(stop, retry_seconds)
+                rearmed = True
+                continue
+            if rearmed:
+                self.reload()  # saves made while no watch was armed
             try:
                 async for _ in watchfiles.awatch(
                     target.parent, watch_filter=is_target, debounce=debounce_ms, step=10, stop_event=stop,
                     recursive=False,
                 ):
                     self.reload()
-                return
-            except Exception:  # noqa: BLE001 - e.g. the directory went away: keep trying, SIGHUP still works
+                    if not target.parent.is_dir():
+                        break  # a removed directory's watch never fires again: re-arm once it is back
+                else:
+                    return  # stopped
+            except Exception:  # noqa: BLE001 - a watch that broke is re-armed; SIGHUP works meanwhile
                 log.exception("routes_watch_failed", path=str(target.parent), retry_in_seconds=retry_seconds)
-                await asyncio.sleep(retry_seconds)
+                await _pause(stop, retry_seconds)
+            rearmed = True
+
+
+async def _pause(stop: asyncio.Event | None, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

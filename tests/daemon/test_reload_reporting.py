@@ -242,3 +242,29 @@ async def test_sighup_with_a_non_utf8_file_records_the_error_and_systemd_gets_re
         notify.close()
     err = proc.stderr.read().decode() if proc.stderr else ""
     assert "Traceback" not in err
+
+
+async def test_the_watcher_survives_its_directory_being_removed_and_recreated(tmp_path: Path) -> None:
+    import shutil
+
+    from router.reload import RoutesHolder
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    path = conf / "routes.toml"
+    path.write_text(ONE_ROUTE)
+    holder = RoutesHolder.load(path)
+    stop = asyncio.Event()
+    task = asyncio.create_task(holder.watch(debounce_ms=20, stop=stop, retry_seconds=0.02))
+    try:
+        await asyncio.sleep(0.1)  # armed
+        shutil.rmtree(conf)  # a deploy tool replacing the config directory
+        await _wait_for(lambda: holder.last_error is not None)
+        assert holder.current.routes.keys() == {"v"}  # still serving
+        conf.mkdir()
+        path.write_text(ONE_ROUTE.replace('"v"', '"w"'))
+        await _wait_for(lambda: "w" in holder.current.routes, timeout=3)
+        assert not task.done() and holder.last_error is None
+    finally:
+        stop.set()
+        await task
