@@ -41,6 +41,7 @@ import aiohttp
 
 from providers._engine import HttpProvider, HttpRequest, VendorResponse, inline_url_inputs
 from router.errors import AuthenticationError, BadProviderResponseError, ConfigurationError, ContentPolicyError
+from router.fetch import FetchError, FetchPolicy, open_url, read_limited
 from router.handler import PollStatus, ProviderJob
 from router.models import (
     AnyConfig,
@@ -77,6 +78,9 @@ _tokens: dict[str, tuple[str, float]] = {}  # token source -> (access token, exp
 
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#: The token endpoint is the operator's (Google's, or the metadata server at 169.254.169.254), never a client's
+#: or a vendor's answer: private addresses are expected. A token answer is a few hundred bytes.
+TOKEN_FETCH = FetchPolicy(max_bytes=1024 * 1024, timeout=aiohttp.ClientTimeout(total=10), allow_private=True)
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
@@ -197,17 +201,16 @@ class GoogleProvider(HttpProvider):
             _tokens[source] = (token, time.monotonic() + 3000)  # gcloud tokens live an hour
             return
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-                if source.startswith("file:"):
-                    token_uri, assertion = _service_account_assertion(source[len("file:"):])
-                    call = session.post(token_uri, data={"grant_type": JWT_GRANT, "assertion": assertion})
-                else:
-                    url = source[len("metadata:"):].rstrip("/") + METADATA_TOKEN_PATH
-                    call = session.get(url, headers={"Metadata-Flavor": "Google"})
-                async with call as response:
-                    response.raise_for_status()
-                    data = await response.json()
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
+            if source.startswith("file:"):
+                token_uri, assertion = _service_account_assertion(source[len("file:"):])
+                call = open_url(token_uri, TOKEN_FETCH, method="POST",
+                                data={"grant_type": JWT_GRANT, "assertion": assertion})
+            else:
+                url = source[len("metadata:"):].rstrip("/") + METADATA_TOKEN_PATH
+                call = open_url(url, TOKEN_FETCH, headers={"Metadata-Flavor": "Google"})
+            async with call as response:
+                data = json.loads(await read_limited(response, TOKEN_FETCH))
+        except (FetchError, aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
             where = "the service-account key file" if source.startswith("file:") else "the metadata server"
             raise ConfigurationError(f"google (Vertex): no access token from {where} ({type(exc).__name__}: {exc})",
                                      provider=config.provider, model=config.model) from exc

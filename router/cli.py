@@ -360,12 +360,13 @@ async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path
         media, ext = response.images[0], ".png"  # type: ignore[union-attr]
     target = out or Path(f"{response.request_id}{ext}")
     if media_form(media) == "url":
-        import aiohttp
+        from router.fetch import RESULT_VIDEO, FetchError, fetch_bytes
 
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-            async with session.get(str(media)) as fetched:
-                fetched.raise_for_status()
-                target.write_bytes(await fetched.read())
+        try:
+            target.write_bytes((await fetch_bytes(str(media), RESULT_VIDEO))[0])
+        except FetchError as exc:
+            print(f"cannot download the result: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     else:
         target.write_bytes(media_bytes(media)[0])
     metadata = response.execution_metadata

@@ -8,6 +8,7 @@ vendor text passes through ``scrub`` (which removes the attempt's secrets and tr
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -31,6 +32,26 @@ def scrub(text: str, secrets: tuple[str, ...] | list[str] = (), limit: int = MAX
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
+
+
+def redact(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` (a JSON-like tree of dicts, lists and strings, as vendors answer) with every occurrence of a
+    known secret replaced; the very same object when none occurs, so clean answers cost no copy."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret and len(secret) >= 4 and secret in value:
+                value = value.replace(secret, "[REDACTED]")
+        return value
+    if isinstance(value, dict):
+        items = {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
+        same = len(items) == len(value) and all(k in value and value[k] is v for k, v in items.items())
+        return value if same else items
+    if isinstance(value, (list, tuple)):
+        items_list = [redact(v, secrets) for v in value]
+        return type(value)(items_list) if any(a is not b for a, b in zip(items_list, value, strict=True)) else value
+    return value
 
 
 class TarashError(Exception):

@@ -37,6 +37,7 @@ from router.errors import (
     ProviderTimeoutError,
     TarashError,
     UnsupportedCapabilityError,
+    redact,
     scrub,
 )
 from router.handler import is_stepped, overrides
@@ -151,9 +152,16 @@ class _Attempt:
     #: The update of the poll that saw the job complete: held back, and sent once as the final update, with the
     #: result attached, when this attempt's result is the one returned.
     completing: AnyUpdate | None = None
+    #: The attempt's credentials, once resolved: no vendor-supplied string that reaches a client, a log or the
+    #: job store may carry them (a hostile or broken vendor may echo them anywhere).
+    secrets: tuple[str, ...] = ()
 
     async def progress(self, update: AnyUpdate) -> None:
         """An update from the running try: sent on, except a "completed" one (held, see ``completing``)."""
+        if self.secrets:
+            raw = redact(update.update, self.secrets)
+            if raw is not update.update:
+                update = update.model_copy(update={"update": raw})
         if update.status == "completed":
             self.completing = update
         else:
@@ -315,7 +323,7 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     try:
         handler = handler_for(attempt.config)
         config = _checked(attempt, handler)
-        secrets = (config.api_key,) if config.api_key else ()
+        secrets = attempt.secrets = (config.api_key,) if config.api_key else ()
         claim = _BreakerClaim.take(attempt.generation.breakers, config)
         response = await _with_retries(attempt, handler, config)
     except asyncio.CancelledError:
@@ -332,9 +340,11 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
             f"loading provider {config.provider!r} raised {type(exc).__name__}: {exc}")
         error.__cause__ = exc
     else:
+        response = _redacted(response, secrets)
         vendor_job_id = response.provider_metadata.get("provider_request_id")
         if vendor_job_id and not attempt.metadata.request_id:
             attempt.metadata.request_id = str(vendor_job_id)
+        attempt.metadata.request_id = redact(attempt.metadata.request_id, secrets)
         attempt.metadata.cost_usd = charged(attempt.quote, attempt.generation.request, response)
         if claim is not None:
             claim.succeeded()
@@ -425,6 +435,9 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
             attempt.metadata.request_id = resume_job.id
 
         async def on_job(job: ProviderJob) -> None:
+            if redact(job.id, attempt.secrets) is not job.id or redact(job.data, attempt.secrets) is not job.data:
+                # The id must be stored to resume the job, and must never be stored: the attempt ends here.
+                raise BadProviderResponseError("the vendor's job id contains our credentials; not stored, not used")
             attempt.metadata.request_id = job.id
             await attempt.events.provider_job(attempt.metadata, config, job)
 
@@ -473,11 +486,25 @@ async def _call_simple(handler: Any, attempt: _Attempt, config: AnyConfig) -> An
     raise UnsupportedCapabilityError(f"{type(handler).__name__} implements no {kind} generation")
 
 
+def _redacted(response: AnyResponse, secrets: Sequence[str]) -> AnyResponse:
+    """``response`` with the attempt's credentials removed from every vendor-supplied field (raw answer,
+    provider metadata, media URLs...); the same object when none carries them."""
+    if not secrets:
+        return response
+    changed = {name: clean for name in type(response).model_fields
+               if (clean := redact(value := getattr(response, name), secrets)) is not value}
+    return response.model_copy(update=changed) if changed else response
+
+
 def _record_failure(metadata: AttemptMetadata, error: TarashError, secrets: Sequence[str], *, falls_back: bool) -> None:
     """Write a failed attempt's end into its metadata. ``is_retryable`` reports the fallback decision (the
     spec's field: whether the chain moved on because of this error)."""
     error.message = scrub(error.message, list(secrets))
     error.args = (error.message,)
+    # Everything else a vendor may have put in the error reaches the client and the job store too.
+    error.code = redact(error.code, secrets)
+    error.provider_request_id = redact(error.provider_request_id, secrets)
+    error.raw = redact(error.raw, secrets)
     metadata.status = type(error).outcome
     metadata.ended_at = utc_now()
     metadata.error_type = type(error).__name__

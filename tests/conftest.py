@@ -18,3 +18,11 @@ def postgres_server() -> Iterator[PostgresServer]:
 def pg_url(postgres_server: PostgresServer) -> str:
     """A fresh empty database on the session's server: its URL (password included)."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _emulator_media_urls_are_fetchable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every vendor here is a loopback emulator, so the media URLs they answer are private addresses the SSRF
+    guard refuses. Tests of the guard itself remove this (``monkeypatch.delenv``)."""
+    monkeypatch.setenv("TARASH_ROUTER_ALLOW_PRIVATE_MEDIA_URLS", "true")
+    yield

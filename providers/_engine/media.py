@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import replace
 from typing import Any
 
-import aiohttp
-
 from providers._engine.http import FormFile
+from router.fetch import INPUT_MEDIA, FetchError, fetch_bytes
 from router.models import AnyRequest, MediaType, media_bytes, media_data_uri, media_form
 
 
@@ -26,35 +26,15 @@ def media_file(media: MediaType, name: str, default_type: str = "image/png") -> 
     return FormFile(data=data, filename=f"{name}{extension}", content_type=content_type)
 
 
-#: Inputs larger than this are refused rather than buffered (a video input is the largest legitimate case).
-MAX_FETCH_BYTES = 64 * 1024 * 1024
-FETCH_TIMEOUT_SECONDS = 60.0
-
-
-async def fetch_media(url: str, *, max_bytes: int = MAX_FETCH_BYTES) -> tuple[bytes, str | None]:
-    """Download a client-given media URL for a vendor that needs bytes, through the SSRF guard.
-
-    Raises ``InvalidRequestError`` (the client's input is at fault) for a refused, failing or oversized URL.
-    """
+async def fetch_media(url: str, *, max_bytes: int = INPUT_MEDIA.max_bytes) -> tuple[bytes, str | None]:
+    """Download a client-given media URL for a vendor that needs bytes (``router.fetch``: SSRF guard, redirects
+    re-checked, time and size limits). Raises ``InvalidRequestError``: the client's input is at fault."""
     from router.errors import InvalidRequestError
-    from router.netguard import BlockedURLError, check_url, connector_kwargs
 
     try:
-        check_url(url)
-        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS, sock_connect=10)
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(**connector_kwargs()), timeout=timeout
-        ) as session, session.get(url, allow_redirects=False) as response:
-            if response.status != 200:
-                raise InvalidRequestError(f"input media URL answered HTTP {response.status}")
-            data = await response.content.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise InvalidRequestError(f"input media larger than {max_bytes} bytes")
-            return data, response.headers.get("Content-Type")
-    except BlockedURLError as exc:
-        raise InvalidRequestError(f"input media URL refused: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise InvalidRequestError(f"cannot fetch input media URL: {type(exc).__name__}: {exc}") from exc
+        return await fetch_bytes(url, replace(INPUT_MEDIA, max_bytes=max_bytes))
+    except FetchError as exc:
+        raise InvalidRequestError(f"input media URL {'refused' if exc.refused else 'failed'}: {exc}") from exc
 
 
 async def inline_url_inputs(request: AnyRequest) -> AnyRequest:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, get_args
 import aiohttp
 from aiohttp import web
 
+from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.http import sse
 from router.http.bodies import model_name, read_json, route_request
 from router.http.errors import ApiError
@@ -24,8 +25,6 @@ from router.jobs.store import JobStatus
 from router.models import Kind, media_bytes, media_form
 from router.webhooks.outbound import WebhookURLError, check_webhook_url
 
-CONTENT_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
-STREAM_CHUNK = 64 * 1024
 #: An idle event stream (a job waiting in the queue, a vendor that reports nothing) gets an SSE comment this
 #: often, so proxies with idle timeouts (nginx: 60 s) keep it open.
 KEEPALIVE_SECONDS = 15.0
@@ -350,19 +349,17 @@ async def send_media(request: web.Request, media: Any, default_type: str) -> web
         return web.Response(body=data, content_type=mime or default_type)
     response = web.StreamResponse(headers={"Content-Type": default_type})
     try:
-        async with aiohttp.ClientSession(timeout=CONTENT_FETCH_TIMEOUT) as session, session.get(media) as upstream:
-            if upstream.status != 200:
-                raise ApiError(502, f"the provider's media URL answered HTTP {upstream.status} (expired?)",
-                               "bad_provider_response_error", "content_unavailable")
+        async with open_url(media, RESULT_VIDEO) as upstream:
             if upstream.content_length:
                 response.content_length = upstream.content_length
             await response.prepare(request)
-            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+            async for chunk in iter_limited(upstream, RESULT_VIDEO):
                 await response.write(chunk)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (FetchError, aiohttp.ClientError, TimeoutError) as exc:
         if response.prepared:
             raise  # mid-stream: nothing left to do but drop the connection
-        raise ApiError(502, f"cannot fetch the provider's media: {type(exc).__name__}",
+        expired = isinstance(exc, FetchError) and exc.status is not None
+        raise ApiError(502, f"cannot fetch the provider's media: {exc}" + (" (expired?)" if expired else ""),
                        "bad_provider_response_error", "content_unavailable") from exc
     await response.write_eof()
     return response

@@ -5,19 +5,16 @@ from __future__ import annotations
 import base64
 import time
 
-import aiohttp
 from aiohttp import web
 
 from router.errors import BadProviderResponseError
+from router.fetch import RESULT_IMAGE, FetchError, fetch_bytes
 from router.http.bodies import read_json, route_request
 from router.http.errors import ApiError
 from router.http.keys import CLIENT, DAEMON
 from router.models import ImageGenerationResponse
 from router.routes import RoutesSnapshot
 
-#: Fetching a vendor image URL to answer b64_json: bounded in time and size.
-FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
-MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
 
 def _model(name: str, snapshot: RoutesSnapshot) -> dict[str, object]:
@@ -64,13 +61,9 @@ async def _image_as(image: str, response_format: str, content_type: str | None) 
     if image.startswith("data:"):
         return image.partition(",")[2]
     try:
-        async with aiohttp.ClientSession(timeout=FETCH_TIMEOUT) as session, session.get(image) as fetched:
-            fetched.raise_for_status()
-            data = await fetched.content.read(MAX_IMAGE_BYTES + 1)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        data, _ = await fetch_bytes(image, RESULT_IMAGE)
+    except FetchError as exc:
         raise BadProviderResponseError(f"cannot fetch the provider's image to return b64_json: {exc}") from exc
-    if len(data) > MAX_IMAGE_BYTES:
-        raise BadProviderResponseError("the provider's image is too large to return as b64_json")
     return base64.b64encode(data).decode()
 
 

@@ -29,6 +29,7 @@ import structlog
 
 from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
+from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.jobs.store import Clock, JobRecord, JobStore, Notice, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
@@ -489,15 +490,14 @@ class JobService:
         target = self._media_path(job_id)
         try:
             self.media_dir.mkdir(parents=True, exist_ok=True)
-            timeout = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=60)
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
-                response.raise_for_status()
+            async with open_url(url, RESULT_VIDEO) as response:
                 with target.open("wb") as out:
-                    async for chunk in response.content.iter_chunked(64 * 1024):
+                    async for chunk in iter_limited(response, RESULT_VIDEO):
                         await asyncio.to_thread(out.write, chunk)
             return target
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.warning("media_copy_failed", job_id=job_id, error=type(exc).__name__)
+        except (FetchError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("media_copy_failed", job_id=job_id, error=type(exc).__name__, reason=str(exc)[:200])
+            target.unlink(missing_ok=True)  # never serve half a copy
             return None
 
     async def _finish_cancelled(self, job: JobRecord) -> None:

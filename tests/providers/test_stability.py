@@ -64,6 +64,7 @@ async def test_inpainting_sends_image_and_mask() -> None:
 
 
 async def test_url_inputs_are_fetched_through_the_ssrf_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ALLOW_PRIVATE_ENV)  # the guard's default
     async with make_emulator("stability") as emu:
         url = f"{emu.url}/_media/input.png"
         with pytest.raises(router.InvalidRequestError, match="refused"):  # loopback: never fetched by default

@@ -121,7 +121,9 @@ async def serve(tmp_path: Path, routes: str, **env: str) -> AsyncIterator[Served
     log = tmp_path / "daemon.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TARASH_ROUTER_") and k != "OPENAI_API_KEY"}
     environ.update({"TARASH_ROUTER_DATA_DIR": str(tmp_path / "data"), "TARASH_ROUTER_LOG_FORMAT": "json",
-                    "TARASH_ROUTER_RELOAD_DEBOUNCE_MS": "20", **env})
+                    "TARASH_ROUTER_RELOAD_DEBOUNCE_MS": "20",
+                    # The fal emulator's media URLs are loopback ones, which the SSRF guard refuses by default.
+                    "TARASH_ROUTER_ALLOW_PRIVATE_MEDIA_URLS": "true", **env})
     with log.open("wb") as out:
         proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(path), "--port", str(port)], env=environ,
                                 stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
