@@ -1,0 +1,168 @@
+"""Two daemon processes (separate ports) on one PostgreSQL database, against the fal emulator that counts
+submits: events and cancel from either instance, a kill -9 taken over without a second submit, idempotency
+across instances."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.emulators.fal import FalEmulator
+from tests.postgres_server import free_port
+
+SCRIPT = Path(sys.executable).parent / "tarash-router"
+#: Short leases so a takeover is quick; renewals every third of it.
+LEASE_SECONDS = 2.0
+
+
+def routes(fal: FalEmulator, extra: str = "") -> str:
+    return f"""
+[routes."video"]
+kind = "video"
+[[routes."video".attempts]]
+provider = "fal"
+model = "fal-ai/veo3"
+base_url = "{fal.url}"
+api_key_env = "EMULATED_FAL_KEY"
+poll_interval = 0.02
+max_poll_attempts = 100000
+timeout = 600
+{extra}"""
+
+
+class Instance:
+    def __init__(self, name: str, tmp_path: Path, routes_path: Path, store: str, env: dict[str, str]) -> None:
+        self.name, self.port = name, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(tmp_path / name), "TARASH_ROUTER_LOG_FORMAT": "json",
+                   "TARASH_ROUTER_JOB_STORE": store, "TARASH_ROUTER_INSTANCE_ID": name,
+                   "TARASH_ROUTER_JOB_LEASE_SECONDS": str(LEASE_SECONDS), "EMULATED_FAL_KEY": "test-key", **env}
+        environ.pop("NOTIFY_SOCKET", None)
+        self.log = (tmp_path / f"{name}.log").open("wb")
+        self.process = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes_path), "--port", str(self.port)],
+                                        env=environ, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    async def ready(self, session: aiohttp.ClientSession) -> None:
+        for _ in range(1000):
+            try:
+                async with session.get(self.url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if self.process.poll() is not None:
+                break
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"instance {self.name} did not become ready")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
+
+
+@asynccontextmanager
+async def cluster(tmp_path: Path, pg_url: str, fal: FalEmulator, extra: str = "",
+                  **env: str) -> AsyncIterator[tuple[aiohttp.ClientSession, Instance, Instance]]:
+    routes_path = tmp_path / "routes.toml"
+    routes_path.write_text(routes(fal, extra))
+    a = Instance("a", tmp_path, routes_path, pg_url, env)
+    b = Instance("b", tmp_path, routes_path, pg_url, env)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            await asyncio.gather(a.ready(session), b.ready(session))
+            yield session, a, b
+    finally:
+        for instance in (a, b):
+            instance.kill()
+
+
+async def call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+    async with session.request(method, url, **kw) as response:
+        return response.status, await response.json()
+
+
+async def until_status(session: aiohttp.ClientSession, url: str, statuses: tuple[str, ...], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, job = await call(session, "GET", url)
+        if job["status"] in statuses:
+            return job
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{url} never reached {statuses}: {job}")
+
+
+async def sse(session: aiohttp.ClientSession, url: str) -> list[tuple[str, Any]]:
+    events: list[tuple[str, Any]] = []
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+        assert response.status == 200
+        name = None
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: ") and name:
+                events.append((name, json.loads(line[6:])))
+    return events
+
+
+async def test_a_job_on_one_instance_streams_its_events_from_the_other(tmp_path: Path, pg_url: str) -> None:
+    async with FalEmulator(polls_to_complete=30) as fal, cluster(tmp_path, pg_url, fal) as (session, a, b):
+        status, created = await call(session, "POST", a.url + "/v1/jobs", json={"model": "video", "prompt": "fox"})
+        assert status == 202
+        events = await sse(session, f"{b.url}/v1/jobs/{created['id']}/events")
+        assert events[-1][0] == "result" and events[-1][1]["video"].startswith(fal.url)
+        assert [name for name, _ in events[:-1]] and {name for name, _ in events[:-1]} == {"update"}
+        _, seen_from_b = await call(session, "GET", f"{b.url}/v1/videos/{created['id']}")
+        assert seen_from_b["status"] == "completed" and fal.calls["submit"] == 1
+
+
+async def test_delete_on_the_other_instance_cancels_the_vendor_job(tmp_path: Path, pg_url: str) -> None:
+    async with FalEmulator(polls_to_complete=100000) as fal, cluster(tmp_path, pg_url, fal) as (session, a, b):
+        _, created = await call(session, "POST", a.url + "/v1/jobs", json={"model": "video", "prompt": "fox"})
+        while fal.calls["status"] < 3:  # A polls the vendor job
+            await asyncio.sleep(0.01)
+        status, answer = await call(session, "DELETE", f"{b.url}/v1/jobs/{created['id']}")
+        assert status == 200 and answer["status"] == "cancelled", answer
+        assert fal.calls["cancel"] == 1 and all(job.cancelled for job in fal.jobs.values())
+        _, on_a = await call(session, "GET", f"{a.url}/v1/jobs/{created['id']}")
+        assert on_a["status"] == "cancelled" and fal.calls["submit"] == 1
+
+
+async def test_kill_9_of_the_holder_mid_poll_is_taken_over_with_one_submit(tmp_path: Path, pg_url: str) -> None:
+    async with FalEmulator(polls_to_complete=100000) as fal, cluster(tmp_path, pg_url, fal) as (session, a, b):
+        _, created = await call(session, "POST", a.url + "/v1/jobs", json={"model": "video", "prompt": "fox"})
+        while fal.calls["status"] < 3:
+            await asyncio.sleep(0.01)
+        a.kill()
+        killed_at, polls_at_kill = time.monotonic(), fal.calls["status"]
+        while fal.calls["status"] == polls_at_kill:  # nobody polls until B claims the lapsed lease
+            await asyncio.sleep(0.01)
+        assert time.monotonic() - killed_at <= LEASE_SECONDS + 5
+        next(iter(fal.jobs.values())).polls_needed = 0  # the vendor finishes the job
+        job = await until_status(session, f"{b.url}/v1/jobs/{created['id']}", ("completed", "failed"))
+        assert job["status"] == "completed" and fal.calls["submit"] == 1 and fal.calls["cancel"] == 0
+        assert job["execution_metadata"]["attempts"][0]["request_id"] == next(iter(fal.jobs))
+
+
+async def test_racing_retries_on_two_instances_get_one_job(tmp_path: Path, pg_url: str) -> None:
+    async with FalEmulator(polls_to_complete=3) as fal, cluster(tmp_path, pg_url, fal) as (session, a, b):
+        body, headers = {"model": "video", "prompt": "fox"}, {"Idempotency-Key": "order-42"}
+        answers = await asyncio.gather(*(call(session, "POST", f"{url}/v1/jobs", json=body, headers=headers)
+                                         for url in (a.url, b.url) * 4))
+        assert {status for status, _ in answers} <= {200, 202} and len({job["id"] for _, job in answers}) == 1
+        await until_status(session, f"{a.url}/v1/jobs/{answers[0][1]['id']}", ("completed",))
+        assert fal.calls["submit"] == 1
