@@ -35,6 +35,9 @@ class CircuitBreakers:
         self.cooldown = cooldown
         self._clock = clock
         self._circuits: dict[tuple[str, str], _Circuit] = {}
+        #: Called with (provider, model, opened, failures) when a circuit opens (or re-opens) or closes here;
+        #: not for ``mirror`` (router/cluster.py shares circuits across instances with it).
+        self.listeners: list[Callable[[str, str, bool, int], None]] = []
 
     def state(self, provider: str, model: str) -> CircuitState:
         circuit = self._circuits.get((provider, model))
@@ -63,6 +66,8 @@ class CircuitBreakers:
         circuit = self._circuits.setdefault(key, _Circuit())
         if success:
             self._circuits[key] = _Circuit()
+            if circuit.opened_at is not None:
+                self._tell(provider, model, False, 0)
             return
         circuit.probing = False
         if not counts:
@@ -70,6 +75,24 @@ class CircuitBreakers:
         circuit.failures += 1
         if circuit.opened_at is not None or circuit.failures >= self.threshold:
             circuit.opened_at = self._clock()  # (re)open: a failed probe restarts the cool-down
+            self._tell(provider, model, True, circuit.failures)
+
+    def _tell(self, provider: str, model: str, opened: bool, failures: int) -> None:
+        for listener in self.listeners:
+            listener(provider, model, opened, failures)
+
+    def mirror(self, open_circuits: dict[tuple[str, str], tuple[int, float]]) -> None:
+        """Take another instance's view: each key is open since ``age`` seconds with ``failures``; circuits open
+        here but not in it were closed elsewhere. Listeners are not called (it is not news)."""
+        now = self._clock()
+        for key, (failures, age) in open_circuits.items():
+            circuit = self._circuits.setdefault(key, _Circuit())
+            opened_at = now - age
+            if circuit.opened_at is None or circuit.opened_at < opened_at:
+                circuit.failures, circuit.opened_at, circuit.probing = failures, opened_at, False
+        for key, circuit in self._circuits.items():
+            if circuit.opened_at is not None and key not in open_circuits:
+                self._circuits[key] = _Circuit()
 
     def details(self, provider: str, model: str) -> dict[str, object]:
         """State, consecutive failures and seconds until the next probe may go (open circuits), for the status page."""

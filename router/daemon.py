@@ -23,13 +23,14 @@ from router.activity import Activity
 from router.attempt_log import AttemptLogger
 from router.breakers import CircuitBreakers
 from router.budgets import BudgetExceededError, Budgets
+from router.cluster import SharedVendorState
 from router.errors import ProviderBusyError, TarashError
 from router.jobs import JobService, JobStore
-from router.jobs.store import Clock
 from router.jobs.postgres import SETTING as JOB_STORE_SETTING
 from router.jobs.postgres import PostgresJobStore, redact
+from router.jobs.service import default_instance_id
 from router.jobs.sqlite import SQLiteJobStore
-from router.jobs.store import JobStoreError
+from router.jobs.store import Clock, JobStoreError
 from router.limits import ClientRateLimiter, ProviderLimit, ProviderLimits
 from router.metrics import Metrics
 from router.models import AnyRequest, AnyResponse, Kind, utc_now
@@ -59,6 +60,8 @@ class Generations:
         self._observer_factories = list(observer_factories)
         self._in_flight: dict[str, int] = {}  # per route, against its max_concurrency
         self._limits: tuple[str, ProviderLimits] | None = None  # (config hash, its limits)
+        #: Several instances on one PostgreSQL job store: limits hold for the cluster (router/cluster.py).
+        self.shared: SharedVendorState | None = None
 
     def route(self, model: str, kind: Kind) -> Route:
         """The route named ``model`` in the live config (``RouteNotFoundError``, ``RouteKindError`` otherwise,
@@ -87,7 +90,7 @@ class Generations:
             self._limits = (snapshot.config_hash, ProviderLimits({
                 name: ProviderLimit(spec.max_concurrency, spec.requests_per_minute)
                 for name, spec in snapshot.providers.items()
-            }))
+            }, shared=self.shared))
         return self._limits[1]
 
     def observers(self, route: str, kind: str) -> list[ChainObserver]:
@@ -192,6 +195,9 @@ class Daemon:
         budgets = Budgets(store, lambda: routes.current.clients, clock)  # type: ignore[arg-type]
         generations = Generations(routes, breakers, metrics, [AttemptLogger, metrics.observer, activity.observer],
                                   budgets)
+        instance_id = settings.instance_id or default_instance_id()
+        if store.shared:
+            generations.shared = SharedVendorState(store, instance_id, settings.job_lease_seconds, breakers)
         inbound = InboundWebhooks(
             settings.public_url, store, poll_interval=settings.webhook_poll_interval,
             max_body_bytes=settings.webhook_max_body_bytes, metrics=metrics,
@@ -216,9 +222,11 @@ class Daemon:
             push=inbound,
             outbound=outbound,
             media_dir=(settings.media_dir or settings.data_dir / "media") if settings.keep_media_copy else None,
-            instance_id=settings.instance_id,
+            instance_id=instance_id,
             lease_seconds=settings.job_lease_seconds,
         )
+        if generations.shared is not None:
+            jobs.notice_listeners.append(generations.shared.on_notice)
         limiter = (ClientRateLimiter(settings.client_requests_per_minute)
                    if settings.client_requests_per_minute else None)
         return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), activity, limiter,
@@ -228,6 +236,8 @@ class Daemon:
     async def running(self) -> AsyncIterator[None]:
         """Start the job runner (resuming unfinished jobs) and the loop-lag sampler; stop both on exit."""
         await self.jobs.start()
+        if self.generations.shared is not None:
+            await self.generations.shared.load_circuits()
         if self.outbound is not None:
             await self.outbound.start()  # after the store opened; it delivers what a previous process left
         self.metrics.job_store_writes.set_function(lambda: self.jobs.store.rows_written)
@@ -236,6 +246,8 @@ class Daemon:
             yield
         finally:
             lag.cancel()
+            if self.generations.shared is not None:
+                await self.generations.shared.close()
             if self.outbound is not None:
                 await self.outbound.stop()
             await self.jobs.stop()

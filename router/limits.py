@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from router.errors import ProviderBusyError
 
@@ -58,10 +59,12 @@ class ProviderLimit:
 
 
 class ProviderLimits:
-    """The limits of every provider that has some (routes.toml ``[providers.<name>]``)."""
+    """The limits of every provider that has some (routes.toml ``[providers.<name>]``). With ``shared`` (several
+    instances on one PostgreSQL job store: ``router.cluster.SharedVendorState``) they hold for the cluster."""
 
-    def __init__(self, limits: dict[str, ProviderLimit] | None = None) -> None:
+    def __init__(self, limits: dict[str, ProviderLimit] | None = None, shared: Any = None) -> None:
         self.limits = limits or {}
+        self.shared = shared
 
     @contextlib.asynccontextmanager
     async def slot(self, provider: str, *, wait: bool) -> AsyncIterator[None]:
@@ -69,6 +72,24 @@ class ProviderLimits:
         if limit is None:
             yield
             return
+        if self.shared is not None:
+            try:
+                holder = await self._shared_slot(provider, limit, wait=wait)
+            except ProviderBusyError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the store is down: this process's own limits still hold
+                self.shared.failed("slot", exc)
+            else:
+                self.shared.succeeded()
+                limit.in_use += 1
+                try:
+                    yield
+                finally:
+                    limit.in_use -= 1
+                    if holder is not None:
+                        with contextlib.suppress(Exception):  # unreleased, it lapses with its lease
+                            await asyncio.shield(self.shared.release(provider, holder))
+                return
         if limit._bucket is not None:  # noqa: SLF001
             while (delay := limit._bucket.take()) > 0:  # noqa: SLF001
                 if not wait:
@@ -92,6 +113,29 @@ class ProviderLimits:
         finally:
             limit.in_use -= 1
             limit._slots.release()  # noqa: SLF001
+
+
+    async def _shared_slot(self, provider: str, limit: ProviderLimit, *, wait: bool) -> str | None:
+        """Take the cluster's request token and slot (None: no concurrency limit); busy when ``wait`` is False."""
+        assert self.shared is not None
+        if limit.requests_per_minute:
+            while (delay := await self.shared.take_token(provider, limit.requests_per_minute)) > 0:
+                if not wait:
+                    raise ProviderBusyError(f"{provider} is at its {limit.requests_per_minute} requests/minute limit "
+                                            "(across instances)", provider=provider, retry_after=delay)
+                await asyncio.sleep(delay)
+        if not limit.max_concurrency:
+            return None
+        limit.waiting += 1
+        try:
+            while (holder := await self.shared.acquire(provider, limit.max_concurrency)) is None:
+                if not wait:
+                    raise ProviderBusyError(f"{provider} is at its max_concurrency of {limit.max_concurrency} "
+                                            "(across instances)", provider=provider, retry_after=1.0)
+                await self.shared.freed(provider)
+        finally:
+            limit.waiting -= 1
+        return holder
 
 
 class ClientRateLimiter:

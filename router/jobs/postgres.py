@@ -27,13 +27,15 @@ log = structlog.get_logger(logger_name="router.jobs.postgres")
 
 SETTING = "TARASH_ROUTER_JOB_STORE"
 #: Bumped when the tables change; MIGRATIONS[n] (a statement name in postgres.sql) takes version n to n + 1.
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
+MIGRATIONS: dict[int, str] = {1: "migrate_1"}
 CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_events": "event",
-                               "tarash_router_cancel": "cancel"}
+                               "tarash_router_cancel": "cancel", "tarash_router_slots": "slot",
+                               "tarash_router_circuits": "circuit"}
 #: Statements that change rows (for the rows-written metric).
 _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_cancel", "delete", "prune",
-                     "append_event", "put_outbox"})
+                     "append_event", "put_outbox", "slot_acquire", "slot_release", "bucket_take", "circuit_open",
+                     "circuit_close"})
 #: The LISTEN connection checks it is alive this often when nothing arrives.
 HEARTBEAT_SECONDS = 5.0
 
@@ -60,6 +62,11 @@ def redact(url: str) -> str:
             netloc = f"{userinfo.partition(':')[0]}:***@{host}"
     query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _holder_prefix(worker: str) -> str:
+    """A LIKE pattern for every slot holder string of ``worker``."""
+    return worker.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + " %"
 
 
 def _password(url: str) -> str | None:
@@ -125,10 +132,10 @@ class PostgresJobStore:
             exists = (await (await conn.execute(SQL["has_store"])).fetchone())[0]
             if not exists:
                 await conn.execute(SQL["schema"])
-                log.info("job_store_created", store=redact(self.url), schema_version=SCHEMA_VERSION)
-                return
-            row = await (await conn.execute(SQL["schema_version"])).fetchone()
-            version = row[0] if row else 0
+                version = 1
+            else:
+                row = await (await conn.execute(SQL["schema_version"])).fetchone()
+                version = row[0] if row else 0
             if version > SCHEMA_VERSION:
                 raise self._error(f"the database holds job-store schema version {version}, newer than this "
                                   f"daemon's {SCHEMA_VERSION}; upgrade tarash-router (nothing was changed)")
@@ -189,9 +196,11 @@ class PostgresJobStore:
         return int((await self._rows("waiting"))[0][0])
 
     async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+        await self._rows("slots_renew", prefix=_holder_prefix(worker), lease=lease_seconds)
         return {row[0] for row in await self._rows("renew", worker=worker, lease=lease_seconds)}
 
     async def release(self, worker: str) -> None:
+        await self._rows("slots_release", prefix=_holder_prefix(worker))
         await self._rows("release", worker=worker)
 
     async def request_cancel(self, job_id: str) -> JobRecord | None:
@@ -264,6 +273,35 @@ class PostgresJobStore:
     async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
         rows = await self._rows("spend", client=client, first_day=first_day, last_day=last_day)
         return [SpendEntry(*row) for row in rows]
+
+    # ---- what instances share about vendors (router/cluster.py) --------------------------------------------
+    async def acquire_slot(self, provider: str, limit: int, holder: str, lease_seconds: float) -> bool:
+        """Lease one of ``provider``'s ``limit`` slots to ``holder`` ("<worker> <random>"); False if all are held."""
+        rows = await self._rows("slot_acquire", provider=provider, limit=limit, holder=holder, lease=lease_seconds)
+        if not rows:
+            await self._rows("slots_ensure", provider=provider, limit=limit)
+            rows = await self._rows("slot_acquire", provider=provider, limit=limit, holder=holder, lease=lease_seconds)
+        return bool(rows)
+
+    async def release_slot(self, provider: str, holder: str) -> None:
+        await self._rows("slot_release", provider=provider, holder=holder)
+
+    async def take_token(self, provider: str, per_minute: int) -> float:
+        """Take one of ``provider``'s request tokens: 0.0, or the seconds until one will be there."""
+        if await self._rows("bucket_take", provider=provider, rate=float(per_minute)):
+            return 0.0
+        rows = await self._rows("bucket_wait", provider=provider, rate=float(per_minute))
+        return max(float(rows[0][0]) if rows else 0.0, 0.01)
+
+    async def open_circuit(self, provider: str, model: str, failures: int) -> None:
+        await self._rows("circuit_open", provider=provider, model=model, failures=failures)
+
+    async def close_circuit(self, provider: str, model: str) -> None:
+        await self._rows("circuit_close", provider=provider, model=model)
+
+    async def open_circuits(self) -> list[tuple[str, str, int, float]]:
+        """(provider, model, failures, seconds since it opened) of every open circuit."""
+        return [(p, m, f, float(age)) for p, m, f, age in await self._rows("circuits")]
 
     # ---- notifications ------------------------------------------------------------------------------------
     async def watch(self, on_notice: OnNotice) -> None:

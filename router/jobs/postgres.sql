@@ -62,6 +62,32 @@ CREATE TABLE tarash_router_spend (
 );
 INSERT INTO tarash_router_meta VALUES ('schema_version', '1');
 
+-- name: migrate_1
+-- Version 2: what instances share about vendors (router/cluster.py).
+-- A provider's max_concurrency as leased rows: a slot comes back by itself when its holder stops renewing.
+CREATE TABLE tarash_router_slots (
+    provider text NOT NULL,
+    slot integer NOT NULL,
+    holder text,                   -- "<instance id> <random>", one per acquisition
+    lease_until timestamptz,
+    PRIMARY KEY (provider, slot)
+);
+-- A provider's requests_per_minute as one token bucket per provider.
+CREATE TABLE tarash_router_buckets (
+    provider text PRIMARY KEY,
+    tokens double precision NOT NULL,
+    at timestamptz NOT NULL
+);
+-- Open circuits (a row while open; deleted when one closes).
+CREATE TABLE tarash_router_circuits (
+    provider text NOT NULL,
+    model text NOT NULL,
+    failures integer NOT NULL,
+    opened_at timestamptz NOT NULL,
+    PRIMARY KEY (provider, model)
+);
+UPDATE tarash_router_meta SET value = '2' WHERE key = 'schema_version';
+
 -- name: schema_lock
 SELECT pg_advisory_xact_lock(hashtext('tarash_router_schema'));
 
@@ -208,6 +234,72 @@ DO UPDATE SET usd = tarash_router_spend.usd + excluded.usd,
 SELECT client, day, route, provider, model, usd, generations FROM tarash_router_spend
 WHERE day BETWEEN %(first_day)s AND %(last_day)s AND (%(client)s::text IS NULL OR client = %(client)s)
 ORDER BY day, client, route;
+
+-- name: slots_ensure
+INSERT INTO tarash_router_slots (provider, slot)
+SELECT %(provider)s, n FROM generate_series(0, %(limit)s - 1) AS n
+ON CONFLICT DO NOTHING;
+
+-- name: slot_acquire
+-- Slots numbered at or above the limit are never handed out (the limit went down since they were made).
+UPDATE tarash_router_slots AS s
+SET holder = %(holder)s, lease_until = now() + make_interval(secs => %(lease)s)
+FROM (
+    SELECT provider, slot FROM tarash_router_slots
+    WHERE provider = %(provider)s AND slot < %(limit)s AND (holder IS NULL OR lease_until < now())
+    ORDER BY slot
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+) AS free
+WHERE s.provider = free.provider AND s.slot = free.slot
+RETURNING s.slot;
+
+-- name: slot_release
+WITH freed AS (
+    UPDATE tarash_router_slots SET holder = NULL, lease_until = NULL
+    WHERE provider = %(provider)s AND holder = %(holder)s
+    RETURNING provider
+)
+SELECT pg_notify('tarash_router_slots', provider || ' ' || extract(epoch FROM clock_timestamp())) FROM freed;
+
+-- name: slots_renew
+UPDATE tarash_router_slots SET lease_until = now() + make_interval(secs => %(lease)s)
+WHERE holder LIKE %(prefix)s;
+
+-- name: slots_release
+UPDATE tarash_router_slots SET holder = NULL, lease_until = NULL WHERE holder LIKE %(prefix)s;
+
+-- name: bucket_take
+-- Refill by the time passed, then take one token if there is one. No row back: none to take.
+INSERT INTO tarash_router_buckets AS b VALUES (%(provider)s, %(rate)s - 1, now())
+ON CONFLICT (provider) DO UPDATE
+SET tokens = least(%(rate)s, b.tokens + extract(epoch FROM now() - b.at) * %(rate)s / 60.0) - 1, at = now()
+WHERE least(%(rate)s, b.tokens + extract(epoch FROM now() - b.at) * %(rate)s / 60.0) >= 1
+RETURNING tokens;
+
+-- name: bucket_wait
+-- Seconds until the bucket holds a whole token.
+SELECT greatest(0, (1 - least(%(rate)s, tokens + extract(epoch FROM now() - at) * %(rate)s / 60.0)) * 60.0 / %(rate)s)
+FROM tarash_router_buckets WHERE provider = %(provider)s;
+
+-- name: circuit_open
+WITH opened AS (
+    INSERT INTO tarash_router_circuits VALUES (%(provider)s, %(model)s, %(failures)s, now())
+    ON CONFLICT (provider, model) DO UPDATE SET failures = excluded.failures, opened_at = excluded.opened_at
+    RETURNING provider, model
+)
+SELECT pg_notify('tarash_router_circuits', provider || E'\t' || model || ' ' || extract(epoch FROM clock_timestamp()))
+FROM opened;
+
+-- name: circuit_close
+WITH closed AS (DELETE FROM tarash_router_circuits WHERE provider = %(provider)s AND model = %(model)s
+                RETURNING provider, model)
+SELECT pg_notify('tarash_router_circuits', provider || E'\t' || model || ' ' || extract(epoch FROM clock_timestamp()))
+FROM closed;
+
+-- name: circuits
+-- Every open circuit with how long ago it opened (the database's clock, so instances agree).
+SELECT provider, model, failures, extract(epoch FROM now() - opened_at) FROM tarash_router_circuits;
 
 -- name: unfinished
 SELECT request, chain, body, worker, cancel_requested FROM tarash_router_jobs

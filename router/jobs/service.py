@@ -147,6 +147,8 @@ class JobService:
         self._loops: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()  # a job may be claimable
+        #: Also told of every store notification (router/cluster.py: slots given back, circuits).
+        self.notice_listeners: list[Callable[[Notice, str, float | None], None]] = []
         self.ready = False
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -581,6 +583,8 @@ class JobService:
             task = asyncio.create_task(self.cancel(subject))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
+        for listener in self.notice_listeners:
+            listener(notice, subject, sent_at)
 
 
 class _Subscriber:

@@ -138,7 +138,7 @@ _COLUMNS = ("request", "chain", "worker", "cancel_requested")
 
 #: What ``watch`` reports: a new runnable job (subject ""), a job's new event or a cancel request (subject:
 #: the job id). With the time it was sent (epoch seconds, the sender's clock) when known.
-Notice = Literal["job", "event", "cancel"]
+Notice = Literal["job", "event", "cancel", "slot", "circuit"]
 OnNotice = Callable[[Notice, str, float | None], None]
 
 

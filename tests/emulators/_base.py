@@ -192,6 +192,9 @@ class Emulator:
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
+        #: The most vendor jobs ever queued or running at once (sampled at each submit): what a client's
+        #: concurrency limit lets through.
+        self.peak_in_flight = 0
         self.url = ""
         self._faults: list[tuple[Fault, str, int]] = []
         self._closing = asyncio.Event()
@@ -352,6 +355,7 @@ class Emulator:
         self.jobs[job.id] = job
         if self.finish_after is not None:
             self._spawn(self._run_webhook(job))
+        self.peak_in_flight = max(self.peak_in_flight, sum(j.status in ("queued", "running") for j in self.jobs.values()))
         return job
 
     def media_url(self, kind: str, job: Job | None = None, aspect_ratio: str | None = None, *,

@@ -166,3 +166,45 @@ async def test_racing_retries_on_two_instances_get_one_job(tmp_path: Path, pg_ur
         assert {status for status, _ in answers} <= {200, 202} and len({job["id"] for _, job in answers}) == 1
         await until_status(session, f"{a.url}/v1/jobs/{answers[0][1]['id']}", ("completed",))
         assert fal.calls["submit"] == 1
+
+
+async def test_max_concurrency_holds_across_both_instances(tmp_path: Path, pg_url: str) -> None:
+    limit = '\n[providers.fal]\nmax_concurrency = 2\n'
+    async with FalEmulator(polls_to_complete=15) as fal, cluster(tmp_path, pg_url, fal, limit) as (session, a, b):
+        created = await asyncio.gather(*(call(session, "POST", f"{url}/v1/jobs", json={"model": "video", "prompt": "fox"})
+                                         for url in (a.url, b.url) * 4))
+        for _, job in created:
+            done = await until_status(session, f"{b.url}/v1/jobs/{job['id']}", ("completed", "failed"), timeout=60)
+            assert done["status"] == "completed", done
+        assert fal.calls["submit"] == 8 and fal.peak_in_flight == 2  # the limit is the cluster's, not 2 per instance
+
+
+async def test_a_circuit_opened_on_one_instance_is_skipped_on_the_other(tmp_path: Path, pg_url: str) -> None:
+    fallback = '''
+[[routes."video".attempts]]
+provider = "mock"
+model = "mock-video"
+'''
+    env = {"TARASH_ROUTER_CIRCUIT_THRESHOLD": "2", "TARASH_ROUTER_CIRCUIT_COOLDOWN_SECONDS": "600"}
+    async with FalEmulator() as fal, cluster(tmp_path, pg_url, fal, fallback, **env) as (session, a, b):
+        fal.inject("server_error", "submit", times=1000)  # fal fails on A until A's breaker opens
+        for _ in range(20):
+            _, answer = await call(session, "POST", a.url + "/v1/video/generations",
+                                   json={"model": "video", "prompt": "fox"})
+            if answer["execution_metadata"]["attempts"][0]["status"] == "skipped":
+                break
+        else:
+            raise AssertionError("fal's circuit never opened on A")
+        fal._faults.clear()  # noqa: SLF001 - fal is healthy again; only the circuit keeps B away
+        deadline = time.monotonic() + 5
+        while True:  # B hears of it within about a second
+            _, routes_on_b = await call(session, "GET", b.url + "/v1/routes")
+            if routes_on_b["routes"][0]["attempts"][0]["circuit"] == "open" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        submits = fal.calls["submit"]
+        status, answer = await call(session, "POST", b.url + "/v1/video/generations",
+                                    json={"model": "video", "prompt": "fox"})
+        first = answer["execution_metadata"]["attempts"][0]
+        assert status == 200 and first["status"] == "skipped" and "circuit open" in first["error_message"], first
+        assert fal.calls["submit"] == submits  # B never called fal

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -145,3 +146,22 @@ def test_postgresql_without_the_extra_names_the_extra(tmp_path: Path, pg_url: st
     blocker.write_text("import sys\nsys.modules['psycopg'] = None\nsys.modules['psycopg_pool'] = None\n")
     result = serve(tmp_path, pg_url, PYTHONPATH=str(blocker.parent))
     assert_refused(result, tmp_path, "pip install 'tarash-router[postgres]'")
+
+
+async def test_an_older_schema_is_migrated_in_place(pg_url: str) -> None:
+    from router.jobs.postgres import SQL
+
+    with psycopg.connect(pg_url) as conn:  # a database a version-1 daemon created and used
+        conn.execute(SQL["schema"])
+        body = json.dumps({"id": "job_old", "kind": "video", "route": "r", "status": "completed"})
+        conn.execute("INSERT INTO tarash_router_jobs (id, kind, route, status, created_at, updated_at, request, chain,"
+                     " body) VALUES ('job_old', 'video', 'r', 'completed', now(), now(), '{}', '[]', %s)", (body,))
+    store = PostgresJobStore(pg_url)
+    await store.open()
+    try:
+        assert (await store.get("job_old")).status == "completed"  # type: ignore[union-attr]
+        assert await store.acquire_slot("fal", 1, "a x", 30) and not await store.acquire_slot("fal", 1, "b y", 30)
+    finally:
+        await store.close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT value FROM tarash_router_meta").fetchone() == (str(SCHEMA_VERSION),)
