@@ -43,7 +43,7 @@ description = "mock video reporting progress"
 provider = "mock"
 model = "mock-video"
 timeout = 60
-mock = { polling = { status_sequence = ["queued", "processing", "processing", "processing", "processing", "processing", "processing", "processing", "completed"], progress_percentages = [0, 10, 20, 30, 45, 60, 75, 90, 100], delay_between_updates = 0.4 } }
+mock = { polling = { status_sequence = ["queued", "processing", "processing", "processing", "processing", "processing", "processing", "processing", "completed"], progress_percentages = [0, 10, 20, 30, 45, 60, 75, 90, 100], delay_between_updates = 0.5 } }
 
 [routes."video-hold"]
 kind = "video"
@@ -54,6 +54,12 @@ model = "mock-hold"
 timeout = 600
 max_poll_attempts = 100000
 mock = { polling = { status_sequence = ["queued", "processing", "completed"], delay_between_updates = 3600 } }
+
+[routes."image-quick"]
+kind = "image"
+[[routes."image-quick".attempts]]
+provider = "mock"
+model = "mock-image"
 
 [routes."video-keyed"]
 kind = "video"
@@ -196,6 +202,8 @@ async def test_status_page_end_to_end(tmp_path: Path, fal_emulator: Any, shoot: 
             aiohttp.ClientSession() as http:
         page = await chromium.new_page(viewport={"width": 1440, "height": 900})
         watch = Watch(page)
+        fetched: list[str] = []
+        page.on("request", lambda request: fetched.append(request.url))
         await page.goto(daemon.url + "/ui/")
         expect.set_options(timeout=WAIT_MS)
 
@@ -278,6 +286,8 @@ async def test_status_page_end_to_end(tmp_path: Path, fal_emulator: Any, shoot: 
         await expect(page.locator("#spend tr[data-spend='route:video-fal']")).to_be_visible()
         await shoot(page, "status-page-traffic")
         assert watch.problems == []
+        # Offline by construction: every request the page made went to the daemon (or was one of its own blobs).
+        assert fetched and all(url.startswith((daemon.url + "/", "blob:")) for url in fetched), fetched
 
 
 async def expect_video_plays(page: Page) -> None:
@@ -318,6 +328,22 @@ async def test_without_a_token_the_page_shows_the_login_and_no_data(tmp_path: Pa
         await expect(page.locator("#routes-table tr[data-route='video-live']")).to_be_visible()
         await page.click("[data-tab=jobs]")
         await expect(page.locator(f"#jobs-table tr[data-job='{job}']")).to_be_visible()  # admins see every job
+        # Pages of 25 by cursor: 31 jobs are a full page and a page of 6.
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        for i in range(30):
+            await daemon.post_job(http, "image-quick", f"image {i}", admin)
+        rows = page.locator("#jobs-table tbody tr[data-job]")
+        await expect(page.locator("#jobs-table tbody tr[data-job]").first).to_contain_text("image-quick")
+        await expect(rows).to_have_count(25)
+        await page.click("#page-older")
+        await expect(page.locator("#page-label")).to_have_text("page 2")
+        await expect(rows).to_have_count(6)
+        await expect(page.locator(f"#jobs-table tr[data-job='{job}']")).to_be_visible()  # the oldest, last
+        await expect(page.locator("#page-older")).to_be_disabled()
+        await page.click("#page-newer")
+        await expect(rows).to_have_count(25)
+        await page.select_option("#filter-model", "video-live")
+        await expect(rows).to_have_count(1)
         # Kept for the tab: a reload stays signed in; never in the URL or a cookie; a new tab asks again.
         await page.reload()
         await expect(page.locator("#routes-table tr[data-route='video-live']")).to_be_attached()

@@ -6,6 +6,7 @@
 
 const TOKEN_KEY = "tarash-router.admin-token"; // sessionStorage: this tab only, gone when it closes
 const REFRESH_MS = 2000;
+const HIDDEN_REFRESH_MS = 30000; // a background tab costs the daemon next to nothing
 const PAGE_SIZE = 25;
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
@@ -165,7 +166,7 @@ async function refresh() {
     $("live").classList.add("stale");
   }
   clearTimeout(ui.timer); // another refresh (a filter change, a cancel) may have run meanwhile: one loop only
-  ui.timer = setTimeout(refresh, REFRESH_MS);
+  ui.timer = setTimeout(refresh, document.hidden ? HIDDEN_REFRESH_MS : REFRESH_MS);
 }
 
 function renderHeader() {
@@ -320,7 +321,7 @@ async function refreshJobs() {
 function renderJobs(jobs) {
   const rows = jobs.map((job) => h("tr", {
     class: `clickable${job.id === ui.selected ? " selected" : ""}`, "data-job": job.id,
-    onclick: () => selectJob(job.id),
+    tabindex: 0, onclick: () => selectJob(job.id), onkeydown: (e) => { if (e.key === "Enter") selectJob(job.id); },
   },
   h("td", {}, h("code", {}, job.id.slice(0, 16))), h("td", { class: "nowrap" }, job.model),
   h("td", {}, pill(job.status, STATUS_TONE[job.status] || "neutral")),
@@ -524,6 +525,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("filter-model").addEventListener("change", (e) => { ui.filter.model = e.target.value; resetPaging(); });
   $("page-older").addEventListener("click", pageOlder);
   $("page-newer").addEventListener("click", pageNewer);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && !$("app").hidden) refresh(); });
   showTab(location.hash.slice(1));
   refresh();
 });
