@@ -1,5 +1,5 @@
-"""Recent activity from the daemon's own numbers: traffic per route per minute, the last attempt outcomes per
-provider/model and spend today per route and provider, for the status page (no Prometheus server needed).
+"""Recent activity from the daemon's own numbers: traffic per route per minute and the last attempt outcomes
+per provider/model, for the status page (no Prometheus server needed).
 
 Bounded by construction: minute buckets older than the window are dropped as new minutes start, each
 provider/model keeps its last ``RECENT_ATTEMPTS`` outcomes, and the keys are route names and provider/model
@@ -12,13 +12,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from router.errors import GenerationCancelledError, TarashError
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.observers import ChainObserver
-from router.pricing import counted_cost
 
 #: Minutes of traffic kept (and shown).
 WINDOW_MINUTES = 15
@@ -45,17 +43,6 @@ class AttemptOutcome:
 
 
 @dataclass
-class DaySpend:
-    """USD spent on one UTC day, as the metrics count it (charged, else the estimate of a success)."""
-
-    day: str  # ISO date
-    since: float  # Unix time the counting started: midnight, or the daemon's start if that was later
-    routes: dict[str, float] = field(default_factory=dict)
-    providers: dict[str, float] = field(default_factory=dict)
-    estimated: float = 0.0  # the part of the total that is an estimate
-
-
-@dataclass
 class _Minute:
     start: int  # Unix minute (seconds // 60)
     routes: dict[str, RouteMinute] = field(default_factory=dict)
@@ -69,10 +56,9 @@ class Activity:
         self._clock = clock
         self._minutes: deque[_Minute] = deque()
         self._attempts: dict[tuple[str, str], deque[AttemptOutcome]] = {}
-        self._spend = DaySpend(self._today(), clock())
 
     def observer(self, route: str, kind: str) -> ChainObserver:
-        """An observer for one generation on ``route`` (a ``DaemonState.observer_factories`` entry)."""
+        """An observer for one generation on ``route`` (one of the daemon's observer factories)."""
         return _ActivityObserver(self, route)
 
     # ---- recording ----------------------------------------------------------------------------------------
@@ -97,29 +83,7 @@ class Activity:
         recent = self._attempts.setdefault((provider, model), deque(maxlen=RECENT_ATTEMPTS))
         recent.append(AttemptOutcome(self._clock(), route, status, seconds, error_type))
 
-    def _today(self) -> str:
-        return datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
-
-    def _day(self) -> DaySpend:
-        today = self._today()
-        if self._spend.day != today:
-            self._spend = DaySpend(today, datetime.fromisoformat(today).replace(tzinfo=UTC).timestamp())
-        return self._spend
-
-    def spent(self, route: str, provider: str, usd: float, estimated: bool) -> None:
-        day = self._day()
-        day.routes[route] = day.routes.get(route, 0.0) + usd
-        day.providers[provider] = day.providers.get(provider, 0.0) + usd
-        day.estimated += usd if estimated else 0.0
-
     # ---- reading ------------------------------------------------------------------------------------------
-    def spend_today(self) -> dict[str, Any]:
-        """Spend since UTC midnight (or since this daemon started, if later) per route and provider, in USD."""
-        day = self._day()
-        return {"currency": "USD", "day": day.day, "since": datetime.fromtimestamp(day.since, UTC).isoformat(),
-                "routes": _rounded(day.routes), "providers": _rounded(day.providers),
-                "total": round(sum(day.routes.values()), 6), "estimated": round(day.estimated, 6)}
-
     def traffic(self) -> dict[str, Any]:
         """Per route, one count per minute of the window, oldest first (the current minute last)."""
         now = int(self._clock() // 60)
@@ -143,10 +107,6 @@ class Activity:
 
     def known_models(self) -> list[tuple[str, str]]:
         return list(self._attempts)
-
-
-def _rounded(values: dict[str, float]) -> dict[str, float]:
-    return {key: round(value, 6) for key, value in sorted(values.items())}
 
 
 def summarize(outcomes: list[AttemptOutcome]) -> dict[str, Any]:
@@ -175,9 +135,6 @@ class _ActivityObserver(ChainObserver):
         seconds = time.perf_counter() - self._started if self._started else 0.0
         self.activity.attempt_finished(self.route, config.provider, config.model, attempt.status, seconds,
                                        type(error).__name__ if error is not None else None)
-        usd, basis = counted_cost(attempt)
-        if usd:
-            self.activity.spent(self.route, config.provider, usd, estimated=basis == "estimated")
 
     async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
         self.activity.fell_back(self.route)

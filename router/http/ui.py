@@ -9,6 +9,7 @@ served without a token; every byte of data comes from the token-checked API.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -100,7 +101,7 @@ def key_status(config: Any) -> dict[str, Any]:
     return {"key": "present" if resolved.api_key else "not_needed", "env": names}
 
 
-def status_view(daemon: Daemon) -> dict[str, Any]:
+async def status_view(daemon: Daemon) -> dict[str, Any]:
     snapshot = daemon.routes.current
     activity = daemon.activity
     used_by: dict[tuple[str, str], list[str]] = {}
@@ -126,19 +127,29 @@ def status_view(daemon: Daemon) -> dict[str, Any]:
             for name, limit in sorted(limits.items())
         ],
         "traffic": activity.traffic(),
-        "spend_today": spend_today(daemon),
+        "spend_today": await spend_today(daemon),
     }
 
 
-def spend_today(daemon: Daemon) -> dict[str, Any]:
-    """Spend today per route and provider (USD, charged or the estimate of a success, as the cost metric counts
-    it), from this daemon's own counters: since UTC midnight, or since it started if that was later."""
-    return daemon.activity.spend_today()
+async def spend_today(daemon: Daemon) -> dict[str, Any] | None:
+    """Spend today (UTC) per route and provider, every client summed, from the durable spend ledger the budgets
+    keep (charged costs, else the estimate of a success): it survives restarts. None without a ledger."""
+    if daemon.budgets is None:
+        return None
+    day = daemon.budgets.clock().astimezone(UTC).date().isoformat()
+    routes: dict[str, float] = {}
+    providers: dict[str, float] = {}
+    for entry in await daemon.budgets.store.spend(None, day, day):
+        routes[entry.route] = routes.get(entry.route, 0.0) + entry.usd
+        providers[entry.provider] = providers.get(entry.provider, 0.0) + entry.usd
+    return {"currency": "USD", "day": day, "total": round(sum(routes.values()), 6),
+            "routes": {k: round(v, 6) for k, v in sorted(routes.items())},
+            "providers": {k: round(v, 6) for k, v in sorted(providers.items())}}
 
 
 async def status(request: web.Request) -> web.Response:
     require_admin(request)
-    return web.json_response(status_view(request.app[DAEMON]))
+    return web.json_response(await status_view(request.app[DAEMON]))
 
 
 # ---- GET /v1/jobs/{id}/content ----------------------------------------------------------------------------

@@ -273,7 +273,7 @@ function renderTraffic() {
   renderSpend(ui.status.spend_today);
 }
 
-// spend_today: {currency, since, routes: {name: usd}, providers: {name: usd}, total, estimated}.
+// spend_today: {currency, day, total, routes: {name: usd}, providers: {name: usd}}, every client summed.
 function renderSpend(spend) {
   $("spend").hidden = !spend;
   if (!spend) return;
@@ -287,9 +287,8 @@ function renderSpend(spend) {
   }
   if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "Nothing spent yet today.")));
   $("spend-table").tBodies[0].replaceChildren(...rows);
-  $("spend-note").textContent = `Total ${money(spend.total)} since ${new Date(spend.since).toLocaleString()}` +
-    (spend.estimated ? ` (${money(spend.estimated)} of it estimated: the vendor did not report a charge)` : "") +
-    ". Charged costs, else the estimate of a success, as tarash_router_cost_usd_total counts them.";
+  $("spend-note").textContent = `Total ${money(spend.total)} on ${spend.day} (UTC), every client: charged costs, ` +
+    "else the estimate of a success, from the spend ledger (per client: GET /v1/usage).";
 }
 
 // ---- jobs -------------------------------------------------------------------------------------------------
