@@ -78,8 +78,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _setting_problem(error: Any) -> str:
     """One line for a bad setting: which variable (or flag), what is wrong, without echoing secrets."""
+    from pydantic import SecretStr
+
+    from router.settings import Settings
+
     field = str(error["loc"][0]) if error["loc"] else "settings"
-    shown = "" if field == "api_keys" or "input" not in error else f" (got {error['input']!r})"
+    info = Settings.model_fields.get(field)
+    secret = info is None or info.annotation is SecretStr  # keys, tokens, DSNs with passwords: never echoed
+    shown = "" if secret or "input" not in error else f" (got {error['input']!r})"
     return f"invalid setting TARASH_ROUTER_{field.upper()}: {error['msg']}{shown}"
 
 

@@ -170,3 +170,9 @@ def test_a_routes_path_that_is_a_directory_is_one_line(workdir: Path) -> None:
     (workdir / "routes.d").mkdir()
     result = run("check", "routes.d", cwd=workdir)
     assert result.returncode == 1 and result.stderr == "routes.d: cannot read: Is a directory\n"
+
+
+def test_a_bad_secret_setting_is_named_without_its_value(workdir: Path) -> None:
+    result = run("check", cwd=workdir, env={"TARASH_ROUTER_API_KEYS": "sekrit-token-4821:admin,:admin"})
+    assert result.returncode == 2 and "invalid setting TARASH_ROUTER_API_KEYS" in result.stderr
+    assert "sekrit-token-4821" not in result.stderr
