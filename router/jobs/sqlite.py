@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from router.jobs.store import (TERMINAL, JobRecord, JobStoreError, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
-                               job_body, job_from, outbox_from, require_timestamps)
+                               UnreadableRows, job_body, job_from, outbox_from, require_timestamps)
 
 #: Bumped when the tables change. Version 2 stores are migrated (MIGRATIONS); older ones are refused.
 SCHEMA_VERSION = 3
@@ -85,7 +85,7 @@ ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 """,
 }
 
-_RECORD = "request, chain, body, worker, cancel_requested"
+_RECORD = "request, chain, body, worker, cancel_requested, id"
 _UNFINISHED = f"status NOT IN ({','.join(repr(s) for s in sorted(TERMINAL))})"
 
 
@@ -100,6 +100,7 @@ class SQLiteJobStore:
         self._clock = clock
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
         self._db: sqlite3.Connection | None = None
+        self._unreadable = UnreadableRows()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -107,6 +108,13 @@ class SQLiteJobStore:
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def open(self) -> None:
         def connect() -> None:
+            try:
+                open_db()
+            except sqlite3.DatabaseError as exc:  # not a database, damaged, read-only: one line naming the file
+                raise JobStoreError(f"job store {self.path}: {exc}; a damaged file must be moved away, and "
+                                    "DATA_DIR (TARASH_ROUTER_DATA_DIR) must be writable") from None
+
+        def open_db() -> None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -135,9 +143,18 @@ class SQLiteJobStore:
         self._executor.shutdown(wait=True)
 
     # ---- jobs ---------------------------------------------------------------------------------------------
-    @staticmethod
-    def _record(request: str, chain: str, body: str, worker: str | None, cancel_requested: int) -> JobRecord:
-        return job_from(json.loads(request), json.loads(chain), json.loads(body), worker, bool(cancel_requested))
+    def _record(self, request: str, chain: str, body: str, worker: str | None, cancel_requested: int,
+                job_id: str) -> JobRecord | None:
+        """The row as a job, or None (reported once, by id) when it cannot be read: one damaged row must not
+        stop a start or every list."""
+        try:
+            return job_from(json.loads(request), json.loads(chain), json.loads(body), worker, bool(cancel_requested))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self._unreadable.report(job_id, exc)
+            return None
+
+    def _records(self, rows: list[tuple[Any, ...]]) -> list[JobRecord]:
+        return [job for row in rows if (job := self._record(*row[:6])) is not None]
 
     async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
         require_timestamps(job)
@@ -177,7 +194,7 @@ class SQLiteJobStore:
             f"UPDATE jobs SET worker=?, lease_until=? WHERE id IN (SELECT id FROM jobs WHERE {_UNFINISHED}"
             f" AND (worker IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?) RETURNING {_RECORD}, created_at",
             worker, now + lease_seconds, now, limit)
-        return [self._record(*row[:5]) for row in sorted(rows, key=lambda row: row[5])]
+        return self._records(sorted(rows, key=lambda row: row[6]))
 
     async def waiting(self) -> int:
         rows = await self._query(f"SELECT COUNT(*) FROM jobs WHERE {_UNFINISHED} AND (worker IS NULL OR lease_until < ?)",
@@ -224,11 +241,11 @@ class SQLiteJobStore:
             args.append(after)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         args.append(limit)
-        return [self._record(*r) for r in await self._query(sql, *args)]
+        return self._records(await self._query(sql, *args))
 
     async def unfinished(self) -> list[JobRecord]:
         rows = await self._query(f"SELECT {_RECORD} FROM jobs WHERE {_UNFINISHED} ORDER BY created_at, id")
-        return [self._record(*r) for r in rows]
+        return self._records(rows)
 
     async def delete(self, job_id: str) -> None:
         def delete() -> None:

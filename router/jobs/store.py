@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+import structlog
+
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 #: Where job timestamps come from: ``router.models.utc_now`` in the daemon, a fake clock in tests.
@@ -158,6 +160,21 @@ def job_from(request: Any, chain: Any, body: dict[str, Any], worker: str | None,
     if data.get("vendor_job"):
         data["vendor_job"] = VendorJob(**data["vendor_job"])
     return JobRecord(**data, request=request, chain=chain, worker=worker, cancel_requested=bool(cancel_requested))
+
+
+class UnreadableRows:
+    """A store's report of rows it cannot read (damaged JSON, a foreign write): each is skipped wherever jobs
+    are read and logged once, by id, at error level, so an operator can repair or delete it."""
+
+    def __init__(self) -> None:
+        self._reported: set[str] = set()
+
+    def report(self, job_id: str, exc: Exception) -> None:
+        if job_id not in self._reported:
+            self._reported.add(job_id)
+            structlog.get_logger(logger_name="router.jobs").error(
+                "job_store_row_unreadable", job_id=job_id, error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                hint="the job is skipped; delete or repair its row")
 
 
 class JobStoreError(RuntimeError):

@@ -310,3 +310,59 @@ async def _until_healthy(session: aiohttp.ClientSession, url: str) -> bool:
             pass
         await asyncio.sleep(0.02)
     return False
+
+
+# ---- 12. a damaged job store: one row is skipped and named; a damaged file or read-only DATA_DIR is one line --
+async def test_a_corrupt_row_is_skipped_and_named(start_daemon: StartDaemon, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    configure("info", "json")
+    first = await start_daemon()
+    ids = []
+    for prompt in ("one", "two", "three"):
+        ids.append((await first.request("POST", "/v1/jobs", json={"model": "video-slow", "prompt": prompt}))[1]["id"])
+    await first.server.close()  # the jobs stay unfinished, to be resumed
+    with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:  # a damaged row, as a bad disk or tool leaves it
+        db.execute("UPDATE jobs SET body = '{\"id\": \"trunc' WHERE id = ?", (ids[1],))
+    second = await start_daemon()  # starts: the damaged unfinished row does not stop the resume of the others
+    status, listed, _ = await second.request("GET", "/v1/jobs")
+    assert status == 200 and [job["id"] for job in listed["data"]] == [ids[2], ids[0]]
+    assert (await second.request("GET", f"/v1/jobs/{ids[1]}"))[0] == 404
+    assert (await second.request("GET", "/readyz"))[0] == 200
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    unreadable = [e for e in logged if e["event"] == "job_store_row_unreadable"]
+    assert [e["job_id"] for e in unreadable] == [ids[1]]  # named once, however often it is read
+
+
+def test_a_damaged_store_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "routes.toml").write_text('[routes."a"]\nkind = "image"\n[[routes."a".attempts]]\n'
+                                          'provider = "mock"\nmodel = "m"\n')
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "jobs.sqlite3").write_bytes(b"this is not a database, it was overwritten" * 100)
+    done = _serve_once(tmp_path, tmp_path / "data")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert str(tmp_path / "data" / "jobs.sqlite3") in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only filesystem needs root (CI runs as root)")
+def test_a_read_only_data_dir_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "routes.toml").write_text('[routes."a"]\nkind = "image"\n[[routes."a".attempts]]\n'
+                                          'provider = "mock"\nmodel = "m"\n')
+    data = tmp_path / "ro"
+    data.mkdir()
+    # Root ignores file modes, so a read-only filesystem it is: what a full or remounted disk looks like.
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(data)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        done = _serve_once(tmp_path, data)
+    finally:
+        subprocess.run(["umount", str(data)], check=True)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert str(data) in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def _serve_once(cwd: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(data_dir), "TARASH_ROUTER_LOG_FORMAT": "json"}
+    return subprocess.run([str(SCRIPT), "serve", "--port", "0"], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=30)
