@@ -23,6 +23,8 @@ from router.jobs.view import delivery_view, job_view
 from router.jobs.service import IdempotencyKeyReusedError, fingerprint
 from router.jobs.store import JobStatus
 from router.models import Kind, media_bytes, media_form
+from router.registry import get_handler
+from router.routes import CONFIG_TYPES
 from router.webhooks.outbound import WebhookURLError, check_webhook_url
 
 #: An idle event stream (a job waiting in the queue, a vendor that reports nothing) gets an SSE comment this
@@ -304,7 +306,20 @@ async def get_video(request: web.Request) -> web.Response:
     job = await _visible_job(request)
     if job.kind != "video":
         raise ApiError(404, f"{job.id} is not a video", "not_found_error", "job_not_found")
-    return web.json_response(video_view(job))
+    headers = {} if job.finished else {"openai-poll-after-ms": str(poll_after_ms(job))}
+    return web.json_response(video_view(job), headers=headers)
+
+
+def poll_after_ms(job: JobRecord) -> int:
+    """How soon polling again is useful: the running attempt's vendor poll delay (OpenAI's SDK ``poll`` and
+    ``create_and_poll`` wait this long instead of their 1 s default), at least 100 ms, at most 10 s."""
+    attempt = job.vendor_job.attempt_number if job.vendor_job else len(job.attempts) + 1
+    try:
+        config = CONFIG_TYPES[job.kind].model_validate(job.chain[min(attempt, len(job.chain)) - 1])
+        seconds = float(get_handler(config.provider).poll_delay(config))
+    except (LookupError, ValueError, TypeError):  # a provider gone from this install: the SDK's own default
+        seconds = 1.0
+    return int(min(max(seconds, 0.1), 10.0) * 1000)
 
 
 async def list_videos(request: web.Request) -> web.Response:

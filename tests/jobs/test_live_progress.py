@@ -94,3 +94,26 @@ async def test_the_readme_sdk_snippet_pauses_between_polls_and_shows_progress(
                     and 'path="/v1/videos/{id}"' in line)
     assert retrieves <= len(sleeps) + 1
     assert re.search(r"\b(25|50|75)\b", printed), printed  # progress moved while it ran
+
+
+async def test_the_sdk_poll_helper_follows_the_routes_poll_interval(start_daemon: StartDaemon) -> None:
+    import openai
+
+    daemon = await start_daemon(STEPPED)  # the mock polls every 0.1 s
+    client = openai.OpenAI(base_url=daemon.url + "/v1", api_key="unused")
+    waits: list[float] = []
+    sdk_sleep = client.videos._sleep  # noqa: SLF001 - recorded, not replaced: the waits still happen
+
+    def recorded(seconds: float) -> None:
+        waits.append(seconds)
+        sdk_sleep(seconds)
+
+    client.videos._sleep = recorded  # type: ignore[method-assign]  # noqa: SLF001
+    video = await asyncio.to_thread(client.videos.create_and_poll, model="video-fast", prompt="fox")
+    assert video.status == "completed" and video.progress == 100
+    assert waits and set(waits) == {0.1}  # the route's poll delay, not the SDK's 1 s default
+    _, body, headers = await daemon.request("GET", f"/v1/videos/{video.id}")
+    assert "openai-poll-after-ms" not in headers  # finished: nothing to poll for
+    _, queued, _ = await daemon.request("POST", "/v1/videos", json={"model": "video-fast", "prompt": "fox"})
+    _, _, headers = await daemon.request("GET", f"/v1/videos/{queued['id']}")
+    assert headers["openai-poll-after-ms"] == "100"
