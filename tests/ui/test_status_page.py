@@ -239,6 +239,7 @@ async def test_status_page_end_to_end(tmp_path: Path, fal_emulator: Any, shoot: 
         await shoot(page, "status-page")
         daemon.routes.write_text(routes)  # the fix clears it
         await expect(banner).to_be_hidden()
+        await expect(page.locator("#config")).to_contain_text("last reload unchanged")  # back to the served config
 
         # Jobs: a hostile prompt is text; live progress over SSE; the preview plays; cancel works.
         hostile = await daemon.post_job(http, "video-live", HOSTILE_PROMPT)

@@ -174,6 +174,7 @@ function renderHeader() {
   $("config").replaceChildren(
     h("span", { title: r.path }, "config "), h("code", {}, r.config_hash.slice(0, 12)),
     ` · loaded ${clock(r.loaded_at)} (${ago(r.loaded_at)}) · ${r.routes.length} routes`,
+    r.last_reload ? ` · last reload ${r.last_reload.result} ${clock(r.last_reload.at)}` : "",
   );
 }
 
