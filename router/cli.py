@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     prices = sub.add_parser("prices", help="the price table, and which attempts of a routes file have no known price")
     prices.add_argument("path", nargs="?", type=Path)
     prices.add_argument("--json", action="store_true", help="print the table as JSON")
+    jobs = sub.add_parser("jobs", help="move job history between job stores (JSON lines)")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    export = jobs_sub.add_parser("export", help="every job (with its events) and the spend ledger of the configured "
+                                 "store (TARASH_ROUTER_JOB_STORE, else SQLite in DATA_DIR), one JSON object a line")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    load = jobs_sub.add_parser("import", help="add exported lines to the configured store (stop the old daemon first)")
+    load.add_argument("path", nargs="?", type=Path, help="file to read (default: standard input)")
     gen = sub.add_parser("generate", help="one generation in-process through the routes file")
     gen.add_argument("kind", choices=["video", "image"])
     gen.add_argument("--model", required=True, help="route name")
@@ -64,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
             return runner.run(_serve(settings))
+    if args.command == "jobs":
+        return asyncio.run(_jobs(settings, args.jobs_command, getattr(args, "out", None), getattr(args, "path", None)))
     if args.command == "check":
         return _check(settings.routes)
     if args.command == "routes":
@@ -218,6 +227,43 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass  # not allowed here: keep the soft limit
+
+
+async def _jobs(settings: Any, command: str, out: Path | None, source: Path | None) -> int:
+    from router.daemon import open_job_store
+    from router.jobs.store import JobStoreError
+    from router.jobs.transfer import export_lines, import_lines
+
+    try:
+        store = open_job_store(settings)
+        await store.open()
+    except JobStoreError as exc:
+        print(f"tarash-router: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if command == "export":
+            target = out.open("w") if out else sys.stdout
+            try:
+                count = 0
+                async for line in export_lines(store):
+                    target.write(line + "\n")
+                    count += 1
+            finally:
+                if out:
+                    target.close()
+            print(f"exported {count} lines", file=sys.stderr)
+            return EXIT_OK
+        lines = source.read_text().splitlines() if source else sys.stdin.read().splitlines()
+        try:
+            counts = await import_lines(store, lines)
+        except ValueError as exc:
+            print(f"tarash-router: {source or 'stdin'}: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        print("imported {jobs} jobs ({events} events), {spend} spend entries; {skipped} jobs already there"
+              .format(**counts), file=sys.stderr)
+        return EXIT_OK
+    finally:
+        await store.close()
 
 
 async def _serve(settings: Any) -> int:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from router import errors as E
 from router.http.slow_clients import BodyTimeoutError
+from router.jobs.store import JobStoreUnavailableError
 
 log = structlog.get_logger(logger_name="router.http")
 
@@ -77,6 +78,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except ValidationError as exc:
         err = validation_error(exc)
         return error_response(err.status, err.message, err.type, err.code, err.param)
+    except JobStoreUnavailableError:
+        # Logged once per outage by the job service; the message names no host or password.
+        return error_response(503, "the job store is unreachable right now; nothing was stored, retry shortly",
+                              "service_unavailable_error", "job_store_unavailable", headers={"Retry-After": "1"})
     except BodyTimeoutError as exc:
         response = error_response(408, str(exc), "invalid_request_error", "body_timeout")
         response.force_close()

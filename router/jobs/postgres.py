@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from importlib import resources
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from router.jobs.store import (JobRecord, JobStoreError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
+from router.jobs.store import (JobRecord, JobStoreError, JobStoreUnavailableError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
                                job_body, job_from, outbox_from, require_timestamps)
 
 log = structlog.get_logger(logger_name="router.jobs.postgres")
@@ -36,6 +37,8 @@ CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_event
 _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_cancel", "delete", "prune",
                      "append_event", "put_outbox", "slot_acquire", "slot_release", "bucket_take", "circuit_open",
                      "circuit_close"})
+#: How long an operation waits for a connection while the database is known to be down.
+DOWN_TIMEOUT_SECONDS = 1.0
 #: The LISTEN connection checks it is alive this often when nothing arrives.
 HEARTBEAT_SECONDS = 5.0
 
@@ -87,6 +90,7 @@ class PostgresJobStore:
         self.timeout = timeout
         self._pool: Any = None
         self._written = 0
+        self._down = False
 
     def __repr__(self) -> str:
         return f"PostgresJobStore({redact(self.url)!r})"
@@ -102,7 +106,7 @@ class PostgresJobStore:
     async def open(self) -> None:
         try:
             import psycopg
-            from psycopg_pool import AsyncConnectionPool
+            import psycopg_pool  # noqa: F401 - the extra installs both
         except ImportError:
             raise JobStoreError(f"{SETTING} selects PostgreSQL, which needs the postgres extra: "
                                 "pip install 'tarash-router[postgres]'") from None
@@ -117,13 +121,28 @@ class PostgresJobStore:
             raise self._error("cannot connect", exc) from None
         async with conn:
             await self._prepare_schema(conn)
-        self._pool = AsyncConnectionPool(
+        # The pool would log each failed reconnection; this store logs an outage once (the job service).
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+        self._pool = self._new_pool()
+        await self._pool.open(wait=True, timeout=self.timeout)
+
+    def _new_pool(self) -> Any:
+        from psycopg_pool import AsyncConnectionPool
+
+        return AsyncConnectionPool(
             self.url, min_size=1, max_size=self.pool_size, open=False, timeout=self.timeout, name="tarash-router",
             kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": max(1, int(self.timeout))},
             # A connection broken by a database restart is found (and replaced) before it is handed out.
             check=AsyncConnectionPool.check_connection,
         )
-        await self._pool.open(wait=True, timeout=self.timeout)
+
+    async def _replace_pool(self) -> None:
+        """A fresh pool once the database is back: the old one's reconnection backoff doubles without bound (1 s,
+        2 s, 4 s... after a minute down it may wait another minute), this one connects at once."""
+        old, self._pool = self._pool, self._new_pool()
+        await self._pool.open(wait=False)
+        if old is not None:
+            await old.close(timeout=0)
 
     async def _prepare_schema(self, conn: Any) -> None:
         """Create the tables on first start, migrate an older schema, refuse a newer one (writing nothing)."""
@@ -151,9 +170,26 @@ class PostgresJobStore:
             await self._pool.close()
             self._pool = None
 
-    async def _rows(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, bounded by ``timeout``; the database unreachable is ``JobStoreUnavailableError``."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
         assert self._pool is not None, "open() the store first"
-        async with asyncio.timeout(self.timeout), self._pool.connection() as conn:
+        # Once the database failed, fail fast until it answers again: a request is told 503 in a second, and a
+        # job's optional writes do not hold up its polling for the full timeout each.
+        timeout = DOWN_TIMEOUT_SECONDS if self._down else self.timeout
+        try:
+            async with asyncio.timeout(timeout), self._pool.connection(timeout=timeout) as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, TimeoutError, OSError) as exc:
+            self._down = True
+            raise JobStoreUnavailableError(self._error("unreachable", exc).args[0]) from None
+        self._down = False
+
+    async def _rows(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
             cursor = await conn.execute(SQL[name], params)
             rows = await cursor.fetchall() if cursor.description else []
             if name in _WRITES:
@@ -180,8 +216,7 @@ class PostgresJobStore:
 
     async def save(self, job: JobRecord) -> bool:
         require_timestamps(job)
-        assert self._pool is not None
-        async with asyncio.timeout(self.timeout), self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(SQL["save"], {
                 "status": job.status, "updated_at": job.updated_at, "id": job.id, "worker": job.worker,
                 "body": json.dumps(job_body(job), default=str)})
@@ -261,9 +296,8 @@ class PostgresJobStore:
     async def add_spend(self, entries: list[SpendEntry]) -> None:
         if not entries:
             return
-        assert self._pool is not None
         # One transaction: a generation's spend is recorded whole or not at all.
-        async with asyncio.timeout(self.timeout), self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             async with conn.cursor() as cursor:
                 await cursor.executemany(SQL["add_spend"], [
                     {"client": e.client, "day": e.day, "route": e.route, "provider": e.provider, "model": e.model,
@@ -319,6 +353,7 @@ class PostgresJobStore:
                     for channel in CHANNELS:
                         await conn.execute(f"LISTEN {channel}")
                     if down:
+                        await self._replace_pool()
                         log.info("job_store_listen_restored")
                     delay, down = 0.1, False
                     on_notice("job", "", None)

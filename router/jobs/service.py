@@ -30,7 +30,7 @@ import structlog
 from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
-from router.jobs.store import Clock, JobRecord, JobStore, Notice, VendorJob
+from router.jobs.store import Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
 from router.models import (
@@ -64,6 +64,9 @@ TERMINAL_EVENTS = ("result", "error")
 CLAIM_POLL_SECONDS = 1.0
 #: An event stream of a job running elsewhere re-reads the store this often if no notification came.
 REMOTE_POLL_SECONDS = 1.0
+#: A write that must happen (a vendor job id, a job's outcome) is retried while the store is unreachable, the
+#: wait doubling from the first to the last.
+WRITE_RETRY_SECONDS = (0.05, 5.0)
 #: DELETE of a job another instance runs waits this long for that instance to confirm the cancel.
 REMOTE_CANCEL_WAIT_SECONDS = 10.0
 CANCELLED_ERROR = {"message": "the job was cancelled", "type": "generation_cancelled_error", "code": "cancelled"}
@@ -149,7 +152,13 @@ class JobService:
         self._wake = asyncio.Event()  # a job may be claimable
         #: Also told of every store notification (router/cluster.py: slots given back, circuits).
         self.notice_listeners: list[Callable[[Notice, str, float | None], None]] = []
-        self.ready = False
+        self._started = False
+        self._outage = False  # the store failed and has not answered since
+
+    @property
+    def ready(self) -> bool:
+        """Started, and the store answering (``/readyz``)."""
+        return self._started and not self._outage
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -163,12 +172,12 @@ class JobService:
         self._wake.set()
         self._loops = [asyncio.create_task(loop()) for loop in (self._prune_forever, self._claim_forever,
                                                                   self._renew_forever, self._watch)]
-        self.ready = True
+        self._started = True
 
     async def stop(self) -> None:
         """Detach from running jobs without cancelling their vendor jobs, and release their leases: another
         instance (or this one's next start) resumes them."""
-        self.ready = False
+        self._started = False
         self._stopping = True
         tasks = [*self._tasks.values(), *self._loops, *self._side_tasks]
         for task in tasks:
@@ -212,7 +221,13 @@ class JobService:
         # waits in the store for whichever instance has room first.
         run_here = len(self._tasks) < self.max_running
         job.worker = self.instance_id if run_here else None
-        if not await self.store.insert(job, lease_seconds=self.lease_seconds):
+        try:
+            inserted = await self.store.insert(job, lease_seconds=self.lease_seconds)
+        except JobStoreUnavailableError as exc:
+            self._store_error("insert", exc)
+            raise  # nothing was stored: the client is told 503, never a 202 that is not durable
+        self._store_answered()
+        if not inserted:
             assert idempotency_key is not None  # only the idempotency index can refuse a fresh id
             if webhook_url is not None:
                 await self.store.delete(job.id)  # the webhook of a job that was never created
@@ -371,7 +386,17 @@ class JobService:
         fenced by its lease. If another instance holds the job now, stop it here without touching the vendor
         job (the new holder resumes it) and raise ``LeaseLostError``."""
         job.updated_at = self.clock()
-        if await self.store.save(job):
+        delay = WRITE_RETRY_SECONDS[0]
+        while True:
+            try:
+                saved = await self.store.save(job)
+                break
+            except JobStoreUnavailableError as exc:  # keep the job (its vendor job polls on) until the store is back
+                self._store_error("save", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, WRITE_RETRY_SECONDS[1])
+        self._store_answered()
+        if saved:
             return
         self._detach(job.id, "a save found the job held by another instance")
         raise LeaseLostError(job.id)
@@ -403,8 +428,14 @@ class JobService:
         """Send an event to live subscribers; store it for late ones (and other instances) unless ``persist``
         is False."""
         seq = self._seq[job.id] = self._seq.get(job.id, 0) + 1
-        if persist:
-            await self.store.append_event(job.id, seq, event, data)
+        # While the store is down an update is not worth a connection timeout: polling goes on without it.
+        if persist and not (self._outage and event not in TERMINAL_EVENTS):
+            try:
+                await self.store.append_event(job.id, seq, event, data)
+            except JobStoreUnavailableError as exc:
+                # Live subscribers still get it; late ones get the job's record (a terminal event is rebuilt
+                # from it, see events()).
+                self._store_error("append_event", exc)
         for subscriber in self._subscribers.get(job.id, ()):
             subscriber.put((seq, event, data))
 
@@ -527,6 +558,8 @@ class JobService:
                 except Exception as exc:  # noqa: BLE001 - the store is down: keep trying
                     self._store_error("claim", exc)
                     claimed = []
+                else:
+                    self._store_answered()
                 if claimed:
                     await self._adopt(claimed)
             if self._metrics is not None:
@@ -565,9 +598,17 @@ class JobService:
                     self._detach(job_id, "its lease was not renewed (taken over or finished)")
 
     def _store_error(self, operation: str, exc: Exception) -> None:
-        log.warning("job_store_error", operation=operation, error=type(exc).__name__)
+        """A failed store operation: counted each time, logged once per outage (not once per write)."""
         if self._metrics is not None:
             self._metrics.store_errors.labels(operation).inc()
+        if not self._outage:
+            log.error("job_store_unavailable", operation=operation, error=str(exc) or type(exc).__name__)
+        self._outage = True
+
+    def _store_answered(self) -> None:
+        if self._outage:
+            log.info("job_store_recovered")
+        self._outage = False
 
     async def _watch(self) -> None:
         await self.store.watch(self._on_notice)

@@ -182,6 +182,11 @@ class JobStoreError(RuntimeError):
     one line, names the setting or file and never holds a password."""
 
 
+class JobStoreUnavailableError(RuntimeError):
+    """The job store cannot be reached right now (database down, connection lost, a timeout): nothing was
+    written. Callers retry writes that must happen and answer 503 to requests that need the store."""
+
+
 class JobStore(SpendStore, Protocol):
     """Persistence for jobs: everything the job runner and the metrics read or write, nothing else. Every method
     is a coroutine and must not block the event loop. ``tests/jobs/test_store_contract.py`` is the contract

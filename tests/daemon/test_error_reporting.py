@@ -76,7 +76,7 @@ mock = { responses = [ { error = { type = "RateLimitError", message = "busy", co
 HTTP_LAYER_CODES = {"invalid_json", "invalid_field", "missing_field", "invalid_value", "invalid_request",
                     "missing_api_key", "invalid_api_key", "admin_required", "job_not_found", "not_found",
                     "variant_unavailable", "video_not_ready", "content_not_ready", "idempotency_key_reused",
-                    "client_rate_limited", "content_unavailable"}
+                    "client_rate_limited", "content_unavailable", "job_store_unavailable"}
 
 
 def vocabulary() -> set[str]:

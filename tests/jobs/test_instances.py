@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from tests.emulators.fal import FalEmulator
-from tests.postgres_server import free_port
+from tests.postgres_server import PostgresServer, free_port
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 #: Short leases so a takeover is quick; renewals every third of it.
@@ -39,7 +39,13 @@ api_key_env = "EMULATED_FAL_KEY"
 poll_interval = 0.02
 max_poll_attempts = 100000
 timeout = 600
-{extra}"""
+{extra}
+[routes."image"]
+kind = "image"
+[[routes."image".attempts]]
+provider = "mock"
+model = "mock-image"
+"""
 
 
 class Instance:
@@ -99,7 +105,7 @@ async def until_status(session: aiohttp.ClientSession, url: str, statuses: tuple
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _, job = await call(session, "GET", url)
-        if job["status"] in statuses:
+        if job.get("status") in statuses:
             return job
         await asyncio.sleep(0.02)
     raise AssertionError(f"{url} never reached {statuses}: {job}")
@@ -166,6 +172,41 @@ async def test_racing_retries_on_two_instances_get_one_job(tmp_path: Path, pg_ur
         assert {status for status, _ in answers} <= {200, 202} and len({job["id"] for _, job in answers}) == 1
         await until_status(session, f"{a.url}/v1/jobs/{answers[0][1]['id']}", ("completed",))
         assert fal.calls["submit"] == 1
+
+
+async def test_postgresql_restarted_mid_run_loses_nothing_and_submits_nothing_twice(
+        tmp_path: Path, pg_url: str, postgres_server: PostgresServer) -> None:
+    async with FalEmulator(polls_to_complete=100000) as fal, cluster(tmp_path, pg_url, fal) as (session, a, b):
+        accepted = [(await call(session, "POST", f"{url}/v1/jobs", json={"model": "video", "prompt": "fox"}))[1]["id"]
+                    for url in (a.url, b.url, a.url, b.url)]
+        while len(fal.jobs) < len(accepted) or fal.calls["status"] < 3 * len(accepted):
+            await asyncio.sleep(0.01)  # every vendor job is recorded and polled
+        postgres_server.stop("fast")
+        try:
+            for instance in (a, b):  # while it is down: no 202 that is not durable, and not ready
+                status, answer = await call(session, "POST", f"{instance.url}/v1/jobs",
+                                            json={"model": "video", "prompt": "refused"})
+                assert status == 503 and answer["error"]["code"] == "job_store_unavailable", answer
+                deadline = time.monotonic() + 10
+                while (await call(session, "GET", instance.url + "/readyz"))[0] != 503:
+                    assert time.monotonic() < deadline, "readyz stayed ready with the store down"
+                    await asyncio.sleep(0.05)
+            status, answer = await call(session, "POST", a.url + "/v1/images/generations",
+                                        json={"model": "image", "prompt": "sync still works"})
+            assert status == 200, answer
+            for job in fal.jobs.values():
+                job.polls_needed = 0  # the vendor finishes every job while the database is down
+            polls = fal.calls["result"]
+            while fal.calls["result"] < polls + len(accepted):  # the jobs keep polling and fetch their results
+                await asyncio.sleep(0.01)
+        finally:
+            postgres_server.start()
+        for job_id in accepted:
+            job = await until_status(session, f"{b.url}/v1/jobs/{job_id}", ("completed", "failed"), timeout=60)
+            assert job["status"] == "completed", job
+        for instance in (a, b):
+            assert (await call(session, "GET", instance.url + "/readyz"))[0] == 200
+        assert fal.calls["submit"] == len(accepted) and len(fal.jobs) == len(accepted)
 
 
 async def test_max_concurrency_holds_across_both_instances(tmp_path: Path, pg_url: str) -> None:
