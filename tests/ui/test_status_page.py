@@ -187,7 +187,7 @@ def shoot(tmp_path: Path) -> Shoot:
 
     async def take(page: Page, name: str) -> None:
         target = tmp_path / f"{name}.png"
-        await page.screenshot(path=str(target))
+        await page.screenshot(path=str(target), full_page=True)
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(target, Path(keep) / target.name)
@@ -200,7 +200,7 @@ async def test_status_page_end_to_end(tmp_path: Path, fal_emulator: Any, shoot: 
     async with serve(tmp_path, routes, UI_TEST_FAL_KEY=fal_emulator.api_key, TARASH_ROUTER_CIRCUIT_THRESHOLD="1",
                      TARASH_ROUTER_CIRCUIT_COOLDOWN_SECONDS="600") as daemon, browser() as chromium, \
             aiohttp.ClientSession() as http:
-        page = await chromium.new_page(viewport={"width": 1440, "height": 900})
+        page = await chromium.new_page(viewport={"width": 1440, "height": 640})
         watch = Watch(page)
         fetched: list[str] = []
         page.on("request", lambda request: fetched.append(request.url))
