@@ -1,0 +1,201 @@
+"""Benchmark 7: long video jobs on the PostgreSQL job store with one instance, with two, and with ``kill -9``
+of one of two at the midpoint; SQLite (one instance) in the same run for comparison.
+
+A real PostgreSQL 15 (Debian's, started like the tests do: tests/postgres_server.py) and a fal emulator whose
+jobs need ``--polls`` status polls each; the route polls every ``--poll-interval`` s. Reports per scenario:
+jobs accepted per second, completed, vendor submits (must equal jobs), takeover time after the kill, peak RSS
+per instance, job-store write rate, loop lag p99, and ``GET /v1/jobs/{id}`` p50/p99 from a side client.
+
+    .venv/bin/python -m bench.instances --jobs 10000 --polls 12 --poll-interval 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench._common import PYTHON, SCRIPT, free_port, machine, percentile, spawn, wait_http
+from bench.scale import histogram_p99, peak_rss_mb
+
+SCENARIOS = {"sqlite-1": ("sqlite", 1, False), "postgres-1": ("postgres", 1, False),
+             "postgres-2": ("postgres", 2, False), "postgres-2-kill": ("postgres", 2, True)}
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and " " in line
+               and not line.startswith("#"))
+
+
+async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) -> dict[str, Any]:
+    store, count, kill = SCENARIOS[name]
+    work = args.out.parent / f"instances-{name}"
+    work.mkdir(parents=True, exist_ok=True)
+    routes = work / "routes.toml"
+    routes.write_text(f"""
+[routes."video"]
+kind = "video"
+[[routes."video".attempts]]
+provider = "fal"
+model = "fal-ai/veo3"
+base_url = "http://127.0.0.1:{emu_port}"
+api_key_env = "BENCH_FAL_KEY"
+poll_interval = {args.poll_interval}
+max_poll_attempts = 1000
+timeout = 3600
+""")
+    url = pg.new_database() if store == "postgres" else ""
+    ports = [free_port() for _ in range(count)]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+
+    def start(i: int) -> Any:
+        env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_JOB_STORE": url,
+               "TARASH_ROUTER_DATA_DIR": str(work / f"data-{i}"), "TARASH_ROUTER_INSTANCE_ID": f"i{i}",
+               "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10),
+               "TARASH_ROUTER_JOB_LEASE_SECONDS": str(args.lease)}
+        return spawn(str(SCRIPT), "serve", "--routes", str(routes), "--port", str(ports[i]), env=env)
+
+    daemons = [start(i) for i in range(count)]
+    rss = [0.0] * count
+    side: list[float] = []
+    try:
+        for base in bases:
+            await wait_http(base + "/readyz", timeout=60)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200),
+                                         timeout=aiohttp.ClientTimeout(total=120)) as session:
+            async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
+                submits_before = (await r.json())["calls"].get("submit", 0)
+            sem = asyncio.Semaphore(100)
+            started = time.perf_counter()
+
+            async def create(i: int) -> tuple[int, str]:
+                base = bases[i % count]
+                async with sem, session.post(base + "/v1/jobs", json={"model": "video", "prompt": f"fox {i}"}) as r:
+                    assert r.status == 202, await r.text()
+                    return i % count, (await r.json())["id"]
+
+            created = await asyncio.gather(*(create(i) for i in range(args.jobs)))
+            accept_s = time.perf_counter() - started
+            ids = [job_id for _, job_id in created]
+            print(f"[{name}] {len(ids)} jobs accepted in {accept_s:.1f} s", flush=True)
+            alive = list(range(count))
+
+            async def side_client() -> None:
+                while True:
+                    base = bases[random.choice(alive)]
+                    t0 = time.perf_counter()
+                    try:
+                        async with session.get(f"{base}/v1/jobs/{random.choice(ids)}") as r:
+                            await r.read()
+                            if r.status == 200:
+                                side.append(time.perf_counter() - t0)
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.05)
+
+            sider = asyncio.create_task(side_client())
+            lifetime = args.polls * args.poll_interval
+            takeover_s = None
+            if kill:
+                await asyncio.sleep(lifetime / 2)
+                victim_jobs = sum(1 for owner, _ in created if owner == 0)
+                rss[0] = peak_rss_mb(daemons[0].pid)
+                daemons[0].send_signal(signal.SIGKILL)
+                daemons[0].wait()
+                killed_at = time.perf_counter()
+                alive = [1]
+                print(f"[{name}] instance 0 killed (-9) holding ~{victim_jobs} jobs", flush=True)
+                while True:
+                    async with session.get(bases[1] + "/metrics") as r:
+                        taken = metric(await r.text(), "tarash_router_job_lease_takeovers_total")
+                    if taken >= victim_jobs:
+                        takeover_s = time.perf_counter() - killed_at
+                        break
+                    await asyncio.sleep(0.2)
+                print(f"[{name}] all of its jobs taken over in {takeover_s:.1f} s", flush=True)
+            texts: dict[int, str] = {}
+            while True:
+                await asyncio.sleep(max(2.0, args.poll_interval))
+                in_flight = 0.0
+                for i in alive:
+                    rss[i] = max(rss[i], peak_rss_mb(daemons[i].pid))
+                    async with session.get(bases[i] + "/metrics") as r:
+                        texts[i] = await r.text()
+                    in_flight += metric(texts[i], 'tarash_router_jobs_in_flight{kind="video"}')
+                print(f"[{name}] t={time.perf_counter() - started:6.1f}s in flight {in_flight:.0f}", flush=True)
+                if in_flight == 0 and time.perf_counter() - started > lifetime:
+                    break
+            elapsed = time.perf_counter() - started
+            sider.cancel()
+
+            async def status(job_id: str) -> str:
+                async with sem, session.get(f"{bases[alive[-1]]}/v1/jobs/{job_id}") as r:
+                    return str((await r.json())["status"])
+
+            statuses = await asyncio.gather(*(status(job_id) for job_id in ids))
+            async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
+                submits = (await r.json())["calls"].get("submit", 0) - submits_before
+        writes = sum(metric(text, "tarash_router_job_store_rows_written") for text in texts.values())
+        return {
+            "scenario": name, "store": store, "instances": count, "kill_at_midpoint": kill, "jobs": args.jobs,
+            "accepted_per_s": round(args.jobs / accept_s, 1), "total_s": round(elapsed, 1),
+            "completed": statuses.count("completed"), "lost": args.jobs - statuses.count("completed"),
+            "vendor_submits": submits, "double_submits": submits - args.jobs,
+            "takeover_s": round(takeover_s, 1) if takeover_s is not None else None,
+            "peak_rss_mib": [round(value) for value in rss],
+            "job_store_write_rate_per_s": round(writes / elapsed, 1),
+            "loop_lag_p99_s": max(histogram_p99(text, "tarash_router_event_loop_lag_seconds") for text in texts.values()),
+            "get_job_p50_ms": round(percentile(side, 50) * 1000, 1) if side else None,
+            "get_job_p99_ms": round(percentile(side, 99) * 1000, 1) if side else None,
+        }
+    finally:
+        for daemon in daemons:
+            if daemon.poll() is None:
+                daemon.terminate()
+                daemon.wait()
+
+
+async def main(args: argparse.Namespace) -> None:
+    from tests.postgres_server import running_server
+
+    emu_port = free_port()
+    emulator = spawn(PYTHON, "-m", "tests.emulators", "fal", "--port", str(emu_port), "--polls", str(args.polls))
+    results = []
+    try:
+        await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
+        with running_server() as pg:
+            for name in args.scenarios:
+                results.append(await scenario(name, args, pg, emu_port))
+                print(json.dumps(results[-1]), flush=True)
+    finally:
+        emulator.terminate()
+        emulator.wait()
+    report = {"machine": machine(), "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
+              "lease_s": args.lease, "results": results}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["scenario           accept/s  done  lost  submits  takeover  peak RSS MiB  writes/s  lag p99  GET p50/p99 ms"]
+    for r in results:
+        lines.append(f"{r['scenario']:<18} {r['accepted_per_s']:>8} {r['completed']:>5} {r['lost']:>5} "
+                     f"{r['vendor_submits']:>8} {str(r['takeover_s']):>9} {str(r['peak_rss_mib']):>13} "
+                     f"{r['job_store_write_rate_per_s']:>9} {r['loop_lag_p99_s']:>8} "
+                     f"{r['get_job_p50_ms']}/{r['get_job_p99_ms']}")
+    args.out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10000)
+    parser.add_argument("--polls", type=int, default=12)
+    parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "instances.json")
+    asyncio.run(main(parser.parse_args()))
