@@ -204,8 +204,11 @@ async def test_postgresql_restarted_mid_run_loses_nothing_and_submits_nothing_tw
         for job_id in accepted:
             job = await until_status(session, f"{b.url}/v1/jobs/{job_id}", ("completed", "failed"), timeout=60)
             assert job["status"] == "completed", job
-        for instance in (a, b):
-            assert (await call(session, "GET", instance.url + "/readyz"))[0] == 200
+        for instance in (a, b):  # ready again once the store answers (the next claim pass, within a second or so)
+            deadline = time.monotonic() + 10
+            while (await call(session, "GET", instance.url + "/readyz"))[0] != 200:
+                assert time.monotonic() < deadline, f"{instance.name} stayed not ready with the store back"
+                await asyncio.sleep(0.05)
         assert fal.calls["submit"] == len(accepted) and len(fal.jobs) == len(accepted)
 
 
