@@ -224,6 +224,7 @@ class Daemon:
             media_dir=(settings.media_dir or settings.data_dir / "media") if settings.keep_media_copy else None,
             instance_id=instance_id,
             lease_seconds=settings.job_lease_seconds,
+            vendor_job_grace=settings.vendor_job_save_grace_seconds,
         )
         if generations.shared is not None:
             jobs.notice_listeners.append(generations.shared.on_notice)

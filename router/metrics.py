@@ -106,6 +106,8 @@ class Metrics:
                                     buckets=OVERHEAD_BUCKETS, registry=r)
         self.store_errors = Counter("tarash_router_job_store_errors", "Job-store operations that failed",
                                     ["operation"], registry=r)
+        self.job_store_available = Gauge("tarash_router_job_store_available", "1 while the job store writes, "
+                                         "0 during an outage (full disk, database down)", registry=r)
         self.loop_lag = Histogram("tarash_router_event_loop_lag_seconds", "How late a 100 ms timer fires: "
                                   "time the event loop was busy elsewhere", buckets=OVERHEAD_BUCKETS, registry=r)
         self._breakers: CircuitBreakers | None = None

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     instance_id: str | None = None
     #: A job's lease: renewed every third of it; an instance silent this long loses its jobs to others.
     job_lease_seconds: float = Field(default=30.0, gt=0)
+    #: How long a job waits for the store to save its new vendor job id (full disk, database down) before it
+    #: cancels that vendor job and stops: an unrecorded vendor job would be submitted again after a restart.
+    vendor_job_save_grace_seconds: float = Field(default=10.0, gt=0)
     # Client limits
     client_requests_per_minute: int = Field(default=0, ge=0, description="per client token; 0 = unlimited")
 

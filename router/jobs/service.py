@@ -118,6 +118,7 @@ class JobService:
         outbound: Any = None,
         instance_id: str | None = None,
         lease_seconds: float = 30.0,
+        vendor_job_grace: float = 10.0,
     ) -> None:
         self.store = store
         #: Records each job's spend for its owner's budget when the job ends.
@@ -154,6 +155,11 @@ class JobService:
         self.notice_listeners: list[Callable[[Notice, str, float | None], None]] = []
         self._started = False
         self._outage = False  # the store failed and has not answered since
+        #: How long a new vendor job id may wait for the store before its vendor job is cancelled (see provider_job).
+        self.vendor_job_grace = vendor_job_grace
+        self._unsaved_vendor_job: set[str] = set()  # jobs stopped because their vendor job id could not be saved
+        if metrics is not None:
+            metrics.job_store_available.set(1)
 
     @property
     def ready(self) -> bool:
@@ -381,18 +387,21 @@ class JobService:
         assert self.media_dir is not None
         return self.media_dir / f"{job_id}.mp4"
 
-    async def _save(self, job: JobRecord) -> None:
+    async def _save(self, job: JobRecord, *, give_up_after: float | None = None) -> None:
         """Save ``job`` stamped with the clock's time (retention counts from the last save of a finished job),
         fenced by its lease. If another instance holds the job now, stop it here without touching the vendor
         job (the new holder resumes it) and raise ``LeaseLostError``."""
         job.updated_at = self.clock()
         delay = WRITE_RETRY_SECONDS[0]
+        deadline = None if give_up_after is None else asyncio.get_running_loop().time() + give_up_after
         while True:
             try:
                 saved = await self.store.save(job)
                 break
             except JobStoreUnavailableError as exc:  # keep the job (its vendor job polls on) until the store is back
                 self._store_error("save", exc)
+                if deadline is not None and asyncio.get_running_loop().time() + delay > deadline:
+                    raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, WRITE_RETRY_SECONDS[1])
         self._store_answered()
@@ -454,7 +463,9 @@ class JobService:
             else:
                 await self._execute(job)
         except (asyncio.CancelledError, LeaseLostError):
-            if not self._stopping and job.id not in self._detached:
+            if job.id in self._unsaved_vendor_job:
+                await asyncio.shield(self._finish_unsaved_vendor_job(job))
+            elif not self._stopping and job.id not in self._detached:
                 await self._finish_cancelled(job)
         except Exception:  # noqa: BLE001 - a bug or a broken store must not leave the job "running" forever
             log.exception("job_crashed", job_id=job.id)
@@ -533,6 +544,24 @@ class JobService:
             target.unlink(missing_ok=True)  # never serve half a copy
             return None
 
+    def _stop_unsaved(self, job: JobRecord) -> None:
+        """The vendor job id of ``job`` could not be saved in time: stop the job here (cancelling the task
+        cancels the vendor job) rather than let it run unrecorded, which a restart would submit again."""
+        self._unsaved_vendor_job.add(job.id)
+        if (task := self._tasks.get(job.id)) is not None:
+            task.cancel()
+
+    async def _finish_unsaved_vendor_job(self, job: JobRecord) -> None:
+        """Record the job failed (waiting for the store as long as it takes); it is never submitted again."""
+        self._unsaved_vendor_job.discard(job.id)
+        job.status = "failed"
+        job.vendor_job = None
+        job.error = {"message": "the job store could not save the vendor's job id, so the vendor job was cancelled "
+                     "and the job stopped; it is not submitted again (no second bill). Create a new job.",
+                     "type": "server_error", "code": "job_store_unavailable", "status": 503}
+        with contextlib.suppress(LeaseLostError):
+            await self._finish(job)
+
     async def _finish_cancelled(self, job: JobRecord) -> None:
         job.status = "cancelled"
         job.error = dict(CANCELLED_ERROR)
@@ -603,11 +632,15 @@ class JobService:
             self._metrics.store_errors.labels(operation).inc()
         if not self._outage:
             log.error("job_store_unavailable", operation=operation, error=str(exc) or type(exc).__name__)
+            if self._metrics is not None:
+                self._metrics.job_store_available.set(0)
         self._outage = True
 
     def _store_answered(self) -> None:
         if self._outage:
             log.info("job_store_recovered")
+            if self._metrics is not None:
+                self._metrics.job_store_available.set(1)
         self._outage = False
 
     async def _watch(self) -> None:
@@ -690,7 +723,12 @@ class _JobObserver(ChainObserver):
 
     async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
         self.job.vendor_job = VendorJob(attempt.attempt_number, job.id, job.data, attempt.started_at.isoformat())
-        await self.service._save(self.job)  # noqa: SLF001 - before the first poll: a kill -9 from here on loses nothing
+        try:  # before the first poll: a kill -9 from here on loses nothing
+            await self.service._save(self.job, give_up_after=self.service.vendor_job_grace)  # noqa: SLF001
+        except JobStoreUnavailableError:
+            # Unrecorded, this vendor job would be submitted again by a restart: cancel it and stop the job.
+            # (Observers' errors are swallowed; a cancel is not.)
+            self.service._stop_unsaved(self.job)  # noqa: SLF001
 
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
         if isinstance(error, GenerationCancelledError) and self.service._stopping:  # noqa: SLF001

@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from router.jobs.store import (TERMINAL, JobRecord, JobStoreError, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
-                               UnreadableRows, job_body, job_from, outbox_from, require_timestamps)
+from router.jobs.store import (TERMINAL, JobRecord, JobStoreError, JobStoreUnavailableError, OnNotice, OutboxMessage,
+                               OutboxStatus, SpendEntry, UnreadableRows, job_body, job_from, outbox_from,
+                               require_timestamps)
 
 #: Bumped when the tables change. Version 2 stores are migrated (MIGRATIONS); older ones are refused.
 SCHEMA_VERSION = 3
@@ -103,7 +104,12 @@ class SQLiteJobStore:
         self._unreadable = UnreadableRows()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            # A full disk, an I/O error, a file made read-only: the service retries what must be written and
+            # answers 503 to new jobs (the same path as a PostgreSQL outage).
+            raise JobStoreUnavailableError(f"job store {self.path}: {exc}") from exc
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def open(self) -> None:
