@@ -57,22 +57,23 @@ async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> Job
     sent = fingerprint(request.path, body)
     webhook_url = _webhook_url(request, body)
     route, spec_request = route_request(request, {k: v for k, v in body.items() if k != "webhook_url"}, kind)
-    generations, client = request.app[DAEMON].generations, request[CLIENT]
-    budgets = generations.budgets
-    reservation = await generations.admit(client, route, spec_request)  # 402 before anything is stored
+    generations, client, service = request.app[DAEMON].generations, request[CLIENT], _service(request)
+    budgets, key = generations.budgets, request.headers.get("Idempotency-Key")
+    # A retried POST gets its job back whatever the budget says now; a new job is checked first (402 before
+    # anything is stored) and its estimate is held until it ends.
+    retried = key is not None and await service.store.find_idempotent(_owner(request), key) is not None
+    reservation = None if retried else await generations.admit(client, route, spec_request)
     try:
-        job, created = await _service(request).create(route, spec_request, owner=_owner(request),
-                                                      idempotency_key=request.headers.get("Idempotency-Key"),
-                                                      request_fingerprint=sent, webhook_url=webhook_url)
+        job, created = await service.create(route, spec_request, owner=_owner(request), idempotency_key=key,
+                                            request_fingerprint=sent, webhook_url=webhook_url)
     except IdempotencyKeyReusedError as exc:
         raise ApiError(422, f"{exc}; use a new key for a new request", code="idempotency_key_reused") from None
     finally:
+        held = budgets.pending(client, reservation) if budgets is not None and reservation is not None else 0.0
         if budgets is not None and reservation is not None:
-            held = budgets.pending(client, reservation)
             budgets.release(client, reservation)
     if budgets is not None and reservation is not None and created and not job.finished:
-        # Held under the job's id until the job ends (its recorder releases it), queue wait included.
-        budgets.reserve(client, job.id, held)
+        budgets.reserve(client, job.id, held)  # released by the job's spend recorder when it ends
     return job
 
 

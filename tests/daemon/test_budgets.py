@@ -146,3 +146,18 @@ def test_api_keys_name_clients_and_old_forms_keep_working() -> None:
     # Unnamed tokens (base64 padding included) are known by their fingerprint, as before.
     assert {t for t, c in tokens.items() if c.name.startswith("client-")} == {"plain", "dG9rZW4=", "dG9r=="}
     assert tokens["dG9r=="].scopes == {"admin"}
+
+
+async def test_a_retried_job_post_gets_its_job_back_even_once_the_budget_is_spent(
+        start_daemon: StartDaemon, clock: Clock) -> None:
+    daemon = await start_daemon(routes(daily=0.4), clock=clock, api_keys=KEYS)
+    headers = {**auth("tok-alice"), "Idempotency-Key": "order-42"}
+    status, first, _ = await daemon.request("POST", "/v1/jobs", json=GENERATE, headers=headers)
+    assert status == 202
+    for _ in range(500):
+        if (await daemon.request("GET", f"/v1/jobs/{first['id']}", headers=headers))[1]["status"] == "completed":
+            break
+        await asyncio.sleep(0.01)
+    status, again, _ = await daemon.request("POST", "/v1/jobs", json=GENERATE, headers=headers)
+    assert status == 202 and again["id"] == first["id"]  # the budget ($0.40) is spent: a new job would get 402
+    assert (await daemon.request("POST", "/v1/jobs", json=GENERATE, headers=auth("tok-alice")))[0] == 402

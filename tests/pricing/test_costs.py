@@ -40,7 +40,7 @@ async def test_replicate_hardware_priced_model_costs_its_predict_time() -> None:
     predict_time = response.raw_response["metrics"]["predict_time"]
     assert predict_time > 0 and response.provider_metadata["predict_time"] == predict_time
     attempt = response.execution_metadata.attempts[0]  # type: ignore[union-attr]
-    assert attempt.cost_usd == pytest.approx(predict_time * 0.0014)
+    assert attempt.cost_usd == pytest.approx(predict_time * 0.0014, abs=1e-6)
     assert attempt.estimated_cost_usd is None  # no typical_seconds given: compute time is unknown before the run
     assert "gpu-a100-large" in (attempt.price_source or "") and "replicate.com/pricing" in (attempt.price_source or "")
 
@@ -98,3 +98,14 @@ async def test_a_chain_entirely_over_its_ceiling_fails_without_calling_anyone() 
         assert openai.calls["submit"] == 0
     assert caught.value.last_error.code == "cost_ceiling"
     assert caught.value.execution_metadata.total_cost_usd == 0.0  # type: ignore[union-attr]
+
+
+async def test_a_failed_replicate_hardware_prediction_costs_the_compute_it_reported() -> None:
+    async with make_emulator("replicate", polls_to_complete=3) as emu:
+        config = VENDORS["replicate"].config(emu, "video", provider_config={"price": {"hardware": "gpu-l40s"}})
+        with pytest.raises(AllAttemptsFailedError) as caught:
+            await run_chain("video", config, request_for("video", prompt="fox [[fault:job_failed]]"))
+        predict_time = emu.jobs[next(iter(emu.jobs))].polls * 0.5  # the emulator's metrics.predict_time
+    attempt = caught.value.execution_metadata.attempts[0]  # type: ignore[union-attr]
+    assert attempt.status == "failed" and predict_time > 0
+    assert attempt.cost_usd == pytest.approx(predict_time * 0.000975, abs=1e-6)  # costs are kept to 1e-6 USD
