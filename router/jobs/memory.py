@@ -115,7 +115,7 @@ class MemoryJobStore:
                      if job.idempotency_key == key and (job.owner or "") == (owner or "")), None)
 
     async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
-                   status: str | None = None, route: str | None = None) -> list[JobRecord]:
+                   status: str | None = None, route: str | None = None, brief: bool = False) -> list[JobRecord]:
         jobs = sorted(self._jobs.values(), key=_newest_first_key, reverse=True)
         if after is not None:
             cursor = self._jobs.get(after)

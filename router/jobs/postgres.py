@@ -251,7 +251,7 @@ class PostgresJobStore:
         return job_from(*rows[0]) if rows else None
 
     async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
-                   status: str | None = None, route: str | None = None) -> list[JobRecord]:
+                   status: str | None = None, route: str | None = None, brief: bool = False) -> list[JobRecord]:
         rows = await self._rows("list", kind=kind or None, owner=owner, after=after or None, limit=limit,
                                 status=status or None, route=route or None)
         return [job_from(*row) for row in rows]

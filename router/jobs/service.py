@@ -260,7 +260,9 @@ class JobService:
 
     async def list(self, *, kind: str | None = None, owner: str | None = None, limit: int = 20,
                    after: str | None = None, status: str | None = None, route: str | None = None) -> list[JobRecord]:
-        jobs = await self.store.list(kind=kind, owner=owner, limit=limit, after=after, status=status, route=route)
+        """A page of jobs for a list view: brief records (their ``request`` holds only ``LIST_REQUEST_FIELDS``)."""
+        jobs = await self.store.list(kind=kind, owner=owner, limit=limit, after=after, status=status, route=route,
+                                     brief=True)
         return [self._with_progress(job) for job in jobs]
 
     def _with_progress(self, job: JobRecord) -> JobRecord:

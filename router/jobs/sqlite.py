@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from router.jobs.store import (TERMINAL, JobRecord, JobStoreError, JobStoreUnavailableError, OnNotice, OutboxMessage,
-                               OutboxStatus, SpendEntry, UnreadableRows, job_body, job_from, outbox_from,
-                               require_timestamps)
+from router.jobs.store import (LIST_REQUEST_FIELDS, TERMINAL, JobRecord, JobStoreError, JobStoreUnavailableError,
+                               OnNotice, OutboxMessage, OutboxStatus, SpendEntry, UnreadableRows, job_body, job_from,
+                               outbox_from, require_timestamps)
 
 #: Bumped when the tables change. Version 2 stores are migrated (MIGRATIONS); older ones are refused.
 SCHEMA_VERSION = 3
@@ -87,6 +87,8 @@ ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 }
 
 _RECORD = "request, chain, body, worker, cancel_requested, id"
+_BRIEF_RECORD = ("json_object(" + ", ".join(f"'{f}', json_extract(request, '$.{f}')" for f in LIST_REQUEST_FIELDS)
+                 + "), '[]', body, worker, cancel_requested, id")
 _UNFINISHED = f"status NOT IN ({','.join(repr(s) for s in sorted(TERMINAL))})"
 
 
@@ -233,8 +235,9 @@ class SQLiteJobStore:
         return self._record(*rows[0]) if rows else None
 
     async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
-                   status: str | None = None, route: str | None = None) -> list[JobRecord]:
-        sql, args = f"SELECT {_RECORD} FROM jobs WHERE 1=1", []
+                   status: str | None = None, route: str | None = None, brief: bool = False) -> list[JobRecord]:
+        # A brief read takes from the stored request only what list views show: never its inline media.
+        sql, args = f"SELECT {_BRIEF_RECORD if brief else _RECORD} FROM jobs WHERE 1=1", []
         for column, value in (("kind", kind), ("status", status), ("route", route)):
             if value:
                 sql += f" AND {column}=?"

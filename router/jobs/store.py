@@ -135,6 +135,9 @@ class SpendStore(Protocol):
         ...
 
 
+#: The request fields a list view shows (``JobStore.list(brief=True)`` needs to return no others).
+LIST_REQUEST_FIELDS = ("prompt", "duration_seconds", "aspect_ratio", "resolution")
+
 #: Fields a store keeps in their own columns, outside the JSON body (leases write them, ``save`` never does).
 _COLUMNS = ("request", "chain", "worker", "cancel_requested")
 
@@ -251,9 +254,11 @@ class JobStore(SpendStore, Protocol):
         ...
 
     async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
-                   status: str | None = None, route: str | None = None) -> list[JobRecord]:
+                   status: str | None = None, route: str | None = None, brief: bool = False) -> list[JobRecord]:
         """Newest first (``created_at``, then id), at most ``limit``, starting after the job ``after`` (an unknown
-        id: nothing). Each filter narrows when given; ``owner`` None means every owner."""
+        id: nothing). Each filter narrows when given; ``owner`` None means every owner. ``brief`` (what list
+        views need): ``request`` may then hold only ``LIST_REQUEST_FIELDS`` and ``chain`` may be empty, so a
+        store can leave long prompts' neighbours and inline input media out of the read."""
         ...
 
     async def unfinished(self) -> list[JobRecord]:

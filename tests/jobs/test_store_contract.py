@@ -342,3 +342,24 @@ async def test_events_read_after_a_number_and_a_number_is_kept_once(store: JobSt
     assert [(seq, data) for seq, _, data in await store.events("job_a", after=1)] == [(2, {"n": 2}), (3, {"n": 3})]
     assert await store.last_seqs(["job_a", "job_b", "job_missing"]) == {"job_a": 3}
     assert await store.last_seqs([]) == {}
+
+
+async def test_a_brief_list_has_what_list_views_show(store: JobStore) -> None:
+    from router.jobs.store import LIST_REQUEST_FIELDS
+
+    request = {"prompt": "a fox", "duration_seconds": 8, "aspect_ratio": "16:9", "resolution": "720p",
+               "image_list": [{"image": {"content": "iVBORw0K" * 1000, "content_type": "image/png"},
+                               "type": "first_frame"}]}
+    assert await store.insert(job("job_media", request=request))
+    [brief] = await store.list(kind=None, owner=None, limit=10, after=None, brief=True)
+    assert {k: v for k, v in brief.request.items() if k in LIST_REQUEST_FIELDS} == \
+        {k: request[k] for k in LIST_REQUEST_FIELDS}
+    assert set(brief.request) <= set(LIST_REQUEST_FIELDS) or kind_keeps_everything(store)
+    assert (await store.get("job_media")).request == request  # type: ignore[union-attr] # whole when asked for
+
+
+def kind_keeps_everything(store: JobStore) -> bool:
+    """Stores may return more than a brief read needs; SQLite (the default store) leaves input media out."""
+    from router.jobs.sqlite import SQLiteJobStore
+
+    return not isinstance(store, SQLiteJobStore)
