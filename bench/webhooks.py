@@ -105,14 +105,17 @@ provider_config = {{ webhook_jwks_url = "http://127.0.0.1:{emu_port}/.well-known
                 continue
             vendor_id = job["execution_metadata"]["attempts"][0]["request_id"]
             latencies.append(datetime.fromisoformat(job["updated_at"]).timestamp() - finished[vendor_id])
-        received = sum(float(line.split()[-1]) for line in metrics.splitlines()
-                       if line.startswith("tarash_router_webhooks_received_total{") and 'result="accepted"' in line)
+        received: dict[str, float] = {}
+        for line in metrics.splitlines():
+            if line.startswith("tarash_router_webhooks_received_total{"):
+                result = line.split('result="', 1)[1].split('"', 1)[0]
+                received[result] = received.get(result, 0.0) + float(line.split()[-1])
         return {
             "webhooks": webhooks, "completed": len(latencies), "not_completed": args.jobs - len(latencies),
             "vendor_submits": emu["calls"].get("submit", 0),
             "status_calls_per_job": emu["calls"].get("status", 0) / args.jobs,
             "vendor_calls_per_job": sum(emu["calls"].values()) / args.jobs,
-            "webhooks_accepted": received,
+            "webhooks_received": received,
             "result_latency_after_vendor_p50_s": percentile(latencies, 50) if latencies else None,
             "result_latency_after_vendor_p99_s": percentile(latencies, 99) if latencies else None,
             "loop_lag_p99_s": histogram_p99(metrics, "tarash_router_event_loop_lag_seconds"),

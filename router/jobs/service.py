@@ -51,8 +51,10 @@ from router.registry import get_handler
 from router.routes import Route
 from router.steps import cancel_vendor_job
 
-if TYPE_CHECKING:  # router.budgets imports the store protocol from this package
+if TYPE_CHECKING:  # router.budgets and router.webhooks import the store protocol from this package
     from router.budgets import Budgets
+    from router.webhooks.inbound import InboundWebhooks
+    from router.webhooks.outbound import OutboundWebhooks
 
 log = structlog.get_logger(logger_name="router.jobs")
 

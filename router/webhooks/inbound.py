@@ -29,6 +29,7 @@ import aiohttp
 import structlog
 
 from providers._engine import HttpProvider, HttpRequest
+from router.errors import TarashError
 from router.handler import WEBHOOK_URL_KEY, is_stepped
 from router.jobs.store import JobRecord, JobStore
 from router.models import AnyConfig, AttemptMetadata
@@ -83,6 +84,8 @@ class InboundWebhooks:
         self._fal_keys: dict[str, fal.FalKeys] = {}  # per JWKS URL
         self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()  # accepted ids -> when
         self._wake: dict[str, asyncio.Event] = {}  # job id -> set by a verified delivery
+        #: The live records of jobs running here: a delivery about one is checked without a store read.
+        self._live: dict[str, JobRecord] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fal_ok = fal.available()
         #: Metric labels: a provider name from the path counts under its name only if it is a real provider.
@@ -108,6 +111,7 @@ class InboundWebhooks:
             if scheme is None or not is_stepped(handler) or (scheme == "fal" and not self._fal_ok):
                 return None
             self._wake.setdefault(job.id, asyncio.Event())
+            self._live[job.id] = job
             return _Channel(self, job, attempt.attempt_number)
 
         return channel
@@ -115,6 +119,11 @@ class InboundWebhooks:
     def forget(self, job_id: str) -> None:
         """The job stopped running here: nothing left to wake."""
         self._wake.pop(job_id, None)
+        self._live.pop(job_id, None)
+
+    def waker(self, job_id: str) -> asyncio.Event | None:
+        """Set by a verified delivery about ``job_id`` while it runs here."""
+        return self._wake.get(job_id)
 
     # ---- deliveries ---------------------------------------------------------------------------------------
     async def receive(self, provider: str, token: str, headers: Mapping[str, str], body: bytes) -> str:
@@ -137,7 +146,7 @@ class InboundWebhooks:
         if len(body) > self.max_body_bytes:
             raise WebhookRejected(413, "too_large", f"webhook body over {self.max_body_bytes} bytes")
         parsed = _parse_token(token)
-        job = await self.store.get(parsed[0]) if parsed else None
+        job = (self._live.get(parsed[0]) or await self.store.get(parsed[0])) if parsed else None
         stored = job.webhook_tokens.get(parsed[1]) if job and parsed else None
         if job is None or parsed is None or stored is None or not hmac.compare_digest(stored, digest(parsed[2])):
             raise WebhookRejected(404, "unknown_token", "no such webhook")
@@ -195,8 +204,6 @@ class InboundWebhooks:
             return self._replicate_env_secret
         base = handler.base_url(config)
         if base not in self._replicate_secrets:
-            from router.errors import TarashError
-
             try:
                 response = await handler.send(resolve_api_key(handler, config),
                                               HttpRequest("GET", "webhooks/default/secret"), "status")
@@ -246,7 +253,7 @@ class _Channel:
         return config.model_copy(update={"provider_config": {**config.provider_config, WEBHOOK_URL_KEY: url}})
 
     async def wait(self, seconds: float) -> None:
-        wake = self.inbound._wake.get(self.job.id)  # noqa: SLF001
+        wake = self.inbound.waker(self.job.id)
         if wake is None or self.key not in self.job.webhook_tokens:
             await asyncio.sleep(seconds)  # this attempt asked for no push (or was submitted before)
             return

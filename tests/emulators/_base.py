@@ -202,6 +202,9 @@ class Emulator:
         #: Seconds after its submit a webhook job finishes; seconds a LATE webhook waits after that.
         self.webhook_delay = 0.02
         self.webhook_late_delay = 0.3
+        #: A delivery without an answer or with a 5xx is sent again, this many times, this many seconds apart.
+        self.webhook_retries = 3
+        self.webhook_retry_delay = 1.0
         self.webhook_fault: WebhookFault | None = None
         #: Benchmarks: every job finishes this many seconds after its submit, on the wall clock (polls or not),
         #: and its webhook, if it asked for one, goes out then. None: jobs advance per poll (tests).
@@ -414,7 +417,12 @@ class Emulator:
             return
         if fault is WebhookFault.LATE:
             await asyncio.sleep(self.webhook_late_delay)
-        await self.deliver_webhook(job, url, forged=fault is WebhookFault.BAD_SIGNATURE)
+        delivery = await self.deliver_webhook(job, url, forged=fault is WebhookFault.BAD_SIGNATURE)
+        for _ in range(self.webhook_retries):  # vendors retry a delivery nobody answered (fal: 10 times in 2 h)
+            if delivery is None or (delivery.status is not None and delivery.status < 500):
+                break
+            await asyncio.sleep(self.webhook_retry_delay)
+            delivery = await self.deliver_webhook(job, url, again=True)
         if fault is WebhookFault.TWICE:
             await self.deliver_webhook(job, url, again=True)
 
@@ -431,7 +439,8 @@ class Emulator:
         delivery = WebhookDelivery(url, job.id, body, headers)
         self.webhook_deliveries.append(delivery)
         if self._webhook_session is None:
-            self._webhook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+            self._webhook_session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=15), connector=aiohttp.TCPConnector(limit=500))
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with self._webhook_session.post(url, data=body, allow_redirects=False,
                                                   headers={"Content-Type": "application/json", **headers}) as answer:
