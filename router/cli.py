@@ -272,7 +272,7 @@ async def _serve(settings: Any) -> int:
     import router
     from router.daemon import describe_job_store
     from router.http.app import create_app
-    from router.http.slow_clients import GuardedAppRunner, LogThrottle, accept_error_handler
+    from router.http.slow_clients import ConnectionLimits, GuardedAppRunner, LogThrottle, accept_error_handler
     from router.log_setup import configure
     from router.http.keys import DAEMON
     from router.jobs.store import JobStoreError
@@ -299,7 +299,7 @@ async def _serve(settings: Any) -> int:
     try:
         app = create_app(settings, holder, notifier=notifier)
         # handler_cancellation: a client that disconnects cancels its generation (and the vendor job).
-        runner = GuardedAppRunner(app, limits=settings.connection_limits(), handler_cancellation=True,
+        runner = GuardedAppRunner(app, limits=ConnectionLimits.of(settings), handler_cancellation=True,
                                   shutdown_timeout=settings.shutdown_grace_seconds, access_log=None)
         asyncio.get_running_loop().set_exception_handler(accept_error_handler(LogThrottle()))
         _raise_fd_limit()

@@ -13,7 +13,6 @@ from typing import Literal, NamedTuple
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from router.http.slow_clients import ConnectionLimits
 
 
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -136,9 +135,6 @@ class Settings(BaseSettings):
     def client_tokens(self) -> dict[str, ClientToken]:
         """Token -> its client (see ``parse_api_keys``)."""
         return parse_api_keys(self.api_keys.get_secret_value())
-
-    def connection_limits(self) -> ConnectionLimits:
-        return ConnectionLimits(self.header_timeout_seconds, self.body_timeout_seconds, self.max_connections)
 
     def is_loopback_bind(self) -> bool:
         if self.host in ("localhost", ""):

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from providers._engine.http import FormFile
+from router.errors import InvalidRequestError
 from router.fetch import INPUT_MEDIA, FetchError, fetch_bytes
 from router.models import AnyRequest, MediaType, media_bytes, media_data_uri, media_form
 
@@ -29,8 +30,6 @@ def media_file(media: MediaType, name: str, default_type: str = "image/png") -> 
 async def fetch_media(url: str, *, max_bytes: int = INPUT_MEDIA.max_bytes) -> tuple[bytes, str | None]:
     """Download a client-given media URL for a vendor that needs bytes (``router.fetch``: SSRF guard, redirects
     re-checked, time and size limits). Raises ``InvalidRequestError``: the client's input is at fault."""
-    from router.errors import InvalidRequestError
-
     try:
         return await fetch_bytes(url, replace(INPUT_MEDIA, max_bytes=max_bytes))
     except FetchError as exc:

@@ -24,6 +24,7 @@ from router.errors import (
     BadProviderResponseError,
     ConfigurationError,
     ContentPolicyError,
+    GenerationFailedError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     TarashError,
@@ -193,8 +194,6 @@ class HttpProvider(ProviderHandler):
         error_class: type[TarashError] | None = None,
     ) -> TarashError:
         """The error for a job the vendor reports failed: content policy if its words say so."""
-        from router.errors import GenerationFailedError
-
         if error_class is None:
             error_class = (
                 ContentPolicyError

@@ -27,6 +27,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from router.settings import Settings
+
 log = structlog.get_logger(logger_name="router.http")
 
 #: An idle keep-alive connection is closed after this long (nginx's default; aiohttp's runners keep one for an hour).
@@ -44,6 +46,11 @@ class ConnectionLimits:
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     max_connections: int = 1000
+
+    @classmethod
+    def of(cls, settings: Settings) -> ConnectionLimits:
+        """The limits the settings ask for (``HEADER_TIMEOUT_SECONDS``, ``BODY_TIMEOUT_SECONDS``, ``MAX_CONNECTIONS``)."""
+        return cls(settings.header_timeout_seconds, settings.body_timeout_seconds, settings.max_connections)
 
 
 class LogThrottle:

@@ -103,7 +103,7 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
         config = Settings(_env_file=None, routes=path, data_dir=tmp_path / "data", **settings)
         holder = RoutesHolder.load(path)
         extra = {"clock": clock} if clock is not None else {}
-        server = GuardedTestServer(create_app(config, holder, **extra), config.connection_limits(), host="127.0.0.1")
+        server = GuardedTestServer(create_app(config, holder, **extra), ConnectionLimits.of(config), host="127.0.0.1")
         await server.start_server()
         session = aiohttp.ClientSession()
         servers.append((server, session))
