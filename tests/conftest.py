@@ -1,4 +1,8 @@
+import asyncio
+import io
+import signal
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -26,3 +30,28 @@ def _emulator_media_urls_are_fetchable(monkeypatch: pytest.MonkeyPatch) -> Itera
     guard refuses. Tests of the guard itself remove this (``monkeypatch.delenv``)."""
     monkeypatch.setenv("TARASH_ROUTER_ALLOW_PRIVATE_MEDIA_URLS", "true")
     yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Iterator[None]:
+    """A timed-out async test waits in the event loop's select(), which is all pytest-timeout's traceback shows:
+    print where each of the loop's tasks is waiting first."""
+    yield
+    if settings.method != "signal":
+        return
+    fail = signal.getsignal(signal.SIGALRM)
+
+    def on_timeout(signum: int, frame: Any) -> None:
+        try:
+            tasks = asyncio.all_tasks()
+        except RuntimeError:  # no loop running: a sync test
+            tasks = set()
+        terminal = item.config.get_terminal_writer()
+        for task in tasks:
+            stack = io.StringIO()
+            task.print_stack(file=stack)
+            terminal.sep("~", title=f"asyncio {task.get_name()}")
+            terminal.write(stack.getvalue())
+        fail(signum, frame)  # type: ignore[operator]
+
+    signal.signal(signal.SIGALRM, on_timeout)
