@@ -116,13 +116,25 @@ async def test_cancelling_the_task_cancels_the_vendor_job(vendor: str, kind: str
 
 
 @pytest.mark.parametrize("vendor,kind", [c for c in CASES if c not in SYNC_IMAGE])
-async def test_attempt_timeout_cancels_and_falls_back(vendor: str, kind: str) -> None:
+async def test_attempt_timeout_cancels_and_falls_back(vendor: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempt's time runs out while its vendor job is polled. The event loop's clock is moved past the
+    timeout once the job is polled: a real 0.2 s timeout could expire during the submit on a loaded machine, and
+    with no job id yet there would be nothing to cancel."""
     async with make_emulator(vendor, polls_to_complete=10_000) as emu:
         spec = VENDORS[vendor]
-        config = spec.config(emu, kind, timeout=0.2, max_poll_attempts=100_000)
+        config = spec.config(emu, kind, timeout=5, max_poll_attempts=100_000)  # far below every call's own timeout
         mock = (router.VideoGenerationConfig if kind == "video" else router.ImageGenerationConfig)(
             provider="mock", model="mock")
-        response = await run_chain(kind, config.model_copy(update={"fallback_configs": [mock]}), request_for(kind))  # type: ignore[arg-type]
+        chain = asyncio.create_task(run_chain(kind, config.model_copy(update={"fallback_configs": [mock]}),  # type: ignore[arg-type]
+                                              request_for(kind)))
+        for _ in range(1000):  # the vendor job exists and is being polled
+            if emu.calls["status"] or chain.done():
+                break
+            await asyncio.sleep(0.01)
+        assert emu.calls["status"] and not chain.done()
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(loop, "time", lambda now=loop.time: now() + config.timeout)
+        response = await asyncio.wait_for(chain, 10)
         assert emu.calls["cancel"] == int(VENDORS[vendor].cancels)
     first, second = response.execution_metadata.attempts  # type: ignore[union-attr]
     assert first.error_type == "ProviderTimeoutError" and first.is_retryable and second.provider == "mock"

@@ -89,19 +89,23 @@ async def test_duplicate_early_and_late_webhooks_are_harmless(start_router: Star
 
 async def test_forged_replayed_and_unknown_webhooks_change_nothing(start_router: StartRouter) -> None:
     async with FalEmulator(polls_to_complete=10_000) as fal:
-        fal.webhook_fault = WebhookFault.BAD_SIGNATURE
+        # The vendor job finishes, and its forged webhook goes out, only after the first poll saw it running
+        # (on its own timer the emulator would finish it 20 ms after the submit: before that poll, under load).
+        fal.webhook_delay = 3600
         router = await start_router(fal_routes(fal))
         job_id = await router.create({"model": "video", "prompt": "a fox"})
         async with asyncio.timeout(5):
-            while not fal.webhook_deliveries or fal.webhook_deliveries[0].status is None:
+            while fal.calls["status"] < 1:
                 await asyncio.sleep(0.01)
-        assert fal.webhook_deliveries[0].status == 401
-        await asyncio.sleep(0.1)
-        _, job = await router.call("GET", f"/v1/jobs/{job_id}")
-        assert job["status"] == "running" and fal.calls["status"] == 1  # the forgery woke nothing
         url = next(r for r in fal.requests if r.step == "submit").query["fal_webhook"]
         path = url[len(router.url):]
         vendor_job = fal.jobs[next(iter(fal.jobs))]
+        vendor_job.finished = True
+        forged = await fal.deliver_webhook(vendor_job, url, forged=True)  # what WebhookFault.BAD_SIGNATURE sends
+        assert forged is not None and forged.status == 401
+        await asyncio.sleep(0.1)
+        _, job = await router.call("GET", f"/v1/jobs/{job_id}")
+        assert job["status"] == "running" and fal.calls["status"] == 1  # the forgery woke nothing
         body, headers = fal.webhook_message(vendor_job)
 
         async def post(to: str, data: bytes, with_headers: dict[str, str]) -> tuple[int, Any]:
