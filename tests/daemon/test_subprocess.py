@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +30,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def until_healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until the daemon answers /healthz: a loaded machine may take seconds to start a Python process, so the
+    bound is generous and a daemon that exited fails at once."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(base + "/healthz") as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the daemon never answered /healthz (exit code {proc.poll()})")
 
 
 async def test_serve_as_a_subprocess(tmp_path: Path) -> None:
@@ -118,13 +133,7 @@ async def test_slow_header_clients_are_cut_off(tmp_path: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.02)
+            await until_healthy(session, f"http://127.0.0.1:{port}", proc)
             # A prompt client is unaffected.
             async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert response.status == 200
@@ -154,19 +163,15 @@ async def test_sigint_after_the_grace_period_cuts_a_stuck_request_and_exits_0(tm
     loop = asyncio.get_running_loop()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            for _ in range(500):
-                try:
-                    async with session.get(base + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.02)
+            await until_healthy(session, base, proc)
             stuck = asyncio.create_task(session.post(base + "/v1/video/generations",
                                                      json={"model": "video-half-second", "prompt": "x"}))
-            for _ in range(500):  # until the generation is running
+            deadline = time.monotonic() + 30
+            while True:  # until the generation is running
                 async with session.get(base + "/metrics") as response:
                     if 'tarash_router_jobs_in_flight{kind="video"} 1.0' in await response.text():
                         break
+                assert time.monotonic() < deadline, "the generation never started"
                 await asyncio.sleep(0.01)
             started = loop.time()
             proc.send_signal(signal.SIGINT)
