@@ -2,7 +2,8 @@
 
 An image route whose provider is an emulator that answers at once, driven at fixed concurrency:
 (a) straight to the emulator, (b) through a bare aiohttp pass-through proxy (the floor for any Python proxy),
-(c) through tarash-router. Reports p50/p99 latency, the added latency, and the ratio (c)/(b).
+(c) through tarash-router. Reports p50/p99 latency, the added latency, the ratio (c)/(b), and each server process's own CPU µs per request
+(from /proc, so it holds on a loaded machine where wall-clock latency does not).
 
     .venv/bin/python bench/overhead.py [--requests 2000] [--concurrency 1 32 256]
 Each server is its own process (as in production); the load generator is this process.
@@ -13,6 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +57,18 @@ async def run_proxy(upstream: str, port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def main(requests: int, levels: list[int], out: Path) -> None:
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU of a process (all its threads), or of one of its threads, from /proc: unlike wall time,
+    other processes' load hardly moves it."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@asynccontextmanager
+async def servers(out: Path, router_command: tuple[str, ...] = (str(SCRIPT),)
+                  ) -> AsyncIterator[dict[str, tuple[str, int]]]:
+    """Start the emulator, the bare proxy and the router; yield ``{target: (url, server pid)}``."""
     emu_port, proxy_port, router_port = free_port(), free_port(), free_port()
     emulator = spawn(PYTHON, "-m", "tests.emulators", "openai", "--port", str(emu_port))
     proxy = spawn(PYTHON, "-c", f"import asyncio, bench.overhead as o; asyncio.run(o.run_proxy("
@@ -68,33 +83,56 @@ model = "dall-e-2"
 base_url = "http://127.0.0.1:{emu_port}/v1"
 api_key_env = "BENCH_OPENAI_KEY"
 """)
-    daemon = spawn(str(SCRIPT), "serve", "--routes", str(routes), "--port", str(router_port),
+    daemon = spawn(*router_command, "serve", "--routes", str(routes), "--port", str(router_port),
                    env={"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json",
                         "TARASH_ROUTER_DATA_DIR": str(out.parent / "overhead-data")})
-    targets = {
-        "a_direct": f"http://127.0.0.1:{emu_port}/v1/images/generations",
-        "b_bare_proxy": f"http://127.0.0.1:{proxy_port}/v1/images/generations",
-        "c_tarash_router": f"http://127.0.0.1:{router_port}/v1/images/generations",
-    }
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_media/x.png")
         await wait_http(f"http://127.0.0.1:{proxy_port}/")
         await wait_http(f"http://127.0.0.1:{router_port}/healthz")
+        yield {
+            "a_direct": (f"http://127.0.0.1:{emu_port}/v1/images/generations", emulator.pid),
+            "b_bare_proxy": (f"http://127.0.0.1:{proxy_port}/v1/images/generations", proxy.pid),
+            "c_tarash_router": (f"http://127.0.0.1:{router_port}/v1/images/generations", daemon.pid),
+        }
+    finally:
+        for process in (daemon, proxy, emulator):
+            process.terminate()
+            process.wait()
+
+
+def sender(name: str, url: str) -> Callable[[aiohttp.ClientSession], Awaitable[int]]:
+    """One image request to ``url`` (the emulator itself wants the vendor key)."""
+    headers = {"Authorization": "Bearer test-key"} if name == "a_direct" else {}
+
+    async def send(session: aiohttp.ClientSession) -> int:
+        async with session.post(url, json=BODY, headers=headers) as response:
+            await response.read()
+            return response.status
+    return send
+
+
+async def measure(name: str, url: str, pid: int, *, requests: int, concurrency: int) -> dict[str, Any]:
+    """Warm up, then drive ``requests``; latency plus the target server's own CPU µs per request."""
+    send = sender(name, url)
+    await drive(send, requests=min(200, requests), concurrency=concurrency)  # warm-up
+    cpu_before, loop_before = cpu_seconds(pid), cpu_seconds(pid, pid)
+    result = await drive(send, requests=requests, concurrency=concurrency)
+    result["cpu_us_per_request"] = (cpu_seconds(pid) - cpu_before) / requests * 1e6
+    result["loop_thread_cpu_us_per_request"] = (cpu_seconds(pid, pid) - loop_before) / requests * 1e6
+    return {"target": name, **result}
+
+
+async def main(requests: int, levels: list[int], out: Path) -> None:
+    async with servers(out) as targets:
         results: list[dict[str, Any]] = []
         for level in levels:
-            for name, url in targets.items():
-                headers = {"Authorization": "Bearer test-key"} if name == "a_direct" else {}
-
-                async def send(session: aiohttp.ClientSession, url: str = url, headers: dict = headers) -> int:  # type: ignore[type-arg]
-                    async with session.post(url, json=BODY, headers=headers) as response:
-                        await response.read()
-                        return response.status
-
-                await drive(send, requests=min(200, requests), concurrency=level)  # warm-up
-                result = await drive(send, requests=requests, concurrency=level)
-                results.append({"target": name, **result})
+            for name, (url, pid) in targets.items():
+                result = await measure(name, url, pid, requests=requests, concurrency=level)
+                results.append(result)
                 print(f"c={level:<4} {name:<16} p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
-                      f"{result['rps']:8.0f} req/s  errors {result['errors']}", flush=True)
+                      f"{result['rps']:8.0f} req/s  cpu {result['cpu_us_per_request']:6.0f} us/req  "
+                      f"errors {result['errors']}", flush=True)
         summary = []
         for level in levels:
             row = {r["target"]: r for r in results if r["concurrency"] == level}
@@ -103,15 +141,13 @@ api_key_env = "BENCH_OPENAI_KEY"
                 "concurrency": level,
                 "added_p50_ms": c["p50_ms"] - a["p50_ms"], "added_p99_ms": c["p99_ms"] - a["p99_ms"],
                 "ratio_c_over_b_p50": c["p50_ms"] / b["p50_ms"], "ratio_c_over_b_p99": c["p99_ms"] / b["p99_ms"],
+                "ratio_c_over_b_cpu": c["cpu_us_per_request"] / b["cpu_us_per_request"],
             })
             print(f"c={level:<4} router adds p50 {summary[-1]['added_p50_ms']:.2f} ms, p99 {summary[-1]['added_p99_ms']:.2f} ms; "
-                  f"(c)/(b) p50 {summary[-1]['ratio_c_over_b_p50']:.2f}, p99 {summary[-1]['ratio_c_over_b_p99']:.2f}")
+                  f"(c)/(b) p50 {summary[-1]['ratio_c_over_b_p50']:.2f}, p99 {summary[-1]['ratio_c_over_b_p99']:.2f}, "
+                  f"cpu {summary[-1]['ratio_c_over_b_cpu']:.2f}")
         out.write_text(json.dumps({"machine": machine(), "requests": requests, "results": results,
                                    "summary": summary}, indent=2) + "\n")
-    finally:
-        for process in (daemon, proxy, emulator):
-            process.terminate()
-            process.wait()
 
 
 if __name__ == "__main__":
