@@ -437,6 +437,21 @@ async def test_an_object_that_lacks_an_event_is_refused_before_any_attempt(provi
     assert finished == [1]
 
 
+async def test_a_subclass_that_overrides_an_event_with_a_plain_function_is_refused(provider: Any) -> None:
+    """Subclasses are checked once, when the class is defined; the verdict still refuses the generation."""
+    class Sync(ChainObserver):
+        def update(self, update):  # type: ignore[override]  # not async
+            pass
+
+    shadowed = type("Fine", (ChainObserver,), {})()
+    shadowed.update = lambda update: None  # an instance attribute shadowing the event method
+    handler = Scripted()
+    for observer in (Sync(), shadowed):
+        with pytest.raises(TypeError, match="is not a ChainObserver: it has no async update"):
+            await run_chain("video", chain(provider(handler)), REQUEST, observers=[observer])
+    assert handler.calls == []
+
+
 async def test_an_observer_that_raises_is_logged_by_name_and_the_others_still_hear(provider: Any,
                                                                                    caplog: pytest.LogCaptureFixture) -> None:
     heard: list[str] = []
