@@ -111,10 +111,21 @@ class Metrics:
         self.loop_lag = Histogram("tarash_router_event_loop_lag_seconds", "How late a 100 ms timer fires: "
                                   "time the event loop was busy elsewhere", buckets=OVERHEAD_BUCKETS, registry=r)
         self._breakers: CircuitBreakers | None = None
+        #: Labelled children by (metric, label values): ``labels()`` validates and locks on every call, eight
+        #: times a request. Label sets are bounded (config names, fixed sets), as the registry's own are.
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.last_reload.set_to_current_time()  # created once a valid config is loaded
         self.last_reload_ok.set(1)
         self.reloads.labels("success")
         self.reloads.labels("failure")
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per label set."""
+        key = (metric, *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     # ---- generation events --------------------------------------------------------------------------------
     def observer(self, route: str, kind: str) -> ChainObserver:
@@ -176,7 +187,7 @@ class Metrics:
                 route = request.match_info.route.resource
                 path = route.canonical if route is not None else "unmatched"
                 method = request.method if request.method in HTTP_METHODS else "other"
-                self.http_requests.labels(method, path, str(status)).inc()
+                self.child(self.http_requests, method, path, str(status)).inc()
 
         return middleware
 
@@ -187,7 +198,7 @@ class _MetricsObserver(ChainObserver):
         self.started = time.perf_counter()
         self.in_attempts = 0.0
         self._attempt_started = 0.0
-        metrics.jobs_in_flight.labels(kind).inc()
+        metrics.child(metrics.jobs_in_flight, kind).inc()
         self._open = True
 
     async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
@@ -197,14 +208,15 @@ class _MetricsObserver(ChainObserver):
         elapsed = time.perf_counter() - self._attempt_started
         self.in_attempts += elapsed
         outcome = attempt.status  # "success" | "failed" | "skipped", set by the orchestrator
-        self.m.attempts.labels(self.route, config.provider, config.model, outcome, _error_label(error)).inc()
-        self.m.attempt_duration.labels(self.route, config.provider, config.model, outcome).observe(elapsed)
+        error_label = _error_label(error)
+        self.m.child(self.m.attempts, self.route, config.provider, config.model, outcome, error_label).inc()
+        self.m.child(self.m.attempt_duration, self.route, config.provider, config.model, outcome).observe(elapsed)
         usd, basis = counted_cost(attempt)
         if usd:
-            self.m.cost.labels(self.route, config.provider, config.model, basis).inc(usd)
+            self.m.child(self.m.cost, self.route, config.provider, config.model, basis).inc(usd)
 
     async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
-        self.m.fallbacks.labels(self.route, from_config.provider, to_config.provider).inc()
+        self.m.child(self.m.fallbacks, self.route, from_config.provider, to_config.provider).inc()
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
         if not self._open:
@@ -212,7 +224,7 @@ class _MetricsObserver(ChainObserver):
         self._open = False
         total = time.perf_counter() - self.started
         outcome = "success" if error is None else "cancelled" if isinstance(error, GenerationCancelledError) else "failed"
-        self.m.requests.labels(self.route, self.kind, outcome).inc()
-        self.m.request_duration.labels(self.route, self.kind).observe(total)
-        self.m.overhead.labels(self.route, self.kind).observe(max(0.0, total - self.in_attempts))
-        self.m.jobs_in_flight.labels(self.kind).dec()
+        self.m.child(self.m.requests, self.route, self.kind, outcome).inc()
+        self.m.child(self.m.request_duration, self.route, self.kind).observe(total)
+        self.m.child(self.m.overhead, self.route, self.kind).observe(max(0.0, total - self.in_attempts))
+        self.m.child(self.m.jobs_in_flight, self.kind).dec()
