@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import signal
 import sys
 from pathlib import Path
@@ -320,6 +321,10 @@ async def _serve(settings: Any) -> int:
                   if exc.errno == errno.EADDRINUSE else "check --host / TARASH_ROUTER_HOST")
         await runner.cleanup()
         return EXIT_INVALID
+    # Startup's objects (modules, routes, pydantic schemas, the app) live as long as the process: frozen out of
+    # the cyclic GC's sight, a full collection walks only what requests and jobs create (#18).
+    gc.collect()
+    gc.freeze()
     # Signals first: a SIGTERM right after the "listening" line must stop the daemon cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
