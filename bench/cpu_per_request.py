@@ -9,7 +9,7 @@ startup and warm-up stay out), splits the profile into layers, scales each layer
 figure of the event-loop thread (other threads, the job store's executor, are one more line), and prints
 ``OVER BUDGET`` for every layer (and the total) above its budget in ``BUDGET_US``.
 
-    .venv/bin/python -m bench.cpu_per_request [--rounds 5] [--requests 1000] [--concurrency 32]
+    .venv/bin/python -m bench.cpu_per_request [--rounds 5] [--requests 1000] [--concurrency 32] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -70,12 +70,12 @@ def layers(profile: Path) -> dict[str, float]:
     return totals
 
 
-async def cpu_rounds(out: Path, rounds: int, requests: int, concurrency: int
+async def cpu_rounds(out: Path, rounds: int, requests: int, concurrency: int, baseline: Path | None
                      ) -> tuple[dict[str, list[float]], list[float]]:
     """Per target, CPU µs per request of each round; and the router's event-loop thread alone, per round."""
     figures: dict[str, list[float]] = {}
     router_loop: list[float] = []
-    async with servers(out) as targets:
+    async with servers(out, baseline=baseline) as targets:
         for index in range(rounds):
             for name, (url, pid) in targets.items():
                 result = await measure(name, url, pid, requests=requests, concurrency=concurrency)
@@ -106,8 +106,8 @@ async def profile_window(out: Path, requests: int, concurrency: int) -> Path:
     return profile
 
 
-async def main(rounds: int, requests: int, concurrency: int, out: Path) -> None:
-    figures, router_loop = await cpu_rounds(out, rounds, requests, concurrency)
+async def main(rounds: int, requests: int, concurrency: int, out: Path, baseline: Path | None) -> None:
+    figures, router_loop = await cpu_rounds(out, rounds, requests, concurrency, baseline)
     cpu = {name: statistics.median(values) for name, values in figures.items()}
     router, bare = cpu["c_tarash_router"], cpu["b_bare_proxy"]
     loop_thread = min(statistics.median(router_loop), router)
@@ -115,6 +115,8 @@ async def main(rounds: int, requests: int, concurrency: int, out: Path) -> None:
     for name, value in cpu.items():
         print(f"  {name:<16} {value:7.0f} us/req   (rounds: {', '.join(f'{v:.0f}' for v in figures[name])})")
     print(f"  router / bare proxy CPU: {router / bare:.2f}x")
+    if "c0_router_baseline" in cpu:
+        print(f"  router / baseline router CPU: {router / cpu['c0_router_baseline']:.2f}x")
     shares = layers(await profile_window(out, requests, concurrency))
     whole = sum(shares.values())
     breakdown = {layer: seconds / whole * loop_thread for layer, seconds in shares.items()}
@@ -145,7 +147,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--baseline", type=Path, help="another checkout (e.g. a git worktree of main): its "
+                        "router runs beside this one, measured in the same rounds")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_per_request.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(args.rounds, args.requests, args.concurrency, args.out))
+    asyncio.run(main(args.rounds, args.requests, args.concurrency, args.out, args.baseline))

@@ -66,10 +66,12 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
 
 
 @asynccontextmanager
-async def servers(out: Path, router_command: tuple[str, ...] = (str(SCRIPT),)
+async def servers(out: Path, router_command: tuple[str, ...] = (str(SCRIPT),), baseline: Path | None = None
                   ) -> AsyncIterator[dict[str, tuple[str, int]]]:
-    """Start the emulator, the bare proxy and the router; yield ``{target: (url, server pid)}``."""
-    emu_port, proxy_port, router_port = free_port(), free_port(), free_port()
+    """Start the emulator, the bare proxy and the router; yield ``{target: (url, server pid)}``. With
+    ``baseline`` (another checkout of the repo), a second router from that source runs beside it, as
+    ``c0_router_baseline``: a before/after comparison in one run, under the same load."""
+    emu_port, proxy_port, router_port, baseline_port = free_port(), free_port(), free_port(), free_port()
     emulator = spawn(PYTHON, "-m", "tests.emulators", "openai", "--port", str(emu_port))
     proxy = spawn(PYTHON, "-c", f"import asyncio, bench.overhead as o; asyncio.run(o.run_proxy("
                                f"'http://127.0.0.1:{emu_port}/v1/images/generations', {proxy_port}))")
@@ -83,20 +85,31 @@ model = "dall-e-2"
 base_url = "http://127.0.0.1:{emu_port}/v1"
 api_key_env = "BENCH_OPENAI_KEY"
 """)
+    env = {"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json"}
     daemon = spawn(*router_command, "serve", "--routes", str(routes), "--port", str(router_port),
-                   env={"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json",
-                        "TARASH_ROUTER_DATA_DIR": str(out.parent / "overhead-data")})
+                   env={**env, "TARASH_ROUTER_DATA_DIR": str(out.parent / "overhead-data")})
+    daemons = [daemon]
+    if baseline is not None:
+        daemons.append(spawn(PYTHON, "-m", "router.cli", "serve", "--routes", str(routes), "--port",
+                             str(baseline_port), cwd=baseline,
+                             env={**env, "PYTHONPATH": str(baseline),
+                                  "TARASH_ROUTER_DATA_DIR": str(out.parent / "overhead-data-baseline")}))
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_media/x.png")
         await wait_http(f"http://127.0.0.1:{proxy_port}/")
         await wait_http(f"http://127.0.0.1:{router_port}/healthz")
+        extra = {}
+        if baseline is not None:
+            await wait_http(f"http://127.0.0.1:{baseline_port}/healthz")
+            extra = {"c0_router_baseline": (f"http://127.0.0.1:{baseline_port}/v1/images/generations", daemons[1].pid)}
         yield {
             "a_direct": (f"http://127.0.0.1:{emu_port}/v1/images/generations", emulator.pid),
             "b_bare_proxy": (f"http://127.0.0.1:{proxy_port}/v1/images/generations", proxy.pid),
+            **extra,
             "c_tarash_router": (f"http://127.0.0.1:{router_port}/v1/images/generations", daemon.pid),
         }
     finally:
-        for process in (daemon, proxy, emulator):
+        for process in (*daemons, proxy, emulator):
             process.terminate()
             process.wait()
 
