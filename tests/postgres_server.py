@@ -58,7 +58,9 @@ class PostgresServer:
         import psycopg
 
         name = f"t{os.getpid()}_{next(self._names)}"
-        with psycopg.connect(self.url(), autocommit=True) as conn:
+        # Bounded like every network wait: a stuck server fails this test instead of hanging the session.
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=10,
+                             options="-c statement_timeout=30000") as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

@@ -350,8 +350,9 @@ class PostgresJobStore:
                     conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True,
                                                                  connect_timeout=max(1, int(self.timeout)))
                 async with conn:
-                    for channel in CHANNELS:
-                        await conn.execute(f"LISTEN {channel}")
+                    async with asyncio.timeout(self.timeout):  # a server that accepts but never answers
+                        for channel in CHANNELS:
+                            await conn.execute(f"LISTEN {channel}")
                     if down:
                         await self._replace_pool()
                         log.info("job_store_listen_restored")
