@@ -12,10 +12,11 @@ import copy
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from router.jobs.store import TERMINAL, JobRecord, OnNotice, OutboxMessage, OutboxStatus, SpendEntry, require_timestamps
+from router.jobs.store import LIST_REQUEST_FIELDS, TERMINAL, JobRecord, OnNotice, OutboxMessage, OutboxStatus, SpendEntry, require_timestamps
 
 
 class MemoryJobStore:
@@ -124,6 +125,9 @@ class MemoryJobStore:
             jobs = [job for job in jobs if _newest_first_key(job) < _newest_first_key(cursor)]
         jobs = [job for job in jobs if (not kind or job.kind == kind) and (not status or job.status == status)
                 and (not route or job.route == route) and (owner is None or job.owner == owner)]
+        if brief:  # what list views show, without copying inline media or the chain
+            jobs = [replace(job, chain=[], request={k: v for k, v in job.request.items() if k in LIST_REQUEST_FIELDS})
+                    for job in jobs[:limit]]
         return [copy.deepcopy(job) for job in jobs[:limit]]
 
     async def unfinished(self) -> list[JobRecord]:

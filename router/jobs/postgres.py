@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from router.jobs.store import (JobRecord, JobStoreError, JobStoreUnavailableError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
+from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, JobStoreUnavailableError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
                                job_body, job_from, outbox_from, require_timestamps)
 
 log = structlog.get_logger(logger_name="router.jobs.postgres")
@@ -253,7 +253,8 @@ class PostgresJobStore:
     async def list(self, *, kind: str | None, owner: str | None, limit: int, after: str | None,
                    status: str | None = None, route: str | None = None, brief: bool = False) -> list[JobRecord]:
         rows = await self._rows("list", kind=kind or None, owner=owner, after=after or None, limit=limit,
-                                status=status or None, route=route or None)
+                                status=status or None, route=route or None,
+                                fields=list(LIST_REQUEST_FIELDS) if brief else None)
         return [job_from(*row) for row in rows]
 
     async def unfinished(self) -> list[JobRecord]:

@@ -166,7 +166,12 @@ WHERE COALESCE(owner, '') = %(owner)s AND idempotency_key = %(key)s;
 
 -- name: list
 -- Newest first; %(after)s is the last id of the previous page (an unknown id: nothing). NULL filters match all.
-SELECT request, chain, body, worker, cancel_requested FROM tarash_router_jobs
+-- %(fields)s NULL: the whole request and chain; else a brief read: only those request keys (never inline media).
+SELECT CASE WHEN %(fields)s::text[] IS NULL THEN request
+            ELSE (SELECT COALESCE(jsonb_object_agg(key, value), '{}'::jsonb)
+                  FROM jsonb_each(request) WHERE key = ANY(%(fields)s::text[])) END,
+       CASE WHEN %(fields)s::text[] IS NULL THEN chain ELSE '[]'::jsonb END,
+       body, worker, cancel_requested FROM tarash_router_jobs
 WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(route)s::text IS NULL OR route = %(route)s)

@@ -264,8 +264,8 @@ class JobStore(SpendStore, Protocol):
                    status: str | None = None, route: str | None = None, brief: bool = False) -> list[JobRecord]:
         """Newest first (``created_at``, then id), at most ``limit``, starting after the job ``after`` (an unknown
         id: nothing). Each filter narrows when given; ``owner`` None means every owner. ``brief`` (what list
-        views need): ``request`` may then hold only ``LIST_REQUEST_FIELDS`` and ``chain`` may be empty, so a
-        store can leave long prompts' neighbours and inline input media out of the read."""
+        views need): ``request`` holds only ``LIST_REQUEST_FIELDS`` and ``chain`` is empty, so no store reads
+        inline input media for a list (the contract suite checks it)."""
         ...
 
     async def unfinished(self) -> list[JobRecord]:

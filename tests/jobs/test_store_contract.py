@@ -354,12 +354,5 @@ async def test_a_brief_list_has_what_list_views_show(store: JobStore) -> None:
     [brief] = await store.list(kind=None, owner=None, limit=10, after=None, brief=True)
     assert {k: v for k, v in brief.request.items() if k in LIST_REQUEST_FIELDS} == \
         {k: request[k] for k in LIST_REQUEST_FIELDS}
-    assert set(brief.request) <= set(LIST_REQUEST_FIELDS) or kind_keeps_everything(store)
+    assert set(brief.request) <= set(LIST_REQUEST_FIELDS)  # no store reads inline input media for a list
     assert (await store.get("job_media")).request == request  # type: ignore[union-attr] # whole when asked for
-
-
-def kind_keeps_everything(store: JobStore) -> bool:
-    """Stores may return more than a brief read needs; SQLite (the default store) leaves input media out."""
-    from router.jobs.sqlite import SQLiteJobStore
-
-    return not isinstance(store, SQLiteJobStore)
