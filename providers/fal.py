@@ -15,15 +15,8 @@ from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_u
 from router.errors import BadProviderResponseError, ContentPolicyError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
-    AnyConfig,
-    AnyRequest,
-    AnyResponse,
-    ImageGenerationRequest,
-    ImageGenerationResponse,
-    Kind,
-    StatusType,
-    VideoGenerationRequest,
-    VideoGenerationResponse,
+    AnyConfig, AnyRequest, AnyResponse, ImageGenerationRequest, ImageGenerationResponse, Kind, StatusType,
+    VideoGenerationRequest, VideoGenerationResponse
 )
 
 V, I = "video", "image"

@@ -44,16 +44,8 @@ from router.errors import AuthenticationError, BadProviderResponseError, Configu
 from router.fetch import FetchError, FetchPolicy, open_url, read_limited
 from router.handler import PollStatus, ProviderJob
 from router.models import (
-    AnyConfig,
-    AnyRequest,
-    AnyResponse,
-    ImageGenerationRequest,
-    ImageGenerationResponse,
-    Kind,
-    MediaType,
-    VideoGenerationRequest,
-    VideoGenerationResponse,
-    media_bytes,
+    AnyConfig, AnyRequest, AnyResponse, ImageGenerationRequest, ImageGenerationResponse, Kind, MediaType,
+    VideoGenerationRequest, VideoGenerationResponse, media_bytes
 )
 
 GEMINI_BASE = "https://generativelanguage.googleapis.com/v1beta"

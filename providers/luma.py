@@ -17,14 +17,8 @@ from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_u
 from router.errors import BadProviderResponseError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
-    AnyConfig,
-    AnyRequest,
-    AnyResponse,
-    ImageGenerationResponse,
-    Kind,
-    StatusType,
-    VideoGenerationRequest,
-    VideoGenerationResponse,
+    AnyConfig, AnyRequest, AnyResponse, ImageGenerationResponse, Kind, StatusType, VideoGenerationRequest,
+    VideoGenerationResponse
 )
 
 GENERATION_REF = "luma://generations/"

@@ -18,20 +18,8 @@ from providers._mock_media import image_size_for, png_bytes, video_asset
 from router.errors import GenerationFailedError, TarashError
 from router.handler import PollStatus, ProviderHandler, ProviderJob
 from router.models import (
-    RESPONSE_TYPES,
-    AnyConfig,
-    AnyRequest,
-    AnyResponse,
-    ImageGenerationRequest,
-    ImageGenerationResponse,
-    Kind,
-    MediaContent,
-    MockConfig,
-    MockResponse,
-    VideoGenerationRequest,
-    VideoGenerationResponse,
-    media_bytes,
-    media_form,
+    RESPONSE_TYPES, AnyConfig, AnyRequest, AnyResponse, ImageGenerationRequest, ImageGenerationResponse, Kind,
+    MediaContent, MockConfig, MockResponse, VideoGenerationRequest, VideoGenerationResponse, media_bytes, media_form
 )
 
 _DEFAULT_MOCK = MockConfig()

@@ -14,16 +14,8 @@ from providers._engine import HttpProvider, HttpRequest, VendorResponse, inline_
 from router.errors import BadProviderResponseError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
-    AnyConfig,
-    AnyRequest,
-    AnyResponse,
-    ImageGenerationRequest,
-    ImageGenerationResponse,
-    Kind,
-    MediaType,
-    StatusType,
-    VideoGenerationRequest,
-    VideoGenerationResponse,
+    AnyConfig, AnyRequest, AnyResponse, ImageGenerationRequest, ImageGenerationResponse, Kind, MediaType,
+    StatusType, VideoGenerationRequest, VideoGenerationResponse
 )
 
 #: Sora accepts these durations only; a request is rounded up to the next one (capped at 12).

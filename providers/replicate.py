@@ -14,15 +14,8 @@ from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_u
 from router.errors import BadProviderResponseError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
-    AnyConfig,
-    AnyRequest,
-    AnyResponse,
-    ImageGenerationRequest,
-    ImageGenerationResponse,
-    Kind,
-    StatusType,
-    VideoGenerationRequest,
-    VideoGenerationResponse,
+    AnyConfig, AnyRequest, AnyResponse, ImageGenerationRequest, ImageGenerationResponse, Kind, StatusType,
+    VideoGenerationRequest, VideoGenerationResponse
 )
 
 #: The SDK's tqdm progress pattern (prediction.py ``Progress.parse``), applied to the last matching line.

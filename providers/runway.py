@@ -20,15 +20,8 @@ from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_u
 from router.errors import BadProviderResponseError, ContentPolicyError, GenerationFailedError, RateLimitError, TarashError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
-    AnyConfig,
-    AnyRequest,
-    AnyResponse,
-    ImageGenerationRequest,
-    ImageGenerationResponse,
-    Kind,
-    StatusType,
-    VideoGenerationRequest,
-    VideoGenerationResponse,
+    AnyConfig, AnyRequest, AnyResponse, ImageGenerationRequest, ImageGenerationResponse, Kind, StatusType,
+    VideoGenerationRequest, VideoGenerationResponse
 )
 
 API_VERSION = "2024-11-06"  # the only version sdk-python 5.13.0 knows; override with provider_config["runway_version"]
