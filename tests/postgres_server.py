@@ -10,21 +10,16 @@ import contextlib
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.net import free_port
+
 BIN = Path(os.environ.get("TARASH_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 USER, PASSWORD = "postgres", "pg-test-secret-7731"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -19,6 +19,7 @@ import pytest
 from router.log_setup import configure
 from tests.daemon.conftest import Daemon, StartDaemon
 from tests.emulators._base import png
+from tests.net import free_port
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 
@@ -262,7 +263,7 @@ async def test_out_of_file_descriptors_the_daemon_recovers_and_logs_sparingly(tm
     logged a few times, not once per queued connection."""
     (tmp_path / "routes.toml").write_text('[routes."a"]\nkind = "image"\n[[routes."a".attempts]]\n'
                                           'provider = "mock"\nmodel = "m"\n')
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TARASH_ROUTER_HEADER_TIMEOUT_SECONDS": "0.3", "TARASH_ROUTER_LOG_FORMAT": "json",
            "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data")}
     env.pop("NOTIFY_SOCKET", None)
@@ -290,14 +291,6 @@ async def test_out_of_file_descriptors_the_daemon_recovers_and_logs_sparingly(tm
     lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
     failed = [line for line in lines if line["event"] == "accept_failed" or "accept" in str(line.get("event"))]
     assert 1 <= len(failed) <= 3, failed[:5]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _until_healthy(session: aiohttp.ClientSession, url: str) -> bool:

@@ -19,6 +19,7 @@ import pytest
 from router.routes import RoutesError, load, parse
 from tests.daemon.conftest import MOCK_ROUTES, Daemon
 from tests.daemon.test_reload import _wait_for, _watching
+from tests.net import free_port
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 #: Shaped like a Replicate token: a valid env var name by its characters, so only the key heuristic stops it.
@@ -193,19 +194,13 @@ async def test_a_pasted_key_never_reaches_the_reload_log_or_v1_routes(
     assert "routes_reload_failed" in err and PASTED_KEY not in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_sighup_with_a_non_utf8_file_records_the_error_and_systemd_gets_ready(tmp_path: Path) -> None:
     routes = tmp_path / "routes.toml"
     routes.write_text(ONE_ROUTE)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.setblocking(False)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "TARASH_ROUTER_LOG_FORMAT": "json",
            "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)], env=env,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from tests.net import free_port
 
 ROUTES = """
 [routes."video-half-second"]
@@ -24,12 +25,6 @@ model = "mock-video"
 mock = { polling = { status_sequence = ["queued", "processing", "completed"], delay_between_updates = 0.25 } }
 """
 SCRIPT = Path(sys.executable).parent / "tarash-router"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def until_healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:

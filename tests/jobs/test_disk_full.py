@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from tests.emulators.fal import FalEmulator
+from tests.net import free_port
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a size-limited tmpfs needs root")
@@ -47,12 +47,6 @@ def fill(directory: Path) -> Path:
                 while True:
                     out.write(b"\0" * chunk)
     return filler
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_a_full_disk_is_survived(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,8 @@ import aiohttp
 import pytest
 
 from tests.emulators.fal import FalEmulator
-from tests.postgres_server import PostgresServer, free_port
+from tests.net import free_port
+from tests.postgres_server import PostgresServer
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 #: Short leases so a takeover is quick; renewals every third of it.

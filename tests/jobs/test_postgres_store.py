@@ -16,7 +16,8 @@ import pytest
 from router.jobs.postgres import SCHEMA_VERSION, PostgresJobStore, redact
 from router.jobs.store import JobRecord, JobStoreError
 from router.models import utc_now
-from tests.postgres_server import PASSWORD, PostgresServer, free_port
+from tests.net import free_port
+from tests.postgres_server import PASSWORD, PostgresServer
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 ROUTES = """

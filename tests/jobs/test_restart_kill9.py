@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.daemon.test_subprocess import free_port
+from tests.net import free_port
 from tests.emulators.fal import FalEmulator
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"

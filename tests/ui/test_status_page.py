@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from tests.net import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed")
@@ -89,12 +89,6 @@ provider = "mock"
 model = "mock-video"
 timeout = 30
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:

@@ -18,7 +18,7 @@ from router.http.app import create_app
 from router.http.keys import DAEMON
 from router.reload import RoutesHolder
 from router.settings import Settings
-from tests.daemon.test_subprocess import free_port
+from tests.net import free_port
 
 
 @dataclass

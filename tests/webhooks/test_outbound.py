@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.daemon.conftest import MOCK_ROUTES
-from tests.daemon.test_subprocess import free_port
+from tests.net import free_port
 from tests.jobs.test_restart_kill9 import start as start_subprocess
 from tests.jobs.test_restart_kill9 import wait_ready
 from tests.webhooks.conftest import Receiver, StartRouter
