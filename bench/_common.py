@@ -26,6 +26,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def fal_video_routes(emu_port: int, poll_interval: float, *, max_poll_attempts: int = 1000, extra: str = "") -> str:
+    """The routes file the job benchmarks serve: one video route on the fal emulator at ``emu_port``."""
+    return f"""
+[routes."video"]
+kind = "video"
+[[routes."video".attempts]]
+provider = "fal"
+model = "fal-ai/veo3"
+base_url = "http://127.0.0.1:{emu_port}"
+api_key_env = "BENCH_FAL_KEY"
+poll_interval = {poll_interval}
+max_poll_attempts = {max_poll_attempts}
+timeout = 3600
+{extra}"""
+
+
 def spawn(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
     return subprocess.Popen(list(args), cwd=cwd, env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

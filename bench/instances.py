@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import PYTHON, SCRIPT, free_port, machine, percentile, spawn, wait_http
+from bench._common import PYTHON, SCRIPT, fal_video_routes, free_port, machine, percentile, spawn, wait_http
 from bench.scale import histogram_p99, peak_rss_mb
 
 SCENARIOS = {"sqlite-1": ("sqlite", 1, False), "postgres-1": ("postgres", 1, False),
@@ -39,18 +39,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
     work = args.out.parent / f"instances-{name}"
     work.mkdir(parents=True, exist_ok=True)
     routes = work / "routes.toml"
-    routes.write_text(f"""
-[routes."video"]
-kind = "video"
-[[routes."video".attempts]]
-provider = "fal"
-model = "fal-ai/veo3"
-base_url = "http://127.0.0.1:{emu_port}"
-api_key_env = "BENCH_FAL_KEY"
-poll_interval = {args.poll_interval}
-max_poll_attempts = 1000
-timeout = 3600
-""")
+    routes.write_text(fal_video_routes(emu_port, args.poll_interval))
     url = pg.new_database() if store == "postgres" else ""
     ports = [free_port() for _ in range(count)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]

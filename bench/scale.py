@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import PYTHON, SCRIPT, free_port, machine, spawn, wait_http
+from bench._common import PYTHON, SCRIPT, fal_video_routes, free_port, machine, spawn, wait_http
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -43,18 +43,7 @@ async def main(args: argparse.Namespace) -> None:
     out: Path = args.out
     emulator = spawn(PYTHON, "-m", "tests.emulators", "fal", "--port", str(emu_port), "--polls", str(args.polls))
     routes = out.parent / "scale-routes.toml"
-    routes.write_text(f"""
-[routes."video"]
-kind = "video"
-[[routes."video".attempts]]
-provider = "fal"
-model = "fal-ai/veo3"
-base_url = "http://127.0.0.1:{emu_port}"
-api_key_env = "BENCH_FAL_KEY"
-poll_interval = {args.poll_interval}
-max_poll_attempts = 1000
-timeout = 3600
-""")
+    routes.write_text(fal_video_routes(emu_port, args.poll_interval))
     data = out.parent / "scale-data"
     env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_DATA_DIR": str(data),
            "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10)}

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import PYTHON, SCRIPT, free_port, machine, percentile, spawn, wait_http
+from bench._common import PYTHON, SCRIPT, fal_video_routes, free_port, machine, percentile, spawn, wait_http
 from bench.scale import histogram_p99
 
 
@@ -38,19 +38,8 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
     emulator = spawn(PYTHON, "-m", "tests.emulators", "fal", "--port", str(emu_port), "--polls", "1000000",
                      "--finish-after", str(args.lifetime))
     routes = workdir / "webhooks-routes.toml"
-    routes.write_text(f"""
-[routes."video"]
-kind = "video"
-[[routes."video".attempts]]
-provider = "fal"
-model = "fal-ai/veo3"
-base_url = "http://127.0.0.1:{emu_port}"
-api_key_env = "BENCH_FAL_KEY"
-poll_interval = {args.poll_interval}
-max_poll_attempts = 100000
-timeout = 3600
-provider_config = {{ webhook_jwks_url = "http://127.0.0.1:{emu_port}/.well-known/jwks.json" }}
-""")
+    jwks = f'provider_config = {{ webhook_jwks_url = "http://127.0.0.1:{emu_port}/.well-known/jwks.json" }}\n'
+    routes.write_text(fal_video_routes(emu_port, args.poll_interval, max_poll_attempts=100000, extra=jwks))
     data = workdir / f"webhooks-data-{'on' if webhooks else 'off'}"
     shutil.rmtree(data, ignore_errors=True)
     env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_DATA_DIR": str(data),
