@@ -125,10 +125,11 @@ class MemoryJobStore:
             jobs = [job for job in jobs if _newest_first_key(job) < _newest_first_key(cursor)]
         jobs = [job for job in jobs if (not kind or job.kind == kind) and (not status or job.status == status)
                 and (not route or job.route == route) and (owner is None or job.owner == owner)]
+        jobs = jobs[:limit]
         if brief:  # what list views show, without copying inline media or the chain
             jobs = [replace(job, chain=[], request={k: v for k, v in job.request.items() if k in LIST_REQUEST_FIELDS})
-                    for job in jobs[:limit]]
-        return [copy.deepcopy(job) for job in jobs[:limit]]
+                    for job in jobs]
+        return [copy.deepcopy(job) for job in jobs]
 
     async def unfinished(self) -> list[JobRecord]:
         jobs = sorted((job for job in self._jobs.values() if job.status not in TERMINAL), key=_newest_first_key)
