@@ -59,7 +59,8 @@ class Generations:
         self.metrics = metrics
         self._observer_factories = list(observer_factories)
         self._in_flight: dict[str, int] = {}  # per route, against its max_concurrency
-        self._limits: tuple[str, ProviderLimits] | None = None  # (config hash, its limits)
+        self._limits = ProviderLimits()
+        self._limits_hash: str | None = None  # the config hash ``_limits`` was last brought up to date with
         #: Several instances on one PostgreSQL job store: limits hold for the cluster (router/cluster.py).
         self.shared: SharedVendorState | None = None
 
@@ -84,14 +85,25 @@ class Generations:
             raise
 
     def provider_limits(self) -> ProviderLimits:
-        """Limits of the current routes file, rebuilt only when its config hash changes."""
+        """Limits of the current routes file. A reload updates them in place (``ProviderLimit.update``): slots
+        held by running attempts keep counting, so an edit never admits a second set beside the first."""
         snapshot = self.routes.current
-        if self._limits is None or self._limits[0] != snapshot.config_hash:
-            self._limits = (snapshot.config_hash, ProviderLimits({
-                name: ProviderLimit(spec.max_concurrency, spec.requests_per_minute)
-                for name, spec in snapshot.providers.items()
-            }, shared=self.shared))
-        return self._limits[1]
+        if self._limits_hash != snapshot.config_hash:
+            current = self._limits.limits
+            self._limits.limits = {name: self._updated(current.get(name), spec.max_concurrency,
+                                                       spec.requests_per_minute)
+                                   for name, spec in snapshot.providers.items()}
+            self._limits_hash = snapshot.config_hash
+        self._limits.shared = self.shared  # set once the store is open, after the first call may have come
+        return self._limits
+
+    @staticmethod
+    def _updated(limit: ProviderLimit | None, max_concurrency: int | None,
+                 requests_per_minute: int | None) -> ProviderLimit:
+        if limit is None:
+            return ProviderLimit(max_concurrency, requests_per_minute)
+        limit.update(max_concurrency, requests_per_minute)
+        return limit
 
     def observers(self, route: str, kind: str) -> list[ChainObserver]:
         """Fresh observers for one generation on ``route``."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,21 +42,85 @@ class TokenBucket:
         return (1 - self.tokens) / self.per_second
 
 
+class Slots:
+    """A FIFO semaphore whose size may change while slots are held (``None``: no limit). A reload that edits
+    ``max_concurrency`` resizes the live pool instead of starting an empty one beside it, which would admit a
+    second full set of attempts while the first still runs."""
+
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+        self.held = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def busy(self) -> bool:
+        """True when an acquire would wait."""
+        return self._full() or bool(self._waiters)
+
+    async def acquire(self) -> None:
+        if not self.busy():
+            self.held += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # a slot was handed over as the task was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self.held -= 1
+        self._hand_over()
+
+    def resize(self, size: int | None) -> None:
+        """Change the size; holders above a smaller size keep their slots until they release them."""
+        self.size = size
+        self._hand_over()
+
+    def _full(self) -> bool:
+        return self.size is not None and self.held >= self.size
+
+    def _hand_over(self) -> None:
+        while self._waiters and not self._full():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.held += 1
+                waiter.set_result(None)
+
+
 @dataclass
 class ProviderLimit:
     max_concurrency: int | None = None
     requests_per_minute: int | None = None
-    #: Slots held and attempts waiting for one right now (the status page shows them).
-    in_use: int = 0
+    #: Attempts waiting for a slot right now (the status page shows them, with ``in_use``).
     waiting: int = 0
-    _slots: asyncio.Semaphore | None = field(default=None, repr=False)
-    _bucket: TokenBucket | None = field(default=None, repr=False)
+    slots: Slots = field(init=False, repr=False)
+    bucket: TokenBucket | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_concurrency:
-            self._slots = asyncio.Semaphore(self.max_concurrency)
+        self.slots = Slots(self.max_concurrency or None)
         if self.requests_per_minute:
-            self._bucket = TokenBucket(self.requests_per_minute)
+            self.bucket = TokenBucket(self.requests_per_minute)
+
+    @property
+    def in_use(self) -> int:
+        """Slots held right now."""
+        return self.slots.held
+
+    def update(self, max_concurrency: int | None, requests_per_minute: int | None) -> None:
+        """Apply a reloaded routes file's values, keeping the slots held and the tokens taken so far."""
+        self.max_concurrency = max_concurrency
+        self.slots.resize(max_concurrency or None)
+        if requests_per_minute != self.requests_per_minute:
+            taken = self.bucket.capacity - self.bucket.tokens if self.bucket else 0.0
+            self.bucket = TokenBucket(requests_per_minute) if requests_per_minute else None
+            if self.bucket is not None:
+                self.bucket.tokens = max(0.0, self.bucket.capacity - taken)
+            self.requests_per_minute = requests_per_minute
 
 
 class ProviderLimits:
@@ -81,39 +146,33 @@ class ProviderLimits:
                 self.shared.failed("slot", exc)
             else:
                 self.shared.succeeded()
-                limit.in_use += 1
+                limit.slots.held += 1  # the cluster admitted it: counted here for the status page and reloads
                 try:
                     yield
                 finally:
-                    limit.in_use -= 1
+                    limit.slots.release()
                     if holder is not None:
                         with contextlib.suppress(Exception):  # unreleased, it lapses with its lease
                             await asyncio.shield(self.shared.release(provider, holder))
                 return
-        if limit._bucket is not None:  # noqa: SLF001
-            while (delay := limit._bucket.take()) > 0:  # noqa: SLF001
+        if limit.bucket is not None:
+            while (delay := limit.bucket.take()) > 0:
                 if not wait:
                     raise ProviderBusyError(f"{provider} is at its {limit.requests_per_minute} requests/minute limit",
                                             provider=provider, retry_after=delay)
                 await asyncio.sleep(delay)
-        if limit._slots is None:  # noqa: SLF001
-            yield
-            return
-        if not wait and limit._slots.locked():  # noqa: SLF001
+        if not wait and limit.slots.busy():
             raise ProviderBusyError(f"{provider} is at its max_concurrency of {limit.max_concurrency}",
                                     provider=provider, retry_after=1.0)
         limit.waiting += 1
         try:
-            await limit._slots.acquire()  # noqa: SLF001
+            await limit.slots.acquire()
         finally:
             limit.waiting -= 1
-        limit.in_use += 1
         try:
             yield
         finally:
-            limit.in_use -= 1
-            limit._slots.release()  # noqa: SLF001
-
+            limit.slots.release()
 
     async def _shared_slot(self, provider: str, limit: ProviderLimit, *, wait: bool) -> str | None:
         """Take the cluster's request token and slot (None: no concurrency limit); busy when ``wait`` is False."""
@@ -144,11 +203,11 @@ class ClientRateLimiter:
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_minute = per_minute
         self._clock = clock
-        self._buckets: dict[str, TokenBucket] = {}
+        self.buckets: dict[str, TokenBucket] = {}
 
     def check(self, client: str) -> float:
         """0.0 if the request may go; else seconds to wait (the Retry-After)."""
-        bucket = self._buckets.get(client)
+        bucket = self.buckets.get(client)
         if bucket is None:
-            bucket = self._buckets[client] = TokenBucket(self.per_minute, self._clock)
+            bucket = self.buckets[client] = TokenBucket(self.per_minute, self._clock)
         return bucket.take()

@@ -171,3 +171,54 @@ api_key_env = "WRONG_KEY_ENV"
     for text in texts:  # ...and nowhere else
         assert CANARY not in text
         assert "sk-wrong-key-1234567890" not in text
+
+
+async def test_resized_slots_keep_the_held_ones() -> None:
+    limit = ProviderLimit(max_concurrency=1)
+    limits = ProviderLimits({"x": limit})
+    async with limits.slot("x", wait=False):
+        limit.update(1, None)  # a reload that changed something else
+        with pytest.raises(router.TarashError, match="max_concurrency"):
+            async with limits.slot("x", wait=False):
+                pass
+        limit.update(2, None)  # raised: one more may start now, not two
+        async with limits.slot("x", wait=False):
+            assert limit.in_use == 2
+            with pytest.raises(router.TarashError):
+                async with limits.slot("x", wait=False):
+                    pass
+            limit.update(1, None)  # lowered below what is held: both keep running, nobody new starts
+            waiter = asyncio.create_task(_enter(limits))
+            await asyncio.sleep(0.01)
+            assert not waiter.done() and limit.waiting == 1
+        await asyncio.sleep(0.01)
+        assert not waiter.done()  # one still held: at the new limit of 1
+    await asyncio.wait_for(waiter, 1)
+    assert limit.in_use == 0
+
+
+async def test_a_cancelled_waiter_gives_its_slot_on() -> None:
+    limits = ProviderLimits({"x": ProviderLimit(max_concurrency=1)})
+    async with limits.slot("x", wait=True):
+        first = asyncio.create_task(_enter(limits))
+        second = asyncio.create_task(_enter(limits))
+        await asyncio.sleep(0.01)
+    first.cancel()  # the slot was just handed to it: cancelled before it ran, it must pass the slot on
+    await asyncio.wait_for(second, 1)
+    assert limits.limits["x"].in_use == 0
+
+
+async def test_a_reload_does_not_open_a_second_set_of_slots(start_daemon: StartDaemon) -> None:
+    routes = SLOW.replace("max_concurrency = 2\n", "") + '\n[providers."mock"]\nmax_concurrency = 1\n'
+    daemon = await start_daemon(routes.replace("0.05", "0.3"))
+    first = asyncio.create_task(daemon.request("POST", "/v1/video/generations", json={"model": "slow", "prompt": "a"}))
+    for _ in range(200):
+        status, body, _ = await daemon.request("GET", "/v1/status")
+        if any(p.get("in_use") for p in body.get("providers", [])):
+            break
+        await asyncio.sleep(0.01)
+    daemon.routes_path.write_text(routes.replace("0.05", "0.3") + "\n# an edit elsewhere in the file\n")
+    assert daemon.state.routes.reload()  # a new config hash
+    status, body, _ = await daemon.request("POST", "/v1/video/generations", json={"model": "slow", "prompt": "b"})
+    assert status == 429 and body["error"]["code"] in {"provider_busy", "all_attempts_failed", "route_busy"}
+    assert (await first)[0] == 200
