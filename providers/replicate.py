@@ -84,6 +84,20 @@ class ReplicateProvider(HttpProvider):
         # Only the end matters to us: start/output/logs events would be hints with nothing to act on.
         return replace(request, json={**(request.json or {}), "webhook": url, "webhook_events_filter": ["completed"]})
 
+    async def webhook_secret(self, config: AnyConfig) -> str:
+        # replicate-python webhooks.default.secret(): GET /v1/webhooks/default/secret -> {"key": "whsec_..."}.
+        # The answer is a secret: an unexpected shape is reported without quoting it (unlike parse()).
+        response = await self.send(config, HttpRequest("GET", "webhooks/default/secret"), "status")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        key = body.get("key") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key:
+            raise BadProviderResponseError("replicate: the webhook secret answer holds no key",
+                                           provider=config.provider, model=config.model)
+        return key
+
     def submitted(self, kind: Kind, config: AnyConfig, request: AnyRequest, response: VendorResponse) -> ProviderJob | AnyResponse:
         data = response.json()
         job = ProviderJob(id=data["id"], data={"get": data.get("urls", {}).get("get"),

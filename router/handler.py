@@ -89,6 +89,12 @@ class ProviderHandler:
     async def cancel(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> None:
         """Cancel the vendor job where the vendor allows it. Best effort; the default does nothing."""
 
+    async def webhook_secret(self, config: AnyConfig) -> str:
+        """The secret that verifies this vendor's signed webhooks, fetched from the vendor with ``config``'s key
+        (its ``whsec_...`` Standard Webhooks secret for the "replicate" scheme). Only handlers whose
+        ``webhook_scheme`` needs a vendor-held secret implement it; ``router.webhooks.inbound`` caches the answer."""
+        raise NotImplementedError(f"{type(self).__name__} has no webhook secret to fetch")
+
     def poll_delay(self, config: AnyConfig) -> float:
         """Seconds between polls."""
         return float(config.poll_interval)

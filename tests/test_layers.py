@@ -102,3 +102,12 @@ def test_no_import_cycle() -> None:
         if module not in state:
             visit(module, [module])
     assert not cycles, cycles
+
+
+def test_router_reaches_providers_only_through_the_handler_interface() -> None:
+    """Provider modules are found through the registry (entry points) and used through ``ProviderHandler`` and
+    its hooks (``webhook_secret``, ``webhook_scheme``...); no router module imports ``providers`` itself, not
+    even inside a function (``router.webhooks.inbound`` once reached into ``providers._engine``)."""
+    leaks = [f"{module} -> {name}" for module, tree in SOURCES.items() if module.startswith("router")
+             for node in ast.walk(tree) for name in imported(node, module) if name.split(".")[0] == "providers"]
+    assert not leaks, leaks

@@ -28,9 +28,8 @@ from typing import Any
 import aiohttp
 import structlog
 
-from providers._engine import HttpProvider, HttpRequest
 from router.errors import TarashError
-from router.handler import WEBHOOK_URL_KEY, is_stepped
+from router.handler import WEBHOOK_URL_KEY, ProviderHandler, is_stepped
 from router.jobs.store import JobRecord, JobStore
 from router.models import AnyConfig, AttemptMetadata
 from router.registry import get_handler, known_providers, resolve_api_key
@@ -199,17 +198,19 @@ class InboundWebhooks:
                                   f"cannot fetch the {scheme} verification keys: {type(exc).__name__}") from None
         return None  # luma: unsigned, the token is all there is
 
-    async def _replicate_secret(self, handler: HttpProvider, config: AnyConfig) -> bytes:
+    async def _replicate_secret(self, handler: ProviderHandler, config: AnyConfig) -> bytes:
         if self._replicate_env_secret is not None:
             return self._replicate_env_secret
-        base = handler.base_url(config)
+        base = config.base_url or ""  # one account per base URL (the vendor's own when unset)
         if base not in self._replicate_secrets:
+            fetch = getattr(handler, "webhook_secret", None)  # a duck-typed handler may lack the hook
             try:
-                response = await handler.send(resolve_api_key(handler, config),
-                                              HttpRequest("GET", "webhooks/default/secret"), "status")
-            except TarashError as exc:
+                if fetch is None:
+                    raise NotImplementedError(f"{config.provider} has no webhook_secret()")
+                secret = await fetch(resolve_api_key(handler, config))
+            except (TarashError, NotImplementedError) as exc:
                 raise aiohttp.ClientError(type(exc).__name__) from None
-            self._replicate_secrets[base] = signing.secret_bytes(str(response.json()["key"]))
+            self._replicate_secrets[base] = signing.secret_bytes(secret)
         return self._replicate_secrets[base]
 
     async def _fetch_json(self, url: str) -> dict[str, Any]:
