@@ -86,14 +86,25 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
                 emu = await r.json()
             async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/finished") as r:
                 finished = await r.json()
+            async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/webhooks") as r:
+                deliveries = await r.json()
             async with session.get(base + "/metrics") as r:
                 metrics = await r.text()
-        latencies = []
+        # The first delivery the daemon answered, per vendor job: when the push reached the router.
+        answered: dict[str, float] = {}
+        for d in deliveries:
+            if d["answered_at"] is not None and d["status"] == 200:
+                answered[d["job_id"]] = min(answered.get(d["job_id"], d["answered_at"]), d["answered_at"])
+        answer_times = [d["answered_at"] - d["sent_at"] for d in deliveries if d["answered_at"] is not None]
+        latencies, after_answer = [], []
         for job in jobs:
             if job["status"] != "completed":
                 continue
             vendor_id = job["execution_metadata"]["attempts"][0]["request_id"]
-            latencies.append(datetime.fromisoformat(job["updated_at"]).timestamp() - finished[vendor_id])
+            done = datetime.fromisoformat(job["updated_at"]).timestamp()
+            latencies.append(done - finished[vendor_id])
+            if vendor_id in answered:
+                after_answer.append(done - answered[vendor_id])
         received: dict[str, float] = {}
         for line in metrics.splitlines():
             if line.startswith("tarash_router_webhooks_received_total{"):
@@ -107,6 +118,14 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
             "webhooks_received": received,
             "result_latency_after_vendor_p50_s": percentile(latencies, 50) if latencies else None,
             "result_latency_after_vendor_p99_s": percentile(latencies, 99) if latencies else None,
+            # Where the time goes: the push's own trip (sent until the daemon answered; the vendor retries an
+            # answer slower than 15 s), then the router's status check and save after it answered.
+            "webhook_deliveries": len(deliveries),
+            "webhook_unanswered": sum(d["answered_at"] is None for d in deliveries),
+            "webhook_answer_p50_s": percentile(answer_times, 50) if answer_times else None,
+            "webhook_answer_p99_s": percentile(answer_times, 99) if answer_times else None,
+            "result_after_webhook_answer_p50_s": percentile(after_answer, 50) if after_answer else None,
+            "result_after_webhook_answer_p99_s": percentile(after_answer, 99) if after_answer else None,
             "loop_lag_p99_s": histogram_p99(metrics, "tarash_router_event_loop_lag_seconds"),
             "daemon_cpu_seconds": cpu,
         }
@@ -121,7 +140,7 @@ async def main(args: argparse.Namespace) -> None:
     workdir = args.out.parent
     result = {"machine": machine(), "jobs": args.jobs, "lifetime_s": args.lifetime,
               "poll_interval_s": args.poll_interval, "webhook_poll_interval_s": 60.0,
-              "off": await run_pass(args, False, workdir), "on": await run_pass(args, True, workdir)}
+              **{name: await run_pass(args, name == "on", workdir) for name in args.passes}}
     print(json.dumps(result, indent=2))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name in ("webhooks-data-on", "webhooks-data-off", "webhooks-routes.toml"):
@@ -134,6 +153,8 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=10000)
     parser.add_argument("--lifetime", type=float, default=60.0)
     parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--passes", nargs="+", choices=("off", "on"), default=["off", "on"],
+                        help="which passes to run, in order (default both: off, then on)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "webhooks.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -213,7 +213,7 @@ class Daemon:
         inbound = InboundWebhooks(
             settings.public_url, store, poll_interval=settings.webhook_poll_interval,
             max_body_bytes=settings.webhook_max_body_bytes, metrics=metrics,
-            replicate_secret=os.environ.get(REPLICATE_SECRET_ENV) or None,
+            replicate_secret=os.environ.get(REPLICATE_SECRET_ENV) or None, instance_id=instance_id,
         ) if settings.public_url else None
         secret = settings.webhook_secret.get_secret_value()
         outbound = OutboundWebhooks(
@@ -240,6 +240,8 @@ class Daemon:
         )
         if generations.shared is not None:
             jobs.notice_listeners.append(generations.shared.on_notice)
+            if inbound is not None:  # pushes other instances received for jobs held here
+                jobs.notice_listeners.append(inbound.on_notice)
         limiter = (ClientRateLimiter(settings.client_requests_per_minute)
                    if settings.client_requests_per_minute else None)
         return cls(settings, routes, breakers, metrics, generations, jobs, notifier or Notifier({}), activity, limiter,

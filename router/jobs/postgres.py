@@ -28,15 +28,15 @@ log = structlog.get_logger(logger_name="router.jobs.postgres")
 
 SETTING = "TARASH_ROUTER_JOB_STORE"
 #: Bumped when the tables change; MIGRATIONS[n] (a statement name in postgres.sql) takes version n to n + 1.
-SCHEMA_VERSION = 2
-MIGRATIONS: dict[int, str] = {1: "migrate_1"}
+SCHEMA_VERSION = 3
+MIGRATIONS: dict[int, str] = {1: "migrate_1", 2: "migrate_2"}
 CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_events": "event",
                                "tarash_router_cancel": "cancel", "tarash_router_slots": "slot",
-                               "tarash_router_circuits": "circuit"}
+                               "tarash_router_circuits": "circuit", "tarash_router_pushes": "push"}
 #: Statements that change rows (for the rows-written metric).
 _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_cancel", "delete", "prune",
                      "append_event", "put_outbox", "slot_acquire", "slot_release", "bucket_take", "circuit_open",
-                     "circuit_close"})
+                     "circuit_close", "note_push", "take_pushes"})
 #: How long an operation waits for a connection while the database is known to be down.
 DOWN_TIMEOUT_SECONDS = 1.0
 #: The LISTEN connection checks it is alive this often when nothing arrives.
@@ -292,6 +292,15 @@ class PostgresJobStore:
 
     async def outbox(self, status: OutboxStatus) -> list[OutboxMessage]:
         return [outbox_from(body) for (body,) in await self._rows("outbox", status=status)]
+
+    # ---- vendor webhooks relayed to the job's holder (router/webhooks/inbound.py) ------------------------------
+    async def note_push(self, job_id: str, attempt: int) -> None:
+        """Keep a verified vendor push about unfinished job ``job_id`` and announce it (notice ``"push"``)."""
+        await self._rows("note_push", id=job_id, attempt=attempt)
+
+    async def take_pushes(self, worker: str, job_id: str | None = None) -> set[str]:
+        """The jobs ``worker`` holds that have pushes kept (only ``job_id``, when given); the pushes are deleted."""
+        return {row[0] for row in await self._rows("take_pushes", worker=worker, id=job_id)}
 
     # ---- spend (router/budgets.py) ------------------------------------------------------------------------
     async def add_spend(self, entries: list[SpendEntry]) -> None:

@@ -88,6 +88,17 @@ CREATE TABLE tarash_router_circuits (
 );
 UPDATE tarash_router_meta SET value = '2' WHERE key = 'schema_version';
 
+-- name: migrate_2
+-- Version 3: vendor webhooks that reached an instance other than their job's holder (router/webhooks/inbound.py),
+-- kept until the holder takes them.
+CREATE TABLE tarash_router_pushes (
+    job_id text NOT NULL REFERENCES tarash_router_jobs (id) ON DELETE CASCADE,
+    attempt integer NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, attempt)
+);
+UPDATE tarash_router_meta SET value = '3' WHERE key = 'schema_version';
+
 -- name: schema_lock
 SELECT pg_advisory_xact_lock(hashtext('tarash_router_schema'));
 
@@ -310,3 +321,19 @@ SELECT provider, model, failures, extract(epoch FROM now() - opened_at) FROM tar
 SELECT request, chain, body, worker, cancel_requested FROM tarash_router_jobs
 WHERE status IN ('queued', 'running')
 ORDER BY created_at, id;
+
+-- name: note_push
+-- A verified vendor push about an unfinished job: kept, and announced to every instance (its holder acts on it).
+WITH noted AS (
+    INSERT INTO tarash_router_pushes (job_id, attempt)
+    SELECT id, %(attempt)s FROM tarash_router_jobs WHERE id = %(id)s AND status IN ('queued', 'running')
+    ON CONFLICT (job_id, attempt) DO UPDATE SET received_at = now()
+    RETURNING job_id
+)
+SELECT pg_notify('tarash_router_pushes', job_id || ' ' || extract(epoch FROM clock_timestamp())) FROM noted;
+
+-- name: take_pushes
+-- The pushes kept for jobs %(worker)s holds (for job %(id)s only, when given), deleted as they are read.
+DELETE FROM tarash_router_pushes AS p USING tarash_router_jobs AS j
+WHERE p.job_id = j.id AND j.worker = %(worker)s AND (%(id)s::text IS NULL OR p.job_id = %(id)s)
+RETURNING p.job_id;

@@ -141,9 +141,10 @@ LIST_REQUEST_FIELDS = ("prompt", "duration_seconds", "aspect_ratio", "resolution
 #: Fields a store keeps in their own columns, outside the JSON body (leases write them, ``save`` never does).
 _COLUMNS = ("request", "chain", "worker", "cancel_requested")
 
-#: What ``watch`` reports: a new runnable job (subject ""), a job's new event or a cancel request (subject:
-#: the job id). With the time it was sent (epoch seconds, the sender's clock) when known.
-Notice = Literal["job", "event", "cancel", "slot", "circuit"]
+#: What ``watch`` reports: a new runnable job (subject ""), a job's new event, a cancel request or a vendor push
+#: received by another instance (subject: the job id). With the time it was sent (epoch seconds, the sender's
+#: clock) when known.
+Notice = Literal["job", "event", "cancel", "slot", "circuit", "push"]
 OnNotice = Callable[[Notice, str, float | None], None]
 
 

@@ -8,7 +8,10 @@ instance sharing the job store can check it and a restart loses nothing.
 A push is a hint, polling stays the truth: a verified delivery ends the attempt's wait between polls at once
 (the next poll decides), and while a push is expected the attempt polls only every ``webhook_poll_interval``
 seconds, the safety net for a push that never comes. A duplicate, a late or an out-of-order delivery causes at
-most one extra status poll. Refused (and counted, and logged without the token): an unknown token (404), a
+most one extra status poll. With several instances on one PostgreSQL store, a delivery about a job another
+instance holds is verified here, kept in the store and announced (``JobStore`` notice ``"push"``); the holder
+wakes the attempt at the notice, or, if its LISTEN connection was down then, when it reconnects (the kept push
+is taken then). Refused (and counted, and logged without the token): an unknown token (404), a
 body over the limit (413), a signature or timestamp that does not verify (401), a replay of a delivery
 already accepted (409), a delivery about another vendor job (400).
 """
@@ -30,7 +33,7 @@ import structlog
 
 from router.errors import TarashError
 from router.handler import WEBHOOK_URL_KEY, ProviderHandler, is_stepped
-from router.jobs.store import JobRecord, JobStore
+from router.jobs.store import JobRecord, JobStore, JobStoreUnavailableError, Notice
 from router.models import AnyConfig, AttemptMetadata
 from router.registry import get_handler, known_providers, resolve_api_key
 from router.routes import CONFIG_TYPES
@@ -71,7 +74,7 @@ class InboundWebhooks:
 
     def __init__(self, public_url: str, store: JobStore, *, poll_interval: float, max_body_bytes: int,
                  metrics: Any = None, clock: Callable[[], float] = time.time,
-                 replicate_secret: str | None = None) -> None:
+                 replicate_secret: str | None = None, instance_id: str = "") -> None:
         self.public_url = public_url.rstrip("/")
         self.store = store
         self.poll_interval = poll_interval
@@ -86,6 +89,9 @@ class InboundWebhooks:
         #: The live records of jobs running here: a delivery about one is checked without a store read.
         self._live: dict[str, JobRecord] = {}
         self._session: aiohttp.ClientSession | None = None
+        #: This instance's name on its job leases: the pushes other instances relay here are taken under it.
+        self.instance_id = instance_id
+        self._tasks: set[asyncio.Task[None]] = set()
         self._fal_ok = fal.available()
         #: Metric labels: a provider name from the path counts under its name only if it is a real provider.
         self._labels = frozenset(known_providers())  # once: listing entry points is slow
@@ -94,6 +100,9 @@ class InboundWebhooks:
                         "fal jobs are polled")
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -145,7 +154,11 @@ class InboundWebhooks:
         if len(body) > self.max_body_bytes:
             raise WebhookRejected(413, "too_large", f"webhook body over {self.max_body_bytes} bytes")
         parsed = _parse_token(token)
-        job = (self._live.get(parsed[0]) or await self.store.get(parsed[0])) if parsed else None
+        try:
+            job = (self._live.get(parsed[0]) or await self.store.get(parsed[0])) if parsed else None
+        except JobStoreUnavailableError:
+            raise WebhookRejected(503, "store_unavailable", "the job store cannot be read now; the vendor retries") \
+                from None
         stored = job.webhook_tokens.get(parsed[1]) if job and parsed else None
         if job is None or parsed is None or stored is None or not hmac.compare_digest(stored, digest(parsed[2])):
             raise WebhookRejected(404, "unknown_token", "no such webhook")
@@ -172,7 +185,39 @@ class InboundWebhooks:
             return job.id, "ignored"
         if (wake := self._wake.get(job.id)) is not None:
             wake.set()
+        elif self.store.shared:  # another instance holds it (or will claim it): tell it through the store
+            try:
+                await self.store.note_push(job.id, number)  # type: ignore[attr-defined]
+            except JobStoreUnavailableError:
+                raise WebhookRejected(503, "store_unavailable", "the job store cannot keep the delivery now; "
+                                      "the vendor retries") from None
+            return job.id, "relayed"
         return job.id, "accepted"
+
+    # ---- several instances --------------------------------------------------------------------------------
+    def on_notice(self, notice: Notice, subject: str, sent_at: float | None) -> None:
+        """A ``JobService`` notice listener: wake a job running here that another instance received a push
+        for, and take the kept pushes once the store's LISTEN connection is (re)established (``"job"`` without a
+        time), since announcements made while it was down were missed."""
+        if notice == "push" and (wake := self._wake.get(subject)) is not None:
+            wake.set()  # first: the status check should not wait for the store
+            self._spawn(self._take(subject))
+        elif notice == "job" and sent_at is None:
+            self._spawn(self._take(None))
+
+    async def _take(self, job_id: str | None) -> None:
+        try:
+            taken = await self.store.take_pushes(self.instance_id, job_id)  # type: ignore[attr-defined]
+        except JobStoreUnavailableError:
+            return  # kept in the store: the next reconnect takes them, the stretched poll bounds the wait
+        for taken_id in taken:
+            if (wake := self._wake.get(taken_id)) is not None:
+                wake.set()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _verify(self, scheme: str | None, handler: Any, config: AnyConfig, headers: Mapping[str, str],
                       body: bytes) -> str | None:

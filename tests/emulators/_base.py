@@ -25,8 +25,10 @@ Webhooks: a submit that names a webhook URL (each vendor's own field) makes the 
 signed as the vendor signs it. ``WebhookFault`` modes, set on ``emu.webhook_fault`` or in-band with
 ``[[webhook:twice]]``: ``never`` (the job finishes, nothing is sent), ``twice`` (the same delivery again),
 ``late`` (sent ``webhook_late_delay`` seconds after the job finished), ``bad_signature`` (a signature that does
-not verify) and ``early`` (one delivery before the job is done, then the real one). Every delivery and the
-receiver's answer is in ``emu.webhook_deliveries``.
+not verify), ``early`` (one delivery before the job is done, then the real one) and ``before_answer`` (a fast
+vendor: the job finishes and its webhook is delivered, and answered, before the submit itself is answered, so it
+reaches the receiver before it knows the vendor's job id). Every delivery and the receiver's answer is in
+``emu.webhook_deliveries``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class WebhookFault(StrEnum):
     LATE = "late"  # sent webhook_late_delay seconds after the job finished
     BAD_SIGNATURE = "bad_signature"  # the signature does not verify
     EARLY = "early"  # one delivery while the job still runs, then the real one
+    BEFORE_ANSWER = "before_answer"  # the job finishes and its webhook is answered before the submit is
 
 
 _WEBHOOK_MARKER = re.compile(rf"\[\[webhook:({'|'.join(WebhookFault)})\]\]")
@@ -91,6 +94,9 @@ class WebhookDelivery:
     body: bytes
     headers: dict[str, str]
     status: int | None = None
+    #: Epoch seconds it was sent, and answered (None: no answer, a timeout or a connection error).
+    sent_at: float = 0.0
+    answered_at: float | None = None
 
 #: Long side of a served image. Real sizes would be faithful but slow: a 1024 px PNG takes ~50 ms to make, and
 #: benchmarks fetch thousands. Served images keep the requested shape; vendors report the served size.
@@ -217,6 +223,7 @@ class Emulator:
         self.app.router.add_get("/_media/{name}", self._media)
         self.app.router.add_get("/_emulator/stats", self._stats)
         self.app.router.add_get("/_emulator/finished", self._finished)
+        self.app.router.add_get("/_emulator/webhooks", self._deliveries)
         self.add_routes(self.app.router)
 
     # ---- to override ---------------------------------------------------------------------------------------
@@ -391,11 +398,24 @@ class Emulator:
         return web.Response(status=404)
 
     # ---- webhooks -----------------------------------------------------------------------------------------
-    def start_webhook(self, job: Job, url: str) -> None:
-        """Finish ``job`` on its own soon and POST its webhook to ``url`` (see the module docstring)."""
+    async def start_webhook(self, job: Job, url: str) -> None:
+        """Finish ``job`` on its own soon and POST its webhook to ``url`` (see the module docstring); called by
+        the submit before it answers."""
         job.extra["webhook_url"] = url
-        if self.finish_after is None:  # else new_job's timer finishes it and sends the webhook
+        if self._webhook_fault(job) is WebhookFault.BEFORE_ANSWER:
+            self._finish(job)
+            await self.deliver_webhook(job, url)  # the submit's answer waits for this one
+        elif self.finish_after is None:  # else new_job's timer finishes it and sends the webhook
             self._spawn(self._run_webhook(job))
+
+    def _webhook_fault(self, job: Job) -> WebhookFault | None:
+        marker = _WEBHOOK_MARKER.search(job.prompt)
+        return self.webhook_fault or (WebhookFault(marker[1]) if marker else None)
+
+    @staticmethod
+    def _finish(job: Job) -> None:
+        job.finished = True
+        job.extra["finished_at"] = time.time()
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
@@ -403,15 +423,13 @@ class Emulator:
         task.add_done_callback(self._webhook_tasks.discard)
 
     async def _run_webhook(self, job: Job) -> None:
-        marker = _WEBHOOK_MARKER.search(job.prompt)
-        fault = self.webhook_fault or (WebhookFault(marker[1]) if marker else None)
+        fault = self._webhook_fault(job)
         if fault is WebhookFault.EARLY and "webhook_url" in job.extra:
             await self.deliver_webhook(job, job.extra["webhook_url"])
         await asyncio.sleep(self.finish_after if self.finish_after is not None else self.webhook_delay)
-        if job.cancelled:
+        if job.cancelled or job.finished:  # finished: BEFORE_ANSWER did it all already
             return
-        job.finished = True
-        job.extra["finished_at"] = time.time()
+        self._finish(job)
         url = job.extra.get("webhook_url")
         if url is None or fault is WebhookFault.NEVER:
             return
@@ -436,7 +454,7 @@ class Emulator:
             body, headers = self.webhook_message(job)
             if forged:
                 headers = self.forge(headers)
-        delivery = WebhookDelivery(url, job.id, body, headers)
+        delivery = WebhookDelivery(url, job.id, body, headers, sent_at=time.time())
         self.webhook_deliveries.append(delivery)
         if self._webhook_session is None:
             self._webhook_session = aiohttp.ClientSession(
@@ -444,13 +462,18 @@ class Emulator:
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with self._webhook_session.post(url, data=body, allow_redirects=False,
                                                   headers={"Content-Type": "application/json", **headers}) as answer:
-                delivery.status = answer.status
+                delivery.status, delivery.answered_at = answer.status, time.time()
         return delivery
 
     async def _finished(self, request: web.Request) -> web.Response:
         """When each job that finished on the wall clock finished (epoch seconds), for benchmarks."""
         return web.json_response({job.id: job.extra["finished_at"] for job in self.jobs.values()
                                   if "finished_at" in job.extra})
+
+    async def _deliveries(self, request: web.Request) -> web.Response:
+        """Every webhook sent, for benchmarks: job, when sent and answered (epoch seconds), the answer's status."""
+        return web.json_response([{"job_id": d.job_id, "sent_at": d.sent_at, "answered_at": d.answered_at,
+                                   "status": d.status} for d in self.webhook_deliveries])
 
     async def _stats(self, request: web.Request) -> web.Response:
         """Counters for out-of-process users (benchmarks): calls per step and jobs created."""

@@ -151,7 +151,7 @@ class FalEmulator(Emulator):
         job.extra.update(queue_path=path, logs=[])
         base = f"{self.url}{path}/requests/{job.id}"
         if webhook := request.query.get("fal_webhook"):
-            self.start_webhook(job, webhook)
+            await self.start_webhook(job, webhook)
         # status and queue_position too: seen in answers quoted by third-party docs; fal_client reads only the URLs.
         return web.json_response({"status": "IN_QUEUE", "request_id": job.id, "gateway_request_id": job.id,
                                   "response_url": base,

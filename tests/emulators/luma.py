@@ -153,7 +153,7 @@ class LumaEmulator(Emulator):
         job.extra.update(kind=kind, created=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
                          .replace("+00:00", "Z"))
         if isinstance(body.get("callback_url"), str):
-            self.start_webhook(job, body["callback_url"])
+            await self.start_webhook(job, body["callback_url"])
         if kind == "image" and body.get("sync"):  # sync mode answers with the finished generation
             job.polls = job.polls_needed
         return web.json_response(self._generation(job), status=201)

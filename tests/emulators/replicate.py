@@ -168,7 +168,7 @@ class ReplicateEmulator(Emulator):
         if isinstance(body.get("webhook"), str):
             events = body.get("webhook_events_filter") or ["start", "output", "logs", "completed"]
             job.extra["webhook_events"] = events
-            self.start_webhook(job, body["webhook"])
+            await self.start_webhook(job, body["webhook"])
         headers = {}
         if (wait := wait_seconds(request.headers.get("Prefer", ""))) is not None:
             self._poll(job)

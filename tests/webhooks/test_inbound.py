@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulators._base import WebhookFault
+from tests.emulators._base import Fault, WebhookFault
 from tests.emulators.fal import FalEmulator
 from tests.emulators.luma import LumaEmulator
 from tests.emulators.replicate import ReplicateEmulator
@@ -85,6 +85,21 @@ async def test_duplicate_early_and_late_webhooks_are_harmless(start_router: Star
             assert statuses[0] == 200 and statuses[1] in (200, 409)  # 409: the replay of an accepted delivery
         else:
             assert all(s == 200 for s in statuses)
+
+
+async def test_a_webhook_before_the_submit_answer_is_remembered_until_the_vendor_id_is_known(
+        start_router: StartRouter) -> None:
+    async with FalEmulator(polls_to_complete=10_000) as fal:
+        # A fast vendor: the push arrives while the router still waits for the submit's answer (no vendor job id
+        # yet), and it is the only one. The first status poll then fails (a 500), so only the remembered push
+        # can end the next wait before the 60-s safety poll.
+        fal.webhook_fault = WebhookFault.BEFORE_ANSWER
+        fal.inject(Fault.SERVER_ERROR, step="status")
+        router = await start_router(fal_routes(fal))  # webhook_poll_interval: the default 60 s
+        job = await router.finished(await router.create({"model": "video", "prompt": "a fox"}))
+        assert job["status"] == "completed" and fal.calls["submit"] == 1
+        assert [d.status for d in fal.webhook_deliveries] == [200] and fal.calls["status"] == 2
+        assert await router.metric("tarash_router_webhooks_received_total", provider="fal", result="accepted") == 1
 
 
 async def test_forged_replayed_and_unknown_webhooks_change_nothing(start_router: StartRouter) -> None:

@@ -1,0 +1,75 @@
+"""Several instances on one PostgreSQL store: a vendor push that reaches an instance other than the job's lease
+holder is kept in the store and announced; the holder checks the vendor job at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from router.jobs.postgres import PostgresJobStore
+from tests.emulators._base import WebhookFault
+from tests.emulators.fal import FalEmulator
+from tests.jobs.test_instances import call, cluster, until_status
+from tests.jobs.test_postgres_store import job
+
+
+async def test_the_store_keeps_a_push_until_the_holder_takes_it_and_announces_it(pg_url: str) -> None:
+    receiver, holder = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
+    await receiver.open()
+    await holder.open()
+    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    watching = asyncio.create_task(holder.watch(lambda notice, subject, sent: heard.put_nowait((notice, subject))))
+    try:
+        assert await asyncio.wait_for(heard.get(), 5) == ("job", "")
+        await receiver.insert(job("job_held", worker="a"), lease_seconds=30)
+        await receiver.insert(job("job_other", worker="b"), lease_seconds=30)
+        done = job("job_done", worker="a")
+        await receiver.insert(done, lease_seconds=30)
+        done.status = "completed"
+        assert await receiver.save(done)
+        for job_id in ("job_held", "job_held", "job_other", "job_done"):  # twice: kept once
+            await receiver.note_push(job_id, 1)
+        got = [await asyncio.wait_for(heard.get(), 5) for _ in range(3)]
+        assert got == [("push", "job_held"), ("push", "job_held"), ("push", "job_other")]  # not the finished one
+        assert await holder.take_pushes("a") == {"job_held"}  # only what "a" holds
+        assert await holder.take_pushes("a") == set()  # taken once
+        assert await holder.take_pushes("a", "job_other") == set() and await holder.take_pushes("b") == {"job_other"}
+        await receiver.note_push("job_held", 2)
+        await receiver.delete("job_held")  # a deleted job's kept pushes go with it
+        assert await holder.take_pushes("a") == set()
+    finally:
+        watching.cancel()
+        await receiver.close()
+        await holder.close()
+
+
+async def test_a_push_reaching_the_other_instance_wakes_the_holder(tmp_path: Path, pg_url: str) -> None:
+    provider_config = 'provider_config = { webhook_jwks_url = "%s" }'
+    async with FalEmulator(polls_to_complete=100_000) as fal:
+        fal.webhook_fault = WebhookFault.NEVER  # the test delivers it, to the instance that does not hold the job
+        fal.webhook_delay = 3600.0  # and finishes the vendor job itself
+        # PUBLIC_URL is where the vendor is told to push; a load balancer may send it to either instance.
+        async with cluster(tmp_path, pg_url, fal, provider_config % fal.jwks_url,
+                           TARASH_ROUTER_PUBLIC_URL="http://router.invalid") as (session, a, b):
+            status, created = await call(session, "POST", a.url + "/v1/jobs", json={"model": "video", "prompt": "fox"})
+            assert status == 202  # a has room: the job is leased to a as it is written
+            async with asyncio.timeout(20):
+                while fal.calls["status"] < 1:  # a polled once and now waits the stretched 60 s
+                    await asyncio.sleep(0.01)
+            (vendor_job,) = fal.jobs.values()
+            vendor_job.finished = True
+            url = vendor_job.extra["webhook_url"].replace("http://router.invalid", b.url)
+            delivery = await fal.deliver_webhook(vendor_job, url)
+            assert delivery is not None and delivery.status == 200
+            done = await until_status(session, f"{a.url}/v1/jobs/{created['id']}", ("completed", "failed"), timeout=20)
+            assert done["status"] == "completed"  # long before the 60-s poll: a heard it through the store
+            assert fal.calls["status"] == 2 and fal.calls["submit"] == 1
+            _, metrics = await call_text(session, b.url + "/metrics")
+            assert 'tarash_router_webhooks_received_total{provider="fal",result="relayed"} 1.0' in metrics
+
+
+async def call_text(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with session.get(url) as response:
+        return response.status, await response.text()
