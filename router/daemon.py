@@ -215,12 +215,14 @@ class Daemon:
             max_body_bytes=settings.webhook_max_body_bytes, metrics=metrics,
             replicate_secret=os.environ.get(REPLICATE_SECRET_ENV) or None, instance_id=instance_id,
         ) if settings.public_url else None
-        secret = settings.webhook_secret.get_secret_value()
+        # Built even without WEBHOOK_SECRET: a client's own secret ([clients] webhook_secret_env, hot-reloaded)
+        # may sign its webhooks; with neither, webhook_url is refused at create time.
         outbound = OutboundWebhooks(
-            store, secret, view=job_view, retry_for=timedelta(hours=settings.webhook_retry_hours),
-            base_delay=settings.webhook_retry_base_seconds, allow_private=settings.allow_private_webhook_urls,
-            metrics=metrics,
-        ) if secret else None
+            store, settings.webhook_secret.get_secret_value(), view=job_view,
+            retry_for=timedelta(hours=settings.webhook_retry_hours), base_delay=settings.webhook_retry_base_seconds,
+            allow_private=settings.allow_private_webhook_urls, metrics=metrics,
+            client_secret_env=lambda owner: routes.current.client_webhook_secret_env(owner),
+        )
         jobs = JobService(
             store,
             budgets=budgets,

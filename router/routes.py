@@ -36,8 +36,8 @@ from router.pricing.table import override_problems
 from router.registry import get_handler, key_env_names, known_providers
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-#: Well-known key prefixes (OpenAI/Stability sk-, Replicate r8_, Google AIza, Runway key_, OAuth ya29.).
-_KEY_PREFIXES = ("sk-", "sk_", "r8_", "AIza", "key_", "ya29.", "Bearer ")
+#: Well-known key prefixes (OpenAI/Stability sk-, Replicate r8_, Google AIza, Runway key_, OAuth ya29., webhook secrets whsec_).
+_KEY_PREFIXES = ("sk-", "sk_", "r8_", "AIza", "key_", "ya29.", "Bearer ", "whsec_")
 #: 20+ letters and digits in one run, mixing both: a token or hex key, not a word of an env var name.
 _KEY_RUN = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}")
 
@@ -96,6 +96,9 @@ class ClientSpec(BaseModel):
 
     daily_budget_usd: float | None = Field(default=None, gt=0)
     monthly_budget_usd: float | None = Field(default=None, gt=0)
+    #: The env var holding this client's own ``whsec_...`` secret: its client webhooks are signed with it
+    #: instead of ``TARASH_ROUTER_WEBHOOK_SECRET`` (router/webhooks/outbound.py). A name, never the secret.
+    webhook_secret_env: str | None = Field(default=None, pattern=ENV_NAME)
 
 
 class ProviderSpec(BaseModel):
@@ -192,10 +195,17 @@ class RoutesSnapshot:
                                "{ per_second = ... } (or per_image, per_megapixel, per_video, hardware)")
         return out
 
+    def client_webhook_secret_env(self, client: str | None) -> str | None:
+        """The env var of ``client``'s own webhook secret, or None when it has none (WEBHOOK_SECRET signs)."""
+        spec = self.clients.get(client) if client is not None else None
+        return spec.webhook_secret_env if spec is not None else None
+
     def key_env_names(self) -> set[str]:
-        """Every env var an attempt of this file may read its key from (for log redaction)."""
+        """Every env var an attempt of this file may read its key from, and the clients' webhook secret env
+        vars (for log redaction)."""
         return {name for route in self.routes.values() for config in route.chain
-                for name in key_env_names(get_handler(config.provider), config)}
+                for name in key_env_names(get_handler(config.provider), config)} | \
+            {spec.webhook_secret_env for spec in self.clients.values() if spec.webhook_secret_env}
 
 
 class RoutesError(ValueError):

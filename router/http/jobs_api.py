@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
@@ -25,7 +26,9 @@ from router.jobs.store import JobStatus
 from router.models import Kind, media_bytes, media_form
 from router.registry import get_handler
 from router.routes import CONFIG_TYPES
-from router.webhooks.outbound import WebhookURLError, check_webhook_url
+from router.webhooks.outbound import NO_SECRET, WebhookSecretError, WebhookURLError, check_webhook_url
+
+log = structlog.get_logger(logger_name="router.webhooks")
 
 #: An idle event stream (a job waiting in the queue, a vendor that reports nothing) gets an SSE comment this
 #: often, so proxies with idle timeouts (nginx: 60 s) keep it open.
@@ -83,8 +86,15 @@ def _webhook_url(request: web.Request, body: dict[str, Any]) -> str | None:
         return None
     daemon = request.app[DAEMON]
     if daemon.outbound is None:
-        raise ApiError(400, "webhook_url needs the router to sign its webhooks: set TARASH_ROUTER_WEBHOOK_SECRET",
-                       code="webhooks_not_configured", param="webhook_url")
+        raise ApiError(400, NO_SECRET, code="webhooks_not_configured", param="webhook_url")
+    try:
+        daemon.outbound.key_for(_owner(request))
+    except WebhookSecretError as exc:
+        if str(exc) == NO_SECRET:
+            raise ApiError(400, NO_SECRET, code="webhooks_not_configured", param="webhook_url") from None
+        log.warning("client_webhook_secret_missing", reason=str(exc))  # names the env var, never a value
+        raise ApiError(400, "webhook_url: this client's webhook secret is not configured on the router; ask its "
+                       "operator", code="webhooks_not_configured", param="webhook_url") from None
     try:
         return check_webhook_url(body["webhook_url"], allow_private=daemon.outbound.allow_private)
     except WebhookURLError as exc:

@@ -1,6 +1,8 @@
 """Client webhooks out of the router: when a job that named a ``webhook_url`` ends, POST
 ``{"type": "job.completed" | "job.failed" | "job.cancelled", "data": <the job object>}`` to it, signed the
-Standard Webhooks way with ``WEBHOOK_SECRET``.
+Standard Webhooks way with ``WEBHOOK_SECRET``, or with the job's client's own secret when its ``[clients]`` table
+in routes.toml names one (``webhook_secret_env``: an env var, read when a delivery is signed, so the secret is
+never stored, logged or shown; a reload that changes the name applies to pending deliveries too).
 
 Durable and at least once: the ``OutboxMessage`` is written when the job is created and released when it
 ends, so a kill at any point loses nothing; each try is recorded before the next is scheduled; every try of
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -45,6 +48,14 @@ class WebhookURLError(ValueError):
     """A ``webhook_url`` the router will not call (the message says why)."""
 
 
+class WebhookSecretError(ValueError):
+    """No usable secret signs a client's webhooks (the message names the setting, never a value)."""
+
+
+#: Without a client secret or WEBHOOK_SECRET, the router has nothing to sign with.
+NO_SECRET = "webhook_url needs the router to sign its webhooks: set TARASH_ROUTER_WEBHOOK_SECRET"
+
+
 def check_webhook_url(url: Any, *, allow_private: bool) -> str:
     """``url`` if it is an http(s) URL the router may POST to; ``WebhookURLError`` otherwise."""
     if not isinstance(url, str) or not url.strip():
@@ -70,12 +81,16 @@ class OutboundWebhooks:
 
     def __init__(self, store: JobStore, secret: str, *, view: Callable[[JobRecord], dict[str, Any]],
                  retry_for: timedelta, base_delay: float, allow_private: bool, metrics: Any = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now,
+                 client_secret_env: Callable[[str | None], str | None] = lambda owner: None) -> None:
+        """``secret``: ``WEBHOOK_SECRET`` ("" for none); ``client_secret_env``: a job owner's own secret's env var
+        name, or None when that client has none (then ``secret`` signs)."""
         self.store = store
         try:
-            self._key = signing.secret_bytes(secret)
+            self._key = signing.secret_bytes(secret) if secret else None
         except ValueError:
             raise ValueError("TARASH_ROUTER_WEBHOOK_SECRET must be whsec_ followed by base64") from None
+        self._client_secret_env = client_secret_env
         self._view = view
         self.retry_for = retry_for
         self.base_delay = base_delay
@@ -88,6 +103,19 @@ class OutboundWebhooks:
         self._running: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+
+    def key_for(self, owner: str | None) -> bytes:
+        """The key that signs the webhooks of ``owner``'s jobs; ``WebhookSecretError`` when there is none."""
+        env = self._client_secret_env(owner)
+        if env is None:
+            if self._key is None:
+                raise WebhookSecretError(NO_SECRET)
+            return self._key
+        try:
+            return signing.secret_bytes(os.environ.get(env, ""))
+        except ValueError:
+            raise WebhookSecretError(f"the webhook secret of client {owner!r} (env {env}) is unset or not whsec_ "
+                                     "followed by base64") from None
 
     def new_message(self, job_id: str, url: str) -> OutboxMessage:
         return OutboxMessage(id=f"msg_{job_id.removeprefix('job_')}", job_id=job_id, url=url, created_at=self._clock())
@@ -153,14 +181,20 @@ class OutboundWebhooks:
             job = await self.store.get(job_id)
             if job is None:
                 return
+            try:
+                key = self.key_for(job.owner)
+            except WebhookSecretError as exc:  # retried: the operator may set it (a reload or a restart)
+                await self._record(message, None, str(exc), None)
+                return
             body = json.dumps({"type": event_type(job), "data": self._view(job)}, default=str).encode()
-            status, error, retry_after = await self._post(message, body)
+            status, error, retry_after = await self._post(message, body, key)
             await self._record(message, status, error, retry_after)
 
-    async def _post(self, message: OutboxMessage, body: bytes) -> tuple[int | None, str | None, float | None]:
+    async def _post(self, message: OutboxMessage, body: bytes,
+                    key: bytes) -> tuple[int | None, str | None, float | None]:
         """One try: (HTTP status or None, error or None, Retry-After seconds)."""
         headers = {"Content-Type": "application/json", "User-Agent": "tarash-router-webhooks",
-                   **signing.headers_for(self._key, message.id, int(time.time()), body)}
+                   **signing.headers_for(key, message.id, int(time.time()), body)}
         assert self._session is not None
         try:
             check_webhook_url(message.url, allow_private=self.allow_private)  # the guard may have changed

@@ -159,3 +159,56 @@ async def test_kill_9_with_an_undelivered_webhook_then_restart_delivers_it(tmp_p
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
     # A try in flight at the kill reached the receiver but was never recorded: at least once, same webhook-id.
     assert job["webhook"]["status"] == "delivered" and job["webhook"]["attempts"] <= len(receiver.received)
+
+
+ALICE_SECRET = "whsec_" + base64.b64encode(b"alice's own webhook secret, 32 b").decode()
+CLIENTS = """
+[clients."alice"]
+webhook_secret_env = "ALICE_WEBHOOK_SECRET"
+[clients."carol"]
+webhook_secret_env = "CAROL_WEBHOOK_SECRET"
+"""
+
+
+async def test_a_client_with_its_own_secret_gets_webhooks_signed_with_it(
+        start_router: StartRouter, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ALICE_WEBHOOK_SECRET", ALICE_SECRET)
+    monkeypatch.delenv("CAROL_WEBHOOK_SECRET", raising=False)  # carol's operator forgot hers
+    router = await start_router(MOCK_ROUTES + CLIENTS, **ON, api_keys="alice=tok-alice,bob=tok-bob,carol=tok-carol")
+
+    def as_(token: str) -> dict[str, dict[str, str]]:
+        return {"headers": {"Authorization": f"Bearer {token}"}}
+
+    ids = {}
+    for client in ("alice", "bob"):
+        status, job = await router.call("POST", "/v1/jobs", json={"model": "video-fast", "prompt": "x",
+                                                                  "webhook_url": f"{receiver.url}/{client}"},
+                                        **as_(f"tok-{client}"))
+        assert status == 202
+        ids[client] = job["id"]
+    await receiver.wait(2)
+    by_path = {r.path: r for r in receiver.received}
+    alice, bob = by_path["/alice"], by_path["/bob"]
+    headers = {k.lower(): v for k, v in alice.headers.items()}
+    assert Webhook(ALICE_SECRET).verify(alice.body, headers)["data"]["id"] == ids["alice"]  # her own secret
+    with pytest.raises(Exception):
+        Webhook(SECRET).verify(alice.body, headers)  # not the router's
+    assert verify(bob)["data"]["id"] == ids["bob"]  # a client without one: WEBHOOK_SECRET
+    # No secret for carol: refused at create, saying so without naming or showing anything secret.
+    status, answer = await router.call("POST", "/v1/jobs", json={"model": "video-fast", "prompt": "x",
+                                                                 "webhook_url": receiver.url}, **as_("tok-carol"))
+    assert status == 400 and answer["error"]["code"] == "webhooks_not_configured"
+    assert "CAROL" not in answer["error"]["message"]
+    # The secret is nowhere: not in answers, the job store, reprs or logs.
+    _, shown = await router.call("GET", f"/v1/jobs/{ids['alice']}", **as_("tok-alice"))
+    store = router.daemon.jobs.store
+    kept = [repr(await store.get(ids["alice"])), repr(await store.outbox_for_job(ids["alice"])),
+            repr(router.daemon.outbound), repr(router.daemon.routes.current.clients)]
+    logged = capsys.readouterr()
+    raw = ALICE_SECRET.removeprefix("whsec_")
+    files = [path.read_bytes().decode("latin-1") for path in router.daemon.settings.data_dir.glob("jobs.sqlite3*")]
+    assert files  # the database and its write-ahead log
+    for text in (json.dumps(shown), *kept, logged.out + logged.err, *files):
+        assert raw not in text
+    assert "CAROL_WEBHOOK_SECRET" in logged.out + logged.err  # the operator is told which setting is missing
