@@ -14,6 +14,10 @@ for a token with a self-signed RS256 JWT (RFC 7523; needs ``cryptography``: ``pi
 else the GCE metadata server (``provider_config["metadata_host"]`` overrides its address). Tokens are cached until a
 minute before they expire.
 
+Push: with ``PUBLIC_URL`` set, a Gemini API Veo submit carries ``webhookConfig: {"uris": [<router URL>]}``
+(python-genai ``GenerateVideosConfig.webhook_config``); the Gemini API then posts a ``video.generated`` event
+there. The router takes it as a hint only (see ``router.webhooks.inbound``). Vertex AI and Imagen: polling.
+
 RAI filtering (``raiMediaFilteredReasons``, ``raiFilteredReason``) is a content-policy error. Image roles:
 first_frame -> ``image``, last_frame -> ``lastFrame``, reference/asset -> ``referenceImages`` ``asset``, style ->
 ``style`` (Vertex only: the Gemini API refuses STYLE, so such a request is skipped there). Per-model support
@@ -35,6 +39,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
 import aiohttp
@@ -120,6 +125,17 @@ class GoogleProvider(HttpProvider):
     content_policy_markers = ("usage guidelines", "responsible ai", "safety", "violate", "filtered")
     capabilities = {"video": ALL_VIDEO, "image": frozenset({"text_to_image", "multiple_outputs"})}
     status_map: ClassVar[dict[str, Any]] = {}
+    webhook_scheme = "google"
+
+    def webhook_supported(self, kind: Kind, config: AnyConfig) -> bool:
+        # Veo on the Gemini API only: Vertex AI has no per-request webhook (python-genai refuses webhook_config
+        # there: "only supported in Gemini Developer API"), and Imagen answers synchronously.
+        return kind == "video" and not _vertex(config)
+
+    def with_webhook(self, request: HttpRequest, url: str) -> HttpRequest:
+        # python-genai GenerateVideosConfig.webhook_config -> top-level "webhookConfig" of the predictLongRunning
+        # body (models.py _GenerateVideosConfig_to_mldev): these URIs are used instead of the project's webhooks.
+        return replace(request, json={**(request.json or {}), "webhookConfig": {"uris": [url]}})
 
     def needs_api_key(self, config: AnyConfig) -> bool:
         return not _vertex(config)  # Vertex authenticates with OAuth tokens

@@ -60,8 +60,9 @@ class ProviderHandler:
     api_key_env: ClassVar[tuple[str, ...]] = ()
     requires_api_key: ClassVar[bool] = True
     #: How this vendor's completion webhooks are verified (``router.webhooks.inbound``: "fal", "replicate",
-    #: "luma"), or None when it pushes nothing. A handler that sets it sends ``provider_config[WEBHOOK_URL_KEY]``
-    #: with its submit when that key is set.
+    #: "luma", "google"), or None when it pushes nothing. A handler that sets it sends
+    #: ``provider_config[WEBHOOK_URL_KEY]`` with its submit when that key is set (``webhook_supported`` may
+    #: narrow it to some kinds or surfaces).
     webhook_scheme: ClassVar[str | None] = None
 
     # ---- capability check ---------------------------------------------------------------------------------
@@ -88,6 +89,11 @@ class ProviderHandler:
 
     async def cancel(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> None:
         """Cancel the vendor job where the vendor allows it. Best effort; the default does nothing."""
+
+    def webhook_supported(self, kind: Kind, config: AnyConfig) -> bool:
+        """Whether this attempt's vendor can push its completion (default: the handler has a ``webhook_scheme``).
+        A vendor that pushes only on some surfaces or kinds says no for the others, so they keep plain polling."""
+        return self.webhook_scheme is not None
 
     async def webhook_secret(self, config: AnyConfig) -> str:
         """The secret that verifies this vendor's signed webhooks, fetched from the vendor with ``config``'s key

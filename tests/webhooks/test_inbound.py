@@ -4,6 +4,7 @@ stretched poll, forged/replayed/unknown deliveries change nothing, state survive
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.emulators._base import Fault, WebhookFault
 from tests.emulators.fal import FalEmulator
+from tests.emulators.google import GoogleEmulator
 from tests.emulators.luma import LumaEmulator
 from tests.emulators.replicate import ReplicateEmulator
 from tests.webhooks.conftest import StartRouter, stop
@@ -18,7 +20,7 @@ from tests.webhooks.conftest import StartRouter, stop
 
 @pytest.fixture(autouse=True)
 def keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("EMULATED_FAL_KEY", "EMULATED_REPLICATE_KEY", "EMULATED_LUMA_KEY"):
+    for name in ("EMULATED_FAL_KEY", "EMULATED_REPLICATE_KEY", "EMULATED_LUMA_KEY", "EMULATED_GOOGLE_KEY"):
         monkeypatch.setenv(name, "test-key")
     monkeypatch.delenv("REPLICATE_WEBHOOK_SECRET", raising=False)
 
@@ -201,6 +203,72 @@ max_poll_attempts = 100000
         assert job["status"] == "completed" and luma.calls["status"] <= 2
         assert next(r for r in luma.requests if r.step == "submit").body["callback_url"].startswith(router.url)
         assert [d.status for d in luma.webhook_deliveries] == [200]
+
+
+def google_routes(google: GoogleEmulator, provider_config: str = "", path: str = "/v1beta") -> str:
+    return f"""
+[routes."veo"]
+kind = "video"
+[[routes."veo".attempts]]
+provider = "google"
+model = "veo-3.1-generate-preview"
+base_url = "{google.url}{path}"
+api_key_env = "EMULATED_GOOGLE_KEY"
+poll_interval = 0.01
+max_poll_attempts = 100000
+timeout = 30
+{provider_config}
+"""
+
+
+async def test_gemini_veo_asks_for_a_per_request_webhook_and_takes_it_as_a_hint(start_router: StartRouter) -> None:
+    async with GoogleEmulator(polls_to_complete=10_000) as google:
+        router = await start_router(google_routes(google))  # webhook_poll_interval: the default 60 s
+        job = await router.finished(await router.create({"model": "veo", "prompt": "a fox"}))
+        assert job["status"] == "completed" and google.calls["submit"] == 1 and google.calls["status"] <= 2
+        submit = next(r for r in google.requests if r.step == "submit")
+        (uri,) = submit.body["webhookConfig"]["uris"]
+        assert uri.startswith(f"{router.url}/v1/webhooks/google/{job['id']}.1.")
+        assert [d.status for d in google.webhook_deliveries] == [200]
+        assert json.loads(google.webhook_deliveries[0].body)["type"] == "video.generated"
+        assert await router.metric("tarash_router_webhooks_received_total", provider="google", result="accepted") == 1
+
+
+async def test_a_gemini_hint_with_any_body_only_triggers_a_poll(start_router: StartRouter) -> None:
+    async with GoogleEmulator(polls_to_complete=10_000) as google:
+        google.webhook_delay = 3600  # the test sends the hints
+        router = await start_router(google_routes(google))
+        job_id = await router.create({"model": "veo", "prompt": "a fox"})
+        async with asyncio.timeout(5):
+            while google.calls["status"] < 1:
+                await asyncio.sleep(0.01)
+        url = next(r for r in google.requests if r.step == "submit").body["webhookConfig"]["uris"][0]
+        # Unsigned, claiming success: the token lets it in, the poll it triggers says the job still runs.
+        forged = {"type": "video.generated", "data": {"video_uri": "https://evil.example"}}
+        status, _ = await router.call("POST", url[len(router.url):], json=forged)
+        assert status == 200
+        async with asyncio.timeout(5):
+            while google.calls["status"] < 2:
+                await asyncio.sleep(0.01)
+        _, job = await router.call("GET", f"/v1/jobs/{job_id}")
+        assert job["status"] == "running"  # a hint finishes nothing
+        assert (await router.call("POST", url[len(router.url):].rsplit(".", 1)[0] + ".guess", json={}))[0] == 404
+        (vendor_job,) = google.jobs.values()
+        vendor_job.finished = True
+        delivery = await google.deliver_webhook(vendor_job, url)
+        assert delivery is not None and delivery.status == 200
+        job = await router.finished(job_id)
+        assert job["status"] == "completed" and google.calls["status"] == 3
+
+
+async def test_vertex_veo_keeps_polling(start_router: StartRouter) -> None:
+    async with GoogleEmulator(polls_to_complete=2) as google:
+        vertex = f'provider_config = {{ gcp_project = "p", metadata_host = "{google.url}" }}'
+        router = await start_router(google_routes(google, vertex, path=""), webhook_poll_interval=3600)
+        job = await router.finished(await router.create({"model": "veo", "prompt": "a fox"}))
+        assert job["status"] == "completed"  # polled every 10 ms: the 3600-s push interval never applied
+        assert "webhookConfig" not in next(r for r in google.requests if r.step == "submit").body
+        assert google.webhook_deliveries == []
 
 
 async def test_a_webhook_after_a_restart_wakes_the_resumed_job(start_router: StartRouter) -> None:
