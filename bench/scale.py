@@ -3,8 +3,10 @@
 Each emulator job needs ``--polls`` status polls before it completes and the route polls every
 ``--poll-interval`` seconds, so a job lives about polls x interval seconds. Reports the daemon's peak RSS,
 event-loop lag (p99, from its own metric), job-store write rate, and whether every job completed with the
-right result and exactly one vendor submit. ``--kill-at-midpoint`` kill -9s the daemon halfway and restarts
-it on the same job store.
+right result and exactly one vendor submit. Also: accept rate (jobs/s), ``GET /v1/jobs/{id}`` latency p50/p99
+from a side client on its own connection, throughout (during the accept burst and while the jobs run), the
+daemon's CPU seconds (utime + stime) and its cyclic-GC pauses per generation (``bench._gc_serve``).
+``--kill-at-midpoint`` kill -9s the daemon halfway and restarts it on the same job store.
 
     .venv/bin/python bench/scale.py --jobs 10000 --polls 12 --poll-interval 5
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import signal
 import time
 from pathlib import Path
@@ -21,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import PYTHON, SCRIPT, fal_video_routes, free_port, machine, spawn, wait_http
+from bench._common import PYTHON, SCRIPT, fal_video_routes, free_port, machine, percentile, spawn, wait_http
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -29,6 +33,29 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (from /proc: robust on a loaded machine, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def side_client(url: str, ids: list[str], latencies: list[float]) -> None:
+    """GET a random known job every 50 ms on a connection of its own (a user looking at one job)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        while True:
+            if ids:
+                t0 = time.perf_counter()
+                async with session.get(f"{url}/v1/jobs/{random.choice(ids)}") as r:
+                    await r.read()
+                    assert r.status == 200, r.status
+                latencies.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.05)
+
+
+def ms(values: list[float], p: float) -> float | None:
+    return round(percentile(values, p) * 1000, 1) if values else None
 
 
 def histogram_p99(text: str, name: str) -> float:
@@ -47,10 +74,14 @@ async def main(args: argparse.Namespace) -> None:
     data = out.parent / "scale-data"
     env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_DATA_DIR": str(data),
            "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10)}
-    command = [str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)]
+    gc_out = out.with_suffix(".gc.json")
+    command = [PYTHON, "-m", "bench._gc_serve", str(gc_out), "serve", "--routes", str(routes), "--port", str(port)]
     daemon = spawn(*command, env=env)
     base = f"http://127.0.0.1:{port}"
-    rss = 0.0
+    rss = cpu = 0.0
+    ids: list[str] = []
+    side: dict[str, list[float]] = {"accepting": [], "running": []}
+    sider = asyncio.create_task(side_client(base, ids, side["accepting"]))
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
         await wait_http(base + "/healthz")
@@ -62,15 +93,20 @@ async def main(args: argparse.Namespace) -> None:
             async def create(i: int) -> str:
                 async with sem, session.post(base + "/v1/jobs", json={"model": "video", "prompt": f"fox {i}"}) as r:
                     assert r.status == 202, await r.text()
-                    return (await r.json())["id"]  # type: ignore[no-any-return]
+                    job_id: str = (await r.json())["id"]
+                ids.append(job_id)
+                return job_id
 
-            ids = await asyncio.gather(*(create(i) for i in range(args.jobs)))
+            ids[:] = await asyncio.gather(*(create(i) for i in range(args.jobs)))
             created_s = time.perf_counter() - started
-            print(f"{len(ids)} jobs accepted in {created_s:.1f} s", flush=True)
+            print(f"{len(ids)} jobs accepted in {created_s:.1f} s ({len(ids) / created_s:.0f} jobs/s)", flush=True)
+            sider.cancel()
+            sider = asyncio.create_task(side_client(base, ids, side["running"]))
             lifetime = args.polls * args.poll_interval
             if args.kill_at_midpoint:
                 await asyncio.sleep(lifetime / 2)
                 rss = max(rss, peak_rss_mb(daemon.pid))
+                cpu += cpu_seconds(daemon.pid)
                 daemon.send_signal(signal.SIGKILL)
                 daemon.wait()
                 print("daemon killed (-9) at the midpoint; restarting", flush=True)
@@ -92,6 +128,8 @@ async def main(args: argparse.Namespace) -> None:
                 if running == 0 and time.perf_counter() - started > lifetime:
                     break
             elapsed = time.perf_counter() - started
+            sider.cancel()
+            cpu += cpu_seconds(daemon.pid)
             jobs = await asyncio.gather(*(status(i) for i in ids))
             async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
                 emu = await r.json()
@@ -104,20 +142,31 @@ async def main(args: argparse.Namespace) -> None:
             statuses[key] = statuses.get(key, 0) + 1
         result = {
             "machine": machine(), "jobs": args.jobs, "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
-            "kill_at_midpoint": args.kill_at_midpoint, "accept_seconds": created_s, "total_seconds": elapsed,
+            "kill_at_midpoint": args.kill_at_midpoint, "accept_seconds": created_s,
+            "accept_jobs_per_s": round(args.jobs / created_s), "total_seconds": elapsed,
             "completed_with_result": completed, "not_completed": args.jobs - completed, "statuses": statuses,
             "vendor_submits": emu["calls"].get("submit", 0), "vendor_jobs": emu["jobs"],
             "peak_rss_mib": rss, "loop_lag_p99_s_after_restart" if args.kill_at_midpoint else "loop_lag_p99_s":
                 histogram_p99(metrics, "tarash_router_event_loop_lag_seconds"),
             "job_store_rows_written": writes, "job_store_write_rate_per_s": writes / elapsed,
+            "get_job_ms_while_accepting": {"p50": ms(side["accepting"], 50), "p99": ms(side["accepting"], 99),
+                                           "n": len(side["accepting"])},
+            "get_job_ms_while_running": {"p50": ms(side["running"], 50), "p99": ms(side["running"], 99),
+                                         "n": len(side["running"])},
+            "daemon_cpu_s": round(cpu, 1), "load_average": Path("/proc/loadavg").read_text().split()[:3],
         }
         print(json.dumps(result, indent=2))
         out.write_text(json.dumps(result, indent=2) + "\n")
     finally:
+        sider.cancel()
         daemon.terminate()
         daemon.wait()
         emulator.terminate()
         emulator.wait()
+    if gc_out.exists():  # the daemon's GC pauses (written as it exits; one run, after the restart with -9)
+        result["gc_pauses"] = json.loads(gc_out.read_text())
+        print("gc pauses:", json.dumps(result["gc_pauses"]))
+        out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+"""``tarash-router`` with its cyclic-GC pauses recorded: at exit, a JSON summary per generation goes to argv[1].
+
+    python -m bench._gc_serve OUT.json serve --routes ...   (used by bench/scale.py)
+``gc.callbacks`` time every collection (start to stop, wall clock on the event-loop thread), so the figures are
+the pauses the loop itself sat through.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+
+from router.cli import main
+
+
+def run() -> int:
+    out, argv = Path(sys.argv[1]), sys.argv[2:]
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - started[0])
+
+    def dump() -> None:
+        summary = {f"gen{gen}": {"count": len(p), "total_s": round(sum(p), 3), "max_ms": round(max(p, default=0) * 1000, 1)}
+                   for gen, p in pauses.items()}
+        out.write_text(json.dumps(summary) + "\n")
+
+    gc.callbacks.append(callback)
+    atexit.register(dump)
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run())
