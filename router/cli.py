@@ -14,6 +14,8 @@ from typing import Any
 import structlog
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+#: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,6 +327,10 @@ async def _serve(settings: Any) -> int:
     # the cyclic GC's sight, a full collection walks only what requests and jobs create (#18).
     gc.collect()
     gc.freeze()
+    # A young generation of 10,000 objects instead of 700: in-flight jobs promote what is alive at each
+    # collection, so collecting 14x less often promotes (and later walks in full collections) far less; a young
+    # collection stays ~10-30 ms. 2,000 jobs (bench.scale): GC 2.7 -> 0.5 s, longest pause 203 -> 85 ms (#18).
+    gc.set_threshold(*GC_THRESHOLDS)
     # Signals first: a SIGTERM right after the "listening" line must stop the daemon cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
