@@ -1,14 +1,15 @@
 """Client budgets and usage: named clients (``API_KEYS="alice=tok"``) get daily and monthly USD budgets in
 routes.toml (``[clients."alice"]``, hot-reloaded with it). A request whose estimate would cross what is left is
 refused before any vendor call (``BudgetExceededError``, HTTP 402 ``budget_exceeded``); spend is recorded from
-charged costs when a generation ends, durably, in the job store's spend ledger (``SpendStore``).
+charged costs when a generation ends, in the job store's spend ledger (``SpendStore``), batched by
+``router.spend_writer`` (every read of the ledger flushes it first; a clean shutdown flushes it).
 
 Days and months are UTC. The clock is injectable (tests roll the day over without waiting for midnight).
 """
 
 from __future__ import annotations
 
-import uuid
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -20,6 +21,7 @@ from router.models import AnyRequest, ExecutionMetadata, utc_now
 from router.observers import ChainObserver
 from router.pricing import counted_cost, estimate
 from router.routes import ClientSpec, Route
+from router.spend_writer import SpendWriter
 
 
 class BudgetExceededError(TarashError):
@@ -69,14 +71,17 @@ class Budgets:
     def __init__(self, store: SpendStore, clients: Callable[[], Mapping[str, ClientSpec]],
                  clock: Clock = utc_now) -> None:
         self.store = store
+        #: Spend on its way to ``store`` (batched; ``flush`` before reading the ledger).
+        self.writer = SpendWriter(store)
         self._clients = clients
         self.clock = clock
         #: client -> reservation key -> USD: generations admitted and not yet ended (this process).
         self._pending: dict[str, dict[str, float]] = {}
+        self._keys = itertools.count(1)  # reservation keys: unique in this process, which is all they need
 
     async def admit(self, client: str, route: Route, request: AnyRequest) -> str:
         """``check``, then ``reserve`` the estimate under a new key until ``recorder(..., key)`` hears the end."""
-        key = uuid.uuid4().hex
+        key = f"reservation-{next(self._keys)}"
         self.reserve(client, key, await self.check(client, route, request))
         return key
 
@@ -88,6 +93,7 @@ class Budgets:
         if spec is None or not (spec.daily_budget_usd or spec.monthly_budget_usd):
             return needed
         pending = sum(self._pending.get(client, {}).values())
+        await self.writer.flush()  # the ledger holds every spend recorded so far
         for period, budget in zip(periods(self.clock()), (spec.daily_budget_usd, spec.monthly_budget_usd)):
             if budget is None:
                 continue
@@ -118,7 +124,8 @@ class Budgets:
         """An observer that records the generation's spend when it ends (and releases its reservation)."""
         return _SpendRecorder(self, client, route, key)
 
-    async def record(self, client: str, route: str, metadata: ExecutionMetadata) -> None:
+    def record(self, client: str, route: str, metadata: ExecutionMetadata) -> None:
+        """Record a generation's spend (its attempts' counted costs, and one generation for a success)."""
         day = self.clock().astimezone(timezone.utc).date().isoformat()
         entries = []
         for attempt in metadata.attempts:
@@ -127,13 +134,18 @@ class Budgets:
             if usd or success:
                 entries.append(SpendEntry(client, day, route, attempt.provider, attempt.model, usd or 0.0,
                                           1 if success else 0))
-        await self.store.add_spend(entries)
+        self.writer.add(entries)
+
+    async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
+        """The ledger's rows (as ``SpendStore.spend``), with every spend recorded so far written first."""
+        await self.writer.flush()
+        return await self.store.spend(client, first_day, last_day)
 
     async def usage(self, client: str | None) -> list[dict[str, Any]]:
         """Spend today and this month per client (one client, or every client with spend or a budget), with
         the budgets, what is left and when each resets, and the month's spend per route and provider."""
         day, month = periods(self.clock())
-        rows = await self.store.spend(client, month.first_day.isoformat(), month.last_day.isoformat())
+        rows = await self.spend(client, month.first_day.isoformat(), month.last_day.isoformat())
         clients = self._clients()
         names = {client} if client is not None else {r.client for r in rows} | set(clients)
         return [self._usage_of(name, [r for r in rows if r.client == name], clients.get(name), day, month)
@@ -174,7 +186,7 @@ class _SpendRecorder(ChainObserver):
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
         try:
-            await self.budgets.record(self.client, self.route, metadata)
+            self.budgets.record(self.client, self.route, metadata)
         finally:
             if self.key is not None:
                 self.budgets.release(self.client, self.key)

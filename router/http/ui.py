@@ -139,7 +139,7 @@ async def spend_today(daemon: Daemon) -> dict[str, Any] | None:
     day = daemon.budgets.clock().astimezone(UTC).date().isoformat()
     routes: dict[str, float] = {}
     providers: dict[str, float] = {}
-    for entry in await daemon.budgets.store.spend(None, day, day):
+    for entry in await daemon.budgets.spend(None, day, day):
         routes[entry.route] = routes.get(entry.route, 0.0) + entry.usd
         providers[entry.provider] = providers.get(entry.provider, 0.0) + entry.usd
     return {"currency": "USD", "day": day, "total": round(sum(routes.values()), 6),

@@ -191,6 +191,11 @@ class JobService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.budgets is not None:  # spend recorded by now (detached jobs' too) reaches the store before it closes
+            try:
+                await self.budgets.writer.flush()
+            except Exception as exc:  # noqa: BLE001 - the store is down: say what is lost, stop anyway
+                log.error("spend_lost_at_shutdown", error=str(exc))
         with contextlib.suppress(Exception):  # the store may be down: the leases then lapse by themselves
             await self.store.release(self.instance_id)
         await self.store.close()
