@@ -7,6 +7,7 @@ vendor text passes through ``scrub`` (which removes the attempt's secrets and tr
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -37,20 +38,37 @@ def scrub(text: str, secrets: tuple[str, ...] | list[str] = (), limit: int = MAX
 def redact(value: Any, secrets: Sequence[str]) -> Any:
     """``value`` (a JSON-like tree of dicts, lists and strings, as vendors answer) with every occurrence of a
     known secret replaced; the very same object when none occurs, so clean answers cost no copy."""
-    if not secrets:
-        return value
+    usable = tuple(secret for secret in secrets if secret and len(secret) >= 4)
+    return _redact(value, usable) if usable else value
+
+
+def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
+    # One pass: a container is copied only from its first changed item on (clean trees allocate nothing).
     if isinstance(value, str):
         for secret in secrets:
-            if secret and len(secret) >= 4 and secret in value:
+            if secret in value:
                 value = value.replace(secret, "[REDACTED]")
         return value
     if isinstance(value, dict):
-        items = {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
-        same = len(items) == len(value) and all(k in value and value[k] is v for k, v in items.items())
-        return value if same else items
+        copied: dict[Any, Any] | None = None
+        for index, (key, item) in enumerate(value.items()):
+            clean_key, clean_item = _redact(key, secrets), _redact(item, secrets)
+            if copied is None:
+                if clean_key is key and clean_item is item:
+                    continue
+                copied = dict(itertools.islice(value.items(), index))
+            copied[clean_key] = clean_item
+        return value if copied is None else copied
     if isinstance(value, (list, tuple)):
-        items_list = [redact(v, secrets) for v in value]
-        return type(value)(items_list) if any(a is not b for a, b in zip(items_list, value, strict=True)) else value
+        items: list[Any] | None = None
+        for index, item in enumerate(value):
+            clean = _redact(item, secrets)
+            if items is None:
+                if clean is item:
+                    continue
+                items = list(value[:index])
+            items.append(clean)
+        return value if items is None else type(value)(items)
     return value
 
 

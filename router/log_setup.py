@@ -25,9 +25,13 @@ class Redactor:
     loaded routes file can read (``api_key_env`` and the handlers' own names, added by ``router.reload``).
     """
 
+    #: How many distinct event keys ``_clean`` remembers as not secret (event keys come from code: a few dozen).
+    MAX_SAFE_KEYS = 4096
+
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._safe_keys: set[str] = set()
 
     def add_values(self, values: Iterable[str]) -> None:
         self._values |= {v for v in values if v and len(v) >= 6}
@@ -49,7 +53,25 @@ class Redactor:
         return value
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-        return self.scrub(event)  # type: ignore[no-any-return]
+        return event if self._clean(event) else self.scrub(event)  # type: ignore[no-any-return]
+
+    def _clean(self, event: dict[str, Any]) -> bool:
+        """True when a flat event has no secret key and no known secret value: nearly every line, checked with
+        one regex search over its strings instead of one per value (and no copy). Anything nested, or a
+        possible match, takes the full ``scrub``."""
+        texts = []
+        for key, value in event.items():
+            if key not in self._safe_keys:
+                if not isinstance(key, str) or key.lower() in SECRET_KEYS:
+                    return False
+                if len(self._safe_keys) < self.MAX_SAFE_KEYS:
+                    self._safe_keys.add(key)
+            if isinstance(value, str):
+                texts.append(value)
+            elif not (value is None or isinstance(value, (int, float))):
+                return False
+        # A secret found across two joined values is a false alarm only: scrub then decides per value.
+        return self._pattern is None or self._pattern.search("\n".join(texts)) is None
 
 
 redactor = Redactor()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import router
-from router.errors import ERROR_CLASSES, TarashError, scrub
+from router.errors import ERROR_CLASSES, TarashError, redact, scrub
+from router.log_setup import REDACTED, Redactor
 
 RETRYABLE = {
     "RateLimitError": True, "ProviderTimeoutError": True, "ProviderUnavailableError": True,
@@ -46,3 +47,32 @@ def test_scrub_removes_secrets_and_credential_shapes() -> None:
     cleaned = scrub(text, [key])
     assert key not in cleaned and "fal_abcdefgh:secret99" not in cleaned and "[REDACTED]" in cleaned
     assert len(scrub("x" * 5000)) <= 600
+
+
+def test_redact_copies_only_the_paths_that_held_a_secret() -> None:
+    secret = "sk-secret-1234"
+    clean = {"id": "req-1", "images": [{"url": "https://x/1.png"}], "n": 2, "pair": ("a", "b")}
+    tree = {"clean": clean, "leak": ["x", {"echo": f"key={secret}", "ok": "y"}, (secret,)], secret: 1}
+    out = redact(tree, [secret, "", "abc"])  # empty and short values are never redacted
+    assert out == {"clean": clean, "leak": ["x", {"echo": "key=[REDACTED]", "ok": "y"}, ("[REDACTED]",)],
+                   "[REDACTED]": 1}
+    assert out["clean"] is clean and isinstance(out["leak"][2], tuple)
+    assert tree["leak"][1]["echo"] == f"key={secret}"  # the input is left as it was
+    assert redact(clean, [secret]) is clean and redact(tree, []) is tree and redact(tree, ["abc"]) is tree
+
+
+@pytest.mark.parametrize("event", [
+    {"event": "http_request", "path": "/v1/x", "status": 200, "latency_ms": 1.5, "error": None, "ok": True},
+    {"event": "attempt_finished", "error": "vendor said tok-live-123456 was wrong"},
+    {"event": "x", "first": "tok-live", "second": "-123456"},  # a match only across two values: a false alarm
+    {"event": "x", "Authorization": "Bearer abc"},
+    {"event": "x", "nested": {"token": "t", "items": ["tok-live-123456"]}},
+    {"event": "x", 3: "tok-live-123456"},
+])
+def test_the_log_redactors_fast_path_agrees_with_the_full_scrub(event: dict[object, object]) -> None:
+    redactor = Redactor()
+    redactor.add_values(["tok-live-123456", "tok-live\n-123456"])
+    expected = redactor.scrub(dict(event))
+    assert redactor(None, "info", dict(event)) == expected
+    assert redactor(None, "info", dict(event)) == expected  # again, with the event keys now known as safe
+    assert "tok-live-123456" not in str(expected) and (REDACTED in str(expected)) is (len(event) == 2)
