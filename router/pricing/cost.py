@@ -57,11 +57,12 @@ def price_for(config: AnyConfig, table: PriceTable | None = None) -> Price | Non
 
 def request_facts(request: AnyRequest) -> dict[str, str]:
     """The request fields tiers may depend on, as lower-case strings (unset fields are absent)."""
+    fields = request.__dict__  # pydantic keeps field values here; a getattr of a field the kind lacks would raise
     values: dict[str, Any] = {
-        "resolution": getattr(request, "resolution", None),
-        "audio": getattr(request, "generate_audio", None),
-        "quality": getattr(request, "quality", None),
-        "size": getattr(request, "size", None),
+        "resolution": fields.get("resolution"),
+        "audio": fields.get("generate_audio"),
+        "quality": fields.get("quality"),
+        "size": fields.get("size"),
         "aspect_ratio": request.aspect_ratio,
     }
     return {key: str(value).lower() for key, value in values.items() if value is not None}

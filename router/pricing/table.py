@@ -105,12 +105,20 @@ class PriceTable:
     #: provider -> hardware name -> USD per prediction second.
     hardware: dict[str, dict[str, float]] = field(default_factory=dict)
     hardware_sources: dict[str, str] = field(default_factory=dict)
+    #: ``prices`` per provider, in table order: a lookup (two per attempt) scans one vendor's rows, not all.
+    _by_provider: dict[str, tuple[Price, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_provider: dict[str, list[Price]] = {}
+        for price in self.prices:
+            by_provider.setdefault(price.provider, []).append(price)
+        object.__setattr__(self, "_by_provider", {name: tuple(rows) for name, rows in by_provider.items()})
 
     def lookup(self, provider: str, model: str) -> Price | None:
         """The entry for ``provider``/``model``: an exact model first, else the longest covering prefix."""
-        candidates = [p for p in self.prices if p.provider == provider and p.covers(model)]
+        candidates = [p for p in self._by_provider.get(provider, ()) if p.covers(model)]
         if provider == "azure-openai":  # deployments are usually named after the model they serve
-            candidates += [p for p in self.prices if p.provider == "openai" and p.covers(model)]
+            candidates += [p for p in self._by_provider.get("openai", ()) if p.covers(model)]
         return max(candidates, key=lambda p: (p.model == model, len(p.model)), default=None)
 
     def failure_billing(self, provider: str) -> tuple[str, str] | None:
