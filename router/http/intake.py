@@ -78,7 +78,7 @@ def check_request(request: AnyRequest, limits: Limits) -> AnyRequest:
     if images != request.image_list:
         updates["image_list"] = images
     for name, kind in (("mask_image", "image"), ("video", "video")):
-        value = getattr(request, name, None)
+        value = request.__dict__.get(name)  # a field the kind lacks: getattr on a pydantic model raises, slowly
         if value is not None:
             checked = check_media(value, kind, name)
             if checked is not value:
