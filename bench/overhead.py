@@ -5,7 +5,7 @@ An image route whose provider is an emulator that answers at once, driven at fix
 (c) through tarash-router. Reports p50/p99 latency, the added latency, the ratio (c)/(b), and each server process's own CPU µs per request
 (from /proc, so it holds on a loaded machine where wall-clock latency does not).
 
-    .venv/bin/python bench/overhead.py [--requests 2000] [--concurrency 1 32 256]
+    .venv/bin/python -m bench.overhead [--requests 2000] [--concurrency 1 32 256] [--rounds 3]
 Each server is its own process (as in production); the load generator is this process.
 """
 
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -136,38 +137,54 @@ async def measure(name: str, url: str, pid: int, *, requests: int, concurrency: 
     return {"target": name, **result}
 
 
-async def main(requests: int, levels: list[int], out: Path) -> None:
+async def main(requests: int, levels: list[int], rounds: int, out: Path) -> None:
     async with servers(out) as targets:
         results: list[dict[str, Any]] = []
-        for level in levels:
-            for name, (url, pid) in targets.items():
-                result = await measure(name, url, pid, requests=requests, concurrency=level)
-                results.append(result)
-                print(f"c={level:<4} {name:<16} p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
-                      f"{result['rps']:8.0f} req/s  cpu {result['cpu_us_per_request']:6.0f} us/req  "
-                      f"errors {result['errors']}", flush=True)
-        summary = []
-        for level in levels:
-            row = {r["target"]: r for r in results if r["concurrency"] == level}
-            a, b, c = row["a_direct"], row["b_bare_proxy"], row["c_tarash_router"]
-            summary.append({
-                "concurrency": level,
-                "added_p50_ms": c["p50_ms"] - a["p50_ms"], "added_p99_ms": c["p99_ms"] - a["p99_ms"],
-                "ratio_c_over_b_p50": c["p50_ms"] / b["p50_ms"], "ratio_c_over_b_p99": c["p99_ms"] / b["p99_ms"],
-                "ratio_c_over_b_cpu": c["cpu_us_per_request"] / b["cpu_us_per_request"],
-            })
-            print(f"c={level:<4} router adds p50 {summary[-1]['added_p50_ms']:.2f} ms, p99 {summary[-1]['added_p99_ms']:.2f} ms; "
-                  f"(c)/(b) p50 {summary[-1]['ratio_c_over_b_p50']:.2f}, p99 {summary[-1]['ratio_c_over_b_p99']:.2f}, "
-                  f"cpu {summary[-1]['ratio_c_over_b_cpu']:.2f}")
-        out.write_text(json.dumps({"machine": machine(), "requests": requests, "results": results,
-                                   "summary": summary}, indent=2) + "\n")
+        # Interleaved: every round runs every level through every target, so drift on a shared machine (other
+        # processes' load) hits all targets alike; the summary takes each figure's median over the rounds.
+        for index in range(rounds):
+            for level in levels:
+                for name, (url, pid) in targets.items():
+                    result = await measure(name, url, pid, requests=requests, concurrency=level)
+                    results.append({**result, "round": index + 1})
+                    print(f"round {index + 1} c={level:<4} {name:<16} p50 {result['p50_ms']:7.2f} ms  "
+                          f"p99 {result['p99_ms']:7.2f} ms  {result['rps']:8.0f} req/s  "
+                          f"cpu {result['cpu_us_per_request']:6.0f} us/req  errors {result['errors']}", flush=True)
+        summary = [summarize(results, level) for level in levels]
+        print(f"\nmedians over {rounds} rounds x {requests} requests (load average {os.getloadavg()[0]:.1f}):")
+        for row in summary:
+            print(f"c={row['concurrency']:<4} " + "  ".join(
+                f"{name} p50 {row['targets'][name]['p50_ms']:.2f} p99 {row['targets'][name]['p99_ms']:.2f} ms "
+                f"cpu {row['targets'][name]['cpu_us_per_request']:.0f} us" for name in targets))
+            print(f"c={row['concurrency']:<4} router adds p50 {row['added_p50_ms']:.2f} ms, p99 {row['added_p99_ms']:.2f} ms; "
+                  f"(c)/(b) p50 {row['ratio_c_over_b_p50']:.2f}, p99 {row['ratio_c_over_b_p99']:.2f}, "
+                  f"cpu {row['ratio_c_over_b_cpu']:.2f}")
+        out.write_text(json.dumps({"machine": machine(), "load_average": os.getloadavg(), "requests": requests,
+                                   "rounds": rounds, "results": results, "summary": summary}, indent=2) + "\n")
+
+
+def summarize(results: list[dict[str, Any]], level: int) -> dict[str, Any]:
+    """Per target the median of p50, p99 and CPU per request over the rounds at ``level``; the ratios from them."""
+    figures: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(r["target"] for r in results):
+        mine = [r for r in results if r["target"] == name and r["concurrency"] == level]
+        figures[name] = {key: statistics.median(r[key] for r in mine)
+                         for key in ("p50_ms", "p99_ms", "rps", "cpu_us_per_request")}
+    a, b, c = figures["a_direct"], figures["b_bare_proxy"], figures["c_tarash_router"]
+    return {
+        "concurrency": level, "targets": figures,
+        "added_p50_ms": c["p50_ms"] - a["p50_ms"], "added_p99_ms": c["p99_ms"] - a["p99_ms"],
+        "ratio_c_over_b_p50": c["p50_ms"] / b["p50_ms"], "ratio_c_over_b_p99": c["p99_ms"] / b["p99_ms"],
+        "ratio_c_over_b_cpu": c["cpu_us_per_request"] / b["cpu_us_per_request"],
+    }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are their medians")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "overhead.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(args.requests, args.concurrency, args.out))
+    asyncio.run(main(args.requests, args.concurrency, args.rounds, args.out))

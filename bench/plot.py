@@ -19,18 +19,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def overhead() -> None:
     data = json.loads((RESULTS / "overhead.json").read_text())
-    levels = sorted({r["concurrency"] for r in data["results"]})
-    fig, axes = plt.subplots(1, len(levels), figsize=(12, 4))
-    for ax, level in zip(axes, levels, strict=True):
-        rows = [r for r in data["results"] if r["concurrency"] == level]
-        names = [r["target"].split("_", 1)[1].replace("_", " ") for r in rows]
-        x = range(len(rows))
-        ax.bar([i - 0.2 for i in x], [r["p50_ms"] for r in rows], 0.4, label="p50")
-        ax.bar([i + 0.2 for i in x], [r["p99_ms"] for r in rows], 0.4, label="p99")
+    fig, axes = plt.subplots(1, len(data["summary"]), figsize=(12, 4), squeeze=False)
+    for ax, row in zip(axes[0], data["summary"], strict=True):  # medians over the interleaved rounds
+        level, targets = row["concurrency"], row["targets"]
+        names = [name.split("_", 1)[1].replace("_", " ") for name in targets]
+        x = range(len(targets))
+        ax.bar([i - 0.2 for i in x], [t["p50_ms"] for t in targets.values()], 0.4, label="p50")
+        ax.bar([i + 0.2 for i in x], [t["p99_ms"] for t in targets.values()], 0.4, label="p99")
         ax.set_xticks(list(x), names, fontsize=8)
         ax.set_title(f"concurrency {level}")
         ax.set_ylabel("latency (ms)")
-    axes[0].legend()
+    axes[0][0].legend()
     fig.suptitle("Benchmark 1: direct vs bare aiohttp proxy vs tarash-router (image route, instant emulator)")
     fig.tight_layout()
     fig.savefig(RESULTS / "overhead.png", dpi=90)
