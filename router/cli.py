@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import gc
+import os
 import signal
 import sys
 from pathlib import Path
@@ -28,6 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--routes", type=Path, help="routes file (default: $TARASH_ROUTER_ROUTES or routes.toml)")
     serve.add_argument("--host", help="bind address (default: $TARASH_ROUTER_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: $TARASH_ROUTER_PORT or 8787; 0 picks a free one)")
+    serve.add_argument("--workers", type=int, metavar="N", help=(
+        "worker processes on the one port (default: $TARASH_ROUTER_WORKERS or 1, a single process). N > 1 needs the "
+        "PostgreSQL job store (TARASH_ROUTER_JOB_STORE): each worker binds the port with SO_REUSEPORT and is its own "
+        "instance (<INSTANCE_ID>-w<k>); this process supervises them: it forwards SIGHUP and SIGTERM, restarts a "
+        "worker that dies (giving up with exit 1 if one crashes 5 times in 60 s), speaks sd_notify for all, and "
+        "/metrics on any worker sums every worker's"))
+    # A worker of a --workers supervisor (router.workers): its slot, and the supervisor to die with.
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     check = sub.add_parser("check", help="validate a routes file; exit 1 listing every problem")
     check.add_argument("path", nargs="?", type=Path)
     show = sub.add_parser("routes", help="print the resolved routes as a table")
@@ -63,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     from router.settings import Settings
 
     overrides = {k: v for k, v in {"routes": getattr(args, "routes", None) or getattr(args, "path", None),
-                                   "host": getattr(args, "host", None), "port": getattr(args, "port", None)}.items()
+                                   "host": getattr(args, "host", None), "port": getattr(args, "port", None),
+                                   "workers": getattr(args, "workers", None)}.items()
                  if v is not None}
     try:
         settings = Settings(**overrides)
@@ -72,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tarash-router: {_setting_problem(error)}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "serve":
+        if settings.workers > 1 and args.worker_index is None:
+            return _supervise(settings)
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
-            return runner.run(_serve(settings))
+            return runner.run(_serve(settings, args.worker_index, args.supervisor_pid))
     if args.command == "jobs":
         return asyncio.run(_jobs(settings, args.jobs_command, getattr(args, "out", None), getattr(args, "path", None)))
     if args.command == "check":
@@ -269,7 +282,73 @@ async def _jobs(settings: Any, command: str, out: Path | None, source: Path | No
         await store.close()
 
 
-async def _serve(settings: Any) -> int:
+def _preflight(settings: Any, log: Any) -> Any:
+    """The checks before a serve binds anything: the routes snapshot, or the exit code."""
+    if not settings.client_tokens() and not settings.is_loopback_bind() and not settings.allow_unauthenticated:
+        log.error("refusing_to_start", reason=f"bound to {settings.host} with no API_KEYS; set "
+                  "TARASH_ROUTER_API_KEYS or TARASH_ROUTER_ALLOW_UNAUTHENTICATED=true")
+        return EXIT_USAGE
+    snapshot = _load_or_report(settings.routes)
+    return EXIT_INVALID if snapshot is None else snapshot
+
+
+def _cannot_listen(log: Any, settings: Any, exc: OSError) -> int:
+    log.error("cannot_listen", address=f"{settings.host}:{settings.port}", reason=exc.strerror or str(exc),
+              hint="stop the process using it, or pick another --port (TARASH_ROUTER_PORT; 0 picks a free one)"
+              if exc.errno == errno.EADDRINUSE else "check --host / TARASH_ROUTER_HOST")
+    return EXIT_INVALID
+
+
+def _supervise(settings: Any) -> int:
+    """``serve --workers N``: check what every worker would refuse once, hold the port, run the supervisor."""
+    from router.daemon import open_job_store
+    from router.jobs.service import default_instance_id
+    from router.jobs.store import JobStoreError
+    from router.log_setup import configure
+    from router.sdnotify import Notifier
+    from router.workers import PortError, Supervisor, reserve_port
+
+    configure(settings.log_level, settings.resolved_log_format())
+    log = structlog.get_logger(logger_name="router.serve")
+    preflight = _preflight(settings, log)
+    if isinstance(preflight, int):
+        return preflight
+    try:
+        if not open_job_store(settings).shared:
+            print(f"tarash-router: --workers {settings.workers} needs the PostgreSQL job store "
+                  "(TARASH_ROUTER_JOB_STORE=postgresql://...): with SQLite each worker would resume the others' "
+                  "jobs and pay the vendor twice", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+    except JobStoreError as exc:
+        print(f"tarash-router: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    try:
+        port, held = reserve_port(settings.host, settings.port)
+    except PortError as exc:
+        return _cannot_listen(log, settings, exc)
+    supervisor_pid = os.getpid()
+
+    def command(index: int) -> list[str]:
+        return [sys.executable, "-m", "router.cli", "serve", "--routes", str(settings.routes), "--host", settings.host,
+                "--port", str(port), "--worker-index", str(index), "--supervisor-pid", str(supervisor_pid)]
+
+    notifier = Notifier()
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")}
+    if notifier.watchdog_interval is not None:  # workers ping the supervisor on systemd's deadline
+        env["WATCHDOG_USEC"] = os.environ["WATCHDOG_USEC"]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    supervisor = Supervisor(settings.workers, command, env, settings.instance_id or default_instance_id(),
+                            f"http://{host}:{port}", settings.shutdown_grace_seconds, notifier,
+                            announce=settings.resolved_log_format() == "console")
+    try:
+        return asyncio.run(supervisor.run())
+    finally:
+        for sock in held:
+            sock.close()
+
+
+async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; ``worker`` is its slot when a ``--workers`` supervisor started it."""
     from aiohttp import web
 
     import router
@@ -282,18 +361,18 @@ async def _serve(settings: Any) -> int:
     from router.reload import RoutesHolder
     from router.sdnotify import Notifier
 
-    configure(settings.log_level, settings.resolved_log_format())
-    log = structlog.get_logger(logger_name="router.serve")
-    if not settings.client_tokens() and not settings.is_loopback_bind() and not settings.allow_unauthenticated:
-        log.error("refusing_to_start", reason=f"bound to {settings.host} with no API_KEYS; set "
-                  "TARASH_ROUTER_API_KEYS or TARASH_ROUTER_ALLOW_UNAUTHENTICATED=true")
-        return EXIT_USAGE
-    snapshot = _load_or_report(settings.routes)
-    if snapshot is None:
-        return EXIT_INVALID
-    if settings.allow_private_media_urls:
-        import os
+    if supervisor_pid is not None:
+        from router.workers import die_with
 
+        if not die_with(supervisor_pid):
+            return EXIT_OK  # the supervisor is already gone
+    configure(settings.log_level, settings.resolved_log_format(),
+              fields=None if worker is None else {"worker": worker, "pid": os.getpid()})
+    log = structlog.get_logger(logger_name="router.serve")
+    snapshot = _preflight(settings, log)
+    if isinstance(snapshot, int):
+        return snapshot
+    if settings.allow_private_media_urls:
         from router.netguard import ALLOW_PRIVATE_ENV
 
         os.environ[ALLOW_PRIVATE_ENV] = "true"
@@ -314,15 +393,14 @@ async def _serve(settings: Any) -> int:
         log.error("cannot_start", path=str(exc.filename or settings.data_dir), reason=exc.strerror or str(exc),
                   hint="DATA_DIR (TARASH_ROUTER_DATA_DIR) must be a directory the daemon can create and write")
         return EXIT_INVALID
-    site = web.TCPSite(runner, settings.host, settings.port)
+    # A worker joins its siblings on the port the supervisor holds (router.workers says why SO_REUSEPORT).
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=worker is not None)
     try:
         await site.start()
     except OSError as exc:
-        log.error("cannot_listen", address=f"{settings.host}:{settings.port}", reason=exc.strerror or str(exc),
-                  hint="stop the process using it, or pick another --port (TARASH_ROUTER_PORT; 0 picks a free one)"
-                  if exc.errno == errno.EADDRINUSE else "check --host / TARASH_ROUTER_HOST")
+        code = _cannot_listen(log, settings, exc)
         await runner.cleanup()
-        return EXIT_INVALID
+        return code
     # Startup's objects (modules, routes, pydantic schemas, the app) live as long as the process: frozen out of
     # the cyclic GC's sight, a full collection walks only what requests and jobs create (#18).
     gc.collect()
@@ -348,7 +426,8 @@ async def _serve(settings: Any) -> int:
     host, port = runner.addresses[0][:2]
     log.info("listening", url=f"http://{host}:{port}", routes=sorted(snapshot.routes), config_hash=snapshot.config_hash,
              job_store=describe_job_store(settings), instance_id=app[DAEMON].jobs.instance_id)
-    if settings.resolved_log_format() == "console":  # a person at a terminal; JSON streams get the event only
+    if settings.resolved_log_format() == "console" and worker is None:  # a person at a terminal (the supervisor
+        # prints it once for all workers); JSON streams get the event only
         print(f"tarash-router listening on http://{host}:{port}", file=sys.stderr, flush=True)
     tasks = [
         asyncio.create_task(holder.watch(settings.reload_debounce_ms, stop)),

@@ -257,7 +257,7 @@ class Daemon:
             await self.generations.shared.load_circuits()
         if self.outbound is not None:
             await self.outbound.start()  # after the store opened; it delivers what a previous process left
-        self.metrics.job_store_writes.set_function(lambda: self.jobs.store.rows_written)
+        self.metrics.track(self.metrics.job_store_writes, lambda: self.jobs.store.rows_written)
         lag = asyncio.create_task(self.metrics.watch_loop())
         try:
             yield

@@ -95,14 +95,24 @@ def _stdlib_logger_name(logger: Any, method: str, event: dict[str, Any]) -> dict
     return event
 
 
-def configure(level: str = "info", fmt: str = "json") -> None:
+def _adding(fields: dict[str, Any]) -> Any:
+    def add(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.update(fields)
+        return event
+
+    return add
+
+
+def configure(level: str = "info", fmt: str = "json", fields: dict[str, Any] | None = None) -> None:
     """One processor chain for our structlog events and for stdlib records (aiohttp, library modules).
 
     Our own events skip the stdlib bridge: a filtering bound logger drops events below the level at the
     call, and the rest are rendered and written straight to stderr (the hot path: one access line and one
-    line per attempt for every request).
+    line per attempt for every request). ``fields`` are added to every line (a ``--workers`` worker's slot and
+    pid: its lines share the supervisor's stream).
     """
     shared: list[Any] = [
+        *([_adding(fields)] if fields else []),
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -10,11 +10,18 @@ the orchestrator (``observer()`` is called) to the end of its chain, minus the t
 provider slot). What is left is the router's own work around the vendor calls: observer delivery and job-store
 writes between attempts, fallback decisions, building the result's metadata. HTTP parsing and serialisation and a
 job's time in the queue are outside it (see the HTTP counter and ``tarash_router_jobs_queued``).
+
+Several worker processes (``serve --workers N``): the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before a worker
+imports prometheus-client, so every value lives in that directory's files and ``render`` merges them (counters
+summed, histograms merged, each gauge by the mode it is declared with: see docs/metrics.md). Values that are read
+rather than counted (rows written, circuit states) are sampled into their gauges every loop-lag tick there, since
+a function gauge is only ever seen by its own process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Container
 from typing import Any
@@ -22,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from router.breakers import STATE_VALUES, CircuitBreakers
 from router.errors import ERROR_CLASSES, GenerationCancelledError, TarashError
@@ -36,6 +44,8 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 KNOWN_ERRORS = frozenset(ERROR_CLASSES) | {"AllAttemptsFailedError"}
 #: aiohttp accepts any token as a method: anything else is counted as "other".
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: prometheus-client's switch to multiprocess mode, read by it when it is first imported.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _error_label(error: TarashError | None) -> str:
@@ -57,6 +67,9 @@ class Metrics:
                  routes: Callable[[], Container[str]] | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._routes = routes
+        #: ``serve --workers N``: the directory every worker's values are written to (None: this process only).
+        self.multiprocess_dir: str | None = os.environ.get(MULTIPROCESS_ENV) or None
+        self._sampled: list[tuple[Gauge, Callable[[], float]]] = []
         r = self.registry
         self.requests = Counter("tarash_router_requests", "Generations by route and outcome",
                                 ["route", "kind", "outcome"], registry=r)
@@ -73,17 +86,19 @@ class Metrics:
         self.cost = Counter("tarash_router_cost_usd", "USD spent per attempt: the charged cost (basis=charged), or "
                             "the estimate for a success whose charge is unknown (basis=estimated)",
                             ["route", "provider", "model", "basis"], registry=r)
-        self.jobs_in_flight = Gauge("tarash_router_jobs_in_flight", "Generations running now", ["kind"], registry=r)
+        self.jobs_in_flight = Gauge("tarash_router_jobs_in_flight", "Generations running now", ["kind"], registry=r,
+                                    multiprocess_mode="livesum")
         self.reloads = Counter("tarash_router_config_reloads", "routes.toml reloads", ["result"], registry=r)
         self.webhooks_received = Counter("tarash_router_webhooks_received", "Vendor webhooks by provider and result",
                                          ["provider", "result"], registry=r)
         self.webhook_deliveries = Counter("tarash_router_webhook_deliveries", "Client webhook tries by result",
                                           ["result"], registry=r)
         self.last_reload = Gauge("tarash_router_config_last_reload_success_timestamp_seconds",
-                                 "Unix time of the last successful routes load", registry=r)
+                                 "Unix time of the last successful routes load", registry=r,
+                                 multiprocess_mode="livemin")
         self.last_reload_ok = Gauge("tarash_router_config_last_reload_successful",
                                     "1 if the last routes.toml load was valid, 0 while a bad edit is being ignored",
-                                    registry=r)
+                                    registry=r, multiprocess_mode="livemin")
         self.overhead = Histogram("tarash_router_overhead_seconds",
                                   "Router time per generation not spent inside provider attempts",
                                   ["route", "kind"], buckets=OVERHEAD_BUCKETS, registry=r)
@@ -91,11 +106,14 @@ class Metrics:
                                      ["method", "path", "status"], registry=r)
         self.circuit_state = Gauge("tarash_router_provider_circuit_state",
                                    "Circuit breaker state (0 closed, 1 half-open, 2 open)",
-                                   ["provider", "model"], registry=r)
-        self.queue_depth = Gauge("tarash_router_jobs_queued", "Jobs waiting for a worker", registry=r)
-        self.job_store_size = Gauge("tarash_router_job_store_jobs", "Jobs kept in the job store", registry=r)
+                                   ["provider", "model"], registry=r, multiprocess_mode="livemax")
+        self.queue_depth = Gauge("tarash_router_jobs_queued", "Jobs waiting for a worker", registry=r,
+                                 multiprocess_mode="livemostrecent")
+        self.job_store_size = Gauge("tarash_router_job_store_jobs", "Jobs kept in the job store", registry=r,
+                                    multiprocess_mode="livemax")
         self.job_store_writes = Gauge("tarash_router_job_store_rows_written", "Rows the job store has written "
-                                      "since start (rate() of it is the write rate)", registry=r)
+                                      "since start (rate() of it is the write rate)", registry=r,
+                                      multiprocess_mode="sum")
         self.lease_takeovers = Counter("tarash_router_job_lease_takeovers", "Jobs this instance claimed that had "
                                        "been started before (another instance's lapsed lease, or a restart)",
                                        registry=r)
@@ -107,7 +125,8 @@ class Metrics:
         self.store_errors = Counter("tarash_router_job_store_errors", "Job-store operations that failed",
                                     ["operation"], registry=r)
         self.job_store_available = Gauge("tarash_router_job_store_available", "1 while the job store writes, "
-                                         "0 during an outage (full disk, database down)", registry=r)
+                                         "0 during an outage (full disk, database down)", registry=r,
+                                         multiprocess_mode="livemin")
         self.loop_lag = Histogram("tarash_router_event_loop_lag_seconds", "How late a 100 ms timer fires: "
                                   "time the event loop was busy elsewhere", buckets=OVERHEAD_BUCKETS, registry=r)
         self._breakers: CircuitBreakers | None = None
@@ -153,20 +172,41 @@ class Metrics:
     def watch_breakers(self, breakers: CircuitBreakers) -> None:
         self._breakers = breakers
 
+    def track(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """Let ``gauge`` show ``read()``: read at each scrape in one process, sampled every loop-lag tick across
+        worker processes (the scraped worker cannot call another process's function)."""
+        if self.multiprocess_dir is None:
+            gauge.set_function(read)
+        else:
+            self._sampled.append((gauge, read))
+
     async def watch_loop(self, interval: float = 0.1) -> None:
-        """Sample event-loop lag until cancelled."""
+        """Sample event-loop lag until cancelled (and, across workers, the tracked gauges and circuits)."""
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             await asyncio.sleep(interval)
             self.loop_lag.observe(max(0.0, loop.time() - started - interval))
+            if self.multiprocess_dir is not None:
+                self._sample()
+
+    def _sample(self) -> None:
+        """Write what is read, not counted, into the gauges: the circuits, and the tracked gauges across workers."""
+        if self._breakers is not None:
+            for (provider, model), state in self._breakers.snapshot().items():
+                self.child(self.circuit_state, provider, model).set(STATE_VALUES[state])
+        for gauge, read in self._sampled:
+            gauge.set(read())
 
     # ---- exposition ---------------------------------------------------------------------------------------
     def render(self) -> tuple[bytes, str]:
-        if self._breakers is not None:
-            for (provider, model), state in self._breakers.snapshot().items():
-                self.circuit_state.labels(provider, model).set(STATE_VALUES[state])
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The text exposition: this process's registry, or every worker's values merged (``--workers``)."""
+        self._sample()
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.multiprocess_dir)
+        return generate_latest(merged), CONTENT_TYPE_LATEST
 
     def http_middleware(self) -> Callable[..., Any]:
         @web.middleware

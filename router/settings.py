@@ -58,6 +58,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8787, ge=0, le=65535)
+    #: ``serve`` processes on the one port (router.workers); more than 1 needs the PostgreSQL job store.
+    workers: int = Field(default=1, ge=1, le=256)
     routes: Path = Path("routes.toml")
     data_dir: Path = Path(".tarash-router")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
