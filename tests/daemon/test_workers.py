@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.daemon.test_metrics_docs import METRICS_MD
 from tests.net import free_port
+from tests.test_docs import table_rows
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 ROUTES = """
@@ -139,6 +142,13 @@ async def test_both_workers_serve_the_port_metrics_count_every_request_and_sigte
             for _ in range(6):  # whichever worker answers the scrape, it counts every worker's requests
                 assert await metric(session, daemon.url, REQUESTS) == sent
                 assert await metric(session, daemon.url, HTTP_OK) == sent
+            async with session.get(daemon.url + "/metrics") as response:
+                exposed = list(text_string_to_metric_families(await response.text()))
+        documented = {name: cells[0] for name, cells in table_rows(METRICS_MD.read_text()).items()
+                      if name.startswith("tarash_router_")}
+        for family in exposed:  # the same names and types as one process (docs/metrics.md)
+            name = family.name + ("_total" if family.type == "counter" else "")
+            assert documented.get(name) == family.type, (name, family.type)
         assert daemon.stop() == 0
         assert {line["worker"] for line in daemon.lines("stopped") if "worker" in line} == {1, 2}
         assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
