@@ -45,8 +45,11 @@ while mode == "crash":
     if os.path.exists(os.path.join(where, "go")):
         sys.exit(3)
     time.sleep(0.01)
-while True:
-    time.sleep(0.01)
+ping = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
+while True:  # "hang": alive but never pings the watchdog
+    if ping and mode != "hang":
+        say("WATCHDOG=1")
+    time.sleep(ping or 0.01)
 """
 
 
@@ -62,10 +65,13 @@ def systemd(tmp_path: Path) -> Iterator[tuple[socket.socket, dict[str, str]]]:
 
 
 def supervisor(tmp_path: Path, modes: list[str], environ: dict[str, str], **kw: float) -> Supervisor:
+    """A supervisor whose "systemd" is ``environ`` and whose workers run ``FAKE_WORKER`` in ``modes``; they get
+    systemd's WATCHDOG_USEC as the CLI passes it on."""
     script = tmp_path / "fake_worker.py"
     script.write_text(FAKE_WORKER)
+    env = {**os.environ, **{k: v for k, v in environ.items() if k == "WATCHDOG_USEC"}}
     return Supervisor(len(modes), lambda k: [sys.executable, str(script), modes[k - 1], str(tmp_path), str(k)],
-                      dict(os.environ), "test", "http://127.0.0.1:1", 1.0, Notifier(environ), **kw)
+                      env, "test", "http://127.0.0.1:1", 1.0, Notifier(environ), **kw)
 
 
 async def heard(sock: socket.socket, timeout: float = 20.0) -> list[str]:
@@ -131,3 +137,23 @@ async def test_a_worker_that_keeps_crashing_is_restarted_then_stops_the_service_
     assert len(exits) == 4 and {(e["worker"], e["exit_code"]) for e in exits} == {(2, 3)}
     assert [e["restart_in_seconds"] for e in exits] == [0.001, 0.002, 0.004, 0.008]  # the backoff doubles
     assert any(entry["event"] == "workers_crashing" for entry in logs)
+
+
+async def test_with_a_watchdog_the_supervisor_pings_and_a_worker_that_stops_pinging_is_killed_and_restarted(
+        tmp_path: Path, systemd: tuple[socket.socket, dict[str, str]]) -> None:
+    sock, environ = systemd
+    environ = {**environ, "WATCHDOG_USEC": "1000000"}  # WatchdogSec=1 s: pings every 0.5 s
+    with structlog.testing.capture_logs() as logs:
+        run = asyncio.create_task(supervisor(tmp_path, ["ok", "hang"], environ, restart_base=0.001).run())
+        assert "READY=1" in await heard(sock)
+        assert "WATCHDOG=1" in await heard(sock)  # the supervisor's own ping to systemd
+        starts = tmp_path / "starts-2"
+        async with asyncio.timeout(20):
+            while starts.read_text().count("\n") < 2:  # killed for its silence, then started again
+                await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(run, 20) == 0
+    hung = [entry for entry in logs if entry["event"] == "worker_hung"]
+    assert hung and {entry["worker"] for entry in hung} == {2}
+    assert [e["signal"] for e in logs if e["event"] == "worker_exited"][0] == "SIGKILL"
+    assert (tmp_path / "starts-1").read_text().count("\n") == 1  # the worker that pings is left alone
