@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -46,12 +47,15 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
            "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10)}
     if webhooks:
         env["TARASH_ROUTER_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-    daemon = spawn(str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port), env=env)
+    serve = ("serve", "--routes", str(routes), "--port", str(port))
+    profile = args.profile.with_suffix(f".{'on' if webhooks else 'off'}.prof") if args.profile else None
+    daemon = spawn(PYTHON, "-m", "bench._profiled_serve", str(profile), *serve, env=env) if profile \
+        else spawn(str(SCRIPT), *serve, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
         await wait_http(base + "/healthz")
-        cpu_before = cpu_seconds(daemon.pid)
+        cpu_before, emulator_cpu_before = cpu_seconds(daemon.pid), cpu_seconds(emulator.pid)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100),
                                          timeout=aiohttp.ClientTimeout(total=120)) as session:
             sem = asyncio.Semaphore(100)
@@ -65,8 +69,12 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
             ids = await asyncio.gather(*(create(i) for i in range(args.jobs)))
             print(f"[{'on' if webhooks else 'off'}] {len(ids)} jobs accepted in {time.perf_counter() - started:.1f} s",
                   flush=True)
+            profiling = False
             while True:
                 await asyncio.sleep(2.0)
+                if profile and not profiling and time.perf_counter() - started > args.lifetime:
+                    daemon.send_signal(signal.SIGUSR1)  # the completions (the pushes) from here on
+                    profiling = True
                 async with session.get(base + "/metrics") as r:
                     metrics = await r.text()
                 running = next((float(line.split()[-1]) for line in metrics.splitlines()
@@ -76,6 +84,9 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
                 if running == 0 and time.perf_counter() - started > args.lifetime:
                     break
             cpu = cpu_seconds(daemon.pid) - cpu_before
+            if profile:
+                daemon.send_signal(signal.SIGUSR2)
+            emulator_cpu = cpu_seconds(emulator.pid) - emulator_cpu_before
 
             async def status(job_id: str) -> dict[str, Any]:
                 async with sem, session.get(f"{base}/v1/jobs/{job_id}") as r:
@@ -128,6 +139,8 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
             "result_after_webhook_answer_p99_s": percentile(after_answer, 99) if after_answer else None,
             "loop_lag_p99_s": histogram_p99(metrics, "tarash_router_event_loop_lag_seconds"),
             "daemon_cpu_seconds": cpu,
+            # The vendor side shares the same 2 cores: when both are busy, every answer waits.
+            "emulator_cpu_seconds": emulator_cpu,
         }
     finally:
         daemon.terminate()
@@ -155,6 +168,8 @@ if __name__ == "__main__":
     parser.add_argument("--poll-interval", type=float, default=5.0)
     parser.add_argument("--passes", nargs="+", choices=("off", "on"), default=["off", "on"],
                         help="which passes to run, in order (default both: off, then on)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="cProfile the daemon (event-loop thread CPU) from --lifetime on: PATH.on.prof / .off.prof")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "webhooks.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)

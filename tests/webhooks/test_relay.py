@@ -9,6 +9,8 @@ from pathlib import Path
 import aiohttp
 
 from router.jobs.postgres import PostgresJobStore
+from router.models import AttemptMetadata, VideoGenerationConfig, utc_now
+from router.webhooks.inbound import InboundWebhooks
 from tests.emulators._base import WebhookFault
 from tests.emulators.fal import FalEmulator
 from tests.jobs.test_instances import call, cluster, until_status
@@ -73,3 +75,31 @@ async def test_a_push_reaching_the_other_instance_wakes_the_holder(tmp_path: Pat
 async def call_text(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
     async with session.get(url) as response:
         return response.status, await response.text()
+
+
+async def test_a_holder_whose_listen_connection_was_down_takes_the_kept_pushes_when_it_reconnects(
+        pg_url: str) -> None:
+    store = PostgresJobStore(pg_url)
+    await store.open()
+    inbound = InboundWebhooks("http://router.invalid", store, poll_interval=60.0, max_body_bytes=1024,
+                              instance_id="a")
+    try:
+        held = job("job_held", worker="a")
+        held.chain = [{"provider": "fal", "model": "fal-ai/veo3"}]
+        await store.insert(held, lease_seconds=30)
+        attempt = AttemptMetadata(provider="fal", model="fal-ai/veo3", attempt_number=1, started_at=utc_now(),
+                                  status="success")
+        config = VideoGenerationConfig(provider="fal", model="fal-ai/veo3")
+        channel = inbound.channels(held)(attempt, config)
+        assert channel is not None
+        await channel.open(config)  # the attempt's token, as before its submit
+        waiting = asyncio.create_task(channel.wait(60.0))
+        await store.note_push("job_held", 1)  # announced while "a" heard nothing
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        inbound.on_notice("job", "", None)  # the LISTEN connection is (back) up
+        await asyncio.wait_for(waiting, 5)  # the kept push ended the 60-s wait
+        assert await store.take_pushes("a") == set()  # taken
+    finally:
+        await inbound.close()
+        await store.close()
