@@ -1,5 +1,6 @@
-"""SQLite job store: WAL mode, every statement on one dedicated thread so the event loop never blocks
-(and SQLite's single-writer rule holds by construction).
+"""SQLite job store: WAL mode; writes on one writer thread that commits them in groups (``group_commit``:
+SQLite's single-writer rule holds by construction), reads on a second connection and thread of their own, so a
+``GET /v1/jobs/{id}`` never queues behind the writes of 10,000 running jobs. The event loop never blocks.
 
 One process per file: leases still fence every save (the service code is the same on every store), but opening
 the file releases every lease, since whoever held them was this process's previous run."""
@@ -17,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from router.jobs.group_commit import GroupCommit
 from router.jobs.store import (LIST_REQUEST_FIELDS, TERMINAL, JobRecord, JobStoreError, JobStoreUnavailableError,
                                OnNotice, OutboxMessage, OutboxStatus, SpendEntry, UnreadableRows, job_body, job_from,
                                outbox_from, require_timestamps)
@@ -101,16 +103,27 @@ class SQLiteJobStore:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
-        self._db: sqlite3.Connection | None = None
+        self._read_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore-read")
+        self._db: sqlite3.Connection | None = None  # the writer's
+        self._reader: sqlite3.Connection | None = None
+        self._writer: GroupCommit | None = None
         self._unreadable = UnreadableRows()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        """A write: ``fn(*args)`` on the writer thread, returning once its transaction is committed."""
+        assert self._writer is not None
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await self._writer.run(fn, *args)
         except sqlite3.OperationalError as exc:
             # A full disk, an I/O error, a file made read-only: the service retries what must be written and
             # answers 503 to new jobs (the same path as a PostgreSQL outage).
+            raise JobStoreUnavailableError(f"job store {self.path}: {exc}") from exc
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        """A read: ``fn(*args)`` on the reader thread (it sees every write that has returned)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._read_executor, fn, *args)
+        except sqlite3.OperationalError as exc:
             raise JobStoreUnavailableError(f"job store {self.path}: {exc}") from exc
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -118,6 +131,10 @@ class SQLiteJobStore:
         def connect() -> None:
             try:
                 open_db()
+                # The reader: WAL lets it read while the writer writes; query_only keeps it a reader.
+                self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                self._reader.execute("PRAGMA query_only=1")
+                self._reader.execute("PRAGMA busy_timeout=5000")
             except sqlite3.DatabaseError as exc:  # not a database, damaged, read-only: one line naming the file
                 raise JobStoreError(f"job store {self.path}: {exc}; a damaged file must be moved away, and "
                                     "DATA_DIR (TARASH_ROUTER_DATA_DIR) must be writable") from None
@@ -142,13 +159,19 @@ class SQLiteJobStore:
                              "COMMIT;")
             self._db = db
 
-        await self._run(connect)
+        await self._read(connect)
+        assert self._db is not None
+        self._writer = GroupCommit(self._db, asyncio.get_running_loop(), name="jobstore-write")
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        for db in (self._db, self._reader):
+            if db is not None:
+                await self._read(db.close)
+        self._db = self._reader = None
+        self._read_executor.shutdown(wait=True)
 
     # ---- jobs ---------------------------------------------------------------------------------------------
     def _record(self, request: str, chain: str, body: str, worker: str | None, cancel_requested: int,
@@ -198,7 +221,7 @@ class SQLiteJobStore:
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
         now = self._clock()
-        rows = await self._query(
+        rows = await self._write(
             f"UPDATE jobs SET worker=?, lease_until=? WHERE id IN (SELECT id FROM jobs WHERE {_UNFINISHED}"
             f" AND (worker IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?) RETURNING {_RECORD}, created_at",
             worker, now + lease_seconds, now, limit)
@@ -210,15 +233,15 @@ class SQLiteJobStore:
         return int(rows[0][0])
 
     async def renew(self, worker: str, lease_seconds: float) -> set[str]:
-        rows = await self._query(f"UPDATE jobs SET lease_until=? WHERE worker=? AND {_UNFINISHED} RETURNING id",
+        rows = await self._write(f"UPDATE jobs SET lease_until=? WHERE worker=? AND {_UNFINISHED} RETURNING id",
                                  self._clock() + lease_seconds, worker)
         return {row[0] for row in rows}
 
     async def release(self, worker: str) -> None:
-        await self._query(f"UPDATE jobs SET worker=NULL, lease_until=NULL WHERE worker=? AND {_UNFINISHED}", worker)
+        await self._write(f"UPDATE jobs SET worker=NULL, lease_until=NULL WHERE worker=? AND {_UNFINISHED}", worker)
 
     async def request_cancel(self, job_id: str) -> JobRecord | None:
-        await self._query(f"UPDATE jobs SET cancel_requested=1 WHERE id=? AND {_UNFINISHED}", job_id)
+        await self._write(f"UPDATE jobs SET cancel_requested=1 WHERE id=? AND {_UNFINISHED}", job_id)
         return await self.get(job_id)
 
     async def watch(self, on_notice: OnNotice) -> None:
@@ -308,7 +331,7 @@ class SQLiteJobStore:
 
     # ---- events -------------------------------------------------------------------------------------------
     async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
-        await self._query("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", job_id, seq, event,
+        await self._write("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", job_id, seq, event,
                           json.dumps(data, default=str))
 
     async def last_seqs(self, job_ids: Sequence[str] | None = None) -> dict[str, int]:
@@ -326,11 +349,20 @@ class SQLiteJobStore:
         return [(seq, event, json.loads(data)) for seq, event, data in rows]
 
     async def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """A read statement's rows."""
         def query() -> list[tuple[Any, ...]]:
+            assert self._reader is not None
+            return self._reader.execute(sql, args).fetchall()
+
+        return await self._read(query)  # type: ignore[no-any-return]
+
+    async def _write(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """A write statement's rows (``RETURNING``), once committed."""
+        def write() -> list[tuple[Any, ...]]:
             assert self._db is not None
             return self._db.execute(sql, args).fetchall()
 
-        return await self._run(query)  # type: ignore[no-any-return]
+        return await self._run(write)  # type: ignore[no-any-return]
 
     # ---- spend (router/budgets.py) ------------------------------------------------------------------------
     async def add_spend(self, entries: list[SpendEntry]) -> None:
@@ -338,30 +370,24 @@ class SQLiteJobStore:
 
         def add() -> None:
             assert self._db is not None
-            # One transaction (the connection autocommits otherwise): a generation's spend is recorded whole or not.
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO spend VALUES (?,?,?,?,?,?,?) ON CONFLICT (client, day, route, provider, model) "
-                    "DO UPDATE SET usd = usd + excluded.usd, generations = generations + excluded.generations", rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            # A write is its own savepoint (group_commit): a generation's spend is recorded whole or not.
+            self._db.executemany(
+                "INSERT INTO spend VALUES (?,?,?,?,?,?,?) ON CONFLICT (client, day, route, provider, model) "
+                "DO UPDATE SET usd = usd + excluded.usd, generations = generations + excluded.generations", rows)
 
         if rows:
             await self._run(add)
 
     async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
         def read() -> list[SpendEntry]:
-            assert self._db is not None
+            assert self._reader is not None
             sql = "SELECT client, day, route, provider, model, usd, generations FROM spend WHERE day BETWEEN ? AND ?"
             args: tuple[Any, ...] = (first_day, last_day)
             if client is not None:
                 sql, args = sql + " AND client = ?", (*args, client)
-            return [SpendEntry(*row) for row in self._db.execute(sql + " ORDER BY day, client, route", args)]
+            return [SpendEntry(*row) for row in self._reader.execute(sql + " ORDER BY day, client, route", args)]
 
-        return list(await self._run(read))
+        return list(await self._read(read))
 
 
 def _outbox_message(body: str) -> OutboxMessage:

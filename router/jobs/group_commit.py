@@ -1,0 +1,99 @@
+"""Group commit for the SQLite job store: one writer thread owns the connection and runs every write queued
+while it was busy in one transaction, then answers them all at once after the COMMIT.
+
+A write's caller resumes only once its transaction is committed (a 202 is never sent for a job that is not
+durable), yet 100 concurrent accepts cost one commit and one wake-up of the event loop, not 100 executor round
+trips and 100 commits (#18). Each write runs inside its own savepoint, so a write that fails changes nothing and
+fails alone; if SQLite rolls the whole transaction back (a full disk, an I/O error) or the COMMIT fails, every
+write of the batch fails with that error: none of them is kept, none is reported kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+#: Writes per transaction at most: bounds how long the first of a burst waits for the last.
+MAX_BATCH = 256
+
+_Write = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+
+
+class GroupCommit:
+    """The writer thread of one SQLite connection (opened in autocommit mode: ``isolation_level=None``)."""
+
+    def __init__(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop, name: str) -> None:
+        self._db = db
+        self._loop = loop
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the writer thread, in a transaction; its value once that transaction is committed."""
+        future = self._loop.create_future()
+        self._queue.put((fn, args, future))
+        return await future
+
+    async def close(self) -> None:
+        """Finish the writes queued so far, then stop the thread."""
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch, stop = [first], False
+            while len(batch) < MAX_BATCH:
+                try:
+                    write = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if write is None:
+                    stop = True
+                    break
+                batch.append(write)
+            outcomes = self._commit(batch)
+            self._loop.call_soon_threadsafe(_settle, [future for _, _, future in batch], outcomes)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Write]) -> list[tuple[bool, Any]]:
+        try:
+            return self._transaction(batch)
+        except Exception as exc:  # noqa: BLE001 - BEGIN, a savepoint or COMMIT failed: every caller gets it
+            with contextlib.suppress(Exception):
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            return [(False, exc)] * len(batch)
+
+    def _transaction(self, batch: list[_Write]) -> list[tuple[bool, Any]]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        outcomes: list[tuple[bool, Any]] = []
+        for fn, args, _ in batch:
+            db.execute("SAVEPOINT write")
+            try:
+                outcomes.append((True, fn(*args)))
+            except Exception as exc:  # noqa: BLE001 - this write's caller gets it
+                if not db.in_transaction:  # SQLite rolled back the whole transaction: nothing in it is kept
+                    return [(False, exc)] * len(batch)
+                db.execute("ROLLBACK TO write")
+                outcomes.append((False, exc))
+            db.execute("RELEASE write")
+        db.execute("COMMIT")
+        return outcomes
+
+
+def _settle(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+    for future, (ok, value) in zip(futures, outcomes, strict=True):
+        if future.cancelled():
+            continue  # its caller stopped waiting; the write itself is done (or failed) all the same
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

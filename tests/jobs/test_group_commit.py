@@ -1,0 +1,102 @@
+"""Group commit (router/jobs/group_commit.py): concurrent writes share transactions, each caller resumes only
+after its write is committed, and a failing write (or a failing COMMIT) never reports another write as kept."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from router.jobs.group_commit import GroupCommit
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[tuple[GroupCommit, sqlite3.Connection, list[str]]]:
+    path = tmp_path / "t.sqlite3"
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.executescript("CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+                       "CREATE TABLE t (id INTEGER PRIMARY KEY, parent INTEGER"
+                       " REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    writer = GroupCommit(conn, asyncio.get_running_loop(), name="test-writer")
+    other = sqlite3.connect(path)  # a second connection sees only what is committed
+    yield writer, other, statements
+    await writer.close()
+    other.close()
+    conn.close()
+
+
+async def held(writer: GroupCommit) -> tuple[threading.Event, asyncio.Future[object]]:
+    """Keep the writer thread busy until the event is set, so what is queued meanwhile forms one batch."""
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait(10)
+
+    holding = asyncio.ensure_future(writer.run(hold))
+    await asyncio.to_thread(busy.wait, 10)
+    return gate, holding
+
+
+def insert(conn: sqlite3.Connection, row_id: int, parent: int | None = None) -> int:
+    conn.execute("INSERT INTO t VALUES (?, ?)", (row_id, parent))
+    return row_id
+
+
+async def test_concurrent_writes_share_commits_and_are_durable_when_they_return(
+        db: tuple[GroupCommit, sqlite3.Connection, list[str]]) -> None:
+    writer, other, statements = db
+    conn = writer._db  # noqa: SLF001
+
+    async def write(i: int) -> None:
+        assert await writer.run(insert, conn, i) == i
+        # Committed before the caller resumes: another connection sees it.
+        assert other.execute("SELECT COUNT(*) FROM t WHERE id=?", (i,)).fetchone()[0] == 1
+
+    gate, holding = await held(writer)
+    writes = asyncio.gather(*(write(i) for i in range(500)))
+    await asyncio.sleep(0)  # every write queued
+    gate.set()
+    await asyncio.gather(holding, writes)
+    assert statements.count("COMMIT") == 1 + 2  # the held batch, then 500 writes in MAX_BATCH = 256 per transaction
+
+
+async def test_a_failing_write_fails_alone_and_leaves_nothing(
+        db: tuple[GroupCommit, sqlite3.Connection, list[str]]) -> None:
+    writer, other, _ = db
+    conn = writer._db  # noqa: SLF001
+
+    def two_rows_then_a_duplicate(conn: sqlite3.Connection) -> None:
+        insert(conn, 100)
+        insert(conn, 1)  # taken by the first write below: this write fails as a whole
+
+    results = await asyncio.gather(writer.run(insert, conn, 1), writer.run(two_rows_then_a_duplicate, conn),
+                                   writer.run(insert, conn, 2), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert [row[0] for row in other.execute("SELECT id FROM t ORDER BY id")] == [1, 2]  # no row 100
+
+
+async def test_a_failing_commit_fails_every_write_of_the_batch(
+        db: tuple[GroupCommit, sqlite3.Connection, list[str]]) -> None:
+    writer, other, _ = db
+    conn = writer._db  # noqa: SLF001
+    # A deferred foreign key is checked at COMMIT: the row without a parent makes the whole COMMIT fail.
+    gate, holding = await held(writer)
+    batch = asyncio.gather(writer.run(insert, conn, 1), writer.run(insert, conn, 2, 99), return_exceptions=True)
+    await asyncio.sleep(0)
+    gate.set()
+    await holding
+    results = await batch
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert other.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
+    assert await writer.run(insert, conn, 3) == 3  # the writer goes on
+    assert other.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1
