@@ -39,6 +39,9 @@ _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_can
                      "circuit_close", "note_push", "take_pushes"})
 #: How long an operation waits for a connection while the database is known to be down.
 DOWN_TIMEOUT_SECONDS = 1.0
+#: Preparing the schema is given up client-side after this many store timeouts (the server's lock_timeout and
+#: statement_timeout, one and two store timeouts, answer first).
+SCHEMA_CLIENT_BOUND = 3
 #: The LISTEN connection checks it is alive this often when nothing arrives.
 HEARTBEAT_SECONDS = 5.0
 
@@ -120,7 +123,7 @@ class PostgresJobStore:
         except (psycopg.Error, TimeoutError) as exc:
             raise self._error("cannot connect", exc) from None
         async with conn:
-            await self._prepare_schema(conn)
+            await self._prepare_schema_bounded(conn)
         # The pool would log each failed reconnection; this store logs an outage once (the job service).
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self._pool = self._new_pool()
@@ -144,9 +147,37 @@ class PostgresJobStore:
         if old is not None:
             await old.close(timeout=0)
 
-    async def _prepare_schema(self, conn: Any) -> None:
-        """Create the tables on first start, migrate an older schema, refuse a newer one (writing nothing)."""
+    async def _prepare_schema_bounded(self, conn: Any) -> None:
+        """``_prepare_schema`` under ``lock_timeout`` and ``statement_timeout`` (the store's timeout and twice
+        it, unless the role, the database or ``PGOPTIONS`` set their own), and a client-side bound for a server that stops
+        answering: a schema another session keeps locked is a one-line error, never a start that hangs."""
+        import psycopg
+
+        settings = {"lock_timeout": "?", "statement_timeout": "?"}
+        try:
+            async with asyncio.timeout(SCHEMA_CLIENT_BOUND * self.timeout):
+                await self._prepare_schema(conn, settings)
+        except psycopg.errors.LockNotAvailable:
+            raise self._error(f"preparing the job-store schema waited longer than lock_timeout="
+                              f"{settings['lock_timeout']} for a lock: another session holds the schema lock or a "
+                              "lock on a tarash_router_* table (nothing was changed; raise lock_timeout with "
+                              "PGOPTIONS or ALTER ROLE ... SET lock_timeout)") from None
+        except psycopg.errors.QueryCanceled:
+            raise self._error(f"preparing the job-store schema took longer than statement_timeout="
+                              f"{settings['statement_timeout']} (nothing was changed; raise statement_timeout with "
+                              "PGOPTIONS or ALTER ROLE ... SET statement_timeout)") from None
+        except TimeoutError:
+            raise self._error(f"the database did not answer within {SCHEMA_CLIENT_BOUND * self.timeout:g} s while "
+                              "preparing the job-store schema (nothing was changed)") from None
+        except psycopg.Error as exc:
+            raise self._error("cannot prepare the job-store schema", exc) from None
+
+    async def _prepare_schema(self, conn: Any, settings: dict[str, str]) -> None:
+        """Create the tables on first start, migrate an older schema, refuse a newer one (writing nothing).
+        ``settings`` gets the timeouts in force (for the error message)."""
         async with conn.transaction():
+            row = await (await conn.execute(SQL["schema_timeouts"], {"ms": int(self.timeout * 1000)})).fetchone()
+            settings["lock_timeout"], settings["statement_timeout"] = row
             await conn.execute(SQL["schema_lock"])
             exists = (await (await conn.execute(SQL["has_store"])).fetchone())[0]
             if not exists:

@@ -99,6 +99,16 @@ CREATE TABLE tarash_router_pushes (
 );
 UPDATE tarash_router_meta SET value = '3' WHERE key = 'schema_version';
 
+-- name: schema_timeouts
+-- Bounds for preparing the schema (this transaction only) unless the role, the database or PGOPTIONS set
+-- their own; the timeouts in force. A statement may run twice as long as it may wait for a lock, so a lock
+-- held elsewhere (the usual case) is reported as such.
+SELECT CASE WHEN current_setting('lock_timeout') = '0'
+            THEN set_config('lock_timeout', %(ms)s || 'ms', true) ELSE current_setting('lock_timeout') END,
+       CASE WHEN current_setting('statement_timeout') = '0'
+            THEN set_config('statement_timeout', 2 * %(ms)s || 'ms', true)
+            ELSE current_setting('statement_timeout') END;
+
 -- name: schema_lock
 SELECT pg_advisory_xact_lock(hashtext('tarash_router_schema'));
 

@@ -166,3 +166,41 @@ async def test_an_older_schema_is_migrated_in_place(pg_url: str) -> None:
         await store.close()
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT value FROM tarash_router_meta").fetchone() == (str(SCHEMA_VERSION),)
+
+
+SCHEMA_LOCK = "SELECT pg_advisory_lock(hashtext('tarash_router_schema'))"  # what a migrating instance holds
+
+
+@pytest.mark.parametrize("hold", [SCHEMA_LOCK, "BEGIN; LOCK TABLE tarash_router_meta IN ACCESS EXCLUSIVE MODE"])
+async def test_a_locked_schema_is_a_one_line_error_within_the_timeout(pg_url: str, hold: str) -> None:
+    first = PostgresJobStore(pg_url)
+    await first.open()  # the tables exist; another session now holds a lock the schema check needs
+    await first.close()
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute(hold)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(JobStoreError) as caught:
+            await PostgresJobStore(pg_url, timeout=0.3).open()
+        assert asyncio.get_running_loop().time() - started < 3  # bounded by lock_timeout, not hanging
+    message = str(caught.value)
+    assert message.startswith("TARASH_ROUTER_JOB_STORE=") and "lock_timeout=300ms" in message
+    assert PASSWORD not in message and "\n" not in message
+
+
+def test_a_locked_schema_at_start_names_the_timeout_and_exits_non_zero(tmp_path: Path, pg_url: str) -> None:
+    # Timeouts the operator set (here with PGOPTIONS) are kept and named; the statement's fires first.
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute(SCHEMA_LOCK)
+        result = serve(tmp_path, pg_url, PGOPTIONS="-c lock_timeout=60s -c statement_timeout=400ms")
+    assert_refused(result, tmp_path, "statement_timeout=400ms", "nothing was changed")
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('tarash_router_jobs')").fetchone() == (None,)
+
+
+async def test_instances_starting_together_on_an_empty_database_create_the_schema_once(pg_url: str) -> None:
+    stores = [PostgresJobStore(pg_url) for _ in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))
+    for store in stores:
+        await store.close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT value FROM tarash_router_meta").fetchall() == [(str(SCHEMA_VERSION),)]
