@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
 import signal
 import time
@@ -27,6 +29,41 @@ from bench.scale import histogram_p99, peak_rss_mb
 
 SCENARIOS = {"sqlite-1": ("sqlite", 1, False), "postgres-1": ("postgres", 1, False),
              "postgres-2": ("postgres", 2, False), "postgres-2-kill": ("postgres", 2, True)}
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU of ``pid`` from /proc (with its reaped children's, when asked): robust to load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = sum(int(value) for value in fields[11:15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(pg: Any) -> float:
+    """The PostgreSQL server's CPU: the postmaster with every backend, live or exited."""
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster, children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == postmaster:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat: a window's busy fraction is
+    the ratio of two readings' differences (every process of every user counts, other agents' too)."""
+    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    idle = values[3] + values[4]  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
+def postgres_commits(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        return int(conn.execute("SELECT sum(xact_commit) FROM pg_stat_database").fetchone()[0])
 
 
 def metric(text: str, name: str) -> float:
@@ -49,7 +86,9 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
                "TARASH_ROUTER_DATA_DIR": str(work / f"data-{i}"), "TARASH_ROUTER_INSTANCE_ID": f"i{i}",
                "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10),
                "TARASH_ROUTER_JOB_LEASE_SECONDS": str(args.lease)}
-        return spawn(str(SCRIPT), "serve", "--routes", str(routes), "--port", str(ports[i]), env=env)
+        command = ([PYTHON, "-m", "bench._profiled_serve", str(work / f"accept-{i}.prof")] if args.profile
+                   else [str(SCRIPT)])
+        return spawn(*command, "serve", "--routes", str(routes), "--port", str(ports[i]), env=env)
 
     daemons = [start(i) for i in range(count)]
     rss = [0.0] * count
@@ -62,6 +101,14 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
             async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
                 submits_before = (await r.json())["calls"].get("submit", 0)
             sem = asyncio.Semaphore(100)
+            cpu_before = [cpu_seconds(daemon.pid) for daemon in daemons]
+            pg_cpu_before = postgres_cpu_seconds(pg) if url else 0.0
+            commits_before = await asyncio.to_thread(postgres_commits, url) if url else 0
+            side_before = cpu_seconds(os.getpid()) + cpu_seconds(args.emulator_pid)
+            busy_before, total_before = machine_busy()
+            if args.profile:
+                for daemon in daemons:
+                    daemon.send_signal(signal.SIGUSR1)
             started = time.perf_counter()
 
             async def create(i: int) -> tuple[int, str]:
@@ -72,8 +119,30 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
 
             created = await asyncio.gather(*(create(i) for i in range(args.jobs)))
             accept_s = time.perf_counter() - started
+            busy_after, total_after = machine_busy()
+            side_cpu = cpu_seconds(os.getpid()) + cpu_seconds(args.emulator_pid) - side_before
+            if args.profile:
+                for daemon in daemons:
+                    daemon.send_signal(signal.SIGUSR2)  # the accept window's profile: instances-*/accept-N.prof
+            accept_cpu = [(cpu_seconds(daemon.pid) - before) / (args.jobs / count) * 1000
+                          for daemon, before in zip(daemons, cpu_before)]
+            accept_pg_cpu = (postgres_cpu_seconds(pg) - pg_cpu_before) / args.jobs * 1000 if url else None
+            commits = ((await asyncio.to_thread(postgres_commits, url)) - commits_before) / args.jobs if url else None
             ids = [job_id for _, job_id in created]
-            print(f"[{name}] {len(ids)} jobs accepted in {accept_s:.1f} s", flush=True)
+            print(f"[{name}] {len(ids)} jobs accepted in {accept_s:.1f} s ({args.jobs / accept_s:.1f}/s); CPU ms per "
+                  f"job accepted: {[round(c, 2) for c in accept_cpu]} per instance, PostgreSQL {accept_pg_cpu and round(accept_pg_cpu, 2)}; "
+                  f"commits per job {commits and round(commits, 2)}; client + emulator {side_cpu / args.jobs * 1000:.2f}; "
+                  f"machine busy {(busy_after - busy_before) / (total_after - total_before):.0%} of "
+                  f"{os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}", flush=True)
+            accept = {"accepted_per_s": round(args.jobs / accept_s, 1),
+                      "accept_client_and_emulator_cpu_ms_per_job": round(side_cpu / args.jobs * 1000, 2),
+                      "accept_machine_busy": round((busy_after - busy_before) / (total_after - total_before), 3),
+                      "accept_load_average": round(os.getloadavg()[0], 2),
+                      "accept_cpu_ms_per_job": [round(c, 2) for c in accept_cpu],
+                      "accept_postgres_cpu_ms_per_job": accept_pg_cpu and round(accept_pg_cpu, 2),
+                      "accept_commits_per_job": commits and round(commits, 2)}
+            if args.accept_only:
+                return {"scenario": name, "jobs": args.jobs, **accept}
             alive = list(range(count))
 
             async def side_client() -> None:
@@ -134,7 +203,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
         writes = sum(metric(text, "tarash_router_job_store_rows_written") for text in texts.values())
         return {
             "scenario": name, "store": store, "instances": count, "kill_at_midpoint": kill, "jobs": args.jobs,
-            "accepted_per_s": round(args.jobs / accept_s, 1), "total_s": round(elapsed, 1),
+            **accept, "total_s": round(elapsed, 1),
             "completed": statuses.count("completed"), "lost": args.jobs - statuses.count("completed"),
             "vendor_submits": submits, "double_submits": submits - args.jobs,
             "takeover_s": round(takeover_s, 1) if takeover_s is not None else None,
@@ -156,6 +225,7 @@ async def main(args: argparse.Namespace) -> None:
 
     emu_port = free_port()
     emulator = spawn(PYTHON, "-m", "tests.emulators", "fal", "--port", str(emu_port), "--polls", str(args.polls))
+    args.emulator_pid = emulator.pid
     results = []
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
@@ -166,8 +236,12 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         emulator.terminate()
         emulator.wait()
-    report = {"machine": machine(), "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
-              "lease_s": args.lease, "results": results}
+    report = {"machine": machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+              "polls_per_job": args.polls, "poll_interval_s": args.poll_interval, "lease_s": args.lease,
+              "results": results}
+    if args.accept_only:
+        args.out.with_name(args.out.stem + "-accept.json").write_text(json.dumps(report, indent=2) + "\n")
+        return
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     lines = ["scenario           accept/s  done  lost  submits  takeover  peak RSS MiB  writes/s  lag p99  GET p50/p99 ms"]
     for r in results:
@@ -185,6 +259,10 @@ if __name__ == "__main__":
     parser.add_argument("--polls", type=int, default=12)
     parser.add_argument("--poll-interval", type=float, default=5.0)
     parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--accept-only", action="store_true",
+                        help="stop each scenario once its jobs are accepted (profiling the accept path)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile each instance over the accept window (instances-<scenario>/accept-N.prof)")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "instances.json")
     asyncio.run(main(parser.parse_args()))
