@@ -222,12 +222,20 @@ SELECT id FROM gone;
 SELECT count(*) FROM tarash_router_jobs;
 
 -- name: append_event
--- The notification carries the job id only: listeners read the row.
+-- The notification carries the job id only: listeners read the row. An update's percentage goes on the job's
+-- row too, in the same statement: GET on an instance that does not run the job reads it there (the holder keeps
+-- progress in memory; updates are stored when their status or percentage changes, see service.py).
 WITH appended AS (
     INSERT INTO tarash_router_events (job_id, seq, event, data)
     VALUES (%(job_id)s, %(seq)s, %(event)s, %(data)s::jsonb)
     ON CONFLICT DO NOTHING
     RETURNING job_id
+), progressed AS (
+    UPDATE tarash_router_jobs
+    SET body = jsonb_set(body, '{progress_percent}', %(data)s::jsonb -> 'progress_percent')
+    WHERE id = (SELECT job_id FROM appended) AND %(event)s = 'update' AND status IN ('queued', 'running')
+      AND jsonb_typeof(%(data)s::jsonb -> 'progress_percent') = 'number'
+      AND body -> 'progress_percent' IS DISTINCT FROM %(data)s::jsonb -> 'progress_percent'
 )
 SELECT pg_notify('tarash_router_events', job_id || ' ' || extract(epoch FROM clock_timestamp())) FROM appended;
 

@@ -46,6 +46,14 @@ kind = "image"
 [[routes."image".attempts]]
 provider = "mock"
 model = "mock-image"
+
+[routes."stepped"]
+kind = "video"
+[[routes."stepped".attempts]]
+provider = "mock"
+model = "mock-stepped"
+max_poll_attempts = 1000
+mock = {{ polling = {{ status_sequence = ["queued", "processing", "processing", "processing", "completed"], progress_percentages = [0, 25, 50, 75, 100], delay_between_updates = 0.3 }} }}
 """
 
 
@@ -135,6 +143,26 @@ async def test_a_job_on_one_instance_streams_its_events_from_the_other(tmp_path:
         assert [name for name, _ in events[:-1]] and {name for name, _ in events[:-1]} == {"update"}
         _, seen_from_b = await call(session, "GET", f"{b.url}/v1/videos/{created['id']}")
         assert seen_from_b["status"] == "completed" and fal.calls["submit"] == 1
+
+
+async def test_progress_of_a_job_on_one_instance_moves_on_the_other(tmp_path: Path, pg_url: str) -> None:
+    async with FalEmulator() as fal, cluster(tmp_path, pg_url, fal) as (session, a, b):
+        _, created = await call(session, "POST", a.url + "/v1/jobs", json={"model": "stepped", "prompt": "fox"})
+        stream = asyncio.create_task(sse(session, f"{b.url}/v1/jobs/{created['id']}/events"))
+        seen: list[tuple[str, int]] = []  # (status, progress) as GET on B (which does not run the job) says
+        while not seen or seen[-1][0] not in ("completed", "failed"):
+            _, job = await call(session, "GET", f"{b.url}/v1/jobs/{created['id']}")
+            _, video = await call(session, "GET", f"{b.url}/v1/videos/{created['id']}")
+            seen.append((job["status"], job["progress_percent"] or 0))
+            if job["status"] == "running":
+                assert video["progress"] >= seen[-1][1]  # read after: never behind
+            await asyncio.sleep(0.02)
+        running = [progress for status, progress in seen if status == "running"]
+        assert {25, 50, 75} <= set(running) and running == sorted(running), seen
+        assert seen[-1] == ("completed", 100)
+        events = await stream
+        progress = [data["progress_percent"] for name, data in events if name == "update"]
+        assert {25, 50, 75} <= set(progress) and progress == sorted(progress), events
 
 
 async def test_delete_on_the_other_instance_cancels_the_vendor_job(tmp_path: Path, pg_url: str) -> None:
