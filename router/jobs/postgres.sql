@@ -234,6 +234,7 @@ WITH appended AS (
     UPDATE tarash_router_jobs
     SET body = jsonb_set(body, '{progress_percent}', %(data)s::jsonb -> 'progress_percent')
     WHERE id = (SELECT job_id FROM appended) AND %(event)s = 'update' AND status IN ('queued', 'running')
+      AND worker IS NOT NULL  -- the holder's live update (an import of history leaves the row as it was)
       AND jsonb_typeof(%(data)s::jsonb -> 'progress_percent') = 'number'
       AND body -> 'progress_percent' IS DISTINCT FROM %(data)s::jsonb -> 'progress_percent'
 )
