@@ -193,11 +193,14 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
             elapsed = time.perf_counter() - started
             sider.cancel()
 
-            async def status(job_id: str) -> str:
+            async def status(job_id: str) -> dict[str, Any]:
                 async with sem, session.get(f"{bases[alive[-1]]}/v1/jobs/{job_id}") as r:
-                    return str((await r.json())["status"])
+                    return dict(await r.json())
 
-            statuses = await asyncio.gather(*(status(job_id) for job_id in ids))
+            jobs = await asyncio.gather(*(status(job_id) for job_id in ids))
+            statuses = [str(job.get("status")) for job in jobs]
+            for job in [job for job in jobs if job.get("status") != "completed"][:3]:  # why, when some did not
+                print(f"[{name}] not completed: {json.dumps(job)[:600]}", flush=True)
             async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
                 submits = (await r.json())["calls"].get("submit", 0) - submits_before
         writes = sum(metric(text, "tarash_router_job_store_rows_written") for text in texts.values())

@@ -222,6 +222,7 @@ class Daemon:
             retry_for=timedelta(hours=settings.webhook_retry_hours), base_delay=settings.webhook_retry_base_seconds,
             allow_private=settings.allow_private_webhook_urls, metrics=metrics,
             client_secret_env=lambda owner: routes.current.client_webhook_secret_env(owner),
+            instance_id=instance_id, claim_seconds=settings.job_lease_seconds,
         )
         jobs = JobService(
             store,

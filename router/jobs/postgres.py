@@ -30,15 +30,15 @@ log = structlog.get_logger(logger_name="router.jobs.postgres")
 
 SETTING = "TARASH_ROUTER_JOB_STORE"
 #: Bumped when the tables change; MIGRATIONS[n] (a statement name in postgres.sql) takes version n to n + 1.
-SCHEMA_VERSION = 3
-MIGRATIONS: dict[int, str] = {1: "migrate_1", 2: "migrate_2"}
+SCHEMA_VERSION = 4
+MIGRATIONS: dict[int, str] = {1: "migrate_1", 2: "migrate_2", 3: "migrate_3"}
 CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_events": "event",
                                "tarash_router_cancel": "cancel", "tarash_router_slots": "slot",
                                "tarash_router_circuits": "circuit", "tarash_router_pushes": "push"}
 #: Statements that change rows (for the rows-written metric).
 _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_cancel", "delete", "prune",
                      "append_event", "put_outbox", "slot_acquire", "slot_release", "bucket_take", "circuit_open",
-                     "circuit_close", "note_push", "take_pushes"})
+                     "circuit_close", "note_push", "take_pushes", "claim_outbox", "release_outbox"})
 #: How long an operation waits for a connection while the database is known to be down.
 DOWN_TIMEOUT_SECONDS = 1.0
 #: Preparing the schema is given up client-side after this many store timeouts (the server's lock_timeout and
@@ -330,7 +330,22 @@ class PostgresJobStore:
     # ---- outbox (client webhooks) ---------------------------------------------------------------------------
     async def put_outbox(self, message: OutboxMessage) -> None:
         await self._rows("put_outbox", id=message.id, job_id=message.job_id, status=message.status,
-                         created_at=message.created_at, body=json.dumps(asdict(message), default=str))
+                         created_at=message.created_at, body=json.dumps(asdict(message), default=str),
+                         due_at=message.next_attempt_at)
+
+    async def claim_outbox(self, worker: str, now: datetime, limit: int, lease_seconds: float,
+                           ids: Sequence[str] | None = None) -> list[OutboxMessage]:
+        """Claim up to ``limit`` pending messages due by ``now`` (of ``ids`` only, when given) for one try each:
+        none that another instance claimed, unless its claim lapsed. The next ``put_outbox`` ends the claim."""
+        if limit <= 0 or (ids is not None and not ids):
+            return []
+        rows = await self._rows("claim_outbox", worker=worker, now=now, limit=limit, lease=lease_seconds,
+                                ids=list(ids) if ids is not None else None)
+        return [outbox_from(body) for (body,) in rows]
+
+    async def release_outbox(self, worker: str) -> None:
+        """Give up ``worker``'s claims (a clean stop): other instances make those tries at once."""
+        await self._rows("release_outbox", worker=worker)
 
     async def outbox_for_job(self, job_id: str) -> OutboxMessage | None:
         rows = await self._rows("outbox_for_job", job_id=job_id)

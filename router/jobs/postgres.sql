@@ -99,6 +99,15 @@ CREATE TABLE tarash_router_pushes (
 );
 UPDATE tarash_router_meta SET value = '3' WHERE key = 'schema_version';
 
+-- name: migrate_3
+-- Version 4: a pending client webhook is claimed by one instance for each try (router/webhooks/outbound.py);
+-- due_at mirrors the body's next_attempt_at so the claim can use an index.
+ALTER TABLE tarash_router_outbox ADD COLUMN due_at timestamptz, ADD COLUMN claimed_by text,
+                                 ADD COLUMN claim_until timestamptz;
+UPDATE tarash_router_outbox SET due_at = (body ->> 'next_attempt_at')::timestamptz;
+CREATE INDEX tarash_router_outbox_due ON tarash_router_outbox (due_at) WHERE status = 'pending';
+UPDATE tarash_router_meta SET value = '4' WHERE key = 'schema_version';
+
 -- name: schema_timeouts
 -- Bounds for preparing the schema (this transaction only) unless the role, the database or PGOPTIONS set
 -- their own; the timeouts in force. A statement may run twice as long as it may wait for a lock, so a lock
@@ -250,8 +259,30 @@ WHERE %(ids)s::text[] IS NULL OR job_id = ANY(%(ids)s)
 GROUP BY job_id;
 
 -- name: put_outbox
-INSERT INTO tarash_router_outbox VALUES (%(id)s, %(job_id)s, %(status)s, %(created_at)s, %(body)s::jsonb)
-ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body;
+-- A new state of a message ends the try that claimed it.
+INSERT INTO tarash_router_outbox (id, job_id, status, created_at, body, due_at)
+VALUES (%(id)s, %(job_id)s, %(status)s, %(created_at)s, %(body)s::jsonb, %(due_at)s)
+ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body, due_at = excluded.due_at,
+                               claimed_by = NULL, claim_until = NULL;
+
+-- name: claim_outbox
+-- Pending messages due by %(now)s (the caller's clock, like next_attempt_at) that nobody claims, or whose claim
+-- lapsed (the database's clock): each claimed by one instance for one try. %(ids)s NULL: any message.
+UPDATE tarash_router_outbox AS o
+SET claimed_by = %(worker)s, claim_until = now() + make_interval(secs => %(lease)s)
+FROM (
+    SELECT id FROM tarash_router_outbox
+    WHERE status = 'pending' AND due_at <= %(now)s AND (claim_until IS NULL OR claim_until < now())
+      AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+    ORDER BY due_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) AS free
+WHERE o.id = free.id
+RETURNING o.body;
+
+-- name: release_outbox
+UPDATE tarash_router_outbox SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = %(worker)s;
 
 -- name: outbox_for_job
 SELECT body FROM tarash_router_outbox WHERE job_id = %(job_id)s ORDER BY created_at LIMIT 1;

@@ -6,10 +6,14 @@ never stored, logged or shown; a reload that changes the name applies to pending
 
 Durable and at least once: the ``OutboxMessage`` is written when the job is created and released when it
 ends, so a kill at any point loses nothing; each try is recorded before the next is scheduled; every try of
-one message carries the same ``webhook-id`` (receivers de-duplicate on it). A 2xx is delivered. Timeouts,
-connection errors, 5xx, 408 and 429 are retried with exponential backoff and full jitter (``Retry-After``
-respected) until ``retry_for`` after the job ended; any other answer (a 4xx, or a redirect, which is never
-followed) fails the delivery at once. URLs go through the SSRF guard at create time and at connect time.
+one message carries the same ``webhook-id`` (receivers de-duplicate on it). With a shared (PostgreSQL) store,
+each try is claimed by one instance first (``claim_outbox``: ``FOR UPDATE SKIP LOCKED``, a lease of
+``claim_seconds``), so several instances never make the same try twice; every instance sweeps for due,
+unclaimed deliveries each ``SWEEP_SECONDS``, which is how the claim of an instance that died comes back.
+
+A 2xx is delivered. Timeouts, connection errors, 5xx, 408 and 429 are retried with exponential backoff and full
+jitter (``Retry-After`` respected) until ``retry_for`` after the job ended; any other answer (a 4xx, or a
+redirect, which is never followed) fails the delivery at once. URLs go through the SSRF guard at create time and at connect time.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ MAX_BACKOFF_SECONDS = 3600.0
 DELIVERY_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
 #: Deliveries in flight at once.
 CONCURRENCY = 16
+#: With a shared store, look this often for pending deliveries nobody has claimed (another instance's that
+#: died, or left them at a clean stop): a claim whose holder stops renewing comes back when it lapses.
+SWEEP_SECONDS = 1.0
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
@@ -82,10 +89,15 @@ class OutboundWebhooks:
     def __init__(self, store: JobStore, secret: str, *, view: Callable[[JobRecord], dict[str, Any]],
                  retry_for: timedelta, base_delay: float, allow_private: bool, metrics: Any = None,
                  clock: Callable[[], datetime] = utc_now,
-                 client_secret_env: Callable[[str | None], str | None] = lambda owner: None) -> None:
+                 client_secret_env: Callable[[str | None], str | None] = lambda owner: None,
+                 instance_id: str = "", claim_seconds: float = 30.0) -> None:
         """``secret``: ``WEBHOOK_SECRET`` ("" for none); ``client_secret_env``: a job owner's own secret's env var
-        name, or None when that client has none (then ``secret`` signs)."""
+        name, or None when that client has none (then ``secret`` signs). With a shared store (several instances),
+        every try is claimed first by ``instance_id`` for ``claim_seconds`` (the job lease), so exactly one
+        instance makes it; a try is bounded to half the claim, so the claim outlives it."""
         self.store = store
+        self.instance_id = instance_id
+        self.claim_seconds = claim_seconds
         try:
             self._key = signing.secret_bytes(secret) if secret else None
         except ValueError:
@@ -103,6 +115,7 @@ class OutboundWebhooks:
         self._running: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._claims_failing = False
 
     def key_for(self, owner: str | None) -> bytes:
         """The key that signs the webhooks of ``owner``'s jobs; ``WebhookSecretError`` when there is none."""
@@ -128,9 +141,13 @@ class OutboundWebhooks:
             job = await self.store.get(message.job_id)
             if job is not None and job.finished:
                 await self.release(job)
-        for message in await self.store.outbox("pending"):
-            self._due[message.id] = (message.next_attempt_at or self._clock(), message.job_id)
-        self._session = aiohttp.ClientSession(timeout=DELIVERY_TIMEOUT,
+        if not self.store.shared:  # shared: the sweep claims whatever is due, this instance's or not
+            for message in await self.store.outbox("pending"):
+                self._due[message.id] = (message.next_attempt_at or self._clock(), message.job_id)
+        timeout = DELIVERY_TIMEOUT
+        if self.store.shared and timeout.total is not None and timeout.total > self.claim_seconds / 2:
+            timeout = aiohttp.ClientTimeout(total=self.claim_seconds / 2, sock_connect=timeout.sock_connect)
+        self._session = aiohttp.ClientSession(timeout=timeout,
                                               connector=aiohttp.TCPConnector(**connector_kwargs(self.allow_private)))
         self._loop = asyncio.create_task(self._schedule(), name="client webhooks")
         self._wake.set()
@@ -142,6 +159,9 @@ class OutboundWebhooks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop = None
+        if self.store.shared:  # another instance may make the abandoned tries at once
+            with contextlib.suppress(Exception):  # the store may be down: the claims then lapse by themselves
+                await self.store.release_outbox(self.instance_id)  # type: ignore[attr-defined]
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -160,35 +180,82 @@ class OutboundWebhooks:
 
     # ---- delivering ---------------------------------------------------------------------------------------
     async def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        sweep_at = loop.time()
         while True:
             now = self._clock()
-            for message_id, (_, job_id) in [(m, due) for m, due in self._due.items() if due[0] <= now]:
-                del self._due[message_id]
-                task = asyncio.create_task(self._deliver(message_id, job_id))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
             self._wake.clear()
+            due = [(m, job_id) for m, (at, job_id) in self._due.items() if at <= now]
+            if not self.store.shared:
+                for message_id, job_id in due:
+                    del self._due[message_id]
+                    self._spawn(self._deliver(message_id, job_id))
+            elif len(self._running) < CONCURRENCY and (due or loop.time() >= sweep_at):
+                sweep = loop.time() >= sweep_at
+                sweep_at = loop.time() + SWEEP_SECONDS if sweep else sweep_at
+                await self._claim_and_deliver(now, None if sweep else [m for m, _ in due])
             wait = min(((at - now).total_seconds() for at, _ in self._due.values()), default=None)
+            if self.store.shared:
+                # Every slot busy: a finished try wakes the loop; else the next due try or the sweep.
+                wait = None if len(self._running) >= CONCURRENCY else \
+                    min(wait if wait is not None else SWEEP_SECONDS, max(sweep_at - loop.time(), 0.0))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(wait, 0.0) if wait is not None else None):
                     await self._wake.wait()
+
+    async def _claim_and_deliver(self, now: datetime, ids: list[str] | None) -> None:
+        """Claim due pending deliveries (``ids`` only, else any: the sweep) up to the free slots, and make them.
+        A message another instance claimed is its to make; one not claimed now stays pending for the sweep."""
+        free = CONCURRENCY - len(self._running)
+        try:
+            claimed = await self.store.claim_outbox(  # type: ignore[attr-defined]
+                self.instance_id, now, free, self.claim_seconds, ids)
+        except Exception as exc:  # noqa: BLE001 - the store is down: the next sweep tries again
+            if not self._claims_failing:  # once per outage
+                log.warning("client_webhook_claim_failed", error=type(exc).__name__)
+            self._claims_failing = True
+            return
+        self._claims_failing = False
+        for message_id in ids or ():
+            self._due.pop(message_id, None)
+        for message in claimed:
+            self._due.pop(message.id, None)
+            self._spawn(self._deliver_claimed(message))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._running.add(task)
+        task.add_done_callback(self._finished_try)
+
+    def _finished_try(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self.store.shared:
+            self._wake.set()  # a slot is free to claim into
 
     async def _deliver(self, message_id: str, job_id: str) -> None:
         async with self._slots:
             message = await self.store.outbox_for_job(job_id)
             if message is None or message.id != message_id or message.status != "pending":
                 return  # delivered, given up or deleted meanwhile
-            job = await self.store.get(job_id)
-            if job is None:
-                return
-            try:
-                key = self.key_for(job.owner)
-            except WebhookSecretError as exc:  # retried: the operator may set it (a reload or a restart)
-                await self._record(message, None, str(exc), None)
-                return
-            body = json.dumps({"type": event_type(job), "data": self._view(job)}, default=str).encode()
-            status, error, retry_after = await self._post(message, body, key)
-            await self._record(message, status, error, retry_after)
+            await self._try(message)
+
+    async def _deliver_claimed(self, message: OutboxMessage) -> None:
+        async with self._slots:
+            await self._try(message)
+
+    async def _try(self, message: OutboxMessage) -> None:
+        """One try of a pending message: sign the job's current view, POST it, record what happened."""
+        job = await self.store.get(message.job_id)
+        if job is None:
+            return
+        try:
+            key = self.key_for(job.owner)
+        except WebhookSecretError as exc:  # retried: the operator may set it (a reload or a restart)
+            await self._record(message, None, str(exc), None)
+            return
+        body = json.dumps({"type": event_type(job), "data": self._view(job)}, default=str).encode()
+        status, error, retry_after = await self._post(message, body, key)
+        await self._record(message, status, error, retry_after)
 
     async def _post(self, message: OutboxMessage, body: bytes,
                     key: bytes) -> tuple[int | None, str | None, float | None]:

@@ -8,13 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from router.jobs.postgres import SCHEMA_VERSION, PostgresJobStore, redact
-from router.jobs.store import JobRecord, JobStoreError
+from router.jobs.store import JobRecord, JobStoreError, OutboxMessage
 from router.models import utc_now
 from tests.net import free_port
 from tests.postgres_server import PASSWORD, PostgresServer
@@ -204,3 +205,33 @@ async def test_instances_starting_together_on_an_empty_database_create_the_schem
         await store.close()
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT value FROM tarash_router_meta").fetchall() == [(str(SCHEMA_VERSION),)]
+
+
+async def test_each_due_webhook_is_claimed_by_one_instance_until_its_try_is_recorded(pg_url: str) -> None:
+    a, b = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
+    await a.open()
+    await b.open()
+    try:
+        now = utc_now()
+        for i in range(8):
+            await a.insert(job(f"job_{i}"))
+            due = now + timedelta(hours=1) if i == 6 else now  # job_6's next try is not due yet
+            await a.put_outbox(OutboxMessage(f"msg_{i}", f"job_{i}", "http://hook", now,
+                                             status="waiting" if i == 7 else "pending", next_attempt_at=due))
+        mine, theirs = await asyncio.gather(a.claim_outbox("A", now, 10, 30), b.claim_outbox("B", now, 10, 30))
+        assert {m.id for m in mine} | {m.id for m in theirs} == {f"msg_{i}" for i in range(6)}
+        assert not {m.id for m in mine} & {m.id for m in theirs}  # never both
+        assert await b.claim_outbox("B", now, 10, 30) == []  # every claim is live
+        tried = (mine or theirs)[0]
+        tried.attempts, tried.next_attempt_at = 1, now  # a try recorded (retry due now) ends its claim
+        await a.put_outbox(tried)
+        assert [m.id for m in await b.claim_outbox("B", now, 10, 30, ids=[tried.id, "msg_6"])] == [tried.id]
+        await b.release_outbox("B")  # a clean stop gives its claims up at once
+        assert tried.id in {m.id for m in await a.claim_outbox("A", now, 10, 30)}
+        await a.put_outbox(OutboxMessage("msg_8", "job_0", "http://hook", now, status="pending", next_attempt_at=now))
+        assert [m.id for m in await a.claim_outbox("A", now, 10, 0.2)] == ["msg_8"]
+        await asyncio.sleep(0.3)  # A died mid-try: its claim lapses and comes back
+        assert [m.id for m in await b.claim_outbox("B", now, 10, 30)] == ["msg_8"]
+    finally:
+        await a.close()
+        await b.close()
