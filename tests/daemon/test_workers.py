@@ -217,6 +217,30 @@ async def test_kill_9_of_a_worker_restarts_it_and_its_counts_stay_in_the_metrics
         assert daemon.stop() == 0
 
 
+def gone(pid: int) -> bool:
+    """Exited (a zombie nobody reaped yet counts: it holds no socket and runs nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_kill_9_of_the_supervisor_stops_every_worker(tmp_path: Path, pg_url: str) -> None:
+    async with workers(tmp_path, pg_url) as daemon:
+        pids = daemon.pids()
+        daemon.process.kill()
+        daemon.process.wait()
+        # The kernel sends each worker SIGTERM (PR_SET_PDEATHSIG): no orphan keeps the port or its job leases.
+        await asyncio.wait_for(_until_all_gone(list(pids.values())), 30)
+        stopped = {line["worker"] for line in daemon.lines("stopped") if "worker" in line}
+        assert stopped == {1, 2}  # a clean stop each (leases released), not a kill
+
+
+async def _until_all_gone(pids: list[int]) -> None:
+    while not all(gone(pid) for pid in pids):
+        await asyncio.sleep(0.01)
+
+
 def test_two_workers_with_the_sqlite_store_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "routes.toml").write_text(ROUTES)
     env = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data"), "TARASH_ROUTER_JOB_STORE": ""}
