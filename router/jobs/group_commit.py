@@ -31,14 +31,22 @@ class GroupCommit:
         self._db = db
         self._loop = loop
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._last: asyncio.Future[Any] | None = None  # the latest write queued
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the writer thread, in a transaction; its value once that transaction is committed."""
-        future = self._loop.create_future()
+        future = self._last = self._loop.create_future()
         self._queue.put((fn, args, future))
         return await future
+
+    async def settled(self) -> None:
+        """Wait until every write queued so far is committed (or failed): a read after this sees them all, as
+        it would behind one FIFO thread, without waiting for writes queued later."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])
 
     async def close(self) -> None:
         """Finish the writes queued so far, then stop the thread."""

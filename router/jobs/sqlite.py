@@ -120,7 +120,10 @@ class SQLiteJobStore:
             raise JobStoreUnavailableError(f"job store {self.path}: {exc}") from exc
 
     async def _read(self, fn: Any, *args: Any) -> Any:
-        """A read: ``fn(*args)`` on the reader thread (it sees every write that has returned)."""
+        """A read: ``fn(*args)`` on the reader thread, once every write queued before it is committed (a read
+        never misses a write issued before it, though it skips the queue of writes issued after it)."""
+        if self._writer is not None:
+            await self._writer.settled()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._read_executor, fn, *args)
         except sqlite3.OperationalError as exc:

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from router.jobs.group_commit import GroupCommit
+from router.jobs.sqlite import SQLiteJobStore
+from router.jobs.store import JobRecord
+from router.models import utc_now
 
 
 @pytest.fixture
@@ -100,3 +103,28 @@ async def test_a_failing_commit_fails_every_write_of_the_batch(
     assert other.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
     assert await writer.run(insert, conn, 3) == 3  # the writer goes on
     assert other.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1
+
+
+async def test_a_store_read_sees_every_write_queued_before_it(tmp_path: Path) -> None:
+    """Reads have their own connection, yet a read never misses a write issued before it (as behind one FIFO
+    thread): a webhook's delivery recorded just before a GET shows in that GET."""
+    store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    await store.open()
+    try:
+        record = JobRecord(id="job_1", kind="video", route="video", request={}, chain=[], worker="w")
+        record.created_at = record.updated_at = utc_now()
+        assert await store.insert(record, lease_seconds=30)
+        assert store._writer is not None  # noqa: SLF001
+        gate, holding = await held(store._writer)  # noqa: SLF001
+        record.status = "running"
+        saving = asyncio.ensure_future(store.save(record))
+        await asyncio.sleep(0)  # the save is queued, not yet committed
+        reading = asyncio.ensure_future(store.get("job_1"))
+        await asyncio.sleep(0.05)
+        assert not reading.done()  # it waits for the save queued before it
+        gate.set()
+        await asyncio.gather(holding, saving)
+        read = await reading
+        assert read is not None and read.status == "running"
+    finally:
+        await store.close()
