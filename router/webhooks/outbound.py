@@ -251,7 +251,9 @@ class OutboundWebhooks:
         try:
             key = self.key_for(job.owner)
         except WebhookSecretError as exc:  # retried: the operator may set it (a reload or a restart)
-            await self._record(message, None, str(exc), None)
+            log.warning("client_webhook_secret_missing", job_id=job.id, reason=str(exc))  # the setting's name
+            await self._record(message, None, "no usable webhook secret for this job's client yet (the "
+                               "daemon log names the setting); retried", None)
             return
         body = json.dumps({"type": event_type(job), "data": self._view(job)}, default=str).encode()
         status, error, retry_after = await self._post(message, body, key)

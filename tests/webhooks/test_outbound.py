@@ -212,3 +212,29 @@ async def test_a_client_with_its_own_secret_gets_webhooks_signed_with_it(
     for text in (json.dumps(shown), *kept, logged.out + logged.err, *files):
         assert raw not in text
     assert "CAROL_WEBHOOK_SECRET" in logged.out + logged.err  # the operator is told which setting is missing
+
+
+async def test_a_client_secret_missing_when_the_job_ends_is_retried_until_it_is_set(
+        start_router: StartRouter, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ALICE_WEBHOOK_SECRET", ALICE_SECRET)
+    router = await start_router(MOCK_ROUTES + CLIENTS, **ON, api_keys="alice=tok-alice")
+    auth = {"headers": {"Authorization": "Bearer tok-alice"}}
+    status, job = await router.call("POST", "/v1/jobs", json={"model": "video-slow", "prompt": "x",
+                                                              "webhook_url": receiver.url}, **auth)
+    assert status == 202
+    monkeypatch.delenv("ALICE_WEBHOOK_SECRET")  # gone before the job ends (an operator's mistake)
+    await router.call("DELETE", f"/v1/jobs/{job['id']}", **auth)
+    async with asyncio.timeout(5):
+        while True:
+            _, shown = await router.call("GET", f"/v1/jobs/{job['id']}", **auth)
+            if shown["webhook"]["attempts"] >= 1:
+                break
+            await asyncio.sleep(0.01)
+    assert shown["webhook"]["status"] == "pending" and "webhook secret" in shown["webhook"]["last_error"]
+    assert receiver.received == []  # never signed with the router's secret instead
+    assert "ALICE_WEBHOOK_SECRET" in capsys.readouterr().out  # the operator is told which setting is missing
+    monkeypatch.setenv("ALICE_WEBHOOK_SECRET", ALICE_SECRET)
+    await receiver.wait()
+    headers = {k.lower(): v for k, v in receiver.received[0].headers.items()}
+    assert Webhook(ALICE_SECRET).verify(receiver.received[0].body, headers)["type"] == "job.cancelled"
