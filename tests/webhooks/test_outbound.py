@@ -148,8 +148,13 @@ async def test_kill_9_with_an_undelivered_webhook_then_restart_delivers_it(tmp_p
             daemon = start_subprocess(routes, tmp_path / "data", port)
             await wait_ready(session, base)
             await receiver.wait(tried + 1)
-            async with session.get(f"{base}/v1/jobs/{job_id}") as response:
-                job = await response.json()
+            async with asyncio.timeout(5):  # the daemon records the 200 just after the receiver answered it
+                while True:
+                    async with session.get(f"{base}/v1/jobs/{job_id}") as response:
+                        job = await response.json()
+                    if job["webhook"]["status"] != "pending":
+                        break
+                    await asyncio.sleep(0.01)
     finally:
         daemon.kill()
         daemon.wait()
