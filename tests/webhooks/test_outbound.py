@@ -238,7 +238,8 @@ async def test_a_client_secret_missing_when_the_job_ends_is_retried_until_it_is_
             await asyncio.sleep(0.01)
     assert shown["webhook"]["status"] == "pending" and "webhook secret" in shown["webhook"]["last_error"]
     assert receiver.received == []  # never signed with the router's secret instead
-    assert "ALICE_WEBHOOK_SECRET" in capsys.readouterr().out  # the operator is told which setting is missing
+    logged = capsys.readouterr()
+    assert "ALICE_WEBHOOK_SECRET" in logged.out + logged.err  # the operator is told which setting is missing
     monkeypatch.setenv("ALICE_WEBHOOK_SECRET", ALICE_SECRET)
     await receiver.wait()
     headers = {k.lower(): v for k, v in receiver.received[0].headers.items()}
