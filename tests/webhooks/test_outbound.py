@@ -36,7 +36,9 @@ async def test_a_finished_job_is_posted_signed_and_verifies(start_router: StartR
     await receiver.wait()
     event = verify(receiver.received[0])
     assert receiver.received[0].path == "/cb" and event["type"] == "job.completed"
-    _, job = await router.call("GET", f"/v1/jobs/{job_id}")
+    async with asyncio.timeout(5):  # the try is recorded once the receiver's answer is back, after it arrived
+        while (job := (await router.call("GET", f"/v1/jobs/{job_id}"))[1])["webhook"]["status"] == "pending":
+            await asyncio.sleep(0.01)
     assert event["data"] == {k: v for k, v in job.items() if k != "webhook"}
     assert job["webhook"] == {"id": receiver.received[0].headers["webhook-id"], "status": "delivered",
                               "attempts": 1, "last_status": 200, "last_error": None, "next_attempt_at": None,
