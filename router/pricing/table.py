@@ -68,7 +68,11 @@ class Tier:
     usd: float
 
     def matches(self, facts: dict[str, str]) -> bool:
-        return all(facts.get(key) in values for key, values in self.conditions)
+        # Plain loops, no generators: three price lookups an attempt walk every tier.
+        for key, values in self.conditions:
+            if facts.get(key) not in values:
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,10 @@ class Price:
 
     def unit_usd(self, facts: dict[str, str]) -> float:
         """The unit price for a request with these facts (the first matching tier, else the base price)."""
-        return next((tier.usd for tier in self.tiers if tier.matches(facts)), self.usd)
+        for tier in self.tiers:
+            if tier.matches(facts):
+                return tier.usd
+        return self.usd
 
     def covers(self, model: str) -> bool:
         if self.match == "prefix":
