@@ -64,6 +64,8 @@ Event = tuple[int, str, dict[str, Any]]
 TERMINAL_EVENTS = ("result", "error")
 #: Without a notification, look for claimable jobs (a lapsed lease nobody announces) this often.
 CLAIM_POLL_SECONDS = 1.0
+#: How long a create waits for a claim in flight before it leaves its job queued for the next claim.
+CLAIM_WAIT_SECONDS = 1.0
 #: An event stream of a job running elsewhere re-reads the store this often if no notification came.
 REMOTE_POLL_SECONDS = 1.0
 #: A write that must happen (a vendor job id, a job's outcome) is retried while the store is unreachable, the
@@ -143,6 +145,12 @@ class JobService:
         #: When set, finished videos given as vendor URLs are copied here (vendor URLs expire).
         self.media_dir = media_dir
         self._tasks: dict[str, asyncio.Task[None]] = {}  # the jobs this instance holds and runs
+        #: Slots promised to creates whose insert is in flight, and set while no claim is: a claim may take every
+        #: free slot, so a create decides where its job runs only once the claim's jobs are launched. Without
+        #: both, a create and a claim can count the same free slot and run more than ``max_running`` at once.
+        self._promised = 0
+        self._claims_settled = asyncio.Event()
+        self._claims_settled.set()
         #: The records running jobs mutate as they go: progress lives here, not in a store write per poll.
         self._live: dict[str, JobRecord] = {}
         self._leased_at: dict[str, float] = {}  # loop time each lease was taken (renewals judge only older ones)
@@ -232,13 +240,20 @@ class JobService:
             await self.store.put_outbox(message)  # before the job: once the job exists, so does its webhook
         # With room here the job is leased to this instance as it is written (no claim round trip); else it
         # waits in the store for whichever instance has room first.
-        run_here = len(self._tasks) < self.max_running
+        if not self._claims_settled.is_set():
+            with contextlib.suppress(TimeoutError):  # a slow store: queue the job rather than keep the client
+                async with asyncio.timeout(CLAIM_WAIT_SECONDS):
+                    await self._claims_settled.wait()
+        run_here = self._claims_settled.is_set() and self._free_slots() > 0
         job.worker = self.instance_id if run_here else None
+        self._promised += run_here
         try:
             inserted = await self.store.insert(job, lease_seconds=self.lease_seconds)
         except JobStoreUnavailableError as exc:
             self._store_error("insert", exc)
             raise  # nothing was stored: the client is told 503, never a 202 that is not durable
+        finally:
+            self._promised -= run_here  # launched below with no await in between, or not at all
         self._store_answered()
         if not inserted:
             assert idempotency_key is not None  # only the idempotency index can refuse a fresh id
@@ -589,17 +604,13 @@ class JobService:
         else every ``CLAIM_POLL_SECONDS`` (a lease that lapsed is announced by nobody)."""
         while True:
             self._wake.clear()
-            free = self.max_running - len(self._tasks)
+            free = self._free_slots()
             if free > 0 and not self._stopping:
+                self._claims_settled.clear()
                 try:
-                    claimed = await self.store.claim(self.instance_id, free, self.lease_seconds)
-                except Exception as exc:  # noqa: BLE001 - the store is down: keep trying
-                    self._store_error("claim", exc)
-                    claimed = []
-                else:
-                    self._store_answered()
-                if claimed:
-                    await self._adopt(claimed)
+                    await self._claim(free)
+                finally:
+                    self._claims_settled.set()
             if self._metrics is not None:
                 with contextlib.suppress(Exception):  # a gauge is not worth an error of its own
                     self._metrics.queue_depth.set(await self.store.waiting())
@@ -607,6 +618,19 @@ class JobService:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLAIM_POLL_SECONDS):
                     await self._wake.wait()
+
+    async def _claim(self, free: int) -> None:
+        try:
+            claimed = await self.store.claim(self.instance_id, free, self.lease_seconds)
+        except Exception as exc:  # noqa: BLE001 - the store is down: keep trying
+            self._store_error("claim", exc)
+            return
+        self._store_answered()
+        if claimed:
+            await self._adopt(claimed)
+
+    def _free_slots(self) -> int:
+        return self.max_running - len(self._tasks) - self._promised
 
     async def _adopt(self, claimed: list[JobRecord]) -> None:
         last_seqs = await self.store.last_seqs([job.id for job in claimed])

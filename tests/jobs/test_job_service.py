@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 import router
 from router.handler import PollStatus, ProviderHandler, ProviderJob
 from router.jobs import JobRecord, JobService, JobStore
+from router.jobs.memory import MemoryJobStore
 from router.jobs.service import IdempotencyKeyReusedError
 from router.jobs.sqlite import SQLiteJobStore
 from router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse, utc_now
@@ -176,6 +177,45 @@ async def test_concurrency_limit_keeps_others_queued(any_store: JobStore, vendor
 
     await until(all_done)
     assert vendor.submits == 4
+    await service.stop()
+
+
+class SlowClaims(MemoryJobStore):
+    """A store whose claims wait for a gate, as a loaded database's do: a create can land meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
+        await self.gate.wait()
+        return await super().claim(worker, limit, lease_seconds)
+
+
+async def test_a_claim_in_flight_and_a_create_never_share_a_slot(vendor: Vendor) -> None:
+    store = SlowClaims()
+    service = JobService(store, max_running=1)
+    await service.start()
+    await asyncio.sleep(0.01)  # the claim loop's first claim, counting one free slot, waits at the gate
+    creating = [asyncio.create_task(service.create(route(vendor.name), VideoGenerationRequest(prompt=str(i))))
+                for i in range(2)]  # type: ignore[attr-defined]
+    await asyncio.sleep(0.01)
+    store.gate.set()
+    jobs = [job for job, _ in await asyncio.gather(*creating)]
+
+    async def one_submitted() -> bool:
+        return vendor.submits >= 1
+
+    await until(one_submitted)
+    await asyncio.sleep(0.05)
+    statuses = [(await service.get(j.id)).status for j in jobs]  # type: ignore[union-attr]
+    assert sorted(statuses) == ["queued", "running"] and vendor.submits == 1
+    vendor.done.set()
+
+    async def all_done() -> bool:
+        return [(await service.get(j.id)).status for j in jobs] == ["completed"] * 2  # type: ignore[union-attr]
+
+    await until(all_done)
     await service.stop()
 
 
