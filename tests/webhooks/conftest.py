@@ -99,6 +99,16 @@ class Router:
                     return job  # type: ignore[no-any-return]
                 await asyncio.sleep(0.01)
 
+    async def webhook_ended(self, job_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The job once its webhook is recorded delivered or failed: the receiver hears a try before the router
+        has written what it answered."""
+        async with asyncio.timeout(timeout):
+            while True:
+                _, job = await self.call("GET", f"/v1/jobs/{job_id}")
+                if job.get("webhook", {}).get("status") in ("delivered", "failed"):
+                    return job  # type: ignore[no-any-return]
+                await asyncio.sleep(0.01)
+
     async def metric(self, name: str, **labels: str) -> float:
         _, text = await self.call("GET", "/metrics")
         wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
