@@ -19,9 +19,10 @@ event goes to the observers (metrics, logs, the job store) from here, the one pl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,6 +81,9 @@ class ResumePoint:
     attempts: list[AttemptMetadata] = field(default_factory=list)
     job: ProviderJob | None = None
     started_at: datetime | None = None
+    #: The next attempt's submit went out and its answer was never recorded (the process died in between):
+    #: the vendor may hold that job, so the attempt ends ambiguous (``on_ambiguous_submit``), never resubmitted.
+    submit_unanswered: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ class Generation:
     ``keep_vendor_job``, checked when the task is cancelled, leaves the vendor job running for a later
     resume (the daemon's shutdown). ``resume`` picks the chain up where a previous process left it.
     ``push_for`` gives an attempt a vendor webhook (``router.steps.PushChannel``), or None for plain polling.
+    ``before_submit`` is awaited just before an attempt's submit goes out (a durable job records it, so a
+    crash before the answer is recorded is never followed by a second submit).
     """
 
     kind: Kind
@@ -106,6 +112,7 @@ class Generation:
     keep_vendor_job: Callable[[], bool] | None = None
     resume: ResumePoint | None = None
     push_for: Callable[[AttemptMetadata, AnyConfig], PushChannel | None] | None = None
+    before_submit: Callable[[AttemptMetadata], Awaitable[None]] | None = None
 
 
 async def run_chain(
@@ -147,6 +154,8 @@ class _Attempt:
     metadata: AttemptMetadata
     policy: AttemptPolicy
     resume_job: ProviderJob | None = None
+    #: Resumed after its submit went out unanswered: it ends ambiguous, without a call (``ResumePoint``).
+    submit_unanswered: bool = False
     #: The attempt's price and estimate (router/pricing), set by the checks.
     quote: Quote | None = None
     #: The update of the poll that saw the job complete: held back, and sent once as the final update, with the
@@ -226,7 +235,8 @@ class _ChainRun:
         )
         self.attempts.append(metadata)
         attempt = _Attempt(generation, self.events, config, metadata, AttemptPolicy.of(generation.kind, config),
-                           resume.job if resume else None)
+                           resume.job if resume else None,
+                           submit_unanswered=bool(resume and resume.job is None and resume.submit_unanswered))
         self.open = attempt
         await self.events.attempt_started(metadata, config)
         return attempt
@@ -412,6 +422,10 @@ async def _with_retries(attempt: _Attempt, handler: Any, config: AnyConfig) -> A
     """The attempt's calls, retried per its policy. One timeout bounds the attempt, its retries and their
     backoff (and a job's wait for a provider slot)."""
     generation = attempt.generation
+    if attempt.submit_unanswered:
+        raise AmbiguousSubmitError(f"{config.provider} submit was sent before a restart and its answer was never "
+                                   "recorded; the vendor may have accepted the job, so it is not submitted again",
+                                   provider=config.provider)
     async with asyncio.timeout(config.timeout), generation.limits.slot(config.provider, wait=generation.wait_for_capacity):
         tried = 0
         while True:
@@ -446,6 +460,8 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
             generation_id=generation.generation_id, job=resume_job, on_job=on_job,
             keep_vendor_job=generation.keep_vendor_job,
             push=generation.push_for(attempt.metadata, config) if generation.push_for else None,
+            before_submit=(functools.partial(generation.before_submit, attempt.metadata)
+                           if generation.before_submit else None),
         )
     result = check_response(handler, generation.kind, await _call_simple(handler, attempt, config))
     # A simple handler reports the vendor's id in provider_metadata["provider_request_id"], or as its response's

@@ -71,14 +71,18 @@ async def drive(
     on_job: OnJob | None = None,
     keep_vendor_job: Callable[[], bool] | None = None,
     push: PushChannel | None = None,
+    before_submit: Callable[[], Awaitable[None]] | None = None,
 ) -> AnyResponse:
     """Run one attempt through the handler's steps. With ``job`` given, resume polling it (no new submit).
+    ``before_submit`` runs just before the submit goes out (a durable job records that it is sending one).
 
     ``keep_vendor_job`` returning True when the attempt is abandoned means "detach, don't cancel upstream":
     the daemon's shutdown uses it so a restarted daemon can resume the vendor job. ``push`` is the attempt's
     vendor webhook, if it has one.
     """
     if job is None:
+        if before_submit is not None:
+            await before_submit()
         submitted = await handler.submit(kind, await push.open(config) if push else config, request)
         if not isinstance(submitted, ProviderJob):
             return check_response(handler, kind, submitted)  # a synchronous vendor API answered at once

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -526,6 +527,7 @@ class JobService:
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
                 wait_for_capacity=True, keep_vendor_job=lambda: self._stopping or job.id in self._detached,
                 resume=_resume_point(job), push_for=self.push.channels(job) if self.push is not None else None,
+                before_submit=functools.partial(self._submitting, job),
             ))
         except TarashError as exc:
             job.status = "failed"
@@ -544,6 +546,13 @@ class JobService:
             if copy is not None:
                 job.result["provider_metadata"]["local_copy"] = str(copy)
                 await self._save(job)
+
+    async def _submitting(self, job: JobRecord, attempt: AttemptMetadata) -> None:
+        """Record that ``attempt``'s submit goes out now. A crash before its answer is recorded then ends that
+        attempt ambiguous after the restart instead of submitting it again. The submit waits for this write
+        (an unreachable store holds it, bounded by the attempt's timeout: nothing is sent unrecorded)."""
+        job.submitting = attempt.attempt_number
+        await self._save(job)
 
     async def _finish(self, job: JobRecord) -> None:
         """Store a finished job, then tell subscribers (``events()`` covers a kill between the two)."""
@@ -727,12 +736,14 @@ def terminal_event(job: JobRecord) -> tuple[str, dict[str, Any]]:
 
 
 def _resume_point(job: JobRecord) -> ResumePoint | None:
-    if not job.attempts and job.vendor_job is None:
+    if not job.attempts and job.vendor_job is None and job.submitting is None:
         return None
     attempts = [AttemptMetadata.model_validate(a) for a in job.attempts]
     vendor = job.vendor_job
+    unanswered = vendor is None and job.submitting is not None
     return ResumePoint(
-        next_attempt=vendor.attempt_number if vendor else len(attempts) + 1,
+        next_attempt=vendor.attempt_number if vendor else (job.submitting or len(attempts) + 1),
+        submit_unanswered=unanswered,
         attempts=attempts,
         job=ProviderJob(id=vendor.id, data=vendor.data) if vendor else None,
         started_at=datetime.fromisoformat(vendor.started_at) if vendor and vendor.started_at else None,
@@ -756,6 +767,7 @@ class _JobObserver(ChainObserver):
 
     async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
         self.job.vendor_job = VendorJob(attempt.attempt_number, job.id, job.data, attempt.started_at.isoformat())
+        self.job.submitting = None  # answered: the vendor job id is what a restart resumes
         try:  # before the first poll: a kill -9 from here on loses nothing
             await self.service._save(self.job, give_up_after=self.service.vendor_job_grace)  # noqa: SLF001
         except JobStoreUnavailableError:
@@ -772,6 +784,7 @@ class _JobObserver(ChainObserver):
             return
         self.job.attempts.append(attempt.model_dump(mode="json"))
         self.job.vendor_job = None
+        self.job.submitting = None
         await self.service._save(self.job)  # noqa: SLF001
 
     async def update(self, update: AnyUpdate) -> None:

@@ -51,6 +51,9 @@ class JobRecord:
     error: dict[str, Any] | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     vendor_job: VendorJob | None = None
+    #: The attempt whose submit went out and whose answer (the vendor job id) is not recorded yet: after a
+    #: crash in between, the vendor may hold a job nobody knows the id of, so it is never submitted again.
+    submitting: int | None = None
     execution_metadata: dict[str, Any] | None = None
     owner: str | None = None
     idempotency_key: str | None = None

@@ -130,6 +130,34 @@ async def test_resume_after_crash_polls_the_same_vendor_job(tmp_path: Path, vend
     await second.stop()
 
 
+async def test_a_crash_between_submit_and_its_answer_never_submits_again(tmp_path: Path, vendor: Vendor) -> None:
+    vendor.submit_gate = asyncio.Event()  # the submit is out; its answer never comes back to this process
+    first = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await first.start()
+    job, _ = await first.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+
+    async def submit_recorded() -> bool:
+        stored = await first.get(job.id)
+        return vendor.submits == 1 and stored is not None and stored.submitting == 1
+
+    await until(submit_recorded)
+    await first.stop()  # the process goes away before the vendor's answer is recorded
+    vendor.submit_gate.set()
+
+    second = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await second.start()
+
+    async def ended() -> bool:
+        stored = await second.get(job.id)
+        return stored is not None and stored.finished
+
+    await until(ended)
+    stored = await second.get(job.id)
+    assert vendor.submits == 1  # the vendor may hold a job from the first submit: never a second one
+    assert stored.status == "failed" and stored.error["code"] == "ambiguous_submit"  # type: ignore[union-attr,index]
+    await second.stop()
+
+
 async def SQLiteJobStore_get(tmp_path: Path, job_id: str) -> Any:
     store = SQLiteJobStore(tmp_path / "jobs.db")
     await store.open()
@@ -256,7 +284,8 @@ async def stored(tmp_path: Path, job_id: str) -> JobRecord:
 
 async def test_resume_continues_the_chain_where_it_was(tmp_path: Path, vendor: Vendor, second_vendor: Vendor) -> None:
     """Attempt 1 failed after acceptance; the process dies while attempt 2 is submitting (no vendor id yet).
-    The restart goes on with attempt 2 and never runs attempt 1 again."""
+    The restart never runs attempt 1 again, and never submits attempt 2 again: the vendor may hold that job,
+    so attempt 2 ends ambiguous (a video chain stops there by default)."""
     vendor.fail_after_accept = True
     second_vendor.submit_gate = asyncio.Event()
     first = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
@@ -270,20 +299,23 @@ async def test_resume_continues_the_chain_where_it_was(tmp_path: Path, vendor: V
     await first.stop()
     interrupted = await stored(tmp_path, job.id)
     assert interrupted.status == "running" and len(interrupted.attempts) == 1 and interrupted.vendor_job is None
+    assert interrupted.submitting == 2
 
     second_vendor.submit_gate.set()
     second_vendor.done.set()
     second = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
     await second.start()
 
-    async def completed() -> bool:
-        return (await second.get(job.id)).status == "completed"  # type: ignore[union-attr]
+    async def ended() -> bool:
+        return (await second.get(job.id)).finished  # type: ignore[union-attr]
 
-    await until(completed)
-    attempts = (await second.get(job.id)).execution_metadata["attempts"]  # type: ignore[index,union-attr]
-    assert vendor.submits == 1 and second_vendor.submits == 2  # the interrupted submit never answered
+    await until(ended)
+    ended_job = await second.get(job.id)
+    attempts = ended_job.execution_metadata["attempts"]  # type: ignore[index,union-attr]
+    assert vendor.submits == 1 and second_vendor.submits == 1
     assert [a["provider"] for a in attempts] == [vendor.name, second_vendor.name]  # type: ignore[attr-defined]
-    assert attempts[0]["error_type"] == "GenerationFailedError" and attempts[1]["status"] == "success"
+    assert attempts[0]["error_type"] == "GenerationFailedError" and attempts[1]["error_type"] == "AmbiguousSubmitError"
+    assert ended_job.status == "failed" and ended_job.error["code"] == "ambiguous_submit"  # type: ignore[union-attr,index]
     await second.stop()
 
 
