@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import PYTHON, SCRIPT, fal_video_routes, free_port, machine, percentile, spawn, wait_http
+from bench._common import PYTHON, fal_video_routes, free_port, machine, percentile, spawn, wait_http
 
 
 def peak_rss_mb(pid: int) -> float:

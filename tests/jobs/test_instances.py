@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.emulators.fal import FalEmulator
 from tests.net import free_port
