@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 from router.errors import ProviderTimeoutError, TarashError, UnsupportedCapabilityError
 from router.handler_checks import expect, handler_fault
 from router.models import (
-    RESPONSE_TYPES,
     AnyConfig,
     AnyRequest,
     AnyResponse,
@@ -28,7 +27,6 @@ from router.models import (
     ImageGenerationResponse,
     ImageGenerationUpdate,
     Kind,
-    StatusType,
     VideoGenerationConfig,
     VideoGenerationRequest,
     VideoGenerationResponse,

@@ -118,9 +118,9 @@ class JobService:
         limits: Callable[[], ProviderLimits] = ProviderLimits,
         media_dir: Path | None = None,
         clock: Clock = utc_now,
-        push: Any = None,
+        push: InboundWebhooks | None = None,
         budgets: Budgets | None = None,
-        outbound: Any = None,
+        outbound: OutboundWebhooks | None = None,
         instance_id: str | None = None,
         lease_seconds: float = 30.0,
         vendor_job_grace: float = 10.0,
@@ -130,9 +130,9 @@ class JobService:
         self.budgets = budgets
         #: Job timestamps and retention read this clock (tests pass a fake one to age jobs).
         self.clock = clock
-        #: ``router.webhooks.inbound.InboundWebhooks`` when vendors may push completions (PUBLIC_URL set).
+        #: Set when vendors may push completions (PUBLIC_URL set).
         self.push = push
-        #: ``router.webhooks.outbound.OutboundWebhooks`` when client webhooks are on (WEBHOOK_SECRET set).
+        #: Set when client webhooks are on (WEBHOOK_SECRET set).
         self.outbound = outbound
         self.retention = timedelta(days=retention_days)
         self.max_running = max_running
