@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -19,9 +16,8 @@ import pytest
 from router.routes import RoutesError, load, parse
 from tests.daemon.conftest import MOCK_ROUTES, Daemon
 from tests.daemon.test_reload import _wait_for, _watching
-from tests.net import free_port
+from tests.daemon.notified import SCRIPT, notified_daemon
 
-SCRIPT = Path(sys.executable).parent / "tarash-router"
 #: Shaped like a Replicate token: a valid env var name by its characters, so only the key heuristic stops it.
 PASTED_KEY = "r8_Zx81pQmW4vL0tYc7KsB2nHd9FjA5eR3uGoI6"
 ONE_ROUTE = """
@@ -197,45 +193,28 @@ async def test_a_pasted_key_never_reaches_the_reload_log_or_v1_routes(
 async def test_sighup_with_a_non_utf8_file_records_the_error_and_systemd_gets_ready(tmp_path: Path) -> None:
     routes = tmp_path / "routes.toml"
     routes.write_text(ONE_ROUTE)
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify.sock"))
-    notify.setblocking(False)
-    port = free_port()
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "TARASH_ROUTER_LOG_FORMAT": "json",
-           "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
-    loop = asyncio.get_running_loop()
-
-    async def message() -> str:
-        return (await asyncio.wait_for(loop.sock_recv(notify, 1024), 10)).decode()
-
-    try:
-        assert (await message()).startswith("READY=1")
+    async with notified_daemon(tmp_path, routes) as daemon:
+        assert (await daemon.message()).startswith("READY=1")
         routes.write_bytes(ONE_ROUTE.encode() + b'description = "\xe9"\n')
-        proc.send_signal(signal.SIGHUP)
+        daemon.proc.send_signal(signal.SIGHUP)
         # The file watch may reload too; whichever comes first, SIGHUP's pair must arrive.
-        assert (await message()).startswith("RELOADING=1")
-        assert (await message()).startswith("READY=1")
+        assert (await daemon.message()).startswith("RELOADING=1")
+        assert (await daemon.message()).startswith("READY=1")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            async with session.get(f"http://127.0.0.1:{port}/v1/routes") as response:
+            async with session.get(daemon.base + "/v1/routes") as response:
                 body = await response.json()
             assert "not UTF-8" in body["last_reload_error"]["problems"][0]
             routes.write_text(ONE_ROUTE.replace('"v"', '"v2"'))  # the watcher is still alive
             for _ in range(300):
-                async with session.get(f"http://127.0.0.1:{port}/v1/models") as response:
+                async with session.get(daemon.base + "/v1/models") as response:
                     if [m["id"] for m in (await response.json())["data"]] == ["v2"]:
                         break
                 await asyncio.sleep(0.01)
             else:
                 raise AssertionError("a valid save after the bad one was never applied")
-        proc.send_signal(signal.SIGTERM)
-        assert await loop.run_in_executor(None, proc.wait, 10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        notify.close()
-    err = proc.stderr.read().decode() if proc.stderr else ""
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert await daemon.exit_code() == 0
+        err = daemon.stderr()
     assert "Traceback" not in err
 
 

@@ -7,13 +7,12 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
+from tests.daemon.notified import SCRIPT, notified_daemon
 from tests.net import free_port
 
 ROUTES = """
@@ -24,7 +23,6 @@ provider = "mock"
 model = "mock-video"
 mock = { polling = { status_sequence = ["queued", "processing", "completed"], delay_between_updates = 0.25 } }
 """
-SCRIPT = Path(sys.executable).parent / "tarash-router"
 
 
 async def until_healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -43,46 +41,29 @@ async def until_healthy(session: aiohttp.ClientSession, base: str, proc: subproc
 async def test_serve_as_a_subprocess(tmp_path: Path) -> None:
     routes = tmp_path / "routes.toml"
     routes.write_text(ROUTES)
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify.sock"))
-    notify.setblocking(False)
-    port = free_port()
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "TARASH_ROUTER_LOG_FORMAT": "json",
-           "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-    loop = asyncio.get_running_loop()
-
-    async def message() -> str:
-        return (await asyncio.wait_for(loop.sock_recv(notify, 1024), 10)).decode()
-
-    try:
-        assert (await message()).startswith("READY=1")
-        base = f"http://127.0.0.1:{port}"
+    async with notified_daemon(tmp_path, routes, stdout=subprocess.PIPE) as daemon:
+        assert (await daemon.message()).startswith("READY=1")
+        base = daemon.base
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             async with session.get(base + "/v1/models") as response:
                 assert [m["id"] for m in (await response.json())["data"]] == ["video-half-second"]
             # SIGHUP reloads (RELOADING=1, then READY=1 again).
             routes.write_text(ROUTES.replace("video-half-second", "video-renamed"))
-            proc.send_signal(signal.SIGHUP)
-            assert (await message()).startswith("RELOADING=1")
-            assert (await message()).startswith("READY=1")
+            daemon.proc.send_signal(signal.SIGHUP)
+            assert (await daemon.message()).startswith("RELOADING=1")
+            assert (await daemon.message()).startswith("READY=1")
             async with session.get(base + "/v1/models") as response:
                 assert [m["id"] for m in (await response.json())["data"]] == ["video-renamed"]
             # SIGTERM with a request in flight: it finishes, then the process exits 0.
             in_flight = asyncio.create_task(session.post(base + "/v1/video/generations",
                                                          json={"model": "video-renamed", "prompt": "x"}))
             await asyncio.sleep(0.2)
-            proc.send_signal(signal.SIGTERM)
+            daemon.proc.send_signal(signal.SIGTERM)
             response = await in_flight
             assert response.status == 200 and (await response.json())["status"] == "completed"
-        assert (await message()).startswith("STOPPING=1")
-        assert await loop.run_in_executor(None, proc.wait, 10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        notify.close()
-    err = proc.stderr.read().decode() if proc.stderr else ""
+        assert (await daemon.message()).startswith("STOPPING=1")
+        assert await daemon.exit_code() == 0
+        err = daemon.stderr()
     assert "listening on" not in err and '"event": "stopped"' in err
 
 
