@@ -241,6 +241,10 @@ class Emulator:
         """The vendor's answer to a missing or wrong key (may depend on what the request sent)."""
         return self.error(401, "invalid credentials", "unauthorized")
 
+    def denial(self, request: web.Request) -> web.Response | None:
+        """The answer refusing the request's credentials (or its version header), or None to go on."""
+        return None if self.authorized(request) else self.unauthorized(request)
+
     def no_route(self, request: web.Request, status: int) -> web.Response:
         """The vendor's answer to a path (404) or method (405) it does not serve."""
         return self.error(status, f"No route for {request.method} {request.path}", "not_found")
@@ -312,8 +316,8 @@ class Emulator:
         ``prompt`` (or ``job``'s prompt) is searched for in-band markers. A refused key consumes no fault.
         """
         self.record(request, step, body)
-        if check_auth and not self.authorized(request):
-            return self.unauthorized(request)
+        if check_auth and (denied := self.denial(request)) is not None:
+            return denied
         fault = self._take(step, prompt if prompt is not None else job.prompt if job else None, HTTP_FAULTS)
         return None if fault is None else await self._answer_fault(request, fault)
 

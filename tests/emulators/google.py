@@ -138,17 +138,6 @@ class GoogleEmulator(Emulator):
             return self.error(401, "")
         return None
 
-    def authorized(self, request: web.Request) -> bool:
-        return self.denial(request) is None
-
-    async def enter(self, request: web.Request, step: str, body: Any = None, prompt: str | None = None,
-                    job: Job | None = None, check_auth: bool = True) -> web.StreamResponse | None:
-        early = await super().enter(request, step, body, prompt, job, check_auth)
-        # The base answers a failed check with a generic 401; Google's answer depends on surface and fault.
-        if early is not None and check_auth and (denied := self.denial(request)) is not None:
-            return denied
-        return early
-
     # ---- request bodies -----------------------------------------------------------------------------------
     @staticmethod
     async def _json(request: web.Request) -> Any:

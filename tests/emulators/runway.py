@@ -121,17 +121,6 @@ class RunwayEmulator(Emulator):
             return self.error(401, "")
         return None
 
-    def authorized(self, request: web.Request) -> bool:
-        return self.denial(request) is None
-
-    async def enter(self, request: web.Request, step: str, body: Any = None, prompt: str | None = None,
-                    job: Job | None = None, check_auth: bool = True) -> web.StreamResponse | None:
-        early = await super().enter(request, step, body, prompt, job, check_auth)
-        # The base answers a failed check with a generic 401; Runway's version check answers 400.
-        if early is not None and check_auth and (denied := self.denial(request)) is not None:
-            return denied
-        return early
-
     def error(self, status: int, message: str, code: str | None = None) -> web.Response:
         if status == 401:  # docs "API Errors": "The provided API key is not valid." (body wording a guess)
             message = "The provided API key is not valid."
