@@ -1,14 +1,37 @@
 import asyncio
 import io
+import itertools
 import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import router
 from tests.postgres_server import PostgresServer, running_server
 
 pytest_plugins = ["tests.emulators.pytest_plugin"]
+
+
+@pytest.fixture(scope="session")
+def _provider_names() -> Iterator[int]:
+    return itertools.count()
+
+
+@pytest.fixture
+def provider(_provider_names: Iterator[int]) -> Iterator[Any]:
+    """``provider(handler)`` registers a handler under a fresh name and returns the name; unregistered after."""
+    added: list[str] = []
+
+    def add(handler: Any) -> str:
+        name = f"test-{next(_provider_names)}"
+        router.register_provider(name, handler)
+        added.append(name)
+        return name
+
+    yield add
+    for name in added:
+        router.unregister_provider(name)
 
 
 @pytest.fixture(scope="session")

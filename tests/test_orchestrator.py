@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -29,7 +27,6 @@ from router import (
 )
 from router.orchestrator import ChainObserver, ResumePoint, run_chain
 
-_names = itertools.count()
 SECRET = "sk-canary-orchestrator-0123456789"
 
 
@@ -100,22 +97,6 @@ class Stepped(ProviderHandler):
 
     async def cancel(self, kind, config, job):  # type: ignore[override]
         self.cancelled.append(job.id)
-
-
-@pytest.fixture
-def provider() -> Iterator[Any]:
-    """Register handlers under fresh names; unregister them after the test."""
-    added: list[str] = []
-
-    def add(handler: Any) -> str:
-        name = f"test-{next(_names)}"
-        router.register_provider(name, handler)
-        added.append(name)
-        return name
-
-    yield add
-    for name in added:
-        router.unregister_provider(name)
 
 
 def chain(*providers: str, cls: type = VideoGenerationConfig, **kw: Any) -> Any:

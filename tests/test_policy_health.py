@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +21,6 @@ from router.orchestrator import run_chain
 from router.policy import AttemptPolicy, error_kind
 
 REQUEST = VideoGenerationRequest(prompt="x")
-_names = itertools.count()
 
 
 class Sequenced:
@@ -40,21 +37,6 @@ class Sequenced:
         if self.errors:
             raise self.errors.pop(0)
         return VideoGenerationResponse(request_id="x", video="https://cdn/v.mp4")
-
-
-@pytest.fixture
-def provider() -> Iterator[Any]:
-    added: list[str] = []
-
-    def add(handler: Any) -> str:
-        name = f"policy-{next(_names)}"
-        router.register_provider(name, handler)
-        added.append(name)
-        return name
-
-    yield add
-    for name in added:
-        router.unregister_provider(name)
 
 
 def chain(*names: str, **provider_config: Any) -> VideoGenerationConfig:
