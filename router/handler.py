@@ -62,6 +62,10 @@ class ProviderHandler:
     #: ``provider_config[WEBHOOK_URL_KEY]`` with its submit when that key is set (``webhook_supported`` may
     #: narrow it to some kinds or surfaces).
     webhook_scheme: ClassVar[str | None] = None
+    #: True when ``submit`` awaits ``router.steps.submit_going_out()`` itself, just before its request leaves
+    #: (after any wait for a connection). A durable job records the submit then, so a crash while the request
+    #: still waited is not taken for a submit that went out. False: it is recorded before ``submit`` is called.
+    announces_submit: ClassVar[bool] = False
 
     # ---- capability check ---------------------------------------------------------------------------------
     def unsupported_reason(self, kind: Kind, config: AnyConfig, request: AnyRequest) -> str | None:

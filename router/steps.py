@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,6 +30,8 @@ log = logging.getLogger("router.steps")
 
 Emit = Callable[[AnyUpdate], Awaitable[None]]
 OnJob = Callable[[ProviderJob], Awaitable[None]]
+#: The before-submit hook of the attempt whose announcing handler is in ``submit`` (see ``submit_going_out``).
+_SUBMIT_HOOK: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("tarash_router_submit_hook", default=None)
 
 
 class PushChannel(Protocol):
@@ -74,16 +77,15 @@ async def drive(
     before_submit: Callable[[], Awaitable[None]] | None = None,
 ) -> AnyResponse:
     """Run one attempt through the handler's steps. With ``job`` given, resume polling it (no new submit).
-    ``before_submit`` runs just before the submit goes out (a durable job records that it is sending one).
+    ``before_submit`` runs just before the submit goes out (a durable job records that it is sending one): from
+    inside the handler's ``submit`` when it ``announces_submit``, else right before ``submit`` is called.
 
     ``keep_vendor_job`` returning True when the attempt is abandoned means "detach, don't cancel upstream":
     the daemon's shutdown uses it so a restarted daemon can resume the vendor job. ``push`` is the attempt's
     vendor webhook, if it has one.
     """
     if job is None:
-        if before_submit is not None:
-            await before_submit()
-        submitted = await handler.submit(kind, await push.open(config) if push else config, request)
+        submitted = await _submit(handler, kind, await push.open(config) if push else config, request, before_submit)
         if not isinstance(submitted, ProviderJob):
             return check_response(handler, kind, submitted)  # a synchronous vendor API answered at once
         job = submitted
@@ -95,6 +97,30 @@ async def drive(
     finally:
         if not run.terminal and not (keep_vendor_job is not None and keep_vendor_job()):
             await run.cancel_quietly()
+
+
+async def _submit(handler: ProviderHandler, kind: Kind, config: AnyConfig, request: AnyRequest,
+                  before_submit: Callable[[], Awaitable[None]] | None) -> ProviderJob | AnyResponse:
+    if before_submit is None or not getattr(handler, "announces_submit", False):
+        if before_submit is not None:
+            await before_submit()
+        return await handler.submit(kind, config, request)
+    token = _SUBMIT_HOOK.set(before_submit)
+    try:
+        return await handler.submit(kind, config, request)
+    finally:
+        _SUBMIT_HOOK.reset(token)
+
+
+async def submit_going_out() -> None:
+    """Called by a handler that ``announces_submit``, inside its ``submit``, the moment the vendor request is
+    about to be sent (after any wait for a connection): runs the attempt's before-submit hook, which a durable
+    job uses to record the submit (the request waits for that write). Once per ``submit``; outside a recorded
+    submit (the library's direct calls) it does nothing."""
+    hook = _SUBMIT_HOOK.get()
+    if hook is not None:
+        _SUBMIT_HOOK.set(None)
+        await hook()
 
 
 # Errors a poll raises when the vendor reports the job itself ended badly.

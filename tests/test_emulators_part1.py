@@ -489,7 +489,18 @@ async def test_cli_runs_one_emulator_in_the_foreground() -> None:
                                          headers={"Authorization": "Bearer k"}, json={"input": {"prompt": "x"}})
             assert status == 201
             status, stats, _ = await call(s, "GET", f"{url[0]}/_emulator/stats")
-            assert stats == {"calls": {"submit": 1}, "jobs": 1}
+            assert stats == {"calls": {"submit": 1}, "jobs": 1, "repeated_submits": {}}
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_submits_are_counted_per_request_body() -> None:
+    """A client's job sends the same body each time it submits: a body seen twice is a job submitted twice."""
+    async with FalEmulator(api_key=KEY) as emu, aiohttp.ClientSession() as s:
+        for prompt in ("once", "twice", "twice"):
+            status, _, _ = await call(s, "POST", f"{emu.url}/fal-ai/veo3", headers=FAL, json={"prompt": prompt})
+            assert status == 200
+        assert emu.submits_of({"prompt": "once"}) == 1 and emu.submits_of({"prompt": "twice"}) == 2
+        _, stats, _ = await call(s, "GET", f"{emu.url}/_emulator/stats")
+        assert stats["repeated_submits"] == {'{"prompt": "twice"}': 2} == emu.repeated_submits()

@@ -18,7 +18,7 @@ import aiohttp
 from providers._engine.capabilities import missing_reason
 from providers._engine.errors import first_text, for_status, looks_like_content_policy, retry_after_seconds
 from providers._engine.http import FormFile, HttpRequest, Step, VendorResponse
-from providers._engine.sessions import session_for
+from providers._engine.sessions import pool_for
 from router.errors import (
     AmbiguousSubmitError,
     BadProviderResponseError,
@@ -32,6 +32,7 @@ from router.errors import (
 )
 from router.handler import WEBHOOK_URL_KEY, PollStatus, ProviderHandler, ProviderJob
 from router.models import AnyConfig, AnyRequest, AnyResponse, Kind, StatusType
+from router.steps import submit_going_out
 
 T = TypeVar("T")
 
@@ -59,6 +60,8 @@ class HttpProvider(ProviderHandler):
     job_path: ClassVar[str] = ""
     #: The method that cancels a job at ``job_path`` (None: the vendor has no cancel).
     cancel_method: ClassVar[str | None] = None
+    #: ``send`` records a submit once the call holds a connection slot (see ``send``).
+    announces_submit: ClassVar[bool] = True
 
     def capabilities_for(self, kind: Kind, config: AnyConfig) -> frozenset[str]:
         """Per-model support; the default is the provider-wide table."""
@@ -227,12 +230,28 @@ class HttpProvider(ProviderHandler):
                 provider_request_id=job_id,
             )
         headers = {**(self.auth_headers(config) if auth else {}), **request.headers}
+        context = {"provider": config.provider, "model": config.model, "provider_request_id": job_id}
+        pool = pool_for(self.name or config.provider)
+        # A submit is recorded (``submit_going_out``) only once it holds one of the pool's slots, so it can go
+        # out: a process killed while the call still queued for a connection sent nothing, and its job is
+        # submitted normally after the restart rather than ended ambiguous. (Not from an aiohttp TraceConfig
+        # signal: when on_connection_create_end's callback raises, a cancel during the record, aiohttp 3.14
+        # leaves the new socket open.) The wait for a slot is bounded by the attempt's timeout, like the
+        # connector's own queue was; the call's own timeout starts once it holds one.
+        async with pool.slots:
+            if step == "submit":
+                await submit_going_out()
+            return await self._exchange(pool.session, config, request, step, url, headers, context)
+
+    async def _exchange(self, session: aiohttp.ClientSession, config: AnyConfig, request: HttpRequest, step: Step,
+                        url: str, headers: dict[str, str], context: dict[str, Any]) -> VendorResponse:
+        """The call itself, on a connection slot the caller holds."""
+        job_id = context["provider_request_id"]
         # sock_connect, not connect: aiohttp's "connect" also counts the wait for a free pooled connection,
         # which under thousands of concurrent jobs is queueing, not a vendor that cannot be reached.
         timeout = aiohttp.ClientTimeout(total=self.call_timeout(config), sock_connect=CONNECT_TIMEOUT)
-        context = {"provider": config.provider, "model": config.model, "provider_request_id": job_id}
         try:
-            async with session_for(self.name or config.provider).request(
+            async with session.request(
                 request.method,
                 url,
                 json=request.json if request.form is None else None,

@@ -1,45 +1,66 @@
-"""One ``aiohttp.ClientSession`` per provider per event loop, reused by every request and closed on shutdown.
+"""One ``aiohttp.ClientSession`` per provider per event loop, reused by every request and closed on shutdown,
+with the provider's connection slots.
 
 Per loop, because a session belongs to the loop that made it: the daemon has one loop, but the library's
 sync functions run each call on a fresh loop.
+
+The slots (a semaphore of ``CONNECTION_LIMIT``, the connector's own limit) are taken by every call before it
+asks the pool for a connection, so a call holding one never queues in the connector. That is what lets a submit
+be recorded only once it can go out: a job that was still waiting for a connection when the process died did
+not submit anything, and is submitted normally after the restart (see ``HttpProvider.send``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import aiohttp
 
 from router.sync import register_loop_cleanup
-
-_sessions: dict[tuple[int, str], aiohttp.ClientSession] = {}
 
 #: Connection pool per provider: enough for thousands of concurrent polls without exhausting sockets.
 CONNECTION_LIMIT = 256
 USER_AGENT = "tarash-router/0.1 (+https://github.com/tarash-router)"
 
 
-def session_for(provider: str) -> aiohttp.ClientSession:
-    """The shared session of ``provider`` on the running loop."""
+@dataclass(frozen=True)
+class ProviderPool:
+    """A provider's session and the slots its calls take (one per connection the pool may hold)."""
+
+    session: aiohttp.ClientSession
+    slots: asyncio.Semaphore
+
+
+_pools: dict[tuple[int, str], ProviderPool] = {}
+
+
+def pool_for(provider: str, *, limit: int = CONNECTION_LIMIT) -> ProviderPool:
+    """The shared session and slots of ``provider`` on the running loop (``limit``: its connections, when made)."""
     key = (id(asyncio.get_running_loop()), provider)
-    session = _sessions.get(key)
-    if session is None or session.closed:
+    pool = _pools.get(key)
+    if pool is None or pool.session.closed:
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300),
             headers={"User-Agent": USER_AGENT},
             # Timeouts are set per request (every network await has its own); none here by design.
             timeout=aiohttp.ClientTimeout(total=None),
             raise_for_status=False,
         )
-        _sessions[key] = session
-    return session
+        pool = _pools[key] = ProviderPool(session, asyncio.Semaphore(limit))
+    return pool
+
+
+def session_for(provider: str) -> aiohttp.ClientSession:
+    """The shared session of ``provider`` on the running loop."""
+    return pool_for(provider).session
 
 
 async def close_sessions() -> None:
     """Close every session opened on the running loop."""
     loop_id = id(asyncio.get_running_loop())
-    for key in [k for k in _sessions if k[0] == loop_id]:
-        await _sessions.pop(key).close()
+    for key in [k for k in _pools if k[0] == loop_id]:
+        await _pools.pop(key).session.close()
 
 
 register_loop_cleanup(close_sessions)

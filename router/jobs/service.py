@@ -31,6 +31,7 @@ import structlog
 from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
+from router.handler import is_stepped
 from router.jobs.store import Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
@@ -72,6 +73,10 @@ REMOTE_POLL_SECONDS = 1.0
 #: A write that must happen (a vendor job id, a job's outcome) is retried while the store is unreachable, the
 #: wait doubling from the first to the last.
 WRITE_RETRY_SECONDS = (0.05, 5.0)
+#: A graceful stop waits this long for submits already going out to be answered and their vendor job ids
+#: recorded (the ids are what a restart resumes; a submit cut off unanswered would end ambiguous instead).
+#: One vendor call usually answers in well under a second; the stop goes on without the late ones.
+SUBMIT_GRACE_SECONDS = 10.0
 #: DELETE of a job another instance runs waits this long for that instance to confirm the cancel.
 REMOTE_CANCEL_WAIT_SECONDS = 10.0
 CANCELLED_ERROR = {"message": "the job was cancelled", "type": "generation_cancelled_error", "code": "cancelled"}
@@ -124,6 +129,7 @@ class JobService:
         instance_id: str | None = None,
         lease_seconds: float = 30.0,
         vendor_job_grace: float = 10.0,
+        submit_grace: float = SUBMIT_GRACE_SECONDS,
     ) -> None:
         self.store = store
         #: Records each job's spend for its owner's budget when the job ends.
@@ -169,6 +175,10 @@ class JobService:
         #: How long a new vendor job id may wait for the store before its vendor job is cancelled (see provider_job).
         self.vendor_job_grace = vendor_job_grace
         self._unsaved_vendor_job: set[str] = set()  # jobs stopped because their vendor job id could not be saved
+        #: How long ``stop`` lets submits going out finish (``SUBMIT_GRACE_SECONDS``).
+        self.submit_grace = submit_grace
+        self._sending: set[str] = set()  # jobs whose submit is going out, its answer not recorded yet
+        self._answered = asyncio.Event()  # one of them was answered (or ended)
         if metrics is not None:
             metrics.job_store_available.set(1)
 
@@ -193,9 +203,11 @@ class JobService:
 
     async def stop(self) -> None:
         """Detach from running jobs without cancelling their vendor jobs, and release their leases: another
-        instance (or this one's next start) resumes them."""
+        instance (or this one's next start) resumes them. Submits already going out get ``submit_grace`` seconds
+        to be answered and recorded first (no new one starts), so a rolling restart leaves no job ambiguous."""
         self._started = False
         self._stopping = True
+        await self._let_submits_finish()
         tasks = [*self._tasks.values(), *self._loops, *self._side_tasks]
         for task in tasks:
             task.cancel()
@@ -208,6 +220,26 @@ class JobService:
         with contextlib.suppress(Exception):  # the store may be down: the leases then lapse by themselves
             await self.store.release(self.instance_id)
         await self.store.close()
+
+    async def _let_submits_finish(self) -> None:
+        if not self._sending:
+            return
+        log.info("waiting_for_submits", jobs=len(self._sending), grace_seconds=self.submit_grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.submit_grace
+        while self._sending and (left := deadline - loop.time()) > 0:
+            self._answered.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._answered.wait()
+        if self._sending:
+            log.warning("submits_unanswered_at_shutdown", jobs=len(self._sending), grace_seconds=self.submit_grace)
+
+    def _sent(self, job_id: str) -> None:
+        """``job_id``'s submit was answered (its vendor job id recorded) or its attempt ended."""
+        if job_id in self._sending:
+            self._sending.discard(job_id)
+            self._answered.set()
 
     # ---- API ----------------------------------------------------------------------------------------------
     async def create(
@@ -445,6 +477,7 @@ class JobService:
         task.add_done_callback(lambda _: self._forget(job.id))
 
     def _forget(self, job_id: str) -> None:
+        self._sent(job_id)
         self._tasks.pop(job_id, None)
         self._live.pop(job_id, None)
         if self.push is not None:
@@ -514,9 +547,11 @@ class JobService:
         kind = job.kind
         request = REQUEST_TYPES[kind].model_validate(job.request)
         chain = tuple(CONFIG_TYPES[kind].model_validate(config) for config in job.chain)
+        # Stored with the run's first write, not one of its own: for a vendor job that is the record of its
+        # submit (so a job still waiting for a provider slot or a connection shows "queued"), for a simple
+        # handler its attempt's start (``_JobObserver.attempt_started``). One commit fewer per job.
+        observer = _JobObserver(self, job, stored_running=job.status != "queued")
         job.status = "running"
-        await self._save(job)
-        observer = _JobObserver(self, job)
         observers = [observer, *self._observers(job.route, kind)]
         if self.budgets is not None:
             observers.append(self.budgets.recorder(job.owner or "anonymous", job.route, job.id))
@@ -527,7 +562,7 @@ class JobService:
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
                 wait_for_capacity=True, keep_vendor_job=lambda: self._stopping or job.id in self._detached,
                 resume=_resume_point(job), push_for=self.push.channels(job) if self.push is not None else None,
-                before_submit=functools.partial(self._submitting, job),
+                before_submit=functools.partial(self._submitting, job, observer),
             ))
         except TarashError as exc:
             job.status = "failed"
@@ -547,12 +582,18 @@ class JobService:
                 job.result["provider_metadata"]["local_copy"] = str(copy)
                 await self._save(job)
 
-    async def _submitting(self, job: JobRecord, attempt: AttemptMetadata) -> None:
-        """Record that ``attempt``'s submit goes out now. A crash before its answer is recorded then ends that
-        attempt ambiguous after the restart instead of submitting it again. The submit waits for this write
-        (an unreachable store holds it, bounded by the attempt's timeout: nothing is sent unrecorded)."""
+    async def _submitting(self, job: JobRecord, observer: _JobObserver, attempt: AttemptMetadata) -> None:
+        """Record that ``attempt``'s submit goes out now (for an HTTP provider: once it holds a connection slot,
+        so a crash while it still waited sent nothing and is no reason to give up). A crash before its answer is
+        recorded then ends that attempt ambiguous after the restart instead of submitting it again. The submit
+        waits for this write (an unreachable store holds it, bounded by the attempt's timeout: nothing is sent
+        unrecorded). The first one of a run also stores the job as running. Once a stop began, no submit starts
+        (the job waits here for the stop to detach it)."""
+        if self._stopping:
+            await asyncio.get_running_loop().create_future()  # never set: the stop cancels this task
         job.submitting = attempt.attempt_number
-        await self._save(job)
+        self._sending.add(job.id)
+        await observer._save_running()  # noqa: SLF001
 
     async def _finish(self, job: JobRecord) -> None:
         """Store a finished job, then tell subscribers (``events()`` covers a kill between the two)."""
@@ -759,11 +800,25 @@ UPDATE_PERSIST_INTERVAL = 30.0
 class _JobObserver(ChainObserver):
     """Persists what a restart needs, the moment it happens."""
 
-    def __init__(self, service: JobService, job: JobRecord) -> None:
+    def __init__(self, service: JobService, job: JobRecord, *, stored_running: bool) -> None:
         self.service = service
         self.job = job
+        #: The store holds the job as running (a resumed job, or once a write of this run went out).
+        self._stored_running = stored_running
         self._last_kept: tuple[str, int | None] | None = None
         self._last_kept_at = 0.0
+
+    async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
+        if self._stored_running:
+            return
+        with contextlib.suppress(TarashError):  # an unknown provider fails its attempt on its own
+            if is_stepped(get_handler(config.provider)):
+                return  # its submit's record stores "running" (``JobService._submitting``)
+        await self._save_running()
+
+    async def _save_running(self) -> None:
+        self._stored_running = True
+        await self.service._save(self.job)  # noqa: SLF001
 
     async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
         self.job.vendor_job = VendorJob(attempt.attempt_number, job.id, job.data, attempt.started_at.isoformat())
@@ -774,6 +829,8 @@ class _JobObserver(ChainObserver):
             # Unrecorded, this vendor job would be submitted again by a restart: cancel it and stop the job.
             # (Observers' errors are swallowed; a cancel is not.)
             self.service._stop_unsaved(self.job)  # noqa: SLF001
+        finally:
+            self.service._sent(self.job.id)  # noqa: SLF001
 
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
         if isinstance(error, GenerationCancelledError) and self.service._stopping:  # noqa: SLF001
@@ -785,7 +842,10 @@ class _JobObserver(ChainObserver):
         self.job.attempts.append(attempt.model_dump(mode="json"))
         self.job.vendor_job = None
         self.job.submitting = None
-        await self.service._save(self.job)  # noqa: SLF001
+        try:
+            await self.service._save(self.job)  # noqa: SLF001
+        finally:
+            self.service._sent(self.job.id)  # noqa: SLF001
 
     async def update(self, update: AnyUpdate) -> None:
         if update.result is not None or update.error is not None:

@@ -17,6 +17,10 @@ Faults are injected two ways:
   answers every matching request of that prompt's jobs, not just the first: the prompt does not change between
   retries. Unknown fault names are not markers (ignored).
 
+Submits are counted per request body too (``submits_by_body``, ``repeated_submits()``, and in
+``/_emulator/stats``): a client that sends a unique body per job (a benchmark's numbered prompts) learns exactly
+which of its jobs were submitted more than once.
+
 Job progress advances one step per status poll: a job of N polls answers "queued" for its first quarter (at least
 one poll once N > 2), "running" until the N-th poll, then "done" (the vendor's success or failure, per outcome).
 
@@ -37,6 +41,8 @@ import asyncio
 import collections
 import contextlib
 import functools
+import hashlib
+import json
 import re
 import time
 import uuid
@@ -129,6 +135,14 @@ def png(width: int, height: int, seed: int = 0) -> bytes:
     return png_bytes(width, height, seed=seed)
 
 
+def body_key(body: Any) -> str:
+    """A request body as canonical JSON: equal bodies, equal keys (a multipart file by its bytes' digest)."""
+    def encode(value: Any) -> str:
+        return hashlib.sha256(value).hexdigest() if isinstance(value, (bytes, bytearray)) else repr(value)
+
+    return json.dumps(body, sort_keys=True, default=encode)
+
+
 @dataclass
 class RecordedRequest:
     method: str
@@ -196,7 +210,12 @@ class Emulator:
         #: Retry-After sent with injected 429s (seconds; tests that let clients retry set it low).
         self.retry_after = "1"
         self.calls: collections.Counter[str] = collections.Counter()
+        #: Submits per request body (canonical JSON): one client job sends the same body each time it submits,
+        #: so a count above 1 is that job submitted again (clients that need this send a unique body per job).
+        self.submits_by_body: collections.Counter[str] = collections.Counter()
         self.requests: list[RecordedRequest] = []
+        #: When set, every submit is held (recorded, unanswered) until this event is set: a vendor slow to answer.
+        self.submit_gate: asyncio.Event | None = None
         self.jobs: dict[str, Job] = {}
         #: The most vendor jobs ever queued or running at once (sampled at each submit): what a client's
         #: concurrency limit lets through.
@@ -292,6 +311,8 @@ class Emulator:
 
     def record(self, request: web.Request, step: str, body: Any = None) -> None:
         self.calls[step] += 1
+        if step == "submit":
+            self.submits_by_body[body_key(body)] += 1
         self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
                                              dict(request.headers), step, body))
 
@@ -316,6 +337,8 @@ class Emulator:
         ``prompt`` (or ``job``'s prompt) is searched for in-band markers. A refused key consumes no fault.
         """
         self.record(request, step, body)
+        if step == "submit" and self.submit_gate is not None:
+            await self.submit_gate.wait()
         if check_auth and (denied := self.denial(request)) is not None:
             return denied
         fault = self._take(step, prompt if prompt is not None else job.prompt if job else None, HTTP_FAULTS)
@@ -479,6 +502,16 @@ class Emulator:
         return web.json_response([{"job_id": d.job_id, "sent_at": d.sent_at, "answered_at": d.answered_at,
                                    "status": d.status} for d in self.webhook_deliveries])
 
+    def submits_of(self, body: Any) -> int:
+        """How many submits carried ``body`` (the parsed JSON a client sent)."""
+        return self.submits_by_body[body_key(body)]
+
+    def repeated_submits(self) -> dict[str, int]:
+        """Each request body submitted more than once (canonical JSON) -> its submits."""
+        return {key: count for key, count in self.submits_by_body.items() if count > 1}
+
     async def _stats(self, request: web.Request) -> web.Response:
-        """Counters for out-of-process users (benchmarks): calls per step and jobs created."""
-        return web.json_response({"calls": dict(self.calls), "jobs": len(self.jobs)})
+        """Counters for out-of-process users (benchmarks): calls per step, jobs created, and every request body
+        submitted more than once with its count (``repeated_submits``: a client's job submitted twice)."""
+        return web.json_response({"calls": dict(self.calls), "jobs": len(self.jobs),
+                                  "repeated_submits": self.repeated_submits()})

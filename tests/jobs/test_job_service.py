@@ -132,7 +132,7 @@ async def test_resume_after_crash_polls_the_same_vendor_job(tmp_path: Path, vend
 
 async def test_a_crash_between_submit_and_its_answer_never_submits_again(tmp_path: Path, vendor: Vendor) -> None:
     vendor.submit_gate = asyncio.Event()  # the submit is out; its answer never comes back to this process
-    first = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    first = JobService(SQLiteJobStore(tmp_path / "jobs.db"), submit_grace=0)
     await first.start()
     job, _ = await first.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
 
@@ -288,7 +288,7 @@ async def test_resume_continues_the_chain_where_it_was(tmp_path: Path, vendor: V
     so attempt 2 ends ambiguous (a video chain stops there by default)."""
     vendor.fail_after_accept = True
     second_vendor.submit_gate = asyncio.Event()
-    first = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    first = JobService(SQLiteJobStore(tmp_path / "jobs.db"), submit_grace=0)
     await first.start()
     job, _ = await first.create(route(vendor.name, second_vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
 

@@ -1,0 +1,163 @@
+"""When a submit is recorded as going out, and what a stop does with the submits going out.
+
+Recorded only once its HTTP call holds a connection slot of the provider's pool: a job still queued for a
+connection when the process died sent nothing, and after the restart it is submitted normally, once; a job whose
+request was out ends ``ambiguous_submit`` after the restart, never submitted again. A graceful stop (SIGTERM) lets
+the submits going out be answered and recorded first, so a rolling restart leaves nothing ambiguous. The real fal
+handler against the fal emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from providers._engine.sessions import close_sessions, pool_for
+from router.jobs import JobService
+from router.jobs.sqlite import SQLiteJobStore
+from router.models import VideoGenerationConfig, VideoGenerationRequest
+from router.routes import Route
+from tests.emulators._base import Fault
+from tests.emulators.fal import FalEmulator
+from tests.jobs.test_restart_kill9 import start, wait_ready
+from tests.net import free_port
+
+
+@pytest.fixture
+async def fal(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FalEmulator]:
+    monkeypatch.setenv("FAL_KEY", "test-key")
+    async with FalEmulator(polls_to_complete=2) as emu:
+        yield emu
+        await close_sessions()  # this loop's provider pools (made with one slot below) go with it
+
+
+def fal_route(fal: FalEmulator) -> Route:
+    config = VideoGenerationConfig(provider="fal", model="fal-ai/veo3", base_url=fal.url, poll_interval=0.01)
+    return Route(name="video", kind="video", description="", defaults={}, chain=(config,))
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.005)
+
+
+def prompt_body(prompt: str) -> dict[str, Any]:
+    return {"prompt": prompt}  # what the fal handler sends for a bare prompt
+
+
+async def test_a_crash_while_a_submit_waits_for_a_connection_submits_it_once_after_the_restart(
+        tmp_path: Path, fal: FalEmulator) -> None:
+    pool = pool_for("fal", limit=1)  # the provider's pool, with one connection
+    fal.inject(Fault.HANG, step="submit")  # the first submit goes out and is never answered: it keeps the slot
+    first = JobService(SQLiteJobStore(tmp_path / "jobs.db"), submit_grace=0)
+    await first.start()
+    out, _ = await first.create(fal_route(fal), VideoGenerationRequest(prompt="out"))
+
+    async def out_is_out() -> bool:
+        stored = await first.get(out.id)
+        return fal.submits_of(prompt_body("out")) == 1 and stored is not None and stored.submitting == 1
+
+    await until(out_is_out)
+    waiting, _ = await first.create(fal_route(fal), VideoGenerationRequest(prompt="waiting"))
+
+    async def queued_for_the_slot() -> bool:
+        return pool.slots.locked() and waiting.id in first._tasks  # noqa: SLF001
+
+    await until(queued_for_the_slot)
+    await asyncio.sleep(0.05)  # it stays there: the only slot is held
+    held = await first.get(waiting.id)
+    assert held is not None and held.submitting is None and held.status == "queued"  # nothing recorded: nothing sent
+    await first.stop()  # the process goes away (no grace: as a kill would)
+    await close_sessions()  # and its connections with it
+
+    second = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
+    await second.start()
+
+    async def both_ended() -> bool:
+        jobs = [await second.get(job_id) for job_id in (out.id, waiting.id)]
+        return all(job is not None and job.finished for job in jobs)
+
+    await until(both_ended)
+    ended_out, ended_waiting = await second.get(out.id), await second.get(waiting.id)
+    assert ended_waiting is not None and ended_waiting.status == "completed"
+    assert fal.submits_of(prompt_body("waiting")) == 1  # submitted once, after the restart
+    assert ended_out is not None and ended_out.status == "failed"
+    assert ended_out.error is not None and ended_out.error["code"] == "ambiguous_submit"
+    assert fal.submits_of(prompt_body("out")) == 1  # its request was out: never a second one
+    assert fal.repeated_submits() == {}
+    await second.stop()
+
+
+async def test_sigterm_while_a_submit_is_out_records_its_answer_then_the_restart_resumes_it(tmp_path: Path) -> None:
+    """A rolling restart: SIGTERM while the vendor holds a submit; the stop waits for its answer, records the
+    vendor job id and exits; the next start polls that job to the end. One submit, nothing ambiguous."""
+    async with FalEmulator(polls_to_complete=3) as fal:
+        fal.submit_gate = asyncio.Event()
+        routes = tmp_path / "routes.toml"
+        routes.write_text(ROUTES.format(url=fal.url))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        daemon = start(routes, tmp_path / "data", port)
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                await wait_ready(session, base)
+                async with session.post(base + "/v1/jobs", json={"model": "video", "prompt": "a fox"}) as response:
+                    assert response.status == 202
+                    job_id = (await response.json())["id"]
+                await until_async(lambda: fal.calls["submit"] == 1)  # out, and held by the vendor
+                daemon.send_signal(signal.SIGTERM)
+                await log_line(daemon, "waiting_for_submits")  # the stop waits for it...
+                fal.submit_gate.set()  # ...and the vendor answers
+                assert await asyncio.to_thread(daemon.wait, 10) == 0
+                daemon = start(routes, tmp_path / "data", port)
+                await wait_ready(session, base)
+                for _ in range(500):
+                    async with session.get(f"{base}/v1/jobs/{job_id}") as response:
+                        job = await response.json()
+                    if job["status"] in ("completed", "failed"):
+                        break
+                    await asyncio.sleep(0.02)
+        finally:
+            daemon.kill()
+            daemon.wait()
+        assert job["status"] == "completed", job
+        assert fal.calls["submit"] == 1 and len(fal.jobs) == 1 and fal.calls["cancel"] == 0
+        assert job["execution_metadata"]["attempts"][0]["request_id"] == next(iter(fal.jobs))
+
+
+ROUTES = """
+[routes."video"]
+kind = "video"
+[[routes."video".attempts]]
+provider = "fal"
+model = "fal-ai/veo3"
+base_url = "{url}"
+api_key_env = "EMULATED_FAL_KEY"
+poll_interval = 0.02
+max_poll_attempts = 1000
+"""
+
+
+async def until_async(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def log_line(daemon: subprocess.Popen[bytes], event: str, timeout: float = 10.0) -> None:
+    """Read the daemon's JSON log until a line of ``event``."""
+    assert daemon.stderr is not None
+    async with asyncio.timeout(timeout):
+        while True:
+            line = await asyncio.to_thread(daemon.stderr.readline)
+            assert line, f"the daemon exited before logging {event}"
+            if f'"event": "{event}"' in line.decode():
+                return
