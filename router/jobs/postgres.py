@@ -38,7 +38,8 @@ CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_event
 #: Statements that change rows (for the rows-written metric).
 _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_cancel", "delete", "prune",
                      "append_event", "put_outbox", "slot_acquire", "slot_release", "bucket_take", "circuit_open",
-                     "circuit_close", "note_push", "take_pushes", "claim_outbox", "release_outbox"})
+                     "circuit_close", "note_push", "take_pushes", "claim_outbox", "release_outbox",
+                     "record_outbox_try"})
 #: How long an operation waits for a connection while the database is known to be down.
 DOWN_TIMEOUT_SECONDS = 1.0
 #: Preparing the schema is given up client-side after this many store timeouts (the server's lock_timeout and
@@ -333,10 +334,18 @@ class PostgresJobStore:
                          created_at=message.created_at, body=json.dumps(asdict(message), default=str),
                          due_at=message.next_attempt_at)
 
+    async def record_outbox_try(self, message: OutboxMessage, worker: str) -> bool:
+        """Store ``message``'s state after a try ``worker`` made, ending its claim, if ``worker`` still holds
+        that claim; False (nothing written) when it lapsed and another instance claimed the message since."""
+        rows = await self._rows("record_outbox_try", id=message.id, status=message.status, worker=worker,
+                                body=json.dumps(asdict(message), default=str), due_at=message.next_attempt_at)
+        return bool(rows)
+
     async def claim_outbox(self, worker: str, now: datetime, limit: int, lease_seconds: float,
                            ids: Sequence[str] | None = None) -> list[OutboxMessage]:
         """Claim up to ``limit`` pending messages due by ``now`` (of ``ids`` only, when given) for one try each:
-        none that another instance claimed, unless its claim lapsed. The next ``put_outbox`` ends the claim."""
+        none that another instance claimed, unless its claim lapsed. ``record_outbox_try`` (or a
+        ``put_outbox``) ends the claim."""
         if limit <= 0 or (ids is not None and not ids):
             return []
         rows = await self._rows("claim_outbox", worker=worker, now=now, limit=limit, lease=lease_seconds,

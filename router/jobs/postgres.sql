@@ -271,6 +271,15 @@ VALUES (%(id)s, %(job_id)s, %(status)s, %(created_at)s, %(body)s::jsonb, %(due_a
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body, due_at = excluded.due_at,
                                claimed_by = NULL, claim_until = NULL;
 
+-- name: record_outbox_try
+-- A try's outcome, fenced like a job's save: kept only while the instance that made the try still holds the
+-- message's claim. One whose claim lapsed and was taken by another instance (which tries again and records that)
+-- is refused, so a late, stale outcome never overwrites a newer one (a "retry" over a "delivered").
+UPDATE tarash_router_outbox SET status = %(status)s, body = %(body)s::jsonb, due_at = %(due_at)s,
+                                claimed_by = NULL, claim_until = NULL
+WHERE id = %(id)s AND claimed_by = %(worker)s
+RETURNING id;
+
 -- name: claim_outbox
 -- Pending messages due by %(now)s (the caller's clock, like next_attempt_at) that nobody claims, or whose claim
 -- lapsed (the database's clock): each claimed by one instance for one try. %(ids)s NULL: any message.

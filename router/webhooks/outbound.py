@@ -296,7 +296,13 @@ class OutboundWebhooks:
                 message.status, result = "failed", "expired"
             else:
                 message.next_attempt_at, result = due, "retry"
-        await self.store.put_outbox(message)
+        if not self.store.shared:
+            await self.store.put_outbox(message)
+        elif not await self.store.record_outbox_try(message, self.instance_id):  # type: ignore[attr-defined]
+            # This try outlived its claim and another instance claimed the message since: its record stands.
+            log.warning("client_webhook_claim_lost", job_id=message.job_id, webhook_id=message.id,
+                        attempt=message.attempts, result=result)
+            return
         if result == "retry":
             self._due[message.id] = (due, message.job_id)
             self._wake.set()

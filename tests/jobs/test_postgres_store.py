@@ -235,3 +235,29 @@ async def test_each_due_webhook_is_claimed_by_one_instance_until_its_try_is_reco
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_try_recorded_after_its_claim_was_taken_over_is_refused(pg_url: str) -> None:
+    """Fenced like a job's save: A's try outlives its claim, B claims the message, tries and records it delivered;
+    A's late outcome (a retry) must not overwrite that, or the receiver would be sent it once more."""
+    a, b = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
+    await a.open()
+    await b.open()
+    try:
+        now = utc_now()
+        await a.insert(job("job_1"))
+        await a.put_outbox(OutboxMessage("msg_1", "job_1", "http://hook", now, status="pending", next_attempt_at=now))
+        [late] = await a.claim_outbox("A", now, 10, 0.2)
+        await asyncio.sleep(0.3)  # A's claim lapses while its try hangs
+        [taken] = await b.claim_outbox("B", now, 10, 30)
+        taken.attempts, taken.status, taken.delivered_at = 1, "delivered", now
+        assert await b.record_outbox_try(taken, "B")
+        late.attempts, late.next_attempt_at = 1, now + timedelta(seconds=5)
+        assert not await a.record_outbox_try(late, "A")  # refused: nothing written
+        stored = await a.outbox_for_job("job_1")
+        assert stored is not None and stored.status == "delivered" and stored.attempts == 1
+        assert not await b.record_outbox_try(taken, "B")  # recorded once: the claim ended with it
+        assert await a.claim_outbox("A", now, 10, 30) == []  # delivered: nothing left to try
+    finally:
+        await a.close()
+        await b.close()
