@@ -3,8 +3,11 @@ of one of two at the midpoint; SQLite (one instance) in the same run for compari
 
 A real PostgreSQL 15 (Debian's, started like the tests do: tests/postgres_server.py) and a fal emulator whose
 jobs need ``--polls`` status polls each; the route polls every ``--poll-interval`` s. Reports per scenario:
-jobs accepted per second, completed, vendor submits (must equal jobs), takeover time after the kill, peak RSS
-per instance, job-store write rate, loop lag p99, and ``GET /v1/jobs/{id}`` p50/p99 from a side client.
+jobs accepted per second; completed, ended ``ambiguous_submit`` (a submit out but unanswered at a kill), lost
+(accepted but not ended, or missing); vendor submits, and double submits counted exactly: router jobs the emulator
+saw submitted more than once (each job's prompt is unique, and the emulator counts submits per request body);
+takeover time after the kill, peak RSS per instance, job-store write rate, loop lag p99, and
+``GET /v1/jobs/{id}`` p50/p99 from a side client.
 
     .venv/bin/python -m bench.instances --jobs 10000 --polls 12 --poll-interval 5
 """
@@ -71,6 +74,12 @@ def metric(text: str, name: str) -> float:
                and not line.startswith("#"))
 
 
+def prompt_of(scenario_name: str, i: int) -> str:
+    """Job ``i``'s prompt: unique across every scenario of a run (they share one emulator), so the emulator's
+    per-body submit counts name the job."""
+    return f"{scenario_name} fox {i}"
+
+
 async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) -> dict[str, Any]:
     store, count, kill = SCENARIOS[name]
     work = args.out.parent / f"instances-{name}"
@@ -113,7 +122,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
 
             async def create(i: int) -> tuple[int, str]:
                 base = bases[i % count]
-                async with sem, session.post(base + "/v1/jobs", json={"model": "video", "prompt": f"fox {i}"}) as r:
+                async with sem, session.post(base + "/v1/jobs", json={"model": "video", "prompt": prompt_of(name, i)}) as r:
                     assert r.status == 202, await r.text()
                     return i % count, (await r.json())["id"]
 
@@ -195,20 +204,28 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
 
             async def status(job_id: str) -> dict[str, Any]:
                 async with sem, session.get(f"{bases[alive[-1]]}/v1/jobs/{job_id}") as r:
-                    return dict(await r.json())
+                    return dict(await r.json()) if r.status == 200 else {"status": f"HTTP {r.status}"}
 
             jobs = await asyncio.gather(*(status(job_id) for job_id in ids))
             statuses = [str(job.get("status")) for job in jobs]
+            ambiguous = sum(1 for job in jobs if (job.get("error") or {}).get("code") == "ambiguous_submit")
             for job in [job for job in jobs if job.get("status") != "completed"][:3]:  # why, when some did not
                 print(f"[{name}] not completed: {json.dumps(job)[:600]}", flush=True)
             async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
-                submits = (await r.json())["calls"].get("submit", 0) - submits_before
+                stats = await r.json()
+            submits = stats["calls"].get("submit", 0) - submits_before
+            # Exact: this scenario's jobs (their prompts) whose body the emulator saw more than once.
+            prompts = {prompt_of(name, i) for i in range(args.jobs)}
+            repeated = [count for body, count in stats["repeated_submits"].items()
+                        if json.loads(body).get("prompt") in prompts]
         writes = sum(metric(text, "tarash_router_job_store_rows_written") for text in texts.values())
         return {
             "scenario": name, "store": store, "instances": count, "kill_at_midpoint": kill, "jobs": args.jobs,
             **accept, "total_s": round(elapsed, 1),
-            "completed": statuses.count("completed"), "lost": args.jobs - statuses.count("completed"),
-            "vendor_submits": submits, "double_submits": submits - args.jobs,
+            "completed": statuses.count("completed"), "ambiguous_submit": ambiguous,
+            "failed_other": statuses.count("failed") + statuses.count("cancelled") - ambiguous,
+            "lost": args.jobs - sum(statuses.count(s) for s in ("completed", "failed", "cancelled")),
+            "vendor_submits": submits, "double_submits": len(repeated), "extra_submits": sum(repeated) - len(repeated),
             "takeover_s": round(takeover_s, 1) if takeover_s is not None else None,
             "peak_rss_mib": [round(value) for value in rss],
             "job_store_write_rate_per_s": round(writes / elapsed, 1),
@@ -246,10 +263,12 @@ async def main(args: argparse.Namespace) -> None:
         args.out.with_name(args.out.stem + "-accept.json").write_text(json.dumps(report, indent=2) + "\n")
         return
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["scenario           accept/s  done  lost  submits  takeover  peak RSS MiB  writes/s  lag p99  GET p50/p99 ms"]
+    lines = ["scenario           accept/s  done  ambiguous  lost  submits  double  takeover  peak RSS MiB  writes/s  "
+             "lag p99  GET p50/p99 ms"]
     for r in results:
-        lines.append(f"{r['scenario']:<18} {r['accepted_per_s']:>8} {r['completed']:>5} {r['lost']:>5} "
-                     f"{r['vendor_submits']:>8} {str(r['takeover_s']):>9} {str(r['peak_rss_mib']):>13} "
+        lines.append(f"{r['scenario']:<18} {r['accepted_per_s']:>8} {r['completed']:>5} {r['ambiguous_submit']:>10} "
+                     f"{r['lost']:>5} {r['vendor_submits']:>8} {r['double_submits']:>7} "
+                     f"{str(r['takeover_s']):>9} {str(r['peak_rss_mib']):>13} "
                      f"{r['job_store_write_rate_per_s']:>9} {r['loop_lag_p99_s']:>8} "
                      f"{r['get_job_p50_ms']}/{r['get_job_p99_ms']}")
     args.out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
