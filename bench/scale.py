@@ -43,6 +43,13 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _accept_cpu(daemon: int, emulator: int) -> dict[str, float]:
+    """CPU seconds so far of everything sharing the cores during the accept burst: the daemon (and its event-loop
+    thread), the fal emulator its jobs submit to, and this load generator (``time.process_time``: all its threads)."""
+    return {"daemon": cpu_seconds(daemon), "daemon_loop_thread": cpu_seconds(daemon, daemon),
+            "emulator": cpu_seconds(emulator), "load_generator": time.process_time()}
+
+
 async def side_client(url: str, ids: list[str], latencies: list[float]) -> None:
     """GET a random known job every 50 ms on a connection of its own (a user looking at one job)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -89,6 +96,7 @@ async def main(args: argparse.Namespace) -> None:
         await wait_http(base + "/healthz")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100),
                                          timeout=aiohttp.ClientTimeout(total=60)) as session:
+            accept_cpu = _accept_cpu(daemon.pid, emulator.pid)
             started = time.perf_counter()
             sem = asyncio.Semaphore(100)
 
@@ -101,7 +109,10 @@ async def main(args: argparse.Namespace) -> None:
 
             ids[:] = await asyncio.gather(*(create(i) for i in range(args.jobs)))
             created_s = time.perf_counter() - started
-            print(f"{len(ids)} jobs accepted in {created_s:.1f} s ({len(ids) / created_s:.0f} jobs/s)", flush=True)
+            accept_cpu = {name: round((now - accept_cpu[name]) * 1e6 / args.jobs)
+                          for name, now in _accept_cpu(daemon.pid, emulator.pid).items()}
+            print(f"{len(ids)} jobs accepted in {created_s:.1f} s ({len(ids) / created_s:.0f} jobs/s); CPU µs per "
+                  f"accepted job: {accept_cpu}", flush=True)
             sider.cancel()
             sider = asyncio.create_task(side_client(base, ids, side["running"]))
             lifetime = args.polls * args.poll_interval
@@ -147,7 +158,8 @@ async def main(args: argparse.Namespace) -> None:
         result = {
             "machine": machine(), "jobs": args.jobs, "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
             "kill_at_midpoint": args.kill_at_midpoint, "accept_seconds": created_s,
-            "accept_jobs_per_s": round(args.jobs / created_s), "total_seconds": elapsed,
+            "accept_jobs_per_s": round(args.jobs / created_s), "accept_cpu_us_per_job": accept_cpu,
+            "total_seconds": elapsed,
             "completed_with_result": completed, "not_completed": args.jobs - completed, "statuses": statuses,
             "vendor_submits": emu["calls"].get("submit", 0), "vendor_jobs": emu["jobs"],
             "peak_rss_mib": rss, "loop_lag_p99_s_after_restart" if args.kill_at_midpoint else "loop_lag_p99_s":
