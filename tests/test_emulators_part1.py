@@ -462,6 +462,25 @@ async def test_injected_faults_count_their_times_at_any_step() -> None:
         assert sub["request_id"] in emu.jobs
 
 
+def test_peak_in_flight_counts_jobs_queued_or_running_when_each_is_submitted() -> None:
+    emu = FalEmulator(polls_to_complete=2)
+    first, second = (emu.new_job("fal-ai/veo3", {}, "x") for _ in range(2))
+    assert emu.peak_in_flight == 2
+    first.advance(), first.advance()  # done by polls
+    second.cancelled = True
+    emu.new_job("fal-ai/veo3", {}, "x [[polls:0]]")  # done at once: never in flight
+    third = emu.new_job("fal-ai/veo3", {}, "x")
+    del emu.jobs[third.id]
+    third.id = "renamed"  # vendors with their own id style re-id a new job (luma, stability)
+    emu.jobs[third.id] = third
+    emu.new_job("fal-ai/veo3", {}, "x")
+    assert emu.peak_in_flight == 2  # third and the last; first and second had settled
+    third.polls_needed = 0  # a test finishing a job by hand
+    for _ in range(3):
+        emu.new_job("fal-ai/veo3", {}, "x")
+    assert emu.peak_in_flight == 4
+
+
 async def test_in_band_fault_at_the_content_step_cuts_the_media_download(fal_emulator: FalEmulator) -> None:
     emu = fal_emulator
     async with aiohttp.ClientSession() as s:

@@ -46,6 +46,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Self
@@ -153,6 +154,10 @@ class RecordedRequest:
     body: Any = None  # parsed JSON, or form fields (files as {"filename", "bytes", "content_type"})
 
 
+#: The ``Job`` fields its status follows from.
+_STATE_FIELDS = frozenset({"polls", "polls_needed", "cancelled", "finished"})
+
+
 @dataclass
 class Job:
     """One vendor job. ``polls`` counts status polls; ``status`` follows from it (see the module docstring)."""
@@ -168,6 +173,19 @@ class Job:
     #: Set when the job finished on its own (a webhook job), whatever the polls.
     finished: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # per-vendor bookkeeping
+    #: Called once when the job stops being in flight (done or cancelled, however its fields got there): the
+    #: emulator's in-flight count, kept without looking at every job on every submit.
+    on_settled: Callable[[Job], None] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _STATE_FIELDS and (settled := self.__dict__.get("on_settled")) is not None and not self.in_flight:
+            self.on_settled = None
+            settled(self)
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in ("queued", "running")
 
     @property
     def queued_polls(self) -> int:
@@ -220,6 +238,7 @@ class Emulator:
         #: The most vendor jobs ever queued or running at once (sampled at each submit): what a client's
         #: concurrency limit lets through.
         self.peak_in_flight = 0
+        self._in_flight: dict[int, Job] = {}  # jobs queued or running, by identity (some vendors re-id a new job)
         self.url = ""
         self._faults: list[tuple[Fault, str, int]] = []
         self._closing = asyncio.Event()
@@ -392,7 +411,10 @@ class Emulator:
         self.jobs[job.id] = job
         if self.finish_after is not None:
             self._spawn(self._run_webhook(job))
-        self.peak_in_flight = max(self.peak_in_flight, sum(j.status in ("queued", "running") for j in self.jobs.values()))
+        if job.in_flight:
+            self._in_flight[id(job)] = job
+            job.on_settled = lambda settled: self._in_flight.pop(id(settled), None)
+        self.peak_in_flight = max(self.peak_in_flight, len(self._in_flight))
         return job
 
     def media_url(self, kind: str, job: Job | None = None, aspect_ratio: str | None = None, *,
