@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import structlog
 
 from router.errors import TarashError
@@ -35,7 +37,10 @@ class AttemptLogger(ChainObserver):
                  error_type=type(error).__name__)
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
-        # debug: the access line and the attempt lines already tell the story at info.
+        # debug: the access line and the attempt lines already tell the story at info (and below the level the
+        # fields are not worth working out: this runs for every generation).
+        if not log.is_enabled_for(logging.DEBUG):
+            return
         log.debug("generation_finished", route=self.route, kind=self.kind, attempts=metadata.total_attempts,
                  successful_attempt=metadata.successful_attempt, error_type=type(error).__name__ if error else None,
                  elapsed_ms=round(metadata.total_elapsed_seconds * 1000, 1))

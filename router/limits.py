@@ -17,6 +17,9 @@ from typing import Any
 
 from router.errors import ProviderBusyError
 
+#: The slot of a provider without limits: nothing to hold (a stateless context, shared by every such attempt).
+_FREE: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+
 
 class TokenBucket:
     """``rate`` tokens per minute, bursts up to ``rate``. ``clock`` is injectable for tests."""
@@ -131,12 +134,15 @@ class ProviderLimits:
         self.limits = limits or {}
         self.shared = shared
 
-    @contextlib.asynccontextmanager
-    async def slot(self, provider: str, *, wait: bool) -> AsyncIterator[None]:
+    def slot(self, provider: str, *, wait: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold one of ``provider``'s slots (and a token of its rate) for an ``async with`` block; busy: wait for
+        one (``wait``) or ``ProviderBusyError``. A provider without limits gets a no-op context at once (most
+        attempts: no generator-based context manager to create and step through)."""
         limit = self.limits.get(provider)
-        if limit is None:
-            yield
-            return
+        return _FREE if limit is None else self._slot(provider, limit, wait=wait)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, provider: str, limit: ProviderLimit, *, wait: bool) -> AsyncIterator[None]:
         if self.shared is not None:
             try:
                 holder = await self._shared_slot(provider, limit, wait=wait)

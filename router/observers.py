@@ -47,6 +47,9 @@ class ChainObserver(Protocol):
         # Checked once here, not at every generation (six ``inspect`` calls per observer were a measurable
         # share of a request's CPU): ``check_observer`` trusts a subclass whose class passed this.
         cls._events_checked = not _missing_events(cls)
+        # The events this class handles: ``ChainEvents`` does not call (create and await a coroutine for) the
+        # inherited no-ops, and builds no update nobody reads.
+        cls._handled = frozenset(name for name in EVENTS if getattr(cls, name) is not getattr(ChainObserver, name))
 
     async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
         return None
@@ -76,6 +79,15 @@ def _missing_events(observer: object) -> list[str]:
     return [name for name in EVENTS if not inspect.iscoroutinefunction(getattr(observer, name, None))]
 
 
+def handled_events(observer: object) -> frozenset[str]:
+    """The events ``observer`` does something with: those its ``ChainObserver`` subclass overrides, or every
+    event for any other object (or an instance whose attributes shadow an event method)."""
+    handled: frozenset[str] | None = getattr(type(observer), "_handled", None)
+    if handled is None or getattr(observer, "__dict__", {}).keys() & EVENTS_SET:
+        return EVENTS_SET
+    return handled
+
+
 def check_observer(observer: object) -> None:
     """Refuse an object that lacks an event coroutine method (a ``ChainObserver`` subclass has them all, unless
     it overrides one with a plain function)."""
@@ -95,24 +107,25 @@ class ChainEvents:
         for observer in observers:
             check_observer(observer)
         self._on_progress = on_progress
-        self._observers = tuple(observers)
-        #: Whether anyone listens: updates are only built when someone will read them (a hot path).
-        self.active = on_progress is not None or bool(observers)
+        self._observers = tuple((observer, handled_events(observer)) for observer in observers)
+        #: Whether anyone listens to updates: they are only built when someone will read them (a hot path).
+        self.active = on_progress is not None or any("update" in handled for _, handled in self._observers)
 
     async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
-        await self._deliver([o.attempt_started(attempt, config) for o in self._observers])
+        await self._deliver([o.attempt_started(attempt, config) for o, h in self._observers if "attempt_started" in h])
 
     async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
-        await self._deliver([o.provider_job(attempt, config, job) for o in self._observers])
+        await self._deliver([o.provider_job(attempt, config, job) for o, h in self._observers if "provider_job" in h])
 
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
-        await self._deliver([o.attempt_finished(attempt, config, error) for o in self._observers])
+        await self._deliver([o.attempt_finished(attempt, config, error) for o, h in self._observers
+                             if "attempt_finished" in h])
 
     async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
-        await self._deliver([o.fallback(from_config, to_config, error) for o in self._observers])
+        await self._deliver([o.fallback(from_config, to_config, error) for o, h in self._observers if "fallback" in h])
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
-        await self._deliver([o.chain_finished(metadata, error) for o in self._observers])
+        await self._deliver([o.chain_finished(metadata, error) for o, h in self._observers if "chain_finished" in h])
 
     async def progress(self, update: AnyUpdate) -> None:
         """An update: to the caller's callback first, then to every observer's ``update``."""
@@ -123,7 +136,7 @@ class ChainEvents:
                     await result
             except Exception:  # noqa: BLE001 - a broken callback must not kill the generation
                 log.exception("on_progress callback raised; generation continues")
-        await self._deliver([o.update(update) for o in self._observers])
+        await self._deliver([o.update(update) for o, h in self._observers if "update" in h])
 
     @staticmethod
     async def _deliver(calls: list[Coroutine[Any, Any, None]]) -> None:

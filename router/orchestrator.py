@@ -507,6 +507,9 @@ def _redacted(response: AnyResponse, secrets: Sequence[str]) -> AnyResponse:
     provider metadata, media URLs...); the same object when none carries them."""
     if not secrets:
         return response
+    values = list(response.__dict__.values())  # pydantic keeps the fields here: one walk when all are clean
+    if redact(values, secrets) is values:
+        return response
     changed = {name: clean for name in type(response).model_fields
                if (clean := redact(value := getattr(response, name), secrets)) is not value}
     return response.model_copy(update=changed) if changed else response
