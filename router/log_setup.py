@@ -3,6 +3,7 @@ and a redaction processor that is the last line of defence for secrets."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -16,6 +17,8 @@ import structlog
 SECRET_KEYS = frozenset({"api_key", "apikey", "authorization", "x-api-key", "api-key", "token", "password",
                          "secret", "x-goog-api-key", "proxy-authorization"})
 REDACTED = "[REDACTED]"
+#: Value types a log line carries that can hold no secret text (checked by identity before ``isinstance``).
+_SCALARS = frozenset({int, float, bool})
 
 
 class Redactor:
@@ -59,16 +62,19 @@ class Redactor:
         """True when a flat event has no secret key and no known secret value: nearly every line, checked with
         one regex search over its strings instead of one per value (and no copy). Anything nested, or a
         possible match, takes the full ``scrub``."""
+        if not self._safe_keys.issuperset(event):  # one set operation for the keys of nearly every line
+            for key in event:
+                if key not in self._safe_keys:
+                    if not isinstance(key, str) or key.lower() in SECRET_KEYS:
+                        return False
+                    if len(self._safe_keys) < self.MAX_SAFE_KEYS:
+                        self._safe_keys.add(key)
         texts = []
-        for key, value in event.items():
-            if key not in self._safe_keys:
-                if not isinstance(key, str) or key.lower() in SECRET_KEYS:
-                    return False
-                if len(self._safe_keys) < self.MAX_SAFE_KEYS:
-                    self._safe_keys.add(key)
-            if isinstance(value, str):
+        for value in event.values():
+            kind = type(value)
+            if kind is str or (value is not None and kind not in _SCALARS and isinstance(value, str)):
                 texts.append(value)
-            elif not (value is None or isinstance(value, (int, float))):
+            elif not (value is None or kind in _SCALARS or isinstance(value, (int, float))):
                 return False
         # A secret found across two joined values is a false alarm only: scrub then decides per value.
         return self._pattern is None or self._pattern.search("\n".join(texts)) is None
@@ -93,6 +99,23 @@ def _stdlib_logger_name(logger: Any, method: str, event: dict[str, Any]) -> dict
     if record is not None:
         event["logger_name"] = record.name
     return event
+
+
+def _fallback(value: Any) -> Any:
+    """What structlog's JSON renderer makes of a value JSON has no type for: its ``__structlog__()``, else repr."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+#: ``json.dumps`` with a ``default`` builds an encoder per call; a log line reuses this one (the same bytes).
+_LINE_ENCODER = json.JSONEncoder(default=_fallback)
+
+
+def _json_line(event: dict[str, Any], **_: Any) -> str:
+    """The JSON renderer's serializer: the event as ``json.dumps(event)`` would render it."""
+    return _LINE_ENCODER.encode(event)
 
 
 def _adding(fields: dict[str, Any]) -> Any:
@@ -120,7 +143,8 @@ def configure(level: str = "info", fmt: str = "json", fields: dict[str, Any] | N
         redactor,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.processors.JSONRenderer(serializer=_json_line) if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[*shared, renderer],
