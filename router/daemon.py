@@ -25,6 +25,7 @@ from router.breakers import CircuitBreakers
 from router.budgets import BudgetExceededError, Budgets
 from router.cluster import SharedVendorState
 from router.errors import ProviderBusyError, TarashError
+from router.ids import Ids
 from router.jobs import JobService, JobStore
 from router.jobs.postgres import SETTING as JOB_STORE_SETTING
 from router.jobs.postgres import PostgresJobStore, redact
@@ -63,6 +64,7 @@ class Generations:
         self._limits_hash: str | None = None  # the config hash ``_limits`` was last brought up to date with
         #: Several instances on one PostgreSQL job store: limits hold for the cluster (router/cluster.py).
         self.shared: SharedVendorState | None = None
+        self._ids = Ids()  # the generations' request ids
 
     def route(self, model: str, kind: Kind) -> Route:
         """The route named ``model`` in the live config (``RouteNotFoundError``, ``RouteKindError`` otherwise,
@@ -140,8 +142,8 @@ class Generations:
         self._in_flight[route.name] = running + 1
         try:
             return await run_generation(Generation(
-                route.kind, request, route.chain, on_progress=on_progress, observers=observers,
-                breakers=self.breakers, limits=self.provider_limits(),
+                route.kind, request, route.chain, generation_id=self._ids.next(), on_progress=on_progress,
+                observers=observers, breakers=self.breakers, limits=self.provider_limits(),
             ))
         finally:
             self._in_flight[route.name] -= 1

@@ -208,28 +208,13 @@ class Metrics:
         MultiProcessCollector(merged, path=self.multiprocess_dir)
         return generate_latest(merged), CONTENT_TYPE_LATEST
 
-    def http_middleware(self) -> Callable[..., Any]:
-        @web.middleware
-        async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-            status = 500
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            except asyncio.CancelledError:
-                status = 499  # the client went away (or the shutdown grace ran out), as the access log says
-                raise
-            finally:
-                # The route template ("/v1/jobs/{id}"), never the raw path: bounded cardinality.
-                route = request.match_info.route.resource
-                path = route.canonical if route is not None else "unmatched"
-                method = request.method if request.method in HTTP_METHODS else "other"
-                self.child(self.http_requests, method, path, str(status)).inc()
-
-        return middleware
+    def http_request(self, request: web.Request, status: int) -> None:
+        """Count one answered HTTP request (the access middleware calls it with the status it logs)."""
+        # The route template ("/v1/jobs/{id}"), never the raw path: bounded cardinality.
+        route = request.match_info.route.resource
+        path = route.canonical if route is not None else "unmatched"
+        method = request.method if request.method in HTTP_METHODS else "other"
+        self.child(self.http_requests, method, path, str(status)).inc()
 
 
 class _MetricsObserver(ChainObserver):

@@ -30,12 +30,9 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
-            middleware.request_id_middleware,
-            daemon.metrics.http_middleware(),
+            middleware.access_middleware(daemon.metrics),
             error_middleware,
-            middleware.guard_middleware(settings),
-            middleware.auth_middleware(settings),
-            middleware.client_rate_middleware,
+            middleware.admission_middleware(settings),
         ],
     )
     app[DAEMON] = daemon

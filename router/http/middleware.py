@@ -1,4 +1,5 @@
-"""Request id, access log and client auth middlewares."""
+"""The daemon's two middlewares around the error middleware: access (request id, access log, HTTP metrics) and
+admission (request-head guards, client auth, client rate)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import hmac
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -14,7 +14,9 @@ from aiohttp import web
 
 from router.http.errors import ApiError, error_response
 from router.http.keys import CLIENT, DAEMON, SCOPES
+from router.ids import Ids
 from router.log_setup import redactor
+from router.metrics import Metrics
 from router.settings import Settings
 from router.webhooks.paths import PATH_PREFIX as WEBHOOK_PATH_PREFIX
 from router.webhooks.paths import redact_path
@@ -27,76 +29,100 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 PUBLIC_PREFIX = "/ui/"
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """``X-Request-ID`` in (if sane) or a new one; bound into every log line; echoed out."""
-    incoming = request.headers.get("X-Request-ID", "")
-    http_request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    started = time.perf_counter()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=http_request_id)
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        response.headers["X-Request-ID"] = http_request_id
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        exc.headers["X-Request-ID"] = http_request_id
-        raise
-    except asyncio.CancelledError:
-        status = 499  # nginx's "client closed request": the client went away, or shutdown's grace ran out
-        raise
-    finally:
-        log.info("http_request", method=request.method, path=redact_path(request.path), status=status,
-                 latency_ms=round((time.perf_counter() - started) * 1000, 2))
+def access_middleware(metrics: Metrics) -> Any:
+    """The outermost middleware: ``X-Request-ID`` in (if sane) or a new one, bound into every log line and echoed
+    out; once the answer is known, the access line (``http_request``) and the HTTP request counter, from the one
+    status both report (one middleware instead of two wrapping each other)."""
+    ids = Ids()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        http_request_id = incoming if _REQUEST_ID.match(incoming) else ids.next()
+        started = time.perf_counter()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=http_request_id)
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers["X-Request-ID"] = http_request_id
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers["X-Request-ID"] = http_request_id
+            raise
+        except asyncio.CancelledError:
+            status = 499  # nginx's "client closed request": the client went away, or shutdown's grace ran out
+            raise
+        finally:
+            metrics.http_request(request, status)
+            log.info("http_request", method=request.method, path=redact_path(request.path), status=status,
+                     latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    return middleware
 
 
 #: Longest ``Idempotency-Key`` accepted (Stripe's limit; a key is an id, not a payload).
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
-def guard_middleware(settings: Settings) -> Any:
-    """Refusals that need nothing but the request head: a body announced larger than ``MAX_BODY_BYTES`` (413
-    at once, before a byte of it is read; the connection is closed rather than drained) and header values that
-    are not UTF-8 or an oversized ``Idempotency-Key`` (400 instead of a failure deep inside a handler)."""
+def admission_middleware(settings: Settings) -> Any:
+    """What a request must pass before its handler, in this order (one middleware, three checks):
+
+    1. the head (``guard_refusal``): a body announced larger than ``MAX_BODY_BYTES``, a header that is not UTF-8,
+       an oversized ``Idempotency-Key``;
+    2. the client token (``AuthCheck``), which also names the request's client and scopes;
+    3. the client's rate on the calls that start work (``rate_refusal``).
+    """
+    auth = AuthCheck(settings)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > settings.max_body_bytes:
-            response = error_response(413, f"request body too large: {request.content_length} bytes announced, "
-                                      f"the limit is {settings.max_body_bytes}", "invalid_request_error",
-                                      "body_too_large")
-            response.force_close()
-            return response
-        for name, value in request.headers.items():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:  # aiohttp keeps undecodable bytes as surrogates
-                return error_response(400, f"header {name} is not valid UTF-8", "invalid_request_error",
-                                      "invalid_header", param=name)
-        if len(request.headers.get("Idempotency-Key", "")) > MAX_IDEMPOTENCY_KEY_CHARS:
-            return error_response(400, f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters",
-                                  "invalid_request_error", "invalid_header", param="Idempotency-Key")
-        return await handler(request)
+        refusal = guard_refusal(request, settings) or auth.refusal(request) or rate_refusal(request)
+        return refusal if refusal is not None else await handler(request)
 
     return middleware
 
 
-def auth_middleware(settings: Settings) -> Any:
-    tokens = settings.client_tokens()
-    redactor.add_values(tokens)
+def guard_refusal(request: web.Request, settings: Settings) -> web.Response | None:
+    """Refusals that need nothing but the request head: a body announced larger than ``MAX_BODY_BYTES`` (413
+    at once, before a byte of it is read; the connection is closed rather than drained) and header values that
+    are not UTF-8 or an oversized ``Idempotency-Key`` (400 instead of a failure deep inside a handler)."""
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        response = error_response(413, f"request body too large: {request.content_length} bytes announced, "
+                                  f"the limit is {settings.max_body_bytes}", "invalid_request_error",
+                                  "body_too_large")
+        response.force_close()
+        return response
+    for name, value in request.headers.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # aiohttp keeps undecodable bytes as surrogates
+            return error_response(400, f"header {name} is not valid UTF-8", "invalid_request_error",
+                                  "invalid_header", param=name)
+    if len(request.headers.get("Idempotency-Key", "")) > MAX_IDEMPOTENCY_KEY_CHARS:
+        return error_response(400, f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters",
+                              "invalid_request_error", "invalid_header", param="Idempotency-Key")
+    return None
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+
+class AuthCheck:
+    """Client bearer tokens (``API_KEYS``): sets the request's ``CLIENT`` and ``SCOPES``, or refuses it (401)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.tokens = settings.client_tokens()
+        redactor.add_values(self.tokens)
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        tokens = self.tokens
         if not tokens:
             request[CLIENT] = "anonymous"
             request[SCOPES] = frozenset({"admin"})
-            return await handler(request)
+            return None
         if (request.path in PUBLIC_PATHS or request.path == "/ui" or request.path.startswith(PUBLIC_PREFIX)
                 or request.path.startswith(WEBHOOK_PATH_PREFIX)):  # a webhook: its token and signature authenticate it
-            return await handler(request)
+            return None
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented:
@@ -113,9 +139,7 @@ def auth_middleware(settings: Settings) -> Any:
                                   headers={"WWW-Authenticate": 'Bearer realm="tarash-router", error="invalid_token"'})
         request[CLIENT] = match.name
         request[SCOPES] = match.scopes
-        return await handler(request)
-
-    return middleware
+        return None
 
 
 def require_admin(request: web.Request) -> None:
@@ -133,8 +157,7 @@ def rate_key(request: web.Request) -> str:
     return client
 
 
-@web.middleware
-async def client_rate_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+def rate_refusal(request: web.Request) -> web.Response | None:
     """Per-client token bucket on the calls that start work (POSTs); status polls stay free."""
     limiter = request.app[DAEMON].client_limiter
     if limiter is not None and request.method == "POST":
@@ -142,4 +165,4 @@ async def client_rate_middleware(request: web.Request, handler: Any) -> web.Stre
         if wait > 0:
             return error_response(429, "too many requests from this client; slow down", "rate_limit_error",
                                   "client_rate_limited", headers={"Retry-After": str(max(1, round(wait)))})
-    return await handler(request)
+    return None
