@@ -80,18 +80,20 @@ def _missing_events(observer: object) -> list[str]:
 
 
 def handled_events(observer: object) -> frozenset[str]:
-    """The events ``observer`` does something with: those its ``ChainObserver`` subclass overrides, or every
-    event for any other object (or an instance whose attributes shadow an event method)."""
-    handled: frozenset[str] | None = getattr(type(observer), "_handled", None)
-    if handled is None or getattr(observer, "__dict__", {}).keys() & EVENTS_SET:
-        return EVENTS_SET
-    return handled
+    """The events ``observer`` does something with, once it passes ``check_observer``: those its
+    ``ChainObserver`` subclass overrides, or every event for any other object (or an instance whose attributes
+    shadow an event method)."""
+    cls = type(observer)
+    if getattr(cls, "_events_checked", False) and EVENTS_SET.isdisjoint(getattr(observer, "__dict__", ())):
+        return cls._handled  # type: ignore[attr-defined, no-any-return]  # the class passed the check
+    check_observer(observer)
+    return EVENTS_SET
 
 
 def check_observer(observer: object) -> None:
     """Refuse an object that lacks an event coroutine method (a ``ChainObserver`` subclass has them all, unless
     it overrides one with a plain function)."""
-    if getattr(type(observer), "_events_checked", False) and not getattr(observer, "__dict__", {}).keys() & EVENTS_SET:
+    if getattr(type(observer), "_events_checked", False) and EVENTS_SET.isdisjoint(getattr(observer, "__dict__", ())):
         return  # an instance attribute may shadow an event method: then the full check
     missing = _missing_events(observer)
     if missing:
@@ -104,10 +106,9 @@ class ChainEvents:
     failure contained, so one broken listener neither fails the generation nor starves the others."""
 
     def __init__(self, on_progress: ProgressCallback | None, observers: Sequence[ChainObserver]) -> None:
-        for observer in observers:
-            check_observer(observer)
         self._on_progress = on_progress
-        self._observers = tuple((observer, handled_events(observer)) for observer in observers)
+        # Each observer checked (``TypeError`` for one that is not a ChainObserver) as its events are read.
+        self._observers = tuple([(observer, handled_events(observer)) for observer in observers])
         #: Whether anyone listens to updates: they are only built when someone will read them (a hot path).
         self.active = on_progress is not None or any("update" in handled for _, handled in self._observers)
 

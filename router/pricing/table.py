@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -114,15 +114,30 @@ class PriceTable:
     hardware_sources: dict[str, str] = field(default_factory=dict)
     #: ``prices`` per provider, in table order: a lookup (two per attempt) scans one vendor's rows, not all.
     _by_provider: dict[str, tuple[Price, ...]] = field(init=False, repr=False, compare=False)
+    #: Answers of ``lookup`` so far: the table never changes, and attempts ask for the same few models.
+    _found: dict[tuple[str, str], Price | None] = field(init=False, repr=False, compare=False)
+
+    #: How many provider/model answers ``lookup`` remembers (configs name a few dozen; library callers any).
+    MAX_REMEMBERED: ClassVar[int] = 4096
 
     def __post_init__(self) -> None:
         by_provider: dict[str, list[Price]] = {}
         for price in self.prices:
             by_provider.setdefault(price.provider, []).append(price)
         object.__setattr__(self, "_by_provider", {name: tuple(rows) for name, rows in by_provider.items()})
+        object.__setattr__(self, "_found", {})
 
     def lookup(self, provider: str, model: str) -> Price | None:
         """The entry for ``provider``/``model``: an exact model first, else the longest covering prefix."""
+        key = (provider, model)
+        if key in self._found:
+            return self._found[key]
+        found = self._search(provider, model)
+        if len(self._found) < self.MAX_REMEMBERED:
+            self._found[key] = found
+        return found
+
+    def _search(self, provider: str, model: str) -> Price | None:
         candidates = [p for p in self._by_provider.get(provider, ()) if p.covers(model)]
         if provider == "azure-openai":  # deployments are usually named after the model they serve
             candidates += [p for p in self._by_provider.get("openai", ()) if p.covers(model)]
