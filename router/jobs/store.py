@@ -11,7 +11,7 @@ database's clock, which every instance shares); job timestamps are the caller's 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -156,11 +156,14 @@ _BODY_FIELDS = tuple(f.name for f in fields(JobRecord) if f.name not in _COLUMNS
 
 
 def job_body(job: JobRecord) -> dict[str, Any]:
-    """The mutable part of a job as JSON-ready data (request and chain are written once, apart). Built by hand:
-    ``asdict`` deep-copied request and chain on every save only to drop them. The values are the job's own, not
-    copies: serialise the body before the job changes (every store dumps it at once)."""
+    """The mutable part of a job as JSON-ready data (request and chain are written once, apart). Built by hand,
+    the vendor job too: ``asdict`` deep-copied request and chain on every save only to drop them, and the vendor
+    job's data (7 µs of each save once a job has one). The values are the job's own, not copies: serialise the
+    body before the job changes (every store dumps it at once)."""
     body = {name: getattr(job, name) for name in _BODY_FIELDS}
-    body["vendor_job"] = asdict(job.vendor_job) if job.vendor_job is not None else None
+    vendor = job.vendor_job
+    body["vendor_job"] = None if vendor is None else {"attempt_number": vendor.attempt_number, "id": vendor.id,
+                                                      "data": vendor.data, "started_at": vendor.started_at}
     for key in ("created_at", "updated_at"):
         body[key] = body[key].isoformat() if body[key] else None
     return body
