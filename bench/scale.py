@@ -100,10 +100,15 @@ async def main(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             sem = asyncio.Semaphore(100)
 
+            post_latencies: list[float] = []
+
             async def create(i: int) -> str:
-                async with sem, session.post(base + "/v1/jobs", json={"model": "video", "prompt": f"fox {i}"}) as r:
-                    assert r.status == 202, await r.text()
-                    job_id: str = (await r.json())["id"]
+                async with sem:
+                    t0 = time.perf_counter()
+                    async with session.post(base + "/v1/jobs", json={"model": "video", "prompt": f"fox {i}"}) as r:
+                        assert r.status == 202, await r.text()
+                        job_id: str = (await r.json())["id"]
+                    post_latencies.append(time.perf_counter() - t0)
                 ids.append(job_id)
                 return job_id
 
@@ -112,7 +117,8 @@ async def main(args: argparse.Namespace) -> None:
             accept_cpu = {name: round((now - accept_cpu[name]) * 1e6 / args.jobs)
                           for name, now in _accept_cpu(daemon.pid, emulator.pid).items()}
             print(f"{len(ids)} jobs accepted in {created_s:.1f} s ({len(ids) / created_s:.0f} jobs/s); CPU µs per "
-                  f"accepted job: {accept_cpu}", flush=True)
+                  f"accepted job: {accept_cpu}; POST latency p50 {ms(post_latencies, 50)} ms, p99 "
+                  f"{ms(post_latencies, 99)} ms", flush=True)
             sider.cancel()
             sider = asyncio.create_task(side_client(base, ids, side["running"]))
             lifetime = args.polls * args.poll_interval
@@ -159,6 +165,7 @@ async def main(args: argparse.Namespace) -> None:
             "machine": machine(), "jobs": args.jobs, "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
             "kill_at_midpoint": args.kill_at_midpoint, "accept_seconds": created_s,
             "accept_jobs_per_s": round(args.jobs / created_s), "accept_cpu_us_per_job": accept_cpu,
+            "post_ms": {"p50": ms(post_latencies, 50), "p99": ms(post_latencies, 99)},
             "total_seconds": elapsed,
             "completed_with_result": completed, "not_completed": args.jobs - completed, "statuses": statuses,
             "vendor_submits": emu["calls"].get("submit", 0), "vendor_jobs": emu["jobs"],
