@@ -56,12 +56,14 @@ async def _visible_job(request: web.Request) -> JobRecord:
 async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> JobRecord:
     """Resolve the route and create the job. An ``Idempotency-Key`` retry gets the same job back; the same
     key with a different body (or on the other create endpoint) is refused with 422."""
-    # The body as the client sent it (before route defaults, which a reload may change between retries).
-    sent = fingerprint(request.path, body)
+    key = request.headers.get("Idempotency-Key")
+    # The body as the client sent it (before route defaults, which a reload may change between retries); only a
+    # retry is checked against it.
+    sent = fingerprint(request.path, body) if key else None
     webhook_url = _webhook_url(request, body)
     route, spec_request = route_request(request, {k: v for k, v in body.items() if k != "webhook_url"}, kind)
     generations, client, service = request.app[DAEMON].generations, request[CLIENT], _service(request)
-    budgets, key = generations.budgets, request.headers.get("Idempotency-Key")
+    budgets = generations.budgets
     # A retried POST gets its job back whatever the budget says now; a new job is checked first (402 before
     # anything is stored) and its estimate is held until it ends.
     retried = key is not None and await service.store.find_idempotent(_owner(request), key) is not None
