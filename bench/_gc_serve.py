@@ -10,10 +10,13 @@ from __future__ import annotations
 import atexit
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from bench._stalls import StallTracer
+import router.cli
 from router.cli import main
 
 
@@ -28,9 +31,18 @@ def run() -> int:
         else:
             pauses[info["generation"]].append(time.perf_counter() - started[0])
 
+    if thresholds := os.environ.get("BENCH_GC_THRESHOLDS"):  # e.g. "10000,2,50": try other thresholds
+        router.cli.GC_THRESHOLDS = tuple(int(x) for x in thresholds.split(","))  # type: ignore[assignment]
+    tracer = StallTracer() if os.environ.get("BENCH_STALLS") == "1" else None
+    if tracer is not None:
+        tracer.install()
+
     def dump() -> None:
-        summary = {f"gen{gen}": {"count": len(p), "total_s": round(sum(p), 3), "max_ms": round(max(p, default=0) * 1000, 1)}
-                   for gen, p in pauses.items()}
+        summary: dict[str, object] = {
+            f"gen{gen}": {"count": len(p), "total_s": round(sum(p), 3), "max_ms": round(max(p, default=0) * 1000, 1)}
+            for gen, p in pauses.items()}
+        if tracer is not None:
+            out.with_suffix(".stalls.json").write_text(json.dumps(tracer.summary(), indent=1) + "\n")
         out.write_text(json.dumps(summary) + "\n")
 
     gc.callbacks.append(callback)
