@@ -97,7 +97,8 @@ class Generation:
     resume (the daemon's shutdown). ``resume`` picks the chain up where a previous process left it.
     ``push_for`` gives an attempt a vendor webhook (``router.steps.PushChannel``), or None for plain polling.
     ``before_submit`` is awaited just before an attempt's submit goes out (a durable job records it, so a
-    crash before the answer is recorded is never followed by a second submit).
+    crash before the answer is recorded is never followed by a second submit). ``pause`` is how an attempt
+    waits between status polls (``asyncio.sleep``; a job service passes its ``PollPacer``'s: see ``drive``).
     """
 
     kind: Kind
@@ -113,6 +114,7 @@ class Generation:
     resume: ResumePoint | None = None
     push_for: Callable[[AttemptMetadata, AnyConfig], PushChannel | None] | None = None
     before_submit: Callable[[AttemptMetadata], Awaitable[None]] | None = None
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 async def run_chain(
@@ -462,6 +464,7 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
             push=generation.push_for(attempt.metadata, config) if generation.push_for else None,
             before_submit=(functools.partial(generation.before_submit, attempt.metadata)
                            if generation.before_submit else None),
+            pause=generation.pause,
         )
     result = check_response(handler, generation.kind, await _call_simple(handler, attempt, config))
     # A simple handler reports the vendor's id in provider_metadata["provider_request_id"], or as its response's

@@ -75,6 +75,7 @@ async def drive(
     keep_vendor_job: Callable[[], bool] | None = None,
     push: PushChannel | None = None,
     before_submit: Callable[[], Awaitable[None]] | None = None,
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AnyResponse:
     """Run one attempt through the handler's steps. With ``job`` given, resume polling it (no new submit).
     ``before_submit`` runs just before the submit goes out (a durable job records that it is sending one): from
@@ -82,7 +83,8 @@ async def drive(
 
     ``keep_vendor_job`` returning True when the attempt is abandoned means "detach, don't cancel upstream":
     the daemon's shutdown uses it so a restarted daemon can resume the vendor job. ``push`` is the attempt's
-    vendor webhook, if it has one.
+    vendor webhook, if it has one. ``pause`` waits between polls without a push; every poll starts
+    through it (``pause(0)`` for the first and after a push): a job service passes its ``PollPacer.sleep``.
     """
     if job is None:
         submitted = await _submit(handler, kind, await push.open(config) if push else config, request, before_submit)
@@ -91,7 +93,7 @@ async def drive(
         job = submitted
         if on_job is not None:
             await on_job(job)
-    run = _JobRun(handler, kind, config, request, emit, generation_id, job, push.wait if push else asyncio.sleep)
+    run = _JobRun(handler, kind, config, request, emit, generation_id, job, pause, push.wait if push else None)
     try:
         return await run.until_done()
     finally:
@@ -140,7 +142,18 @@ class _JobRun:
     generation_id: str
     job: ProviderJob
     pause: Callable[[float], Awaitable[None]]
+    push_wait: Callable[[float], Awaitable[None]] | None
     terminal: bool = False
+
+    async def _before_poll(self, poll_number: int, wait: float) -> None:
+        """Wait for the poll's time: ``pause(wait)``, or the push's wait. Every poll then starts through
+        ``pause`` (``pause(0)`` after the first submit or a push), so a pacer bounds bursts of those too."""
+        if poll_number and self.push_wait is None:
+            await self.pause(wait)
+            return
+        if poll_number:
+            await self.push_wait(wait)  # type: ignore[misc]  # checked above
+        await self.pause(0)
 
     async def until_done(self) -> AnyResponse:
         """Poll every ``poll_delay`` (longer when the vendor asks) up to ``max_poll_attempts``; the result."""
@@ -149,8 +162,7 @@ class _JobRun:
         wait = delay
         errors_in_row = 0
         for poll_number in range(config.max_poll_attempts):
-            if poll_number:
-                await self.pause(wait)
+            await self._before_poll(poll_number, wait)
             wait = delay
             try:
                 status = await handler.poll(self.kind, config, job)

@@ -32,6 +32,7 @@ from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.handler import is_stepped
+from router.jobs.pacer import PollPacer
 from router.jobs.store import Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, VendorJob
 from router.limits import ProviderLimits
 from router.metrics import Metrics
@@ -179,6 +180,7 @@ class JobService:
         self.submit_grace = submit_grace
         self._sending: set[str] = set()  # jobs whose submit is going out, its answer not recorded yet
         self._answered = asyncio.Event()  # one of them was answered (or ended)
+        self._pacer = PollPacer()  # the waits between polls of every running job: one timer, bounded bursts
         if metrics is not None:
             metrics.job_store_available.set(1)
 
@@ -562,7 +564,7 @@ class JobService:
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
                 wait_for_capacity=True, keep_vendor_job=lambda: self._stopping or job.id in self._detached,
                 resume=_resume_point(job), push_for=self.push.channels(job) if self.push is not None else None,
-                before_submit=functools.partial(self._submitting, job, observer),
+                before_submit=functools.partial(self._submitting, job, observer), pause=self._pacer.sleep,
             ))
         except TarashError as exc:
             job.status = "failed"
