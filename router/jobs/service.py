@@ -493,12 +493,18 @@ class JobService:
         for subscriber in self._subscribers.get(job_id, ()):
             subscriber.poke()
 
-    async def _publish(self, job: JobRecord, event: str, data: dict[str, Any], *, persist: bool = True) -> None:
+    async def _publish(self, job: JobRecord, event: str, data: dict[str, Any] | Callable[[], dict[str, Any]], *,
+                       persist: bool = True) -> None:
         """Send an event to live subscribers; store it for late ones (and other instances) unless ``persist``
-        is False."""
+        is False. ``data`` may be a function making it: an update nobody stores or watches is never built."""
         seq = self._seq[job.id] = self._seq.get(job.id, 0) + 1
         # While the store is down an update is not worth a connection timeout: polling goes on without it.
-        if persist and not (self._outage and event not in TERMINAL_EVENTS):
+        store = persist and not (self._outage and event not in TERMINAL_EVENTS)
+        if callable(data):
+            if not store and job.id not in self._subscribers:
+                return  # most polls of 10,000 running jobs: unchanged, and nobody streaming them
+            data = data()
+        if store:
             try:
                 await self.store.append_event(job.id, seq, event, data)
             except JobStoreUnavailableError as exc:
@@ -859,7 +865,8 @@ class _JobObserver(ChainObserver):
         keep = key != self._last_kept or now - self._last_kept_at >= UPDATE_PERSIST_INTERVAL
         if keep:
             self._last_kept, self._last_kept_at = key, now
-        await self.service._publish(self.job, "update", update.model_dump(mode="json"), persist=keep)  # noqa: SLF001
+        await self.service._publish(self.job, "update", functools.partial(update.model_dump, mode="json"),  # noqa: SLF001
+                                    persist=keep)
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
         self.job.execution_metadata = metadata.model_dump(mode="json")
