@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ import pytest
 from aiohttp import web
 
 from tests.emulators.fal import FalEmulator
-from tests.net import free_port
+from tests.served import ServedDaemon
 
-SCRIPT = Path(sys.executable).parent / "tarash-router"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a size-limited tmpfs needs root")
 
 
@@ -81,18 +79,13 @@ base_url = "{fal.url}"
 api_key_env = "DISK_FULL_FAL_KEY"
 poll_interval = 0.01
 """)
-            port = free_port()
             log_path = tmp_path / "daemon.log"
-            env = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(data), "TARASH_ROUTER_LOG_FORMAT": "json",
-                   "TARASH_ROUTER_VENDOR_JOB_SAVE_GRACE_SECONDS": "0.3", "DISK_FULL_FAL_KEY": fal.api_key}
-            env.pop("NOTIFY_SOCKET", None)
-            with log_path.open("wb") as log:
-                proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)],
-                                        env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=tmp_path)
-            base = f"http://127.0.0.1:{port}"
+            daemon = ServedDaemon(routes, data, {"TARASH_ROUTER_VENDOR_JOB_SAVE_GRACE_SECONDS": "0.3",
+                                                 "DISK_FULL_FAL_KEY": fal.api_key}, log=log_path)
+            base = daemon.url
             try:
                 async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-                    await until(lambda: get(http, base + "/healthz"), lambda r: r[0] == 200)
+                    await daemon.ready(http)
                     slow = (await post(http, base + "/v1/jobs", {"model": "slow", "prompt": "a slow fox"}))[1]["id"]
                     vendor = (await post(http, base + "/v1/jobs", {"model": "fal", "prompt": "a fal fox"}))[1]["id"]
                     await until(lambda: asyncio.sleep(0, fal.calls["cancel"]), lambda n: n == 1)  # id unsaved
@@ -120,8 +113,9 @@ poll_interval = 0.01
                     await until(lambda: get(http, base + "/readyz"), lambda r: r[0] == 200)
                     assert (await post(http, base + "/v1/jobs", {"model": "slow", "prompt": "new"}))[0] == 202
             finally:
-                proc.terminate()
-                proc.wait(10)
+                daemon.process.terminate()
+                await daemon.wait()
+                daemon.kill()
             events = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
             names = [e["event"] for e in events]
             assert names.count("job_store_unavailable") == 1 and names.count("job_store_recovered") == 1

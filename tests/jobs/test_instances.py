@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,10 +15,9 @@ from typing import Any
 import aiohttp
 
 from tests.emulators.fal import FalEmulator
-from tests.net import free_port
 from tests.postgres_server import PostgresServer
+from tests.served import ServedDaemon
 
-SCRIPT = Path(sys.executable).parent / "tarash-router"
 #: Short leases so a takeover is quick; renewals every third of it.
 LEASE_SECONDS = 2.0
 
@@ -56,36 +51,14 @@ mock = {{ polling = {{ status_sequence = ["queued", "processing", "processing", 
 """
 
 
-class Instance:
+class Instance(ServedDaemon):
+    """One instance of a cluster on the PostgreSQL store ``store``, named ``name`` (its instance id)."""
+
     def __init__(self, name: str, tmp_path: Path, routes_path: Path, store: str, env: dict[str, str]) -> None:
-        self.name, self.port = name, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environ = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(tmp_path / name), "TARASH_ROUTER_LOG_FORMAT": "json",
-                   "TARASH_ROUTER_JOB_STORE": store, "TARASH_ROUTER_INSTANCE_ID": name,
-                   "TARASH_ROUTER_JOB_LEASE_SECONDS": str(LEASE_SECONDS), "EMULATED_FAL_KEY": "test-key", **env}
-        environ.pop("NOTIFY_SOCKET", None)
-        self.log = (tmp_path / f"{name}.log").open("wb")
-        self.process = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes_path), "--port", str(self.port)],
-                                        env=environ, stdout=subprocess.DEVNULL, stderr=self.log)
-
-    async def ready(self, session: aiohttp.ClientSession) -> None:
-        for _ in range(1000):
-            try:
-                async with session.get(self.url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if self.process.poll() is not None:
-                break
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"instance {self.name} did not become ready")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.log.close()
+        super().__init__(routes_path, tmp_path / name, {
+            "TARASH_ROUTER_JOB_STORE": store, "TARASH_ROUTER_INSTANCE_ID": name,
+            "TARASH_ROUTER_JOB_LEASE_SECONDS": str(LEASE_SECONDS), "EMULATED_FAL_KEY": "test-key", **env},
+            name=name)
 
 
 @asynccontextmanager

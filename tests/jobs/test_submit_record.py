@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from router.models import VideoGenerationConfig, VideoGenerationRequest
 from router.routes import Route
 from tests.emulators._base import Fault
 from tests.emulators.fal import FalEmulator
-from tests.jobs.test_restart_kill9 import start, wait_ready
-from tests.net import free_port
+from tests.jobs.test_restart_kill9 import FAL_KEY
+from tests.served import ServedDaemon
 
 
 @pytest.fixture
@@ -103,22 +102,22 @@ async def test_sigterm_while_a_submit_is_out_records_its_answer_then_the_restart
         fal.submit_gate = asyncio.Event()
         routes = tmp_path / "routes.toml"
         routes.write_text(ROUTES.format(url=fal.url))
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        daemon = start(routes, tmp_path / "data", port)
+        daemon = ServedDaemon(routes, tmp_path / "data", FAL_KEY)
+        base = daemon.url
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-                await wait_ready(session, base)
+                await daemon.ready(session)
                 async with session.post(base + "/v1/jobs", json={"model": "video", "prompt": "a fox"}) as response:
                     assert response.status == 202
                     job_id = (await response.json())["id"]
                 await until_async(lambda: fal.calls["submit"] == 1)  # out, and held by the vendor
-                daemon.send_signal(signal.SIGTERM)
-                await log_line(daemon, "waiting_for_submits")  # the stop waits for it...
+                daemon.process.send_signal(signal.SIGTERM)
+                await daemon.log_line("waiting_for_submits")  # the stop waits for it...
                 fal.submit_gate.set()  # ...and the vendor answers
-                assert await asyncio.to_thread(daemon.wait, 10) == 0
-                daemon = start(routes, tmp_path / "data", port)
-                await wait_ready(session, base)
+                assert await daemon.wait() == 0
+                daemon.kill()
+                daemon = ServedDaemon(routes, tmp_path / "data", FAL_KEY, port=daemon.port)
+                await daemon.ready(session)
                 for _ in range(500):
                     async with session.get(f"{base}/v1/jobs/{job_id}") as response:
                         job = await response.json()
@@ -127,7 +126,6 @@ async def test_sigterm_while_a_submit_is_out_records_its_answer_then_the_restart
                     await asyncio.sleep(0.02)
         finally:
             daemon.kill()
-            daemon.wait()
         assert job["status"] == "completed", job
         assert fal.calls["submit"] == 1 and len(fal.jobs) == 1 and fal.calls["cancel"] == 0
         assert job["execution_metadata"]["attempts"][0]["request_id"] == next(iter(fal.jobs))
@@ -150,14 +148,3 @@ async def until_async(predicate: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
-
-
-async def log_line(daemon: subprocess.Popen[bytes], event: str, timeout: float = 10.0) -> None:
-    """Read the daemon's JSON log until a line of ``event``."""
-    assert daemon.stderr is not None
-    async with asyncio.timeout(timeout):
-        while True:
-            line = await asyncio.to_thread(daemon.stderr.readline)
-            assert line, f"the daemon exited before logging {event}"
-            if f'"event": "{event}"' in line.decode():
-                return

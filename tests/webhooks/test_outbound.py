@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.daemon.conftest import MOCK_ROUTES
-from tests.net import free_port
-from tests.jobs.test_restart_kill9 import start as start_subprocess
-from tests.jobs.test_restart_kill9 import wait_ready
+from tests.served import ServedDaemon
 from tests.webhooks.conftest import Receiver, StartRouter
 
 SECRET = "whsec_" + base64.b64encode(b"tarash-router test secret 32 by").decode()
@@ -128,25 +124,22 @@ async def test_kill_9_with_an_undelivered_webhook_then_restart_delivers_it(tmp_p
     receiver.script = [503] * 100_000  # down until we say so
     routes = tmp_path / "routes.toml"
     routes.write_text(MOCK_ROUTES)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {"TARASH_ROUTER_WEBHOOK_SECRET": SECRET, "TARASH_ROUTER_ALLOW_PRIVATE_WEBHOOK_URLS": "true",
            "TARASH_ROUTER_WEBHOOK_RETRY_BASE_SECONDS": "0.02"}
-    os.environ.update(env)
+    daemon = ServedDaemon(routes, tmp_path / "data", env)
+    base = daemon.url
     try:
-        daemon = start_subprocess(routes, tmp_path / "data", port)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            await wait_ready(session, base)
+            await daemon.ready(session)
             async with session.post(base + "/v1/jobs", json={"model": "video-fast", "prompt": "fox",
                                                               "webhook_url": receiver.url}) as response:
                 job_id = (await response.json())["id"]
             await receiver.wait(2)  # the job ended, its webhook was tried and is being retried
-            daemon.send_signal(signal.SIGKILL)
-            await asyncio.get_running_loop().run_in_executor(None, daemon.wait)
+            daemon.kill()
             tried = len(receiver.received)
             receiver.script = []  # the receiver is back
-            daemon = start_subprocess(routes, tmp_path / "data", port)
-            await wait_ready(session, base)
+            daemon = ServedDaemon(routes, tmp_path / "data", env, port=daemon.port)
+            await daemon.ready(session)
             await receiver.wait(tried + 1)
             async with asyncio.timeout(5):  # the daemon records the 200 just after the receiver answered it
                 while True:
@@ -157,9 +150,6 @@ async def test_kill_9_with_an_undelivered_webhook_then_restart_delivers_it(tmp_p
                     await asyncio.sleep(0.01)
     finally:
         daemon.kill()
-        daemon.wait()
-        for name in env:
-            os.environ.pop(name, None)
     assert len(receiver.accepted) == 1 and verify(receiver.accepted[0])["data"]["id"] == job_id
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
     # A try in flight at the kill reached the receiver but was never recorded: at least once, same webhook-id.
