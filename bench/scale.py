@@ -81,7 +81,7 @@ async def main(args: argparse.Namespace) -> None:
     routes = out.parent / "scale-routes.toml"
     routes.write_text(fal_video_routes(emu_port, args.poll_interval))
     data = out.parent / "scale-data"
-    env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_DATA_DIR": str(data),
+    env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": args.log_level, "TARASH_ROUTER_DATA_DIR": str(data),
            "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10)}
     gc_out = out.with_suffix(".gc.json")
     command = [PYTHON, "-m", "bench._gc_serve", str(gc_out), "serve", "--routes", str(routes), "--port", str(port)]
@@ -163,7 +163,7 @@ async def main(args: argparse.Namespace) -> None:
             statuses[key] = statuses.get(key, 0) + 1
         result = {
             "machine": machine(), "jobs": args.jobs, "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
-            "kill_at_midpoint": args.kill_at_midpoint, "accept_seconds": created_s,
+            "kill_at_midpoint": args.kill_at_midpoint, "log_level": args.log_level, "accept_seconds": created_s,
             "accept_jobs_per_s": round(args.jobs / created_s), "accept_cpu_us_per_job": accept_cpu,
             "post_ms": {"p50": ms(post_latencies, 50), "p99": ms(post_latencies, 99)},
             "total_seconds": elapsed,
@@ -198,6 +198,9 @@ if __name__ == "__main__":
     parser.add_argument("--polls", type=int, default=12)
     parser.add_argument("--poll-interval", type=float, default=5.0)
     parser.add_argument("--kill-at-midpoint", action="store_true")
+    # The committed runs log warnings only (the JSON lines go to /dev/null); "info", the daemon's default, adds
+    # the per-request and per-attempt lines' formatting to what is measured.
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     default = "scale_kill9.json" if args.kill_at_midpoint else "scale.json"
