@@ -23,7 +23,7 @@ MAX_BATCH = 256
 #: Callers woken per event-loop iteration when a batch is answered: each resumes its own work (a poll's next
 #: step, a response), so a batch of 256 answered at once stalled the loop for tens of ms (bench.scale at 10,000
 #: jobs); in slices, I/O and timers are served in between.
-SETTLE_SLICE = 32
+SETTLE_SLICE = 16
 
 _Write = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 
