@@ -16,7 +16,7 @@ import structlog
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 #: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
-GC_THRESHOLDS = (50_000, 2, 50)
+GC_THRESHOLDS = (10_000, 3, 50)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,10 +406,13 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     gc.collect()
     gc.freeze()
     # Thresholds for 10,000 running jobs (#18): each young collection promotes whatever is alive at that moment
-    # (in-flight polls, new jobs), which later collections walk again, so a young generation of 50,000 objects
-    # instead of 700 promotes, and re-walks, far less; the middle one is collected every 2 young ones so it stays
-    # small; a full collection waits for 100 young ones, as with CPython's 10 x 10, but ~5 M net allocations.
-    # bench.scale --jobs 10000: GC 9.8 -> 4.7 s, longest pause 759 -> 309 ms (README).
+    # (in-flight polls, new jobs), which later collections walk again, so a young generation of 10,000 objects
+    # instead of 700 promotes, and re-walks, far less. A pause is as long as the generations it walks: in an
+    # accept burst nearly everything survives, so a middle collection walks ~(1 + 3) young generations' worth,
+    # ~40,000 objects, short enough for the event loop (50,000 x 2 paused up to 150-180 ms). A full collection
+    # waits for 200 young ones, ~2 M net allocations (and CPython's own rule: 25 % more long-lived objects).
+    # bench.scale --jobs 10000: GC 9.8 -> 4.7 s, longest pause 759 -> 309 ms (700/10/10 -> 50,000/2/50), then
+    # longest 154 -> 76 ms (-> 10,000/3/50; README).
     gc.set_threshold(*GC_THRESHOLDS)
     # Signals first: a SIGTERM right after the "listening" line must stop the daemon cleanly.
     stop = asyncio.Event()
