@@ -83,8 +83,8 @@ async def drive(
 
     ``keep_vendor_job`` returning True when the attempt is abandoned means "detach, don't cancel upstream":
     the daemon's shutdown uses it so a restarted daemon can resume the vendor job. ``push`` is the attempt's
-    vendor webhook, if it has one. ``pause`` waits between polls without a push; every poll starts
-    through it (``pause(0)`` for the first and after a push): a job service passes its ``PollPacer.sleep``.
+    vendor webhook, if it has one. ``pause`` waits between polls without a push, and ``pause(0)``
+    before the first: a job service passes its ``PollPacer.sleep``.
     """
     if job is None:
         submitted = await _submit(handler, kind, await push.open(config) if push else config, request, before_submit)
@@ -146,14 +146,15 @@ class _JobRun:
     terminal: bool = False
 
     async def _before_poll(self, poll_number: int, wait: float) -> None:
-        """Wait for the poll's time: ``pause(wait)``, or the push's wait. Every poll then starts through
-        ``pause`` (``pause(0)`` after the first submit or a push), so a pacer bounds bursts of those too."""
-        if poll_number and self.push_wait is None:
+        """Wait for the poll's time: ``pause(0)`` before the first (a pacer bounds bursts of those too), then
+        ``pause(wait)``, or the push's wait. A poll a push woke starts at once: pushes come one request at a time,
+        and the result is what the push is waiting for."""
+        if not poll_number:
+            await self.pause(0)
+        elif self.push_wait is None:
             await self.pause(wait)
-            return
-        if poll_number:
-            await self.push_wait(wait)  # type: ignore[misc]  # checked above
-        await self.pause(0)
+        else:
+            await self.push_wait(wait)
 
     async def until_done(self) -> AnyResponse:
         """Poll every ``poll_delay`` (longer when the vendor asks) up to ``max_poll_attempts``; the result."""
