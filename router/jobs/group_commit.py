@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sqlite3
 import threading
@@ -36,21 +37,36 @@ class GroupCommit:
         self._loop = loop
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._last: asyncio.Future[Any] | None = None  # the latest write queued
+        self._last_shared: asyncio.Future[Any] | None = None  # the latest write not confined to one key
+        self._last_of: dict[str, asyncio.Future[Any]] = {}  # per key, its latest write not yet answered
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on the writer thread, in a transaction; its value once that transaction is committed."""
+    async def run(self, fn: Callable[..., Any], *args: Any, key: str | None = None) -> Any:
+        """``fn(*args)`` on the writer thread, in a transaction; its value once that transaction is committed.
+        ``key`` says the write changes only what reads of that key see (one job's rows); None: anything."""
         future = self._last = self._loop.create_future()
+        if key is None:
+            self._last_shared = future
+        else:
+            self._last_of[key] = future
+            future.add_done_callback(functools.partial(self._answered, key))
         self._queue.put((fn, args, future))
         return await future
 
-    async def settled(self) -> None:
+    def _answered(self, key: str, future: asyncio.Future[Any]) -> None:
+        if self._last_of.get(key) is future:
+            del self._last_of[key]
+
+    async def settled(self, key: str | None = None) -> None:
         """Wait until every write queued so far is committed (or failed): a read after this sees them all, as
-        it would behind one FIFO thread, without waiting for writes queued later."""
-        last = self._last
-        if last is not None and not last.done():
-            await asyncio.wait([last])
+        it would behind one FIFO thread, without waiting for writes queued later. With ``key``, only the writes
+        a read of that key can see: that key's, and those not confined to a key (a GET of one job no longer
+        waits for the saves of 10,000 others)."""
+        waits = [self._last] if key is None else [self._last_shared, self._last_of.get(key)]
+        pending = [future for future in waits if future is not None and not future.done()]
+        if pending:
+            await asyncio.wait(pending)
 
     async def close(self) -> None:
         """Finish the writes queued so far, then stop the thread."""

