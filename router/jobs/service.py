@@ -695,6 +695,12 @@ class JobService:
         if self._metrics is not None:
             self._metrics.claim_batch_size.observe(len(claimed))
         for job in claimed:
+            if job.id in self._tasks:
+                # Its lease lapsed while it ran on here (the store was unreachable past the lease, so no renewal
+                # reached it): the claim leased it back to this instance, and its task goes on. A second task
+                # would run the same vendor job twice.
+                self._leased_at[job.id] = asyncio.get_running_loop().time()
+                continue
             self._seq[job.id] = last_seqs.get(job.id, 0)
             if job.status != "queued" and self._metrics is not None:
                 self._metrics.lease_takeovers.inc()  # started before, by another instance or an earlier run

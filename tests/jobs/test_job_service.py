@@ -247,6 +247,50 @@ async def test_a_claim_in_flight_and_a_create_never_share_a_slot(vendor: Vendor)
     await service.stop()
 
 
+class LapsingLeases(MemoryJobStore):
+    """A store whose lease clock the test moves (as when the store was unreachable past the lease, so no
+    renewal reached it), and that tells each claim's jobs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(clock=lambda: self.now)
+        self.claimed: list[str] = []
+
+    async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
+        jobs = await super().claim(worker, limit, lease_seconds)
+        self.claimed += [job.id for job in jobs]
+        return jobs
+
+
+async def test_a_lapsed_lease_of_a_job_running_here_is_claimed_back_not_started_twice(vendor: Vendor) -> None:
+    store = LapsingLeases()
+    service = JobService(store)
+    await service.start()
+    job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+
+    async def polling() -> bool:
+        return vendor.submits == 1 and (await service.get(job.id)).vendor_job is not None  # type: ignore[union-attr]
+
+    await until(polling)
+    store.now += 3600  # its lease lapsed while the job runs on here
+    quick, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="y"))
+
+    async def claimed_back() -> bool:  # the quick job's end frees a slot: the claim that follows finds the lapsed one
+        return job.id in store.claimed
+
+    await until(claimed_back)
+    await asyncio.sleep(0.02)  # an adopt of the claim would launch now
+    assert len([t for t in asyncio.all_tasks() if t.get_name() == f"job {job.id}"]) == 1
+    vendor.done.set()
+
+    async def finished() -> bool:
+        return (await service.get(job.id)).status == "completed"  # type: ignore[union-attr]
+
+    await until(finished)
+    assert [event for _, event, _ in await store.events(job.id)].count("result") == 1 and vendor.submits == 1
+    await service.stop()
+
+
 async def test_retention_prunes_finished_jobs(any_store: JobStore) -> None:
     clock = FakeClock()
     service = JobService(any_store, retention_days=1, clock=clock)
