@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -45,6 +46,22 @@ class ServedDaemon:
                 break
             await asyncio.sleep(0.02)
         raise AssertionError(f"{self.name} did not become ready (exit code {self.process.poll()})")
+
+    async def post_job(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> str:
+        """``POST /v1/jobs``; the new job's id (asserting the 202)."""
+        async with session.post(self.url + "/v1/jobs", json=body) as response:
+            assert response.status == 202, await response.text()
+            return str((await response.json())["id"])
+
+    async def until_finished(self, session: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+        """``GET /v1/jobs/{id}`` until it is completed or failed (10 s at most); the last answer."""
+        for _ in range(500):
+            async with session.get(f"{self.url}/v1/jobs/{job_id}") as response:
+                job: dict[str, Any] = await response.json()
+            if job["status"] in ("completed", "failed"):
+                break
+            await asyncio.sleep(0.02)
+        return job
 
     async def log_line(self, event: str, timeout: float = 10.0) -> None:
         """Until the log holds a line of ``event``."""

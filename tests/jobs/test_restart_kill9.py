@@ -11,42 +11,35 @@ from tests.emulators.fal import FalEmulator
 from tests.served import ServedDaemon
 
 FAL_KEY = {"EMULATED_FAL_KEY": "test-key"}
-
-
-async def test_kill_9_mid_poll_then_resume_without_resubmitting(tmp_path: Path) -> None:
-    async with FalEmulator(polls_to_complete=40) as fal:
-        routes = tmp_path / "routes.toml"
-        routes.write_text(f"""
+FAL_VIDEO_ROUTES = """
 [routes."video"]
 kind = "video"
 [[routes."video".attempts]]
 provider = "fal"
 model = "fal-ai/veo3"
-base_url = "{fal.url}"
+base_url = "{url}"
 api_key_env = "EMULATED_FAL_KEY"
 poll_interval = 0.02
 max_poll_attempts = 1000
-""")
+"""
+
+
+async def test_kill_9_mid_poll_then_resume_without_resubmitting(tmp_path: Path) -> None:
+    async with FalEmulator(polls_to_complete=40) as fal:
+        routes = tmp_path / "routes.toml"
+        routes.write_text(FAL_VIDEO_ROUTES.format(url=fal.url))
         daemon = ServedDaemon(routes, tmp_path / "data", FAL_KEY)
-        base = daemon.url
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
                 await daemon.ready(session)
-                async with session.post(base + "/v1/jobs", json={"model": "video", "prompt": "a fox"}) as response:
-                    assert response.status == 202
-                    job_id = (await response.json())["id"]
+                job_id = await daemon.post_job(session, {"model": "video", "prompt": "a fox"})
                 while fal.calls["status"] < 3:  # the vendor job exists and is being polled
                     await asyncio.sleep(0.01)
                 daemon.kill()
                 polls_before = fal.calls["status"]
                 daemon = ServedDaemon(routes, tmp_path / "data", FAL_KEY, port=daemon.port)
                 await daemon.ready(session)
-                for _ in range(500):
-                    async with session.get(f"{base}/v1/jobs/{job_id}") as response:
-                        job = await response.json()
-                    if job["status"] in ("completed", "failed"):
-                        break
-                    await asyncio.sleep(0.02)
+                job = await daemon.until_finished(session, job_id)
         finally:
             daemon.kill()
         assert job["status"] == "completed", job

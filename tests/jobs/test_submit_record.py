@@ -25,7 +25,7 @@ from router.models import VideoGenerationConfig, VideoGenerationRequest
 from router.routes import Route
 from tests.emulators._base import Fault
 from tests.emulators.fal import FalEmulator
-from tests.jobs.test_restart_kill9 import FAL_KEY
+from tests.jobs.test_restart_kill9 import FAL_KEY, FAL_VIDEO_ROUTES
 from tests.served import ServedDaemon
 
 
@@ -101,15 +101,12 @@ async def test_sigterm_while_a_submit_is_out_records_its_answer_then_the_restart
     async with FalEmulator(polls_to_complete=3) as fal:
         fal.submit_gate = asyncio.Event()
         routes = tmp_path / "routes.toml"
-        routes.write_text(ROUTES.format(url=fal.url))
+        routes.write_text(FAL_VIDEO_ROUTES.format(url=fal.url))
         daemon = ServedDaemon(routes, tmp_path / "data", FAL_KEY)
-        base = daemon.url
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
                 await daemon.ready(session)
-                async with session.post(base + "/v1/jobs", json={"model": "video", "prompt": "a fox"}) as response:
-                    assert response.status == 202
-                    job_id = (await response.json())["id"]
+                job_id = await daemon.post_job(session, {"model": "video", "prompt": "a fox"})
                 await until_async(lambda: fal.calls["submit"] == 1)  # out, and held by the vendor
                 daemon.process.send_signal(signal.SIGTERM)
                 await daemon.log_line("waiting_for_submits")  # the stop waits for it...
@@ -118,30 +115,12 @@ async def test_sigterm_while_a_submit_is_out_records_its_answer_then_the_restart
                 daemon.kill()
                 daemon = ServedDaemon(routes, tmp_path / "data", FAL_KEY, port=daemon.port)
                 await daemon.ready(session)
-                for _ in range(500):
-                    async with session.get(f"{base}/v1/jobs/{job_id}") as response:
-                        job = await response.json()
-                    if job["status"] in ("completed", "failed"):
-                        break
-                    await asyncio.sleep(0.02)
+                job = await daemon.until_finished(session, job_id)
         finally:
             daemon.kill()
         assert job["status"] == "completed", job
         assert fal.calls["submit"] == 1 and len(fal.jobs) == 1 and fal.calls["cancel"] == 0
         assert job["execution_metadata"]["attempts"][0]["request_id"] == next(iter(fal.jobs))
-
-
-ROUTES = """
-[routes."video"]
-kind = "video"
-[[routes."video".attempts]]
-provider = "fal"
-model = "fal-ai/veo3"
-base_url = "{url}"
-api_key_env = "EMULATED_FAL_KEY"
-poll_interval = 0.02
-max_poll_attempts = 1000
-"""
 
 
 async def until_async(predicate: Any, timeout: float = 10.0) -> None:
