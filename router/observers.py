@@ -79,13 +79,19 @@ def _missing_events(observer: object) -> list[str]:
     return [name for name in EVENTS if not inspect.iscoroutinefunction(getattr(observer, name, None))]
 
 
+def _class_checked(observer: object) -> bool:
+    """Whether ``observer``'s class passed the check once (``ChainObserver.__init_subclass__``) and the instance
+    shadows no event method with an attribute of its own: then it needs no check of its own."""
+    return bool(getattr(type(observer), "_events_checked", False)
+                and EVENTS_SET.isdisjoint(getattr(observer, "__dict__", ())))
+
+
 def handled_events(observer: object) -> frozenset[str]:
     """The events ``observer`` does something with, once it passes ``check_observer``: those its
     ``ChainObserver`` subclass overrides, or every event for any other object (or an instance whose attributes
     shadow an event method)."""
-    cls = type(observer)
-    if getattr(cls, "_events_checked", False) and EVENTS_SET.isdisjoint(getattr(observer, "__dict__", ())):
-        return cls._handled  # type: ignore[attr-defined, no-any-return]  # the class passed the check
+    if _class_checked(observer):
+        return type(observer)._handled  # type: ignore[attr-defined, no-any-return]
     check_observer(observer)
     return EVENTS_SET
 
@@ -93,8 +99,8 @@ def handled_events(observer: object) -> frozenset[str]:
 def check_observer(observer: object) -> None:
     """Refuse an object that lacks an event coroutine method (a ``ChainObserver`` subclass has them all, unless
     it overrides one with a plain function)."""
-    if getattr(type(observer), "_events_checked", False) and EVENTS_SET.isdisjoint(getattr(observer, "__dict__", ())):
-        return  # an instance attribute may shadow an event method: then the full check
+    if _class_checked(observer):
+        return
     missing = _missing_events(observer)
     if missing:
         raise TypeError(f"{type(observer).__name__} is not a ChainObserver: it has no async {', '.join(missing)} "
