@@ -72,9 +72,13 @@ class Redactor:
         texts = []
         for value in event.values():
             kind = type(value)
-            if kind is str or (value is not None and kind not in _SCALARS and isinstance(value, str)):
+            if kind is str:
                 texts.append(value)
-            elif not (value is None or kind in _SCALARS or isinstance(value, (int, float))):
+            elif value is None or kind in _SCALARS:
+                continue
+            elif isinstance(value, str):  # a str subclass
+                texts.append(value)
+            elif not isinstance(value, (int, float)):
                 return False
         # A secret found across two joined values is a false alarm only: scrub then decides per value.
         return self._pattern is None or self._pattern.search("\n".join(texts)) is None
