@@ -103,9 +103,10 @@ async def drive(
 
 async def _submit(handler: ProviderHandler, kind: Kind, config: AnyConfig, request: AnyRequest,
                   before_submit: Callable[[], Awaitable[None]] | None) -> ProviderJob | AnyResponse:
-    if before_submit is None or not getattr(handler, "announces_submit", False):
-        if before_submit is not None:
-            await before_submit()
+    if before_submit is None:
+        return await handler.submit(kind, config, request)
+    if not getattr(handler, "announces_submit", False):  # then its submit is recorded before it is called
+        await before_submit()
         return await handler.submit(kind, config, request)
     token = _SUBMIT_HOOK.set(before_submit)
     try:
