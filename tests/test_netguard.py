@@ -8,6 +8,7 @@ from aiohttp import web
 from providers._engine.media import fetch_media
 from router.errors import InvalidRequestError
 from router.netguard import ALLOW_PRIVATE_ENV, BlockedURLError, check_url, is_public
+from tests.net import serving
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
@@ -43,20 +44,14 @@ async def test_fetch_guard_against_a_real_loopback_server(monkeypatch: pytest.Mo
 
     app = web.Application()
     app.router.add_get("/x.png", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as base:
         monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
         with pytest.raises(InvalidRequestError, match="refused"):
-            await fetch_media(f"http://127.0.0.1:{port}/x.png")
+            await fetch_media(f"{base}/x.png")
         with pytest.raises(InvalidRequestError, match="localhost"):
-            await fetch_media(f"http://localhost:{port}/x.png")  # a name resolving to loopback
+            await fetch_media(base.replace("127.0.0.1", "localhost") + "/x.png")  # a name resolving to loopback
         assert hits == []  # nothing reached the server
         monkeypatch.setenv(ALLOW_PRIVATE_ENV, "true")
-        assert await fetch_media(f"http://127.0.0.1:{port}/x.png") == (b"\x89PNG-bytes", "image/png")
+        assert await fetch_media(f"{base}/x.png") == (b"\x89PNG-bytes", "image/png")
         with pytest.raises(InvalidRequestError, match="larger than"):
-            await fetch_media(f"http://127.0.0.1:{port}/x.png", max_bytes=4)
-    finally:
-        await runner.cleanup()
+            await fetch_media(f"{base}/x.png", max_bytes=4)

@@ -18,7 +18,7 @@ from router.http.app import create_app
 from router.http.keys import DAEMON
 from router.reload import RoutesHolder
 from router.settings import Settings
-from tests.net import free_port
+from tests.net import free_port, serving
 
 
 @dataclass
@@ -60,13 +60,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield state
-    await runner.cleanup()
+    async with serving(app) as state.url:
+        yield state
 
 
 class Router:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from tests.daemon.conftest import MOCK_ROUTES
 from tests.jobs.test_instances import LEASE_SECONDS, Instance, call
+from tests.net import serving
 
 SECRET = "whsec_" + base64.b64encode(b"tarash-router test secret 32 by").decode()
 ENV = {"TARASH_ROUTER_WEBHOOK_SECRET": SECRET, "TARASH_ROUTER_ALLOW_PRIVATE_WEBHOOK_URLS": "true",
@@ -57,13 +58,9 @@ async def counting() -> AsyncIterator[Counting]:
 
     app = web.Application()
     app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield state
-    await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.1, handler_cancellation=True) as base:
+        state.url = f"{base}/hook"
+        yield state
 
 
 async def until(condition: object, timeout: float = 30.0) -> None:
