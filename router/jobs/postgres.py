@@ -335,17 +335,12 @@ class PostgresJobStore:
                          due_at=message.next_attempt_at)
 
     async def record_outbox_try(self, message: OutboxMessage, worker: str) -> bool:
-        """Store ``message``'s state after a try ``worker`` made, ending its claim, if ``worker`` still holds
-        that claim; False (nothing written) when it lapsed and another instance claimed the message since."""
         rows = await self._rows("record_outbox_try", id=message.id, status=message.status, worker=worker,
                                 body=json.dumps(asdict(message), default=str), due_at=message.next_attempt_at)
         return bool(rows)
 
     async def claim_outbox(self, worker: str, now: datetime, limit: int, lease_seconds: float,
                            ids: Sequence[str] | None = None) -> list[OutboxMessage]:
-        """Claim up to ``limit`` pending messages due by ``now`` (of ``ids`` only, when given) for one try each:
-        none that another instance claimed, unless its claim lapsed. ``record_outbox_try`` (or a
-        ``put_outbox``) ends the claim."""
         if limit <= 0 or (ids is not None and not ids):
             return []
         rows = await self._rows("claim_outbox", worker=worker, now=now, limit=limit, lease=lease_seconds,
@@ -353,7 +348,6 @@ class PostgresJobStore:
         return [outbox_from(body) for (body,) in rows]
 
     async def release_outbox(self, worker: str) -> None:
-        """Give up ``worker``'s claims (a clean stop): other instances make those tries at once."""
         await self._rows("release_outbox", worker=worker)
 
     async def outbox_for_job(self, job_id: str) -> OutboxMessage | None:
@@ -365,11 +359,9 @@ class PostgresJobStore:
 
     # ---- vendor webhooks relayed to the job's holder (router/webhooks/inbound.py) ------------------------------
     async def note_push(self, job_id: str, attempt: int) -> None:
-        """Keep a verified vendor push about unfinished job ``job_id`` and announce it (notice ``"push"``)."""
         await self._rows("note_push", id=job_id, attempt=attempt)
 
     async def take_pushes(self, worker: str, job_id: str | None = None) -> set[str]:
-        """The jobs ``worker`` holds that have pushes kept (only ``job_id``, when given); the pushes are deleted."""
         return {row[0] for row in await self._rows("take_pushes", worker=worker, id=job_id)}
 
     # ---- spend (router/budgets.py) ------------------------------------------------------------------------

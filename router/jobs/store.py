@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import structlog
 
@@ -322,3 +322,40 @@ class JobStore(SpendStore, Protocol):
     def rows_written(self) -> int:
         """Rows inserted, updated or deleted since the store opened (``tarash_router_job_store_rows_written``)."""
         ...
+
+
+class SharedJobStore(JobStore, Protocol):
+    """A store several instances share (``shared`` is True: PostgreSQL): what only they need, because another
+    instance may hold the job or the client webhook. Callers narrow with ``shared_store``."""
+
+    async def record_outbox_try(self, message: OutboxMessage, worker: str) -> bool:
+        """Store ``message``'s state after a try ``worker`` made, ending its claim, if ``worker`` still holds
+        that claim; False (nothing written) when it lapsed and another instance claimed the message since."""
+        ...
+
+    async def claim_outbox(self, worker: str, now: datetime, limit: int, lease_seconds: float,
+                           ids: Sequence[str] | None = None) -> list[OutboxMessage]:
+        """Claim up to ``limit`` pending messages due by ``now`` (of ``ids`` only, when given) for one try each:
+        none that another instance claimed, unless its claim lapsed. ``record_outbox_try`` (or a
+        ``put_outbox``) ends the claim."""
+        ...
+
+    async def release_outbox(self, worker: str) -> None:
+        """Give up ``worker``'s claims (a clean stop): other instances make those tries at once."""
+        ...
+
+    async def note_push(self, job_id: str, attempt: int) -> None:
+        """Keep a verified vendor push about unfinished job ``job_id`` and announce it (notice ``"push"``)."""
+        ...
+
+    async def take_pushes(self, worker: str, job_id: str | None = None) -> set[str]:
+        """The jobs ``worker`` holds that have pushes kept (only ``job_id``, when given); the pushes are deleted."""
+        ...
+
+
+def shared_store(store: JobStore) -> SharedJobStore:
+    """``store`` as the shared store its ``shared`` flag says it is; ``TypeError`` for a one-process store
+    (a caller asking is a bug: it should have checked ``store.shared``)."""
+    if not store.shared:
+        raise TypeError(f"{type(store).__name__} is not shared by several instances")
+    return cast(SharedJobStore, store)

@@ -33,7 +33,7 @@ import structlog
 
 from router.errors import TarashError
 from router.handler import WEBHOOK_URL_KEY, ProviderHandler, is_stepped
-from router.jobs.store import JobRecord, JobStore, JobStoreUnavailableError, Notice
+from router.jobs.store import JobRecord, JobStore, JobStoreUnavailableError, Notice, shared_store
 from router.models import AnyConfig, AttemptMetadata
 from router.registry import get_handler, known_providers, resolve_api_key
 from router.routes import CONFIG_TYPES
@@ -191,7 +191,7 @@ class InboundWebhooks:
             wake.set()
         elif self.store.shared:  # another instance holds it (or will claim it): tell it through the store
             try:
-                await self.store.note_push(job.id, number)  # type: ignore[attr-defined]
+                await shared_store(self.store).note_push(job.id, number)
             except JobStoreUnavailableError:
                 raise WebhookRejected(503, "store_unavailable", "the job store cannot keep the delivery now; "
                                       "the vendor retries") from None
@@ -211,7 +211,7 @@ class InboundWebhooks:
 
     async def _take(self, job_id: str | None) -> None:
         try:
-            taken = await self.store.take_pushes(self.instance_id, job_id)  # type: ignore[attr-defined]
+            taken = await shared_store(self.store).take_pushes(self.instance_id, job_id)
         except JobStoreUnavailableError:
             return  # kept in the store: the next reconnect takes them, the stretched poll bounds the wait
         for taken_id in taken:

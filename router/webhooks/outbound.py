@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from router.jobs.store import JobRecord, JobStore, OutboxMessage
+from router.jobs.store import JobRecord, JobStore, OutboxMessage, shared_store
 from router.models import utc_now
 from router.netguard import BlockedURLError, check_url, connector_kwargs
 from router.webhooks import signing
@@ -161,7 +161,7 @@ class OutboundWebhooks:
         self._loop = None
         if self.store.shared:  # another instance may make the abandoned tries at once
             with contextlib.suppress(Exception):  # the store may be down: the claims then lapse by themselves
-                await self.store.release_outbox(self.instance_id)  # type: ignore[attr-defined]
+                await shared_store(self.store).release_outbox(self.instance_id)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -208,7 +208,7 @@ class OutboundWebhooks:
         A message another instance claimed is its to make; one not claimed now stays pending for the sweep."""
         free = CONCURRENCY - len(self._running)
         try:
-            claimed = await self.store.claim_outbox(  # type: ignore[attr-defined]
+            claimed = await shared_store(self.store).claim_outbox(
                 self.instance_id, now, free, self.claim_seconds, ids)
         except Exception as exc:  # noqa: BLE001 - the store is down: the next sweep tries again
             if not self._claims_failing:  # once per outage
@@ -298,7 +298,7 @@ class OutboundWebhooks:
                 message.next_attempt_at, result = due, "retry"
         if not self.store.shared:
             await self.store.put_outbox(message)
-        elif not await self.store.record_outbox_try(message, self.instance_id):  # type: ignore[attr-defined]
+        elif not await shared_store(self.store).record_outbox_try(message, self.instance_id):
             # This try outlived its claim and another instance claimed the message since: its record stands.
             log.warning("client_webhook_claim_lost", job_id=message.job_id, webhook_id=message.id,
                         attempt=message.attempts, result=result)

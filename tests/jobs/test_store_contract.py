@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from router.jobs import JobRecord, JobStore, OutboxMessage, VendorJob
-from router.jobs.store import SpendEntry
+from router.jobs.store import SpendEntry, shared_store
 from router.models import utc_now
 from tests.jobs.stores import STORES, StoreKind
 
@@ -356,3 +356,14 @@ async def test_a_brief_list_has_what_list_views_show(store: JobStore) -> None:
         {k: request[k] for k in LIST_REQUEST_FIELDS}
     assert set(brief.request) <= set(LIST_REQUEST_FIELDS)  # no store reads inline input media for a list
     assert (await store.get("job_media")).request == request  # type: ignore[union-attr] # whole when asked for
+
+
+async def test_only_a_shared_store_narrows_to_the_shared_protocol(store: JobStore) -> None:
+    if store.shared:  # the methods only several instances need are there
+        shared = shared_store(store)
+        assert shared is store
+        for name in ("record_outbox_try", "claim_outbox", "release_outbox", "note_push", "take_pushes"):
+            assert callable(getattr(shared, name))
+    else:
+        with pytest.raises(TypeError, match="not shared"):
+            shared_store(store)
