@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from providers._engine import HttpProvider, HttpRequest, VendorResponse, media_url
-from router.errors import BadProviderResponseError, ContentPolicyError
+from router.errors import BadProviderResponseError, ContentPolicyError, TarashError
 from router.handler import PollStatus, ProviderJob
 from router.models import (
     AnyConfig, AnyRequest, AnyResponse, ImageGenerationRequest, ImageGenerationResponse, Kind, StatusType,
@@ -153,26 +153,48 @@ class FalProvider(HttpProvider):
         status = self.map_status(data["status"], config, job.id)
         if status == "completed" and data.get("error"):
             # A failed fal request still reports COMPLETED, with error/error_type set.
-            error_type = data.get("error_type")
-            raise self.failure(
-                config, f"fal: {data['error']}", job_id=job.id, code=error_type, raw=data,
-                error_class=ContentPolicyError if error_type in CONTENT_POLICY_TYPES else None,
-            )
+            raise self._failed(config, job.id, data["error"], data.get("error_type"), data)
         # fal reports no percentage; the queue position (0-based) is in the raw update.
         return PollStatus(status=status, raw=data)
 
-    def result_request(self, kind: Kind, config: AnyConfig, job: ProviderJob, status: PollStatus) -> HttpRequest:
-        return HttpRequest("GET", job.data["response_url"])
+    def pushed(self, kind: Kind, config: AnyConfig, job: ProviderJob, payload: Any) -> PollStatus | None:
+        # docs.fal.ai "Webhooks": {"request_id", "gateway_request_id", "status": "OK"|"ERROR", "payload", "error"}
+        # once the request is done; "payload" is the result GET's body (ERROR: the error's body). A payload fal
+        # could not serialize is null with "payload_error" set: then the result is fetched as after a poll.
+        if not isinstance(payload, dict) or payload.get("request_id") != job.id:
+            return None
+        body = payload.get("payload")
+        head = {k: v for k, v in payload.items() if k != "payload"}  # the update callers see, without the result
+        if payload.get("status") == "ERROR":
+            detail = body.get("detail") if isinstance(body, dict) else None
+            first = detail[0] if isinstance(detail, list) and detail and isinstance(detail[0], dict) else {}
+            message = detail if isinstance(detail, str) else first.get("msg") or payload.get("error") or "failed"
+            error_type = (body.get("error_type") if isinstance(body, dict) else None) or first.get("type")
+            raise self._failed(config, job.id, str(message), error_type, head)
+        if payload.get("status") != "OK" or not isinstance(body, dict):
+            return None
+        return PollStatus(status="completed", raw=head, result=body)
+
+    def _failed(self, config: AnyConfig, job_id: str, message: str, error_type: Any, raw: dict[str, Any]) -> TarashError:
+        """A request fal reports failed, from a poll or a push alike."""
+        return self.failure(
+            config, f"fal: {message}", job_id=job_id, code=error_type, raw=raw,
+            error_class=ContentPolicyError if error_type in CONTENT_POLICY_TYPES else None,
+        )
+
+    def result_request(self, kind: Kind, config: AnyConfig, job: ProviderJob,
+                       status: PollStatus) -> HttpRequest | None:
+        return None if status.result is not None else HttpRequest("GET", job.data["response_url"])
 
     def build_response(
         self, kind: Kind, config: AnyConfig, request: AnyRequest, job: ProviderJob, status: PollStatus,
         result: VendorResponse | None,
     ) -> AnyResponse:
-        assert result is not None
-        data = result.json()
-        # x-fal-billable-units: what fal bills this request, in the endpoint's priced unit (router/pricing).
+        data = result.json() if result is not None else status.result  # fetched, or a push's payload
+        # x-fal-billable-units: what fal bills this request, in the endpoint's priced unit (router/pricing). A
+        # push carries no such header: the price is then applied to what was delivered.
         meta = {"provider_request_id": job.id, "fal_metrics": status.raw.get("metrics"),
-                "billable_units": _units(result.headers.get("x-fal-billable-units"))}
+                "billable_units": _units(result.headers.get("x-fal-billable-units")) if result is not None else None}
         if kind == "video":
             video = data.get("video") or {}
             url = video.get("url") if isinstance(video, dict) else None

@@ -28,6 +28,8 @@ IMAGE_FIELDS = {"prompt": "prompt", "aspect_ratio": "aspect_ratio", "seed": "see
                 "negative_prompt": "negative_prompt"}
 ROLE_KEYS = {"first_frame": "image", "last_frame": "last_frame", "reference": "reference_images",
              "asset": "reference_images", "style": "reference_images"}
+#: Prediction statuses that end it (Replicate's "completed" webhook event).
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 #: Seconds a synchronous (Prefer: wait) image call may hold the connection (Replicate allows 1-60).
 SYNC_WAIT_SECONDS = 60
 
@@ -110,7 +112,17 @@ class ReplicateProvider(HttpProvider):
         return HttpRequest("GET", job.data.get("get") or f"predictions/{job.id}")
 
     def polled(self, kind: Kind, config: AnyConfig, job: ProviderJob, response: VendorResponse) -> PollStatus:
-        data = response.json()
+        return self._status(config, job, response.json())
+
+    def pushed(self, kind: Kind, config: AnyConfig, job: ProviderJob, payload: Any) -> PollStatus | None:
+        # The webhook's body is the prediction object itself, as a status GET answers it; only a terminal one
+        # (succeeded/failed/canceled: the "completed" event) is an outcome, any other event is a hint.
+        if not isinstance(payload, dict) or payload.get("id") != job.id or payload.get("status") not in TERMINAL:
+            return None
+        return self._status(config, job, payload)
+
+    def _status(self, config: AnyConfig, job: ProviderJob, data: dict[str, Any]) -> PollStatus:
+        """A prediction's state, from a poll or a push alike."""
         status = self.map_status(data["status"], config, job.id)
         if status == "failed":
             message = data.get("error") or ("prediction was canceled" if data["status"] == "canceled" else "prediction failed")

@@ -103,6 +103,14 @@ class ProviderHandler:
         ``webhook_scheme`` needs a vendor-held secret implement it; ``router.webhooks.inbound`` caches the answer."""
         raise NotImplementedError(f"{type(self).__name__} has no webhook secret to fetch")
 
+    def pushed(self, kind: Kind, config: AnyConfig, job: ProviderJob, payload: Any) -> PollStatus | None:
+        """What a verified push (its signature checked by ``router.webhooks.inbound``) says about ``job``, when
+        its payload is the job's whole outcome: a terminal ``PollStatus`` the steps take as a poll's answer (with
+        ``result`` set when it holds the result, so none is fetched); raises as ``poll`` does when the vendor
+        reports the job failed. None (the default): the push is only a hint, and a status poll decides. A handler
+        parses a push with the same code as its poll's answer, so both paths give the same outcome."""
+        return None
+
     def poll_delay(self, config: AnyConfig) -> float:
         """Seconds between polls."""
         return float(config.poll_interval)

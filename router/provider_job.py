@@ -30,3 +30,6 @@ class PollStatus:
     #: Seconds the vendor asked us to wait before the next poll (e.g. OpenAI's ``openai-poll-after-ms``);
     #: it can only lengthen the wait, never shorten ``poll_interval``.
     poll_after: float | None = None
+    #: The vendor's result when this status already holds it (a verified push whose signed payload is the whole
+    #: outcome, ``ProviderHandler.pushed``): then ``fetch_result`` needs no call of its own.
+    result: Any = None

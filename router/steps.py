@@ -9,9 +9,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from router.errors import ContentPolicyError, GenerationFailedError, ProviderTimeoutError, TarashError
+from router.errors import (
+    BadProviderResponseError,
+    ContentPolicyError,
+    GenerationFailedError,
+    ProviderTimeoutError,
+    TarashError,
+)
 from router.handler_checks import check_response, expect
 from router.models import (
     UPDATE_TYPES,
@@ -36,8 +42,9 @@ _SUBMIT_HOOK: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("tar
 
 class PushChannel(Protocol):
     """A vendor webhook for one attempt (``router.webhooks.inbound``): it names where the vendor should push
-    the job's completion, and ends a wait between polls early when a verified push arrived. A push is a hint:
-    the next poll is still what decides."""
+    the job's completion, and ends a wait between polls early when a verified push arrived. A push whose signed
+    payload is the job's whole outcome finishes the attempt without a poll (``ProviderHandler.pushed``); any
+    other push is a hint, and the next poll decides."""
 
     async def open(self, config: AnyConfig) -> AnyConfig:
         """Before the submit: the config to submit with (carrying the webhook URL), or ``config`` unchanged."""
@@ -45,6 +52,11 @@ class PushChannel(Protocol):
 
     async def wait(self, seconds: float) -> None:
         """Wait between two polls: ``seconds``, stretched while a push is expected, ended early by one."""
+        ...
+
+    def take(self) -> Any:
+        """The payload of a verified, signed push that arrived for this attempt since the last take (None: none,
+        or only hints). Unsigned pushes never bring one."""
         ...
 
 
@@ -93,7 +105,7 @@ async def drive(
         job = submitted
         if on_job is not None:
             await on_job(job)
-    run = _JobRun(handler, kind, config, request, emit, generation_id, job, pause, push.wait if push else None)
+    run = _JobRun(handler, kind, config, request, emit, generation_id, job, pause, push)
     try:
         return await run.until_done()
     finally:
@@ -128,6 +140,8 @@ async def submit_going_out() -> None:
 
 # Errors a poll raises when the vendor reports the job itself ended badly.
 _TERMINAL_ERRORS = (GenerationFailedError, ContentPolicyError)
+# A push payload of a shape its handler does not expect (what ``HttpProvider.parse`` turns into a bad response).
+_UNREADABLE = (BadProviderResponseError, KeyError, IndexError, TypeError, ValueError, AttributeError)
 
 
 @dataclass
@@ -143,19 +157,37 @@ class _JobRun:
     generation_id: str
     job: ProviderJob
     pause: Callable[[float], Awaitable[None]]
-    push_wait: Callable[[float], Awaitable[None]] | None
+    push: PushChannel | None
     terminal: bool = False
 
-    async def _before_poll(self, poll_number: int, wait: float) -> None:
+    async def _before_poll(self, poll_number: int, wait: float) -> Any:
         """Wait for the poll's time: ``pause(0)`` before the first (a pacer bounds bursts of those too), then
         ``pause(wait)``, or the push's wait. A poll a push woke starts at once: pushes come one request at a time,
-        and the result is what the push is waiting for."""
+        and the result is what the push is waiting for. Returns the payload of a signed push taken meanwhile."""
         if not poll_number:
             await self.pause(0)
-        elif self.push_wait is None:
+        elif self.push is None:
             await self.pause(wait)
         else:
-            await self.push_wait(wait)
+            await self.push.wait(wait)
+        return self.push.take() if self.push is not None else None
+
+    def _from_push(self, payload: Any) -> PollStatus | None:
+        """The job's end as a signed push told it (``ProviderHandler.pushed``), or None: then the poll decides
+        (no payload, a hint, or one whose shape the handler does not recognise: the vendor's poll is the truth)."""
+        pushed = getattr(self.handler, "pushed", None)  # duck-typed handlers may lack it
+        if payload is None or pushed is None:
+            return None
+        try:
+            status = pushed(self.kind, self.config, self.job, payload)
+        except _UNREADABLE as exc:
+            log.warning("push about %s job %s not understood (%s), polling", self.config.provider, self.job.id,
+                        type(exc).__name__)
+            return None
+        if status is None:
+            return None
+        expect(self.handler, "pushed", status, PollStatus)
+        return status if status.status in ("completed", "failed") else None
 
     async def until_done(self) -> AnyResponse:
         """Poll every ``poll_delay`` (longer when the vendor asks) up to ``max_poll_attempts``; the result."""
@@ -164,10 +196,12 @@ class _JobRun:
         wait = delay
         errors_in_row = 0
         for poll_number in range(config.max_poll_attempts):
-            await self._before_poll(poll_number, wait)
+            pushed = await self._before_poll(poll_number, wait)
             wait = delay
             try:
-                status = await handler.poll(self.kind, config, job)
+                status = self._from_push(pushed)
+                if status is None:
+                    status = await handler.poll(self.kind, config, job)
             except _TERMINAL_ERRORS:
                 self.terminal = True
                 raise

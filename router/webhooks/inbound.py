@@ -5,13 +5,16 @@ Each attempt whose vendor can push (``ProviderHandler.webhook_scheme``) gets its
 ``<job id>.<attempt number>.<secret>``; only the secret's SHA-256 is stored, on the job record, so any
 instance sharing the job store can check it and a restart loses nothing.
 
-A push is a hint, polling stays the truth: a verified delivery ends the attempt's wait between polls at once
-(the next poll decides), and while a push is expected the attempt polls only every ``webhook_poll_interval``
-seconds, the safety net for a push that never comes. A duplicate, a late or an out-of-order delivery causes at
-most one extra status poll. With several instances on one PostgreSQL store, a delivery about a job another
-instance holds is verified here, kept in the store and announced (``JobStore`` notice ``"push"``); the holder
-wakes the attempt at the notice, or, if its LISTEN connection was down then, when it reconnects (the kept push
-is taken then). Refused (and counted, and logged without the token): an unknown token (404), a
+A verified delivery ends the attempt's wait between polls at once. Where the vendor signs the whole outcome
+(fal, Replicate) its payload goes with it, and the attempt ends from it as a poll and a result fetch would have
+ended it (``ProviderHandler.pushed``), with no call to the vendor; anything else (Luma and Gemini deliveries,
+which nothing verifies, a non-terminal event, a fal result too large to push) is a hint, and the poll it
+triggers decides. While a push is expected the attempt polls only every ``webhook_poll_interval`` seconds, the
+safety net for a push that never comes. A duplicate, a late or an out-of-order delivery causes at most one extra
+status poll. With several instances on one PostgreSQL store, a delivery about a job another instance holds is
+verified here, kept in the store and announced (``JobStore`` notice ``"push"``); the holder wakes the attempt
+at the notice, or, if its LISTEN connection was down then, when it reconnects (the kept push is taken then). A
+relayed push is a hint (the store keeps that it came, not its payload): the holder polls. Refused (and counted, and logged without the token): an unknown token (404), a
 body over the limit (413), a signature or timestamp that does not verify (401), a replay of a delivery
 already accepted (409), a delivery about another vendor job (400).
 """
@@ -26,6 +29,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -49,6 +53,20 @@ REPLICATE_SECRET_ENV = "REPLICATE_WEBHOOK_SECRET"
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)
 #: The field of a delivery naming the vendor's job, per scheme (None: the payload is not relied on at all).
 _VENDOR_ID: dict[str, str | None] = {"fal": "request_id", "replicate": "id", "luma": "id", "google": None}
+#: Schemes whose signature covers the whole body: their payload may end the attempt (the others only wake it).
+_SIGNED = frozenset({"fal", "replicate"})
+
+
+@dataclass
+class _Running:
+    """A job running here whose attempts may get pushes: its live record (a delivery is checked without a store
+    read), the configs its attempts run with (nor a validation of the chain entry), the event a verified
+    delivery sets, and the last signed delivery's ``(attempt number, payload)`` for that attempt to take."""
+
+    record: JobRecord
+    configs: dict[int, AnyConfig] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pushed: tuple[int, Any] | None = None
 
 
 class WebhookRejected(Exception):
@@ -85,9 +103,7 @@ class InboundWebhooks:
         self._replicate_secrets: dict[str, bytes] = {}  # per base URL, fetched once
         self._fal_keys: dict[str, fal.FalKeys] = {}  # per JWKS URL
         self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()  # accepted ids -> when
-        self._wake: dict[str, asyncio.Event] = {}  # job id -> set by a verified delivery
-        #: The live records of jobs running here: a delivery about one is checked without a store read.
-        self._live: dict[str, JobRecord] = {}
+        self._running: dict[str, _Running] = {}  # job id -> its state while it runs here
         self._session: aiohttp.ClientSession | None = None
         #: This instance's name on its job leases: the pushes other instances relay here are taken under it.
         self.instance_id = instance_id
@@ -121,20 +137,20 @@ class InboundWebhooks:
             supported = getattr(handler, "webhook_supported", None)  # duck-typed handlers may lack it
             if supported is not None and not supported(job.kind, config):
                 return None
-            self._wake.setdefault(job.id, asyncio.Event())
-            self._live[job.id] = job
+            running = self._running.setdefault(job.id, _Running(job))
+            running.record = job
+            running.configs[attempt.attempt_number] = config
             return _Channel(self, job, attempt.attempt_number)
 
         return channel
 
     def forget(self, job_id: str) -> None:
         """The job stopped running here: nothing left to wake."""
-        self._wake.pop(job_id, None)
-        self._live.pop(job_id, None)
+        self._running.pop(job_id, None)
 
-    def waker(self, job_id: str) -> asyncio.Event | None:
-        """Set by a verified delivery about ``job_id`` while it runs here."""
-        return self._wake.get(job_id)
+    def running(self, job_id: str) -> _Running | None:
+        """``job_id``'s push state while it runs here (its ``wake`` is set by a verified delivery)."""
+        return self._running.get(job_id)
 
     # ---- deliveries ---------------------------------------------------------------------------------------
     async def receive(self, provider: str, token: str, headers: Mapping[str, str], body: bytes) -> str:
@@ -157,8 +173,9 @@ class InboundWebhooks:
         if len(body) > self.max_body_bytes:
             raise WebhookRejected(413, "too_large", f"webhook body over {self.max_body_bytes} bytes")
         parsed = _parse_token(token)
+        running = self._running.get(parsed[0]) if parsed else None
         try:
-            job = (self._live.get(parsed[0]) or await self.store.get(parsed[0])) if parsed else None
+            job = running.record if running else await self.store.get(parsed[0]) if parsed else None
         except JobStoreUnavailableError:
             raise WebhookRejected(503, "store_unavailable", "the job store cannot be read now; the vendor retries") \
                 from None
@@ -168,7 +185,9 @@ class InboundWebhooks:
         number = int(parsed[1])
         if not 1 <= number <= len(job.chain) or job.chain[number - 1].get("provider") != provider:
             raise WebhookRejected(404, "unknown_token", "no such webhook")
-        config = CONFIG_TYPES[job.kind].model_validate(job.chain[number - 1])
+        config = running.configs.get(number) if running else None
+        if config is None:  # not running here: from the stored chain
+            config = CONFIG_TYPES[job.kind].model_validate(job.chain[number - 1])
         handler = get_handler(provider)
         scheme = getattr(handler, "webhook_scheme", None)
         delivery_id = await self._verify(scheme, handler, config, headers, body)
@@ -187,8 +206,10 @@ class InboundWebhooks:
             self._remember(delivery_id)
         if job.finished:
             return job.id, "ignored"
-        if (wake := self._wake.get(job.id)) is not None:
-            wake.set()
+        if (running := self._running.get(job.id)) is not None:
+            if scheme in _SIGNED:
+                running.pushed = (number, payload)  # verified: the attempt may end from it
+            running.wake.set()
         elif self.store.shared:  # another instance holds it (or will claim it): tell it through the store
             try:
                 await shared_store(self.store).note_push(job.id, number)
@@ -203,8 +224,8 @@ class InboundWebhooks:
         """A ``JobService`` notice listener: wake a job running here that another instance received a push
         for, and take the kept pushes once the store's LISTEN connection is (re)established (``"job"`` without a
         time), since announcements made while it was down were missed."""
-        if notice == "push" and (wake := self._wake.get(subject)) is not None:
-            wake.set()  # first: the status check should not wait for the store
+        if notice == "push" and (running := self._running.get(subject)) is not None:
+            running.wake.set()  # first: the status check should not wait for the store
             self._spawn(self._take(subject))
         elif notice == "job" and sent_at is None:
             self._spawn(self._take(None))
@@ -215,8 +236,8 @@ class InboundWebhooks:
         except JobStoreUnavailableError:
             return  # kept in the store: the next reconnect takes them, the stretched poll bounds the wait
         for taken_id in taken:
-            if (wake := self._wake.get(taken_id)) is not None:
-                wake.set()
+            if (running := self._running.get(taken_id)) is not None:
+                running.wake.set()
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
@@ -298,23 +319,33 @@ class _Channel:
     def __init__(self, inbound: InboundWebhooks, job: JobRecord, attempt_number: int) -> None:
         self.inbound = inbound
         self.job = job
+        self.number = attempt_number
         self.key = str(attempt_number)
 
     async def open(self, config: AnyConfig) -> AnyConfig:
         secret = secrets.token_urlsafe(32)
+        # No save of its own: a delivery can beat the submit's answer, but not the submit. Here the live record
+        # checks it; for a restart or another instance, the submit's record (``JobService._submitting``, awaited
+        # before the submit goes out) stores the hash with the job.
         self.job.webhook_tokens[self.key] = digest(secret)
-        await self.inbound.store.save(self.job)  # before the submit: a delivery may beat the submit's answer
         url = f"{self.inbound.public_url}{PATH_PREFIX}{config.provider}/{self.job.id}.{self.key}.{secret}"
         return config.model_copy(update={"provider_config": {**config.provider_config, WEBHOOK_URL_KEY: url}})
 
     async def wait(self, seconds: float) -> None:
-        wake = self.inbound.waker(self.job.id)
-        if wake is None or self.key not in self.job.webhook_tokens:
+        running = self.inbound.running(self.job.id)
+        if running is None or self.key not in self.job.webhook_tokens:
             await asyncio.sleep(seconds)  # this attempt asked for no push (or was submitted before)
             return
         try:
             async with asyncio.timeout(max(seconds, self.inbound.poll_interval)):
-                await wake.wait()
+                await running.wake.wait()
         except TimeoutError:
             pass
-        wake.clear()
+        running.wake.clear()
+
+    def take(self) -> Any:
+        running = self.inbound.running(self.job.id)
+        if running is None or running.pushed is None or running.pushed[0] != self.number:
+            return None  # nothing signed came for this attempt (a delivery for an earlier one is stale)
+        payload, running.pushed = running.pushed[1], None
+        return payload

@@ -31,7 +31,8 @@ signed as the vendor signs it. ``WebhookFault`` modes, set on ``emu.webhook_faul
 ``late`` (sent ``webhook_late_delay`` seconds after the job finished), ``bad_signature`` (a signature that does
 not verify), ``early`` (one delivery before the job is done, then the real one) and ``before_answer`` (a fast
 vendor: the job finishes and its webhook is delivered, and answered, before the submit itself is answered, so it
-reaches the receiver before it knows the vendor's job id). Every delivery and the receiver's answer is in
+reaches the receiver before it knows the vendor's job id), and ``no_payload`` (fal only: the push says the
+request is done but holds no result, as fal sends a result it could not push). Every delivery and the receiver's answer is in
 ``emu.webhook_deliveries``.
 """
 
@@ -87,6 +88,7 @@ class WebhookFault(StrEnum):
     BAD_SIGNATURE = "bad_signature"  # the signature does not verify
     EARLY = "early"  # one delivery while the job still runs, then the real one
     BEFORE_ANSWER = "before_answer"  # the job finishes and its webhook is answered before the submit is
+    NO_PAYLOAD = "no_payload"  # fal: the result is not in the push (payload null, payload_error); others ignore it
 
 
 _WEBHOOK_MARKER = re.compile(rf"\[\[webhook:({'|'.join(WebhookFault)})\]\]")

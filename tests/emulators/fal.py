@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from aiohttp import web
 
 from providers._mock_media import video_asset
-from tests.emulators._base import Emulator, Fault, Job, image_dims, is_video_model
+from tests.emulators._base import Emulator, Fault, Job, WebhookFault, image_dims, is_video_model
 
 NAMESPACES = ("workflows", "comfy")
 #: ``image_size`` presets of fal's image endpoints (fal-ai/flux docs); flux/dev defaults to landscape_4_3.
@@ -265,6 +265,9 @@ class FalEmulator(Emulator):
         elif (failure := self._failure(job)) is not None:
             message.update(status="ERROR", error=f"Invalid status code: {failure[0]}",
                            payload={"detail": failure[2], "error_type": failure[1]})
+        elif self._webhook_fault(job) is WebhookFault.NO_PAYLOAD:
+            # docs "Webhooks" > "Payload errors": a payload fal cannot send is null, with payload_error saying why.
+            message.update(status="OK", payload=None, payload_error="Response payload is not JSON serializable.")
         else:
             message.update(status="OK", payload=self._video(job) if is_video_model(job.model) else self._images(job))
         body = json.dumps(message).encode()

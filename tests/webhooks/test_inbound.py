@@ -93,14 +93,14 @@ async def test_a_webhook_before_the_submit_answer_is_remembered_until_the_vendor
         start_router: StartRouter) -> None:
     async with FalEmulator(polls_to_complete=10_000) as fal:
         # A fast vendor: the push arrives while the router still waits for the submit's answer (no vendor job id
-        # yet), and it is the only one. The first status poll then fails (a 500), so only the remembered push
-        # can end the next wait before the 60-s safety poll.
+        # yet), and it is the only one. A status poll would fail (a 500) and the next one is 60 s away, so only
+        # the remembered push can end the job: from its signed payload, before any status poll.
         fal.webhook_fault = WebhookFault.BEFORE_ANSWER
         fal.inject(Fault.SERVER_ERROR, step="status")
         router = await start_router(fal_routes(fal))  # webhook_poll_interval: the default 60 s
         job = await router.finished(await router.create({"model": "video", "prompt": "a fox"}))
         assert job["status"] == "completed" and fal.calls["submit"] == 1
-        assert [d.status for d in fal.webhook_deliveries] == [200] and fal.calls["status"] == 2
+        assert [d.status for d in fal.webhook_deliveries] == [200] and fal.calls["status"] == 0
         assert await router.metric("tarash_router_webhooks_received_total", provider="fal", result="accepted") == 1
 
 
@@ -290,5 +290,6 @@ async def test_a_webhook_after_a_restart_wakes_the_resumed_job(start_router: Sta
         url = next(r for r in fal.requests if r.step == "submit").query["fal_webhook"]
         delivery = await fal.deliver_webhook(vendor_job, url)
         assert delivery is not None and delivery.status == 200
-        job = await second.finished(job_id)
-        assert job["status"] == "completed" and fal.calls["submit"] == 1 and fal.calls["status"] == 3
+        job = await second.finished(job_id)  # from the push's payload: no third status call, no result fetch
+        assert job["status"] == "completed" and fal.calls["submit"] == 1 and fal.calls["status"] == 2
+        assert fal.calls["result"] == 0
