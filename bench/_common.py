@@ -61,6 +61,34 @@ async def wait_http(url: str, timeout: float = 20.0) -> None:
     raise TimeoutError(f"{url} never answered")
 
 
+def histogram_quantile(text: str, name: str, q: float) -> tuple[float, float]:
+    """The ``q``-quantile (0..1) of the unlabelled Prometheus histogram ``name`` in exposition ``text``: the upper
+    bound of the bucket it falls in, and the value interpolated linearly inside that bucket as PromQL's
+    ``histogram_quantile`` does (an estimate: it assumes the bucket's observations spread evenly). In the +Inf bucket
+    both are the highest finite bound; (nan, nan) with no observations."""
+    buckets = [(float(line.split('le="')[1].split('"')[0].replace("+Inf", "inf")), float(line.split()[-1]))
+               for line in text.splitlines() if line.startswith(f"{name}_bucket")]
+    total = buckets[-1][1] if buckets else 0.0
+    if not total:
+        return float("nan"), float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower, lower
+            return bound, lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower, lower
+
+
+def loop_lag_p99(text: str, suffix: str = "") -> dict[str, float]:
+    """``tarash_router_event_loop_lag_seconds`` at p99 from a ``/metrics`` text, as result fields: the bucket bound
+    (``loop_lag_p99_s``, what the metric can show: 0.05 means 25-50 ms) and the estimate interpolated inside it
+    (``loop_lag_p99_interpolated_s``); ``suffix`` ends both names."""
+    bucket, interpolated = histogram_quantile(text, "tarash_router_event_loop_lag_seconds", 0.99)
+    return {f"loop_lag_p99_s{suffix}": bucket, f"loop_lag_p99_interpolated_s{suffix}": round(interpolated, 4)}
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]

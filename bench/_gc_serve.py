@@ -2,7 +2,8 @@
 
     python -m bench._gc_serve OUT.json serve --routes ...   (used by bench/scale.py)
 ``gc.callbacks`` time every collection (start to stop, wall clock on the event-loop thread), so the figures are
-the pauses the loop itself sat through.
+the pauses the loop itself sat through. ``loop_lag`` beside them: the event-loop lag metric's own measurement, every
+value kept (``bench._lag``), for a p99 finer than the histogram's buckets.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench._lag import LagRecorder
 from bench._stalls import StallTracer
 import router.cli
 from router.cli import main
@@ -33,6 +35,8 @@ def run() -> int:
 
     if thresholds := os.environ.get("BENCH_GC_THRESHOLDS"):  # e.g. "10000,2,50": try other thresholds
         router.cli.GC_THRESHOLDS = tuple(int(x) for x in thresholds.split(","))  # type: ignore[assignment]
+    lag = LagRecorder()
+    lag.install()
     tracer = StallTracer() if os.environ.get("BENCH_STALLS") == "1" else None
     if tracer is not None:
         tracer.install()
@@ -41,6 +45,7 @@ def run() -> int:
         summary: dict[str, object] = {
             f"gen{gen}": {"count": len(p), "total_s": round(sum(p), 3), "max_ms": round(max(p, default=0) * 1000, 1)}
             for gen, p in pauses.items()}
+        summary["loop_lag"] = lag.summary()
         if tracer is not None:
             out.with_suffix(".stalls.json").write_text(json.dumps(tracer.summary(), indent=1) + "\n")
         out.write_text(json.dumps(summary) + "\n")

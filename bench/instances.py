@@ -27,8 +27,9 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import PYTHON, SCRIPT, fal_video_routes, free_port, machine, percentile, spawn, wait_http
-from bench.scale import histogram_p99, peak_rss_mb
+from bench._common import (PYTHON, SCRIPT, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn,
+                           wait_http)
+from bench.scale import peak_rss_mb
 
 SCENARIOS = {"sqlite-1": ("sqlite", 1, False), "postgres-1": ("postgres", 1, False),
              "postgres-2": ("postgres", 2, False), "postgres-2-kill": ("postgres", 2, True)}
@@ -236,7 +237,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
             "takeover_s": round(takeover_s, 1) if takeover_s is not None else None,
             "peak_rss_mib": [round(value) for value in rss],
             "job_store_write_rate_per_s": round(writes / elapsed, 1),
-            "loop_lag_p99_s": max(histogram_p99(text, "tarash_router_event_loop_lag_seconds") for text in texts.values()),
+            **max((loop_lag_p99(text) for text in texts.values()), key=lambda lag: lag["loop_lag_p99_interpolated_s"]),
             "get_job_p50_ms": round(percentile(side, 50) * 1000, 1) if side else None,
             "get_job_p99_ms": round(percentile(side, 99) * 1000, 1) if side else None,
         }

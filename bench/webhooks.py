@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import PYTHON, SCRIPT, fal_video_routes, free_port, machine, percentile, spawn, wait_http
-from bench.scale import histogram_p99
+from bench._common import (PYTHON, SCRIPT, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn,
+                           wait_http)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -137,7 +137,7 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
             "webhook_answer_p99_s": percentile(answer_times, 99) if answer_times else None,
             "result_after_webhook_answer_p50_s": percentile(after_answer, 50) if after_answer else None,
             "result_after_webhook_answer_p99_s": percentile(after_answer, 99) if after_answer else None,
-            "loop_lag_p99_s": histogram_p99(metrics, "tarash_router_event_loop_lag_seconds"),
+            **loop_lag_p99(metrics),
             "daemon_cpu_seconds": cpu,
             # The vendor side shares the same 2 cores: when both are busy, every answer waits.
             "emulator_cpu_seconds": emulator_cpu,
