@@ -16,7 +16,7 @@ import functools
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 #: Writes per transaction at most: bounds how long the first of a burst waits for the last.
@@ -42,21 +42,25 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    async def run(self, fn: Callable[..., Any], *args: Any, key: str | None = None) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: Any, key: str | Collection[str] | None = None) -> Any:
         """``fn(*args)`` on the writer thread, in a transaction; its value once that transaction is committed.
-        ``key`` says the write changes only what reads of that key see (one job's rows); None: anything."""
+        ``key`` says the write changes only what reads of that key see (one job's rows), or of those keys (a
+        collection: a claim of some jobs); None: anything."""
         future = self._last = self._loop.create_future()
         if key is None:
             self._last_shared = future
         else:
-            self._last_of[key] = future
-            future.add_done_callback(functools.partial(self._answered, key))
+            keys = (key,) if isinstance(key, str) else tuple(key)
+            for one in keys:
+                self._last_of[one] = future
+            future.add_done_callback(functools.partial(self._answered, keys))
         self._queue.put((fn, args, future))
         return await future
 
-    def _answered(self, key: str, future: asyncio.Future[Any]) -> None:
-        if self._last_of.get(key) is future:
-            del self._last_of[key]
+    def _answered(self, keys: tuple[str, ...], future: asyncio.Future[Any]) -> None:
+        for key in keys:
+            if self._last_of.get(key) is future:
+                del self._last_of[key]
 
     async def settled(self, key: str | None = None) -> None:
         """Wait until every write queued so far is committed (or failed): a read after this sees them all, as

@@ -97,6 +97,8 @@ _SPEND = "\0spend"
 _BRIEF_RECORD = ("json_object(" + ", ".join(f"'{f}', json_extract(request, '$.{f}')" for f in LIST_REQUEST_FIELDS)
                  + "), '[]', body, worker, cancel_requested, id")
 _UNFINISHED = f"status NOT IN ({','.join(repr(s) for s in sorted(TERMINAL))})"
+#: What a claim may take (with the time as its one parameter).
+_CLAIMABLE = f"{_UNFINISHED} AND (worker IS NULL OR lease_until < ?)"
 
 
 class SQLiteJobStore:
@@ -114,9 +116,9 @@ class SQLiteJobStore:
         self._writer: GroupCommit | None = None
         self._unreadable = UnreadableRows()
 
-    async def _run(self, fn: Any, *args: Any, key: str | None = None) -> Any:
+    async def _run(self, fn: Any, *args: Any, key: str | Sequence[str] | None = None) -> Any:
         """A write: ``fn(*args)`` on the writer thread, returning once its transaction is committed. ``key``: the
-        one job whose reads it changes (``GroupCommit.run``); None for a write that may change any."""
+        one job (or the jobs) whose reads it changes (``GroupCommit.run``); None for a write that may change any."""
         assert self._writer is not None
         try:
             return await self._writer.run(fn, *args, key=key)
@@ -125,12 +127,12 @@ class SQLiteJobStore:
             # answers 503 to new jobs (the same path as a PostgreSQL outage).
             raise JobStoreUnavailableError(f"job store {self.path}: {exc}") from exc
 
-    async def _read(self, fn: Any, *args: Any, key: str | None = None) -> Any:
+    async def _read(self, fn: Any, *args: Any, key: str | None = None, wait: bool = True) -> Any:
         """A read: ``fn(*args)`` on the reader thread, once every write queued before it is committed (a read
         never misses a write issued before it, though it skips the queue of writes issued after it). A read of
         one job (``key``) waits only for the writes it can see (bench.scale at 10,000 jobs: GET p99 171 -> 59 ms
-        without the wait for every other job's saves)."""
-        if self._writer is not None:
+        without the wait for every other job's saves). ``wait=False``: what is committed now, waiting for nothing."""
+        if self._writer is not None and wait:
             await self._writer.settled(key)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._read_executor, fn, *args)
@@ -231,16 +233,30 @@ class SQLiteJobStore:
         return bool(await self._run(save, key=job.id))
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
-        now = self._clock()
-        rows = await self._write(
-            f"UPDATE jobs SET worker=?, lease_until=? WHERE id IN (SELECT id FROM jobs WHERE {_UNFINISHED}"
-            f" AND (worker IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?) RETURNING {_RECORD}, created_at",
-            worker, now + lease_seconds, now, limit)
+        # The candidates are read first, waiting for no write: a claim that finds none (nearly every one while all
+        # jobs run here) writes nothing, and one that finds some is a write of those jobs only, so a read of any
+        # other job never waits for it. The write checks each candidate again: one taken, finished or renewed since
+        # the read is left alone, and a claim that lost some to another reads again (a job made claimable after
+        # the read is the next claim's).
+        rows: list[tuple[Any, ...]] = []
+        while len(rows) < limit:
+            now = self._clock()
+            candidates = [job_id for (job_id,) in await self._query(
+                f"SELECT id FROM jobs WHERE {_CLAIMABLE} ORDER BY created_at LIMIT ?", now, limit - len(rows),
+                wait=False)]
+            if not candidates:
+                break
+            taken = await self._write(
+                f"UPDATE jobs SET worker=?, lease_until=? WHERE id IN (SELECT value FROM json_each(?)) AND {_CLAIMABLE}"
+                f" RETURNING {_RECORD}, created_at", worker, now + lease_seconds, json.dumps(candidates), now,
+                key=candidates)
+            rows += taken
+            if len(taken) == len(candidates):
+                break
         return self._records(sorted(rows, key=lambda row: row[6]))
 
     async def waiting(self) -> int:
-        rows = await self._query(f"SELECT COUNT(*) FROM jobs WHERE {_UNFINISHED} AND (worker IS NULL OR lease_until < ?)",
-                                 self._clock())
+        rows = await self._query(f"SELECT COUNT(*) FROM jobs WHERE {_CLAIMABLE}", self._clock())
         return int(rows[0][0])
 
     async def renew(self, worker: str, lease_seconds: float) -> set[str]:
@@ -359,15 +375,15 @@ class SQLiteJobStore:
                                  job_id, after, key=job_id)
         return [(seq, event, json.loads(data)) for seq, event, data in rows]
 
-    async def _query(self, sql: str, *args: Any, key: str | None = None) -> list[tuple[Any, ...]]:
-        """A read statement's rows (``key``: it reads only that job's, see ``_read``)."""
+    async def _query(self, sql: str, *args: Any, key: str | None = None, wait: bool = True) -> list[tuple[Any, ...]]:
+        """A read statement's rows (``key``: it reads only that job's; ``wait``: see ``_read``)."""
         def query() -> list[tuple[Any, ...]]:
             assert self._reader is not None
             return self._reader.execute(sql, args).fetchall()
 
-        return await self._read(query, key=key)  # type: ignore[no-any-return]
+        return await self._read(query, key=key, wait=wait)  # type: ignore[no-any-return]
 
-    async def _write(self, sql: str, *args: Any, key: str | None = None) -> list[tuple[Any, ...]]:
+    async def _write(self, sql: str, *args: Any, key: str | Sequence[str] | None = None) -> list[tuple[Any, ...]]:
         """A write statement's rows (``RETURNING``), once committed (``key``: see ``_run``)."""
         def write() -> list[tuple[Any, ...]]:
             assert self._db is not None

@@ -10,6 +10,7 @@ database's clock, which every instance shares); job timestamps are the caller's 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -177,6 +178,13 @@ def job_from(request: Any, chain: Any, body: dict[str, Any], worker: str | None,
     if data.get("vendor_job"):
         data["vendor_job"] = VendorJob(**data["vendor_job"])
     return JobRecord(**data, request=request, chain=chain, worker=worker, cancel_requested=bool(cancel_requested))
+
+
+def stored_copy(job: JobRecord) -> JobRecord:
+    """``job`` as a store reading it back would return it: its body through JSON, as the stores keep it (so nothing
+    but ``request`` and ``chain``, written once and never changed, is shared with ``job``)."""
+    body = json.loads(json.dumps(job_body(job), default=str))
+    return job_from(job.request, job.chain, body, job.worker, job.cancel_requested)
 
 
 class UnreadableRows:

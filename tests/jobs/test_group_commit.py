@@ -36,15 +36,16 @@ async def db(tmp_path: Path) -> AsyncIterator[tuple[GroupCommit, sqlite3.Connect
     conn.close()
 
 
-async def held(writer: GroupCommit) -> tuple[threading.Event, asyncio.Future[object]]:
-    """Keep the writer thread busy until the event is set, so what is queued meanwhile forms one batch."""
+async def held(writer: GroupCommit, key: str | None = None) -> tuple[threading.Event, asyncio.Future[object]]:
+    """Keep the writer thread busy until the event is set, so what is queued meanwhile forms one batch (with
+    ``key``: a write of that key's)."""
     gate, busy = threading.Event(), threading.Event()
 
     def hold() -> None:
         busy.set()
         gate.wait(10)
 
-    holding = asyncio.ensure_future(writer.run(hold))
+    holding = asyncio.ensure_future(writer.run(hold, key=key))
     await asyncio.to_thread(busy.wait, 10)
     return gate, holding
 
@@ -155,3 +156,63 @@ async def test_a_read_of_one_key_waits_for_that_keys_writes_and_shared_ones_only
     assert not read_b.done()
     gate.set()
     await asyncio.gather(shared, read_b)
+
+
+async def test_a_write_of_several_keys_holds_reads_of_each_of_them_only(
+        db: tuple[GroupCommit, sqlite3.Connection, list[str]]) -> None:
+    """A claim of some jobs is such a write: a read of one of them waits for it, a read of another job does not."""
+    writer, _, _ = db
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait(10)
+
+    holding = asyncio.ensure_future(writer.run(hold, key=["job_a", "job_b"]))
+    await asyncio.to_thread(busy.wait, 10)
+    async with asyncio.timeout(5):
+        await writer.settled("job_c")
+    waiting = [asyncio.ensure_future(writer.settled(key)) for key in ("job_a", "job_b", None)]
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waiting)
+    gate.set()
+    await asyncio.gather(holding, *waiting)
+    assert writer._last_of == {}  # noqa: SLF001 - answered: no key remembers it
+
+
+def _job(job_id: str, worker: str | None = None) -> JobRecord:
+    record = JobRecord(id=job_id, kind="video", route="video", request={}, chain=[], worker=worker)
+    record.created_at = record.updated_at = utc_now()
+    return record
+
+
+async def test_a_sqlite_claim_that_finds_nothing_writes_nothing_and_one_that_finds_some_holds_only_theirs(
+        tmp_path: Path) -> None:
+    """With every job running here, a claim is a read: a GET never waits behind it (bench.scale at 10,000 jobs)."""
+    store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    await store.open()
+    try:
+        assert await store.insert(_job("job_running", worker="A"), lease_seconds=30)
+        assert store._writer is not None  # noqa: SLF001
+        # The writer is busy with a third job's write: a claim that finds nothing does not queue behind it.
+        gate, holding = await held(store._writer, key="job_other")  # noqa: SLF001
+        async with asyncio.timeout(5):
+            assert await store.claim("A", 10, 30) == []
+        gate.set()
+        await holding
+        assert await store.insert(_job("job_queued"))
+        gate, holding = await held(store._writer, key="job_other")  # noqa: SLF001 - now the claim's write queues
+        claiming = asyncio.ensure_future(store.claim("A", 10, 30))
+        await asyncio.sleep(0.05)
+        assert not claiming.done()
+        async with asyncio.timeout(5):  # a read of another job skips the claim in the queue
+            assert (await store.get("job_running")).worker == "A"  # type: ignore[union-attr]
+        reading = asyncio.ensure_future(store.get("job_queued"))
+        await asyncio.sleep(0.05)
+        assert not reading.done()  # the claimed job's read waits for its claim
+        gate.set()
+        await holding
+        assert [job.id for job in await claiming] == ["job_queued"]
+        assert (await reading).worker == "A"  # type: ignore[union-attr]
+    finally:
+        await store.close()

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 import router
 from router.handler import PollStatus, ProviderHandler, ProviderJob
 from router.jobs import JobRecord, JobService, JobStore
+from router.jobs import service as service_module
 from router.jobs.memory import MemoryJobStore
 from router.jobs.service import IdempotencyKeyReusedError
 from router.jobs.sqlite import SQLiteJobStore
@@ -262,7 +263,9 @@ class LapsingLeases(MemoryJobStore):
         return jobs
 
 
-async def test_a_lapsed_lease_of_a_job_running_here_is_claimed_back_not_started_twice(vendor: Vendor) -> None:
+async def test_a_lapsed_lease_of_a_job_running_here_is_claimed_back_not_started_twice(
+        vendor: Vendor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "CLAIM_POLL_SECONDS", 0.02)  # nobody announces a lapsed lease: the poll finds it
     store = LapsingLeases()
     service = JobService(store)
     await service.start()
@@ -273,9 +276,8 @@ async def test_a_lapsed_lease_of_a_job_running_here_is_claimed_back_not_started_
 
     await until(polling)
     store.now += 3600  # its lease lapsed while the job runs on here
-    quick, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="y"))
 
-    async def claimed_back() -> bool:  # the quick job's end frees a slot: the claim that follows finds the lapsed one
+    async def claimed_back() -> bool:
         return job.id in store.claimed
 
     await until(claimed_back)
@@ -554,3 +556,165 @@ async def test_an_older_job_store_is_refused_clearly(tmp_path: Path) -> None:
     old.close()
     with pytest.raises(RuntimeError, match="schema version 0, this daemon needs 3"):
         await SQLiteJobStore(tmp_path / "jobs.db").open()
+
+
+class HeldSaves(SQLiteJobStore):
+    """A SQLite store whose saves wait for a gate before they are written, and that counts its reads of one job."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.gets = 0
+
+    async def save(self, job: JobRecord) -> bool:
+        await self.gate.wait()
+        return await super().save(job)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        self.gets += 1
+        return await super().get(job_id)
+
+
+async def test_a_job_running_here_is_read_from_its_last_committed_record_never_from_a_state_not_yet_written(
+        tmp_path: Path, vendor: Vendor) -> None:
+    """On a store only this process writes, a GET of a running job is answered from memory (no wait behind the
+    store's writer and reader threads), and is exactly what the store would answer: never a write still going out."""
+    store = HeldSaves(tmp_path / "jobs.sqlite3")
+    service = JobService(store)
+    await service.start()
+
+    async def same_as_stored(job_id: str) -> JobRecord:
+        gets = store.gets
+        answered = await service.get(job_id)
+        assert store.gets == gets  # from memory
+        stored = await store.get(job_id)
+        assert stored is not None and answered == service._with_progress(stored)  # noqa: SLF001 - same live progress
+        return answered
+
+    store.gate.clear()  # the submit record (the job's first save) waits
+    job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+    await asyncio.sleep(0.05)
+    assert job.status == "running" and job.submitting == 1  # in the running record, not in the store yet
+    queued = await same_as_stored(job.id)
+    assert queued.status == "queued" and queued.submitting is None
+    store.gate.set()
+
+    async def polling() -> bool:
+        return (await service.get(job.id)).vendor_job is not None  # type: ignore[union-attr]
+
+    await until(polling)
+    running = await same_as_stored(job.id)
+    assert running.status == "running" and running.vendor_job is not None and vendor.submits == 1
+    vendor.done.set()
+
+    async def completed() -> bool:
+        return (await service.get(job.id)).status == "completed"  # type: ignore[union-attr]
+
+    await until(completed)
+    assert (await service.get(job.id)) == await store.get(job.id)
+    await service.stop()
+
+
+async def test_a_store_other_processes_write_is_read_every_time(vendor: Vendor) -> None:
+    """Another instance may take a job over and change it: on a shared store the service never answers from memory."""
+    class Shared(MemoryJobStore):
+        shared = True
+        gets = 0
+
+        async def get(self, job_id: str) -> JobRecord | None:
+            self.gets += 1
+            return await super().get(job_id)
+
+    store = Shared()
+    service = JobService(store)
+    await service.start()
+    job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+    await service.get(job.id)
+    assert store.gets == 1
+    vendor.done.set()
+    await service.stop()
+
+
+class CountedClaims(MemoryJobStore):
+    claims = 0
+
+    async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
+        self.claims += 1
+        return await super().claim(worker, limit, lease_seconds)
+
+
+async def test_a_freed_slot_claims_only_when_a_job_may_be_waiting_for_one(
+        vendor: Vendor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 running jobs ending made a claim each (a scan of every unfinished row) though nothing waited; a job
+    queued for lack of room still gets the slot its predecessor frees at once, without the claim poll."""
+    monkeypatch.setattr(service_module, "CLAIM_POLL_SECONDS", 3600.0)
+    store = CountedClaims()
+    service = JobService(store, max_running=1)
+    await service.start()
+    await asyncio.sleep(0.01)
+    assert store.claims == 1  # the start's
+
+    async def finished(job_id: str) -> bool:
+        return (await service.get(job_id)).status == "completed"  # type: ignore[union-attr]
+
+    quick, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="quick"))
+    await until(lambda: finished(quick.id))
+    await asyncio.sleep(0.02)
+    assert store.claims == 1  # its end freed a slot nothing waited for
+    running, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="a"))  # type: ignore[attr-defined]
+    waiting, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="b"))  # type: ignore[attr-defined]
+    await asyncio.sleep(0.02)
+    assert (await service.get(waiting.id)).status == "queued" and store.claims == 1  # type: ignore[union-attr]
+    vendor.done.set()
+    await until(lambda: finished(waiting.id))  # claimed once the first one's slot was free
+    await asyncio.sleep(0.02)
+    # That claim filled the room, so another job may have been left waiting: its end claims once more.
+    assert store.claims == 3 and vendor.submits == 2
+    await service.stop()
+
+
+class HeldTerminalEvents(MemoryJobStore):
+    """A store whose terminal events wait for a gate, and that counts lease renewals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.renewals = 0
+
+    async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
+        if event in ("result", "error"):
+            await self.gate.wait()
+        await super().append_event(job_id, seq, event, data)
+
+    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+        self.renewals += 1
+        return await super().renew(worker, lease_seconds)
+
+
+async def test_a_lease_renewal_never_cuts_off_a_job_finished_here_while_it_stores_its_outcome(vendor: Vendor) -> None:
+    """A finished job holds no lease, so a renewal leaves it out; its task, still storing the terminal event (or
+    releasing its webhook), is not cancelled as if another instance had taken the job."""
+    store = HeldTerminalEvents()
+    service = JobService(store, lease_seconds=0.03)  # a renewal every 10 ms
+    await service.start()
+    job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+    vendor.done.set()
+
+    async def saved_completed() -> bool:
+        return (await store.get(job.id)).status == "completed"  # type: ignore[union-attr]
+
+    await until(saved_completed)
+    renewals = store.renewals
+
+    async def renewed_since() -> bool:
+        return store.renewals >= renewals + 2
+
+    await until(renewed_since)  # while its terminal event waits
+    store.gate.set()
+
+    async def result_stored() -> bool:
+        return "result" in [event for _, event, _ in await store.events(job.id)]
+
+    await until(result_stored)
+    await service.stop()
