@@ -7,7 +7,10 @@ jobs accepted per second; completed, ended ``ambiguous_submit`` (a submit out bu
 (accepted but not ended, or missing); vendor submits, and double submits counted exactly: router jobs the emulator
 saw submitted more than once (each job's prompt is unique, and the emulator counts submits per request body);
 takeover time after the kill, peak RSS per instance, job-store write rate, loop lag p99, and
-``GET /v1/jobs/{id}`` p50/p99 from a side client.
+``GET /v1/jobs/{id}`` p50/p99 from a side client. Over the accept window: the CPU each process spent per accepted
+job (each instance, PostgreSQL's server processes, the emulator, this load generator; from /proc), commits per job,
+the cores other processes took, and what that CPU allows two instances to accept over one (``accept_bound``)
+beside the measured ratio.
 
     .venv/bin/python -m bench.instances --jobs 10000 --polls 12 --poll-interval 5
 """
@@ -123,7 +126,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
             cpu_before = [cpu_seconds(daemon.pid) for daemon in daemons]
             pg_cpu_before = postgres_cpu_seconds(pg) if url else 0.0
             commits_before = await asyncio.to_thread(postgres_commits, url) if url else 0
-            side_before = cpu_seconds(os.getpid()) + cpu_seconds(args.emulator_pid)
+            client_before, emulator_before = cpu_seconds(os.getpid()), cpu_seconds(args.emulator_pid)
             busy_before, total_before = machine_busy()
             if args.profile:
                 for daemon in daemons:
@@ -139,22 +142,31 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
             created = await asyncio.gather(*(create(i) for i in range(args.jobs)))
             accept_s = time.perf_counter() - started
             busy_after, total_after = machine_busy()
-            side_cpu = cpu_seconds(os.getpid()) + cpu_seconds(args.emulator_pid) - side_before
+            client_cpu = cpu_seconds(os.getpid()) - client_before
+            emulator_cpu = cpu_seconds(args.emulator_pid) - emulator_before
+            side_cpu = client_cpu + emulator_cpu
             if args.profile:
                 for daemon in daemons:
                     daemon.send_signal(signal.SIGUSR2)  # the accept window's profile: instances-*/accept-N.prof
-            accept_cpu = [(cpu_seconds(daemon.pid) - before) / (args.jobs / count) * 1000
-                          for daemon, before in zip(daemons, cpu_before)]
-            accept_pg_cpu = (postgres_cpu_seconds(pg) - pg_cpu_before) / args.jobs * 1000 if url else None
+            daemon_cpu = [cpu_seconds(daemon.pid) - before for daemon, before in zip(daemons, cpu_before)]
+            accept_cpu = [cpu / (args.jobs / count) * 1000 for cpu in daemon_cpu]
+            pg_cpu = postgres_cpu_seconds(pg) - pg_cpu_before if url else 0.0
+            accept_pg_cpu = pg_cpu / args.jobs * 1000 if url else None
+            # Cores the rest of the machine (other users' processes) took during the window: less room for ours.
+            others = ((busy_after - busy_before) - sum(daemon_cpu) - pg_cpu - side_cpu) / accept_s
             commits = ((await asyncio.to_thread(postgres_commits, url)) - commits_before) / args.jobs if url else None
             ids = [job_id for _, job_id in created]
             print(f"[{name}] {len(ids)} jobs accepted in {accept_s:.1f} s ({args.jobs / accept_s:.1f}/s); CPU ms per "
                   f"job accepted: {[round(c, 2) for c in accept_cpu]} per instance, PostgreSQL {accept_pg_cpu and round(accept_pg_cpu, 2)}; "
-                  f"commits per job {commits and round(commits, 2)}; client + emulator {side_cpu / args.jobs * 1000:.2f}; "
-                  f"machine busy {(busy_after - busy_before) / (total_after - total_before):.0%} of "
-                  f"{os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}", flush=True)
+                  f"commits per job {commits and round(commits, 2)}; load generator {client_cpu / args.jobs * 1000:.2f}, "
+                  f"emulator {emulator_cpu / args.jobs * 1000:.2f}; machine busy "
+                  f"{(busy_after - busy_before) / (total_after - total_before):.0%} of {os.cpu_count()} cores, other "
+                  f"processes {max(others, 0.0):.2f} cores; load {os.getloadavg()[0]:.2f}", flush=True)
             accept = {"accepted_per_s": round(args.jobs / accept_s, 1),
                       "accept_client_and_emulator_cpu_ms_per_job": round(side_cpu / args.jobs * 1000, 2),
+                      "accept_client_cpu_ms_per_job": round(client_cpu / args.jobs * 1000, 3),
+                      "accept_emulator_cpu_ms_per_job": round(emulator_cpu / args.jobs * 1000, 3),
+                      "accept_other_processes_cores": round(max(others, 0.0), 2),
                       "accept_machine_busy": round((busy_after - busy_before) / (total_after - total_before), 3),
                       "accept_load_average": round(os.getloadavg()[0], 2),
                       "accept_cpu_ms_per_job": [round(c, 2) for c in accept_cpu],
@@ -248,6 +260,27 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) 
                 daemon.wait()
 
 
+def accept_bound(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
+    """What two instances' accept rate can reach over one's on this machine, from the CPU each process spent per
+    accepted job. With one instance, its event loop (one core) is the limit: L ms of its CPU per job, O ms of
+    everything else's (PostgreSQL, emulator, load generator) per job. Two instances on C cores are at best
+    limited by all of it: C / (L + O) jobs per ms, so the ratio is at most C·L / (L + O) (= 2L/(L+O) on 2
+    cores; 1.7x needs O <= 0.18·L). ``with_two_instances_figures`` uses the per-job CPU measured with two (it
+    grows when the processes share the cores) and one instance's measured rate."""
+    cores = os.cpu_count() or 1
+
+    def other(r: dict[str, Any]) -> float:
+        return float(r["accept_postgres_cpu_ms_per_job"] or 0) + float(r["accept_client_and_emulator_cpu_ms_per_job"])
+
+    l1, o1 = one["accept_cpu_ms_per_job"][0], other(one)
+    l2 = sum(two["accept_cpu_ms_per_job"]) / len(two["accept_cpu_ms_per_job"])
+    return {"measured_ratio": round(two["accepted_per_s"] / one["accepted_per_s"], 2),
+            "bound_ratio": round(cores * l1 / (l1 + o1), 2),
+            "bound_ratio_with_two_instances_figures": round(cores / (l2 + other(two)) * 1000 / one["accepted_per_s"], 2),
+            "instance_ms_per_job": [l1, round(l2, 2)], "other_ms_per_job": [round(o1, 2), round(other(two), 2)],
+            "cores": cores}
+
+
 async def main(args: argparse.Namespace) -> None:
     from tests.postgres_server import running_server
 
@@ -266,9 +299,18 @@ async def main(args: argparse.Namespace) -> None:
             finally:
                 emulator.terminate()
                 emulator.wait()
+    by_name = {r["scenario"]: r for r in results}
+    bound = (accept_bound(by_name["postgres-1"], by_name["postgres-2"])
+             if {"postgres-1", "postgres-2"} <= by_name.keys() else None)
     report = {"machine": machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
               "polls_per_job": args.polls, "poll_interval_s": args.poll_interval, "lease_s": args.lease,
-              "results": results}
+              "accept_ratio": bound, "results": results}
+    if bound is not None:
+        print(f"accepted/s, 2 instances over 1: measured {bound['measured_ratio']}x; CPU bound {bound['bound_ratio']}x "
+              f"(= {bound['cores']}L/(L+O), L = {bound['instance_ms_per_job'][0]} ms of the instance per job, O = "
+              f"{bound['other_ms_per_job'][0]} ms of PostgreSQL + emulator + load generator); with the per-job CPU "
+              f"measured with two instances ({bound['instance_ms_per_job'][1]} + {bound['other_ms_per_job'][1]} ms): "
+              f"{bound['bound_ratio_with_two_instances_figures']}x", flush=True)
     if args.accept_only:
         args.out.with_name(args.out.stem + "-accept.json").write_text(json.dumps(report, indent=2) + "\n")
         return
@@ -281,6 +323,15 @@ async def main(args: argparse.Namespace) -> None:
                      f"{str(r['takeover_s']):>9} {str(r['peak_rss_mib']):>13} "
                      f"{r['job_store_write_rate_per_s']:>9} {r['loop_lag_p99_s']:>8} "
                      f"{r['get_job_p50_ms']}/{r['get_job_p99_ms']}")
+    lines.append("CPU ms per accepted job:")
+    lines += [f"  {r['scenario']:<16} instance(s) {r['accept_cpu_ms_per_job']}, PostgreSQL "
+              f"{r['accept_postgres_cpu_ms_per_job']}, emulator {r['accept_emulator_cpu_ms_per_job']}, load generator "
+              f"{r['accept_client_cpu_ms_per_job']}; commits {r['accept_commits_per_job']}; other processes "
+              f"{r['accept_other_processes_cores']} cores" for r in results]
+    if bound is not None:
+        lines.append(f"accept ratio 2 instances / 1: measured {bound['measured_ratio']}x, CPU bound 2L/(L+O) "
+                     f"{bound['bound_ratio']}x (L {bound['instance_ms_per_job'][0]} ms, O {bound['other_ms_per_job'][0]} "
+                     f"ms), with two instances' per-job CPU {bound['bound_ratio_with_two_instances_figures']}x")
     args.out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -30,14 +30,14 @@ log = structlog.get_logger(logger_name="router.jobs.postgres")
 
 SETTING = "TARASH_ROUTER_JOB_STORE"
 #: Bumped when the tables change; MIGRATIONS[n] (a statement name in postgres.sql) takes version n to n + 1.
-SCHEMA_VERSION = 4
-MIGRATIONS: dict[int, str] = {1: "migrate_1", 2: "migrate_2", 3: "migrate_3"}
+SCHEMA_VERSION = 5
+MIGRATIONS: dict[int, str] = {1: "migrate_1", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4"}
 CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_events": "event",
                                "tarash_router_cancel": "cancel", "tarash_router_slots": "slot",
                                "tarash_router_circuits": "circuit", "tarash_router_pushes": "push"}
 #: Statements that change rows (for the rows-written metric).
 _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_cancel", "delete", "prune",
-                     "append_event", "put_outbox", "slot_acquire", "slot_release", "bucket_take", "circuit_open",
+                     "append_event", "watch_events", "put_outbox", "slot_acquire", "slot_release", "bucket_take", "circuit_open",
                      "circuit_close", "note_push", "take_pushes", "claim_outbox", "release_outbox",
                      "record_outbox_try"})
 #: How long an operation waits for a connection while the database is known to be down.
@@ -319,6 +319,9 @@ class PostgresJobStore:
     # ---- events -------------------------------------------------------------------------------------------
     async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
         await self._rows("append_event", job_id=job_id, seq=seq, event=event, data=json.dumps(data, default=str))
+
+    async def watch_events(self, job_id: str, seconds: float) -> None:
+        await self._rows("watch_events", id=job_id, seconds=seconds)
 
     async def events(self, job_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
         return [(seq, event, data) for seq, event, data in await self._rows("events", job_id=job_id, after=after)]

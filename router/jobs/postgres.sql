@@ -114,6 +114,14 @@ CREATE INDEX tarash_router_jobs_unheld ON tarash_router_jobs (created_at)
 CREATE INDEX tarash_router_jobs_lease ON tarash_router_jobs (lease_until) WHERE status IN ('queued', 'running');
 UPDATE tarash_router_meta SET value = '4' WHERE key = 'schema_version';
 
+-- name: migrate_4
+-- Version 5: a job's events are announced (NOTIFY) only while someone on another instance streams them or waits
+-- for the job's end (watch_events). Before, every stored event was announced to every instance: each NOTIFY holds
+-- PostgreSQL's cluster-wide notification lock until its commit is on disk (notifying commits run one at a time)
+-- and wakes every listening instance, whose listener backend runs a transaction to read it.
+ALTER TABLE tarash_router_jobs ADD COLUMN watched_until timestamptz;
+UPDATE tarash_router_meta SET value = '5' WHERE key = 'schema_version';
+
 -- name: schema_timeouts
 -- Bounds for preparing the schema (this transaction only) unless the role, the database or PGOPTIONS set
 -- their own; the timeouts in force. A statement may run twice as long as it may wait for a lock, so a lock
@@ -237,7 +245,8 @@ SELECT id FROM gone;
 SELECT count(*) FROM tarash_router_jobs;
 
 -- name: append_event
--- The notification carries the job id only: listeners read the row. An update's percentage goes on the job's
+-- Announced only while the job is watched (watch_events): a stream on another instance. The notification carries
+-- the job id only: listeners read the row. An update's percentage goes on the job's
 -- row too, in the same statement: GET on an instance that does not run the job reads it there (the holder keeps
 -- progress in memory; updates are stored when their status or percentage changes, see service.py).
 WITH appended AS (
@@ -253,7 +262,15 @@ WITH appended AS (
       AND jsonb_typeof(%(data)s::jsonb -> 'progress_percent') = 'number'
       AND body -> 'progress_percent' IS DISTINCT FROM %(data)s::jsonb -> 'progress_percent'
 )
-SELECT pg_notify('tarash_router_events', job_id || ' ' || extract(epoch FROM clock_timestamp())) FROM appended;
+SELECT pg_notify('tarash_router_events', a.job_id || ' ' || extract(epoch FROM clock_timestamp()))
+FROM appended AS a JOIN tarash_router_jobs AS j ON j.id = a.job_id
+WHERE j.watched_until > now();
+
+-- name: watch_events
+-- Someone on another instance than the holder streams the job's events (or waits for its end): announce them for
+-- the next %(seconds)s seconds at least. A watcher that goes away stops renewing; the announcements lapse.
+UPDATE tarash_router_jobs SET watched_until = greatest(watched_until, now() + make_interval(secs => %(seconds)s))
+WHERE id = %(id)s AND status IN ('queued', 'running');
 
 -- name: events
 SELECT seq, event, data FROM tarash_router_events WHERE job_id = %(job_id)s AND seq > %(after)s ORDER BY seq;

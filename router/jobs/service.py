@@ -35,7 +35,8 @@ from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.handler import is_stepped
 from router.jobs.pacer import PollPacer
-from router.jobs.store import Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, VendorJob, stored_copy
+from router.jobs.store import (Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, VendorJob, shared_store,
+                               stored_copy)
 from router.limits import ProviderLimits
 from router.metrics import Metrics
 from router.models import (
@@ -73,6 +74,9 @@ CLAIM_POLL_SECONDS = 1.0
 CLAIM_WAIT_SECONDS = 1.0
 #: An event stream of a job running elsewhere re-reads the store this often if no notification came.
 REMOTE_POLL_SECONDS = 1.0
+#: It also asks (a shared store) for the job's events to be announced this long, again at half of it: a store
+#: shared by several instances announces only the events someone elsewhere watches.
+WATCH_SECONDS = 30.0
 #: A write that must happen (a vendor job id, a job's outcome) is retried while the store is unreachable, the
 #: wait doubling from the first to the last.
 WRITE_RETRY_SECONDS = (0.05, 5.0)
@@ -374,9 +378,13 @@ class JobService:
     async def _wait_finished(self, job_id: str, timeout: float) -> JobRecord | None:
         """The job once finished, or as it is after ``timeout``."""
         subscriber = self._subscribe(job_id)
+        watched_at = -math.inf
         try:
             async with asyncio.timeout(timeout):
-                while (job := await self.store.get(job_id)) is not None and not job.finished:
+                while True:
+                    watched_at = await self._watch_elsewhere(job_id, watched_at)
+                    if (job := await self.store.get(job_id)) is None or job.finished:
+                        break
                     await subscriber.wait(REMOTE_POLL_SECONDS)
         except TimeoutError:
             pass
@@ -397,7 +405,9 @@ class JobService:
         the job runs: this instance's own events come straight from its task (every update); another
         instance's from the store, read when a notification says there are new ones."""
         subscriber = self._subscribe(job_id)  # before reading history: nothing falls in between
+        watched_at = -math.inf
         try:
+            watched_at = await self._watch_elsewhere(job_id, watched_at)
             last = 0
             for seq, event, data in await self.store.events(job_id):
                 last = seq
@@ -405,6 +415,7 @@ class JobService:
                 if event in TERMINAL_EVENTS:
                     return
             while True:
+                watched_at = await self._watch_elsewhere(job_id, watched_at)
                 fresh = subscriber.take()
                 if job_id not in self._tasks:
                     fresh += await self.store.events(job_id, after=last)
@@ -428,6 +439,19 @@ class JobService:
                 await subscriber.wait(REMOTE_POLL_SECONDS)
         finally:
             self._unsubscribe(job_id, subscriber)
+
+    async def _watch_elsewhere(self, job_id: str, watched_at: float) -> float:
+        """While ``job_id`` runs elsewhere, keep its events announced (a shared store announces only watched
+        jobs' events), asking again at half of ``WATCH_SECONDS`` after ``watched_at``; when it last asked (loop
+        time). A job running here needs none: its events reach its subscribers straight from its task."""
+        now = asyncio.get_running_loop().time()
+        if not self.store.shared or job_id in self._tasks or now - watched_at < WATCH_SECONDS / 2:
+            return watched_at
+        try:
+            await shared_store(self.store).watch_events(job_id, WATCH_SECONDS)
+        except JobStoreUnavailableError:
+            return watched_at  # unannounced, a stream still reads the store every second; asked again then
+        return now
 
     def _subscribe(self, job_id: str) -> _Subscriber:
         subscriber = _Subscriber()

@@ -352,6 +352,12 @@ class SharedJobStore(JobStore, Protocol):
         """Give up ``worker``'s claims (a clean stop): other instances make those tries at once."""
         ...
 
+    async def watch_events(self, job_id: str, seconds: float) -> None:
+        """Announce unfinished job ``job_id``'s events (notice ``"event"``) for at least ``seconds`` more: someone
+        here streams them or waits for the job's end while another instance may hold it. Events of a job nobody
+        watches are stored without a word to anyone (``append_event``)."""
+        ...
+
     async def note_push(self, job_id: str, attempt: int) -> None:
         """Keep a verified vendor push about unfinished job ``job_id`` and announce it (notice ``"push"``)."""
         ...

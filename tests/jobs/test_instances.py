@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 
 from tests.emulators.fal import FalEmulator
 from tests.postgres_server import PostgresServer
@@ -115,6 +116,12 @@ async def test_a_job_on_one_instance_streams_its_events_from_the_other(tmp_path:
         assert [name for name, _ in events[:-1]] and {name for name, _ in events[:-1]} == {"update"}
         _, seen_from_b = await call(session, "GET", f"{b.url}/v1/videos/{created['id']}")
         assert seen_from_b["status"] == "completed" and fal.calls["submit"] == 1
+        # B asked for the job's events to be announced; a job nobody streams is announced to nobody.
+        _, unwatched = await call(session, "POST", a.url + "/v1/jobs", json={"model": "video", "prompt": "owl"})
+        await until_status(session, f"{a.url}/v1/jobs/{unwatched['id']}", ("completed",))
+        with psycopg.connect(pg_url) as conn:
+            watched = dict(conn.execute("SELECT id, watched_until IS NOT NULL FROM tarash_router_jobs").fetchall())
+        assert watched == {created["id"]: True, unwatched["id"]: False}
 
 
 async def test_progress_of_a_job_on_one_instance_moves_on_the_other(tmp_path: Path, pg_url: str) -> None:

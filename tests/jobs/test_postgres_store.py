@@ -46,11 +46,37 @@ async def test_notifications_reach_every_watcher(pg_url: str) -> None:
         assert await asyncio.wait_for(heard.get(), 5) == ("job", "")  # listening (and "look for work")
         await writer.insert(job("job_free"))
         await writer.insert(job("job_mine", worker="A"), lease_seconds=30)  # leased at once: nobody to wake
+        await writer.watch_events("job_free", 30)  # someone on another instance streams it
         await writer.append_event("job_free", 1, "update", {"big": "x" * 10_000})  # the row holds the data
         await writer.request_cancel("job_free")
         got = [await asyncio.wait_for(heard.get(), 5) for _ in range(3)]
         assert got == [("job", ""), ("event", "job_free"), ("cancel", "job_free")]
         assert heard.empty()
+    finally:
+        watching.cancel()
+        await writer.close()
+        await listener.close()
+
+
+async def test_events_are_announced_only_while_someone_watches_the_job(pg_url: str) -> None:
+    writer, listener = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
+    await writer.open()
+    await listener.open()
+    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    watching = asyncio.create_task(listener.watch(lambda notice, subject, sent: heard.put_nowait((notice, subject))))
+    try:
+        assert await asyncio.wait_for(heard.get(), 5) == ("job", "")
+        await writer.insert(job("job_x", worker="A"), lease_seconds=30)
+        await writer.append_event("job_x", 1, "update", {})  # nobody watches: stored, announced to nobody
+        await writer.watch_events("job_x", 30)
+        await writer.append_event("job_x", 2, "update", {})
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # the watcher went away: its watch lapsed
+            conn.execute("UPDATE tarash_router_jobs SET watched_until = now() - interval '1 second'")
+        await writer.append_event("job_x", 3, "update", {})
+        await writer.request_cancel("job_x")  # notifications arrive in commit order: this one comes last
+        got = [await asyncio.wait_for(heard.get(), 5) for _ in range(2)]
+        assert got == [("event", "job_x"), ("cancel", "job_x")]
+        assert [seq for seq, _, _ in await writer.events("job_x")] == [1, 2, 3]
     finally:
         watching.cancel()
         await writer.close()
