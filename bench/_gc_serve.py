@@ -2,8 +2,8 @@
 
     python -m bench._gc_serve OUT.json serve --routes ...   (used by bench/scale.py)
 ``gc.callbacks`` time every collection (start to stop, wall clock on the event-loop thread), so the figures are
-the pauses the loop itself sat through. ``loop_lag`` beside them: the event-loop lag metric's own measurement, every
-value kept (``bench._lag``), for a p99 finer than the histogram's buckets.
+the pauses the loop itself sat through. ``loop_lag`` beside them: every observation of the event-loop lag metric, kept
+unbucketed (``bench._lag``), for a p99 finer than the histogram's buckets.
 """
 
 from __future__ import annotations

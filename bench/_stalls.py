@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._lag import on_new_event_loops
-
 _ROOT = f"{Path(__file__).resolve().parents[1]}/"
 STALL_SECONDS = 0.04
 BEAT_SECONDS = 0.01
@@ -46,7 +44,16 @@ class StallTracer:
 
     def install(self) -> None:
         """Heartbeat on every event loop asyncio creates from now on (the daemon's), GC timing, the watchdog."""
-        on_new_event_loops(self._start)
+        tracer = self
+        base = type(asyncio.get_event_loop_policy())
+
+        class Policy(base):  # type: ignore[misc, valid-type]
+            def new_event_loop(self) -> asyncio.AbstractEventLoop:
+                loop = super().new_event_loop()
+                loop.call_soon(tracer._start, loop)
+                return loop
+
+        asyncio.set_event_loop_policy(Policy())
         gc.callbacks.append(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bench._common import histogram_quantile, loop_lag_p99
-from bench._lag import quantile
-from router.metrics import OVERHEAD_BUCKETS
+from bench._lag import LagRecorder, quantile
+from router.metrics import OVERHEAD_BUCKETS, Metrics
 
 
 def exposition(values: list[float]) -> str:
@@ -39,3 +41,18 @@ def test_exact_quantiles_interpolate_between_closest_ranks() -> None:
     assert math.isclose(quantile([float(i) for i in range(101)], 0.99), 99.0)
     assert math.isclose(quantile([0.0, 1.0], 0.25), 0.25)
     assert math.isnan(quantile([], 0.99))
+
+
+async def test_the_recorder_keeps_every_lag_the_metric_observes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Metrics, "watch_loop", Metrics.watch_loop)  # restored after the test
+    recorder = LagRecorder()
+    recorder.install()
+    metrics = Metrics()
+    watching = asyncio.create_task(metrics.watch_loop(interval=0.001))
+    while len(recorder.lags) < 3:
+        await asyncio.sleep(0.001)
+    watching.cancel()
+    text = generate_latest(metrics.registry).decode()
+    count = next(float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith("tarash_router_event_loop_lag_seconds_count"))
+    assert count == len(recorder.lags) and recorder.summary()["n"] == len(recorder.lags)
