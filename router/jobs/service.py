@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import functools
 import hashlib
 import json
@@ -35,8 +34,8 @@ from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.handler import is_stepped
 from router.jobs.pacer import PollPacer
-from router.jobs.store import (Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, VendorJob, shared_store,
-                               stored_copy)
+from router.jobs.store import (Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, StoredCopy, VendorJob,
+                               shared_store)
 from router.limits import ProviderLimits
 from router.metrics import Metrics
 from router.models import (
@@ -170,7 +169,7 @@ class JobService:
         #: On a store no other process writes (``shared`` False): each job running here as its last committed write
         #: left it, so ``get`` answers without queueing behind the store's threads (bench.scale, 10,000 jobs). The
         #: copy is taken as the write is issued and kept once the write is committed: never a state the store lacks.
-        self._committed: dict[str, JobRecord] | None = None if store.shared else {}
+        self._committed: dict[str, StoredCopy] | None = None if store.shared else {}
         self._leased_at: dict[str, float] = {}  # loop time each lease was taken (renewals judge only older ones)
         self._detached: set[str] = set()  # stopped here because another instance holds them now
         self._subscribers: dict[str, list[_Subscriber]] = {}
@@ -329,7 +328,7 @@ class JobService:
     async def get(self, job_id: str) -> JobRecord | None:
         """The stored job, with the live progress of a running one."""
         committed = self._committed.get(job_id) if self._committed is not None else None
-        job = copy.copy(committed) if committed is not None else await self.store.get(job_id)
+        job = committed.record() if committed is not None else await self.store.get(job_id)
         return self._with_progress(job) if job is not None else None
 
     async def list(self, *, kind: str | None = None, owner: str | None = None, limit: int = 20,
@@ -510,7 +509,7 @@ class JobService:
         raise LeaseLostError(job.id)
 
     # ---- running ------------------------------------------------------------------------------------------
-    def _launch(self, job: JobRecord, committed: JobRecord | None) -> None:
+    def _launch(self, job: JobRecord, committed: StoredCopy | None) -> None:
         """Run ``job``; ``committed``: its ``_copy_to_keep`` as the store holds it (claimed, or just inserted)."""
         task = asyncio.create_task(self._run(job), name=f"job {job.id}")
         self._tasks[job.id] = task
@@ -534,9 +533,9 @@ class JobService:
         if self._room_wanted:
             self._wake.set()  # a slot is free, and a job may be waiting for one
 
-    def _copy_to_keep(self, job: JobRecord) -> JobRecord | None:
+    def _copy_to_keep(self, job: JobRecord) -> StoredCopy | None:
         """The copy of ``job`` that ``get`` answers once the write of it now going out is committed (None: none kept)."""
-        return stored_copy(job) if self._committed is not None else None
+        return StoredCopy.of(job) if self._committed is not None else None
 
     def _forget_committed(self, job_id: str) -> None:
         """``get`` reads ``job_id`` from the store again."""

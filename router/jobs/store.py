@@ -180,11 +180,25 @@ def job_from(request: Any, chain: Any, body: dict[str, Any], worker: str | None,
     return JobRecord(**data, request=request, chain=chain, worker=worker, cancel_requested=bool(cancel_requested))
 
 
-def stored_copy(job: JobRecord) -> JobRecord:
-    """``job`` as a store reading it back would return it: its body through JSON, as the stores keep it (so nothing
-    but ``request`` and ``chain``, written once and never changed, is shared with ``job``)."""
-    body = json.loads(json.dumps(job_body(job), default=str))
-    return job_from(job.request, job.chain, body, job.worker, job.cancel_requested)
+@dataclass(frozen=True)
+class StoredCopy:
+    """A job as a store holds it once a write of it is committed: its body as JSON, as the stores keep it (one
+    string: cheap to keep, nothing shared with the live job), and its columns (``request`` and ``chain`` are
+    written once and never change)."""
+
+    request: dict[str, Any]
+    chain: list[dict[str, Any]]
+    body: str
+    worker: str | None
+    cancel_requested: bool
+
+    @classmethod
+    def of(cls, job: JobRecord) -> StoredCopy:
+        return cls(job.request, job.chain, json.dumps(job_body(job), default=str), job.worker, job.cancel_requested)
+
+    def record(self) -> JobRecord:
+        """A fresh ``JobRecord``, as a store's read returns it."""
+        return job_from(self.request, self.chain, json.loads(self.body), self.worker, self.cancel_requested)
 
 
 class UnreadableRows:
