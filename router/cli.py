@@ -16,7 +16,7 @@ import structlog
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 #: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
-GC_THRESHOLDS = (2_500, 3, 200)
+GC_THRESHOLDS = (2_500, 3, 400)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,14 +406,15 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     gc.collect()
     gc.freeze()
     # Thresholds for 10,000 running jobs (#18): each young collection promotes whatever is alive at that moment
-    # (in-flight polls, new jobs), which later collections walk again, so a young generation of 10,000 objects
-    # instead of 700 promotes, and re-walks, far less. A pause is as long as the generations it walks: in an
-    # accept burst nearly everything survives, so a middle collection walks ~(1 + 3) young generations' worth,
-    # ~10,000 objects, short enough for the event loop (50,000 x 2 paused up to 150-180 ms, 10,000 x 3 up to
-    # 75-250 ms). A full collection waits for 800 young ones, ~2 M net allocations as before (and CPython's own
-    # rule: 25 % more long-lived objects). bench.scale --jobs 10000: GC 9.8 -> 4.7 s, longest pause 759 -> 309 ms
-    # (700/10/10 -> 50,000/2/50), then longest 154 -> 76 ms (-> 10,000/3/50), then longest middle pause 248 -> 40 ms
-    # and young 43 -> 27 ms, GC time 3.4 -> 4.0 s (-> 2,500/3/200, side by side under load; README).
+    # (in-flight polls, new jobs), which later collections walk again, so a young generation of 2,500 objects
+    # instead of 700 promotes, and re-walks, less. A pause is as long as the generations it walks: in an accept
+    # burst nearly everything survives, so a middle collection walks ~(1 + 3) young generations' worth, ~10,000
+    # objects, short enough for the event loop (50,000 x 2 paused up to 150-180 ms, 10,000 x 3 up to 75-250 ms).
+    # A full collection walks every object of every job (0.3-0.8 s with 10,000 in memory): it waits for 1,600
+    # young ones, ~4 M net allocations, half as often as before (and for CPython's own rule: 25 % more long-lived
+    # objects than the last one saw). bench.scale --jobs 10000: GC 9.8 -> 4.7 s, longest pause 759 -> 309 ms
+    # (700/10/10 -> 50,000/2/50), longest 154 -> 76 ms (-> 10,000/3/50), longest middle pause 248 -> 40 ms and
+    # young 43 -> 27 ms, GC time 3.4 -> 4.0 s (-> 2,500/3/200, side by side under load; README).
     gc.set_threshold(*GC_THRESHOLDS)
     # Signals first: a SIGTERM right after the "listening" line must stop the daemon cleanly.
     stop = asyncio.Event()
