@@ -5,9 +5,15 @@ submit asked for it, POSTs the signed webhook then. Pass "off": no PUBLIC_URL, t
 ``--poll-interval`` seconds. Pass "on": PUBLIC_URL is the daemon itself, so the attempt polls only every
 WEBHOOK_POLL_INTERVAL (60 s) and the push ends the wait. Per pass: vendor status calls per job, the result's
 latency after the vendor finished (the job's ``updated_at`` minus the emulator's finish time: p50/p99), the
-daemon's event-loop lag p99 (its own metric) and CPU seconds (utime + stime of the process).
+daemon's event-loop lag p99 (its own metric: over the whole pass, and over the completions alone, from the last
+scrape before the first job ends until the last one ended; the harness's reads of the results afterwards are in
+neither) and CPU seconds (utime + stime of the process).
 
     .venv/bin/python -m bench.webhooks --jobs 10000 --lifetime 60 --poll-interval 5
+
+``--profile PATH`` (cProfile of the loop thread from ``--lifetime`` on, the completions) and ``--stalls PATH``
+(GC pauses and loop stalls, ``bench._gc_serve``) show where a pass's time goes; the figures of such a run are
+not the benchmark's.
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ from bench._common import (PYTHON, SCRIPT, fal_video_routes, free_port, loop_lag
                            wait_http)
 
 
+LAG = "tarash_router_event_loop_lag_seconds"
+
+
+def since(before: str, after: str) -> str:
+    """The loop-lag histogram lines of ``after`` less ``before``'s counts: the samples taken between two scrapes."""
+    first = {line.split()[0]: float(line.split()[-1]) for line in before.splitlines() if line.startswith(f"{LAG}_")}
+    return "\n".join(f"{line.split()[0]} {float(line.split()[-1]) - first.get(line.split()[0], 0.0)}"
+                     for line in after.splitlines() if line.startswith(f"{LAG}_"))
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -48,9 +64,15 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
     if webhooks:
         env["TARASH_ROUTER_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     serve = ("serve", "--routes", str(routes), "--port", str(port))
-    profile = args.profile.with_suffix(f".{'on' if webhooks else 'off'}.prof") if args.profile else None
-    daemon = spawn(PYTHON, "-m", "bench._profiled_serve", str(profile), *serve, env=env) if profile \
-        else spawn(str(SCRIPT), *serve, env=env)
+    name = "on" if webhooks else "off"
+    profile = args.profile.with_suffix(f".{name}.prof") if args.profile else None
+    if profile:
+        daemon = spawn(PYTHON, "-m", "bench._profiled_serve", str(profile), *serve, env=env)
+    elif args.stalls:  # GC pauses per generation, and (BENCH_STALLS=1) what the loop ran when it stalled
+        daemon = spawn(PYTHON, "-m", "bench._gc_serve", str(args.stalls.with_suffix(f".{name}.gc.json")), *serve,
+                       env={**env, "BENCH_STALLS": "1"})
+    else:
+        daemon = spawn(str(SCRIPT), *serve, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
@@ -70,6 +92,7 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
             print(f"[{'on' if webhooks else 'off'}] {len(ids)} jobs accepted in {time.perf_counter() - started:.1f} s",
                   flush=True)
             profiling = False
+            before_completions = ""  # the last scrape before the first job ends
             while True:
                 await asyncio.sleep(2.0)
                 if profile and not profiling and time.perf_counter() - started > args.lifetime:
@@ -77,6 +100,8 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
                     profiling = True
                 async with session.get(base + "/metrics") as r:
                     metrics = await r.text()
+                if time.perf_counter() - started <= args.lifetime:
+                    before_completions = metrics
                 running = next((float(line.split()[-1]) for line in metrics.splitlines()
                                 if line.startswith('tarash_router_jobs_in_flight{kind="video"}')), 0.0)
                 print(f"[{'on' if webhooks else 'off'}] t={time.perf_counter() - started:6.1f}s in flight "
@@ -84,6 +109,8 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
                 if running == 0 and time.perf_counter() - started > args.lifetime:
                     break
             cpu = cpu_seconds(daemon.pid) - cpu_before
+            # Loop lag until the last job ended: the scrapes of the 10,000 jobs below are the harness's, not load.
+            lag, lag_completions = loop_lag_p99(metrics), loop_lag_p99(since(before_completions, metrics), "_completions")
             if profile:
                 daemon.send_signal(signal.SIGUSR2)
             emulator_cpu = cpu_seconds(emulator.pid) - emulator_cpu_before
@@ -137,7 +164,8 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
             "webhook_answer_p99_s": percentile(answer_times, 99) if answer_times else None,
             "result_after_webhook_answer_p50_s": percentile(after_answer, 50) if after_answer else None,
             "result_after_webhook_answer_p99_s": percentile(after_answer, 99) if after_answer else None,
-            **loop_lag_p99(metrics),
+            # Until the last job ended (accepting included), and over the completions alone (``_completions``).
+            **lag, **lag_completions,
             "daemon_cpu_seconds": cpu,
             # The vendor side shares the same 2 cores: when both are busy, every answer waits.
             "emulator_cpu_seconds": emulator_cpu,
@@ -170,6 +198,10 @@ if __name__ == "__main__":
                         help="which passes to run, in order (default both: off, then on)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="cProfile the daemon (event-loop thread CPU) from --lifetime on: PATH.on.prof / .off.prof")
+    parser.add_argument("--stalls", type=Path, default=None,
+                        help="run the daemon under bench._gc_serve with BENCH_STALLS=1: its GC pauses in "
+                             "PATH.on.gc.json and its loop stalls (with the stacks sampled in them) in "
+                             "PATH.on.gc.stalls.json (.off. for the other pass)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "webhooks.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -189,6 +189,17 @@ class _JobRun:
         expect(self.handler, "pushed", status, PollStatus)
         return status if status.status in ("completed", "failed") else None
 
+    def _with_pushed_result(self, polled: PollStatus) -> PollStatus:
+        """A completing poll's status, or the push's when a signed one holding the result came during the poll
+        (the vendor finished as the safety-net poll went out): then no result is fetched. The poll decided."""
+        if self.push is None or polled.result is not None:
+            return polled
+        try:
+            pushed = self._from_push(self.push.take())
+        except TarashError:  # a push contradicting the poll: the poll is the truth, the fetch tells
+            return polled
+        return pushed if pushed is not None and pushed.status == "completed" and pushed.result is not None else polled
+
     async def until_done(self) -> AnyResponse:
         """Poll every ``poll_delay`` (longer when the vendor asks) up to ``max_poll_attempts``; the result."""
         handler, config, job = self.handler, self.config, self.job
@@ -222,6 +233,7 @@ class _JobRun:
                 # The completing poll's payload goes out too: the emitter holds it back and sends it once, with
                 # the result attached (the orchestrator's final update), so callers see the vendor's answer.
                 await self.emit(make_update(self.kind, self.generation_id, status))
+                status = self._with_pushed_result(status)
                 result = await handler.fetch_result(self.kind, config, self.request, job, status)
                 return check_response(handler, self.kind, result)
             if status.status == "failed":

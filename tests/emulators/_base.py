@@ -236,6 +236,8 @@ class Emulator:
         self.requests: list[RecordedRequest] = []
         #: When set, every submit is held (recorded, unanswered) until this event is set: a vendor slow to answer.
         self.submit_gate: asyncio.Event | None = None
+        #: The same for status polls: a poll in flight while something else happens (a webhook arrives).
+        self.status_gate: asyncio.Event | None = None
         self.jobs: dict[str, Job] = {}
         #: The most vendor jobs ever queued or running at once (sampled at each submit): what a client's
         #: concurrency limit lets through.
@@ -358,8 +360,8 @@ class Emulator:
         ``prompt`` (or ``job``'s prompt) is searched for in-band markers. A refused key consumes no fault.
         """
         self.record(request, step, body)
-        if step == "submit" and self.submit_gate is not None:
-            await self.submit_gate.wait()
+        if (gate := self.submit_gate if step == "submit" else self.status_gate if step == "status" else None):
+            await gate.wait()
         if check_auth and (denied := self.denial(request)) is not None:
             return denied
         fault = self._take(step, prompt if prompt is not None else job.prompt if job else None, HTTP_FAULTS)

@@ -124,6 +124,28 @@ async def test_a_signed_push_finishes_the_job_with_no_vendor_call(
             assert pushed_raw["status"] == polled_raw["status"] == "succeeded"
 
 
+async def test_a_push_during_the_completing_poll_spares_the_result_fetch(start_router: StartRouter) -> None:
+    async with FalEmulator(polls_to_complete=10_000) as fal:
+        fal.webhook_delay = 3600
+        router = await start_router(fal_routes(fal), webhook_poll_interval=0.05)
+        job_id = await router.create(BODY)
+        async with asyncio.timeout(5):
+            while fal.calls["status"] < 1:
+                await asyncio.sleep(0.01)
+        fal.status_gate = asyncio.Event()  # the safety-net poll goes out and waits for its answer
+        async with asyncio.timeout(5):
+            while fal.calls["status"] < 2:
+                await asyncio.sleep(0.01)
+        (vendor_job,) = fal.jobs.values()
+        vendor_job.finished = True  # the vendor finishes as that poll is in flight, and pushes
+        delivery = await fal.deliver_webhook(vendor_job, webhook_url(fal))
+        assert delivery is not None and delivery.status == 200
+        fal.status_gate.set()  # the poll answers COMPLETED: the push already holds the result
+        job = await router.finished(job_id)
+        assert job["status"] == "completed" and job["result"]["video"].startswith(fal.url)
+        assert fal.calls["status"] == 2 and fal.calls["result"] == 0
+
+
 async def test_a_fal_push_without_its_result_is_completed_by_a_fetch(start_router: StartRouter) -> None:
     async with FalEmulator(polls_to_complete=10_000) as fal:
         fal.webhook_fault = WebhookFault.NO_PAYLOAD  # payload null, payload_error set: too large to push
