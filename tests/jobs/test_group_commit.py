@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from router.jobs import sqlite as sqlite_module
 from router.jobs.group_commit import GroupCommit
 from router.jobs.sqlite import SQLiteJobStore
 from router.jobs.store import JobRecord
@@ -214,5 +215,36 @@ async def test_a_sqlite_claim_that_finds_nothing_writes_nothing_and_one_that_fin
         await holding
         assert [job.id for job in await claiming] == ["job_queued"]
         assert (await reading).worker == "A"  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+async def test_a_sqlite_renewal_goes_in_slices_that_writes_queued_meanwhile_go_between(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One UPDATE of every running row held the writer ~45-60 ms at 10,000 jobs, and each insert and save with it."""
+    monkeypatch.setattr(sqlite_module, "RENEW_SLICE", 2)
+    now = [0.0]
+    store = SQLiteJobStore(tmp_path / "jobs.sqlite3", clock=lambda: now[0])
+    await store.open()
+    try:
+        mine = [f"job_{i}" for i in range(5)]
+        for job_id in mine:
+            assert await store.insert(_job(job_id, worker="A"), lease_seconds=10)
+        assert await store.insert(_job("job_other", worker="B"), lease_seconds=10)
+        assert store._writer is not None  # noqa: SLF001
+        gate, holding = await held(store._writer, key="job_x")  # noqa: SLF001 - the first slice queues
+        now[0] = 5.0
+        renewing = asyncio.ensure_future(store.renew("A", 10))
+        await asyncio.sleep(0.01)
+        record = _job("job_0", worker="A")
+        record.status = "running"
+        saving = asyncio.ensure_future(store.save(record))  # queued after the first slice, before the second
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(holding, saving)
+        assert not renewing.done()  # the save did not wait for the whole renewal
+        assert await renewing == set(mine)  # every lease of A's, over three slices
+        now[0] = 12.0  # past the first leases: only B's lapsed
+        assert [job.id for job in await store.claim("C", 10, 10)] == ["job_other"]
     finally:
         await store.close()
