@@ -24,6 +24,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,9 @@ def prompt_of(scenario_name: str, i: int) -> str:
     return f"{scenario_name} fox {i}"
 
 
-async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int) -> dict[str, Any]:
+async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, round_: int = 1) -> dict[str, Any]:
     store, count, kill = SCENARIOS[name]
-    work = args.out.parent / f"instances-{name}"
+    work = args.out.parent / (f"instances-{name}" if round_ == 1 else f"instances-{name}-r{round_}")  # fresh data dirs
     work.mkdir(parents=True, exist_ok=True)
     routes = work / "routes.toml"
     routes.write_text(fal_video_routes(emu_port, args.poll_interval))
@@ -281,12 +282,21 @@ def accept_bound(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
             "cores": cores}
 
 
+def median_bound(bounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """``accept_bound``'s figures, each the median over rounds (element by element for the per-job lists)."""
+    def median(key: str, i: int | None = None) -> float:
+        return round(statistics.median(b[key] if i is None else b[key][i] for b in bounds), 2)
+
+    return {key: [median(key, i) for i in range(len(value))] if isinstance(value, list) else median(key)
+            for key, value in bounds[0].items()}
+
+
 async def main(args: argparse.Namespace) -> None:
     from tests.postgres_server import running_server
 
     results = []
     with running_server() as pg:
-        for name in args.scenarios:
+        for round_, name in ((r, n) for r in range(1, args.rounds + 1) for n in args.scenarios):
             # A fresh emulator per scenario: it keeps every job it saw, so each scenario starts on an empty one
             # rather than on the earlier scenarios' 10,000s of jobs.
             emu_port = free_port()
@@ -294,23 +304,28 @@ async def main(args: argparse.Namespace) -> None:
             args.emulator_pid = emulator.pid
             try:
                 await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
-                results.append(await scenario(name, args, pg, emu_port))
+                results.append({**await scenario(name, args, pg, emu_port, round_), "round": round_})
                 print(json.dumps(results[-1]), flush=True)
             finally:
                 emulator.terminate()
                 emulator.wait()
-    by_name = {r["scenario"]: r for r in results}
-    bound = (accept_bound(by_name["postgres-1"], by_name["postgres-2"])
-             if {"postgres-1", "postgres-2"} <= by_name.keys() else None)
+    # Each round's ratio from its own two runs (other processes' load drifts; interleaved rounds share it fairly).
+    rounds = [{r["scenario"]: r for r in results if r["round"] == n} for n in range(1, args.rounds + 1)]
+    bounds = [accept_bound(by["postgres-1"], by["postgres-2"]) for by in rounds
+              if {"postgres-1", "postgres-2"} <= by.keys()]
+    bound = median_bound(bounds) if bounds else None
     report = {"machine": machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
               "polls_per_job": args.polls, "poll_interval_s": args.poll_interval, "lease_s": args.lease,
-              "accept_ratio": bound, "results": results}
-    if bound is not None:
-        print(f"accepted/s, 2 instances over 1: measured {bound['measured_ratio']}x; CPU bound {bound['bound_ratio']}x "
-              f"(= {bound['cores']}L/(L+O), L = {bound['instance_ms_per_job'][0]} ms of the instance per job, O = "
-              f"{bound['other_ms_per_job'][0]} ms of PostgreSQL + emulator + load generator); with the per-job CPU "
-              f"measured with two instances ({bound['instance_ms_per_job'][1]} + {bound['other_ms_per_job'][1]} ms): "
-              f"{bound['bound_ratio_with_two_instances_figures']}x", flush=True)
+              "accept_ratio": bound, "accept_ratio_per_round": bounds, "results": results}
+    for b in bounds:
+        print(f"accepted/s, 2 instances over 1: measured {b['measured_ratio']}x; CPU bound {b['bound_ratio']}x "
+              f"(= {b['cores']}L/(L+O), L = {b['instance_ms_per_job'][0]} ms of the instance per job, O = "
+              f"{b['other_ms_per_job'][0]} ms of PostgreSQL + emulator + load generator); with the per-job CPU "
+              f"measured with two instances ({b['instance_ms_per_job'][1]} + {b['other_ms_per_job'][1]} ms): "
+              f"{b['bound_ratio_with_two_instances_figures']}x", flush=True)
+    if len(bounds) > 1 and bound is not None:
+        print(f"medians of {len(bounds)} rounds: measured {bound['measured_ratio']}x, CPU bound {bound['bound_ratio']}x, "
+              f"with two instances' figures {bound['bound_ratio_with_two_instances_figures']}x", flush=True)
     if args.accept_only:
         args.out.with_name(args.out.stem + "-accept.json").write_text(json.dumps(report, indent=2) + "\n")
         return
@@ -328,6 +343,9 @@ async def main(args: argparse.Namespace) -> None:
               f"{r['accept_postgres_cpu_ms_per_job']}, emulator {r['accept_emulator_cpu_ms_per_job']}, load generator "
               f"{r['accept_client_cpu_ms_per_job']}; commits {r['accept_commits_per_job']}; other processes "
               f"{r['accept_other_processes_cores']} cores" for r in results]
+    if len(bounds) > 1:
+        lines.append("accept ratio 2 instances / 1 per round (measured / CPU bound): " + ", ".join(
+            f"{b['measured_ratio']}x / {b['bound_ratio']}x" for b in bounds) + "; medians below")
     if bound is not None:
         lines.append(f"accept ratio 2 instances / 1: measured {bound['measured_ratio']}x, CPU bound 2L/(L+O) "
                      f"{bound['bound_ratio']}x (L {bound['instance_ms_per_job'][0]} ms, O {bound['other_ms_per_job'][0]} "
@@ -346,6 +364,8 @@ if __name__ == "__main__":
                         help="stop each scenario once its jobs are accepted (profiling the accept path)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile each instance over the accept window (instances-<scenario>/accept-N.prof)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the scenarios this many times, interleaved; ratios are medians over the rounds")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "instances.json")
     asyncio.run(main(parser.parse_args()))
