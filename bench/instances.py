@@ -33,6 +33,7 @@ import aiohttp
 
 from bench._common import (PYTHON, SCRIPT, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn,
                            wait_http)
+from bench._cpucap import CpuCap
 from bench.scale import peak_rss_mb
 
 SCENARIOS = {"sqlite-1": ("sqlite", 1, False), "postgres-1": ("postgres", 1, False),
@@ -111,8 +112,12 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
                "TARASH_ROUTER_JOB_LEASE_SECONDS": str(args.lease)}
         command = ([PYTHON, "-m", "bench._profiled_serve", str(work / f"accept-{i}.prof")] if args.profile
                    else [str(SCRIPT)])
-        return spawn(*command, "serve", "--routes", str(routes), "--port", str(ports[i]), env=env)
+        daemon = spawn(*command, "serve", "--routes", str(routes), "--port", str(ports[i]), env=env)
+        if args.instance_cpu:
+            caps.append(CpuCap(daemon.pid, args.instance_cpu, f"{name}-{i}"))
+        return daemon
 
+    caps: list[CpuCap] = []
     daemons = [start(i) for i in range(count)]
     rss = [0.0] * count
     side: list[float] = []
@@ -129,6 +134,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
             commits_before = await asyncio.to_thread(postgres_commits, url) if url else 0
             client_before, emulator_before = cpu_seconds(os.getpid()), cpu_seconds(args.emulator_pid)
             busy_before, total_before = machine_busy()
+            throttled_before = [cap.throttled_seconds() for cap in caps]
             if args.profile:
                 for daemon in daemons:
                     daemon.send_signal(signal.SIGUSR1)
@@ -143,6 +149,9 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
             created = await asyncio.gather(*(create(i) for i in range(args.jobs)))
             accept_s = time.perf_counter() - started
             busy_after, total_after = machine_busy()
+            # The share of the window the quota held each instance back: near 0 means the cap did not bind.
+            throttled = [round((cap.throttled_seconds() - before) / accept_s, 2)
+                         for cap, before in zip(caps, throttled_before)]
             client_cpu = cpu_seconds(os.getpid()) - client_before
             emulator_cpu = cpu_seconds(args.emulator_pid) - emulator_before
             side_cpu = client_cpu + emulator_cpu
@@ -162,7 +171,9 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
                   f"commits per job {commits and round(commits, 2)}; load generator {client_cpu / args.jobs * 1000:.2f}, "
                   f"emulator {emulator_cpu / args.jobs * 1000:.2f}; machine busy "
                   f"{(busy_after - busy_before) / (total_after - total_before):.0%} of {os.cpu_count()} cores, other "
-                  f"processes {max(others, 0.0):.2f} cores; load {os.getloadavg()[0]:.2f}", flush=True)
+                  f"processes {max(others, 0.0):.2f} cores; load {os.getloadavg()[0]:.2f}"
+                  + (f"; capped at {args.instance_cpu} cores, throttled {throttled} of the window" if caps else ""),
+                  flush=True)
             accept = {"accepted_per_s": round(args.jobs / accept_s, 1),
                       "accept_client_and_emulator_cpu_ms_per_job": round(side_cpu / args.jobs * 1000, 2),
                       "accept_client_cpu_ms_per_job": round(client_cpu / args.jobs * 1000, 3),
@@ -172,7 +183,8 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
                       "accept_load_average": round(os.getloadavg()[0], 2),
                       "accept_cpu_ms_per_job": [round(c, 2) for c in accept_cpu],
                       "accept_postgres_cpu_ms_per_job": accept_pg_cpu and round(accept_pg_cpu, 2),
-                      "accept_commits_per_job": commits and round(commits, 2)}
+                      "accept_commits_per_job": commits and round(commits, 2),
+                      "instance_cpu_cores": args.instance_cpu, "accept_throttled_share": throttled}
             if args.accept_only:
                 return {"scenario": name, "jobs": args.jobs, **accept}
             alive = list(range(count))
@@ -259,15 +271,19 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
             if daemon.poll() is None:
                 daemon.terminate()
                 daemon.wait()
+        for cap in caps:
+            cap.remove()
 
 
-def accept_bound(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
+def accept_bound(one: dict[str, Any], two: dict[str, Any], cap: float | None = None) -> dict[str, Any]:
     """What two instances' accept rate can reach over one's on this machine, from the CPU each process spent per
     accepted job. With one instance, its event loop (one core) is the limit: L ms of its CPU per job, O ms of
     everything else's (PostgreSQL, emulator, load generator) per job. Two instances on C cores are at best
     limited by all of it: C / (L + O) jobs per ms, so the ratio is at most C·L / (L + O) (= 2L/(L+O) on 2
     cores; 1.7x needs O <= 0.18·L). ``with_two_instances_figures`` uses the per-job CPU measured with two (it
-    grows when the processes share the cores) and one instance's measured rate."""
+    grows when the processes share the cores) and one instance's measured rate. With each instance capped at
+    ``cap`` cores (``--instance-cpu``), one instance is limited by its cap instead of a core: the bound is then
+    min(2, C·L / (cap·(L + O)))."""
     cores = os.cpu_count() or 1
 
     def other(r: dict[str, Any]) -> float:
@@ -276,8 +292,9 @@ def accept_bound(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
     l1, o1 = one["accept_cpu_ms_per_job"][0], other(one)
     l2 = sum(two["accept_cpu_ms_per_job"]) / len(two["accept_cpu_ms_per_job"])
     return {"measured_ratio": round(two["accepted_per_s"] / one["accepted_per_s"], 2),
-            "bound_ratio": round(cores * l1 / (l1 + o1), 2),
-            "bound_ratio_with_two_instances_figures": round(cores / (l2 + other(two)) * 1000 / one["accepted_per_s"], 2),
+            "bound_ratio": round(min(2.0, cores * l1 / (cap * (l1 + o1))) if cap else cores * l1 / (l1 + o1), 2),
+            "bound_ratio_with_two_instances_figures": round(
+                min(2 * (cap or 1.0) / l2, cores / (l2 + other(two))) * 1000 / one["accepted_per_s"], 2),
             "instance_ms_per_job": [l1, round(l2, 2)], "other_ms_per_job": [round(o1, 2), round(other(two), 2)],
             "cores": cores}
 
@@ -311,11 +328,12 @@ async def main(args: argparse.Namespace) -> None:
                 emulator.wait()
     # Each round's ratio from its own two runs (other processes' load drifts; interleaved rounds share it fairly).
     rounds = [{r["scenario"]: r for r in results if r["round"] == n} for n in range(1, args.rounds + 1)]
-    bounds = [accept_bound(by["postgres-1"], by["postgres-2"]) for by in rounds
+    bounds = [accept_bound(by["postgres-1"], by["postgres-2"], args.instance_cpu) for by in rounds
               if {"postgres-1", "postgres-2"} <= by.keys()]
     bound = median_bound(bounds) if bounds else None
     report = {"machine": machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
               "polls_per_job": args.polls, "poll_interval_s": args.poll_interval, "lease_s": args.lease,
+              "instance_cpu_cores": args.instance_cpu,
               "accept_ratio": bound, "accept_ratio_per_round": bounds, "results": results}
     for b in bounds:
         print(f"accepted/s, 2 instances over 1: measured {b['measured_ratio']}x; CPU bound {b['bound_ratio']}x "
@@ -366,6 +384,10 @@ if __name__ == "__main__":
                         help="cProfile each instance over the accept window (instances-<scenario>/accept-N.prof)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the scenarios this many times, interleaved; ratios are medians over the rounds")
+    parser.add_argument("--instance-cpu", type=float, default=None, metavar="CORES",
+                        help="cap each instance at CORES of CPU (a cgroup quota, bench/_cpucap.py: each instance as "
+                             "on a small box of its own, the rest of the machine left for PostgreSQL, the emulator "
+                             "and the load generator); needs root")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "instances.json")
     asyncio.run(main(parser.parse_args()))

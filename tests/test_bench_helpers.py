@@ -56,3 +56,19 @@ async def test_the_recorder_keeps_every_lag_the_metric_observes(monkeypatch: pyt
     count = next(float(line.split()[-1]) for line in text.splitlines()
                  if line.startswith("tarash_router_event_loop_lag_seconds_count"))
     assert count == len(recorder.lags) and recorder.summary()["n"] == len(recorder.lags)
+
+
+def test_the_two_instance_accept_bound_with_and_without_a_cpu_cap() -> None:
+    from bench.instances import accept_bound
+
+    def run(rate: float, instance_ms: list[float]) -> dict[str, object]:
+        return {"accepted_per_s": rate, "accept_cpu_ms_per_job": instance_ms, "accept_postgres_cpu_ms_per_job": 1.0,
+                "accept_client_and_emulator_cpu_ms_per_job": 0.5}
+
+    one, two = run(500, [2.0]), run(700, [2.0, 2.0])
+    uncapped = accept_bound(one, two)  # one instance: its loop's core; two: the machine's 2 cores for L + O
+    assert uncapped["measured_ratio"] == 1.4 and uncapped["bound_ratio"] == round(2 * 2.0 / 3.5, 2)
+    # Capped at 0.5 cores each: one instance is held at its cap, two need 2 x 0.5 + the rest: the cap binds.
+    capped = accept_bound(run(250, [2.0]), run(480, [2.0, 2.0]), cap=0.5)
+    assert capped["measured_ratio"] == 1.92 and capped["bound_ratio"] == 2.0
+    assert capped["bound_ratio_with_two_instances_figures"] == 2.0  # min(2 x 0.5 / 2 ms, 2 / 3.5 ms) / 250 per s
