@@ -42,6 +42,36 @@ provider_config = {{ webhook_jwks_url = "{fal.jwks_url}" }}
 """
 
 
+def replicate_routes(replicate: ReplicateEmulator, extra: str = "") -> str:
+    return f"""
+[routes."video"]
+kind = "video"
+[[routes."video".attempts]]
+provider = "replicate"
+model = "kwaivgi/kling-v2.1"
+base_url = "{replicate.url}/v1"
+api_key_env = "EMULATED_REPLICATE_KEY"
+poll_interval = 0.01
+max_poll_attempts = 100000
+price = {{ per_video = 0.28 }}
+{extra}
+"""
+
+
+def luma_routes(luma: LumaEmulator) -> str:
+    return f"""
+[routes."video"]
+kind = "video"
+[[routes."video".attempts]]
+provider = "luma"
+model = "ray-2"
+base_url = "{luma.url}/dream-machine/v1"
+api_key_env = "EMULATED_LUMA_KEY"
+poll_interval = 0.01
+max_poll_attempts = 100000
+"""
+
+
 async def test_fal_job_completes_on_its_webhook_with_at_most_two_polls(
         start_router: StartRouter, capsys: pytest.CaptureFixture[str]) -> None:
     async with FalEmulator(polls_to_complete=10_000) as fal:
@@ -166,17 +196,7 @@ async def test_replicate_push_with_its_secret_fetched_or_from_the_env(
     async with ReplicateEmulator(polls_to_complete=10_000) as replicate:
         if from_env:
             monkeypatch.setenv("REPLICATE_WEBHOOK_SECRET", replicate.webhook_secret)
-        router = await start_router(f"""
-[routes."video"]
-kind = "video"
-[[routes."video".attempts]]
-provider = "replicate"
-model = "kwaivgi/kling-v2.1"
-base_url = "{replicate.url}/v1"
-api_key_env = "EMULATED_REPLICATE_KEY"
-poll_interval = 0.01
-max_poll_attempts = 100000
-""")
+        router = await start_router(replicate_routes(replicate))
         job = await router.finished(await router.create({"model": "video", "prompt": "a fox"}))
         assert job["status"] == "completed" and replicate.calls["status"] <= 2 + (0 if from_env else 1)
         create = next(r for r in replicate.requests if r.step == "submit")
@@ -188,17 +208,7 @@ max_poll_attempts = 100000
 
 async def test_luma_callback_is_a_hint_that_ends_the_wait(start_router: StartRouter) -> None:
     async with LumaEmulator(polls_to_complete=10_000) as luma:
-        router = await start_router(f"""
-[routes."video"]
-kind = "video"
-[[routes."video".attempts]]
-provider = "luma"
-model = "ray-2"
-base_url = "{luma.url}/dream-machine/v1"
-api_key_env = "EMULATED_LUMA_KEY"
-poll_interval = 0.01
-max_poll_attempts = 100000
-""")
+        router = await start_router(luma_routes(luma))
         job = await router.finished(await router.create({"model": "video", "prompt": "a fox"}))
         assert job["status"] == "completed" and luma.calls["status"] <= 2
         assert next(r for r in luma.requests if r.step == "submit").body["callback_url"].startswith(router.url)

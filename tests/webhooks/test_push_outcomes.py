@@ -19,37 +19,7 @@ from tests.emulators.fal import FalEmulator
 from tests.emulators.luma import LumaEmulator
 from tests.emulators.replicate import ReplicateEmulator
 from tests.webhooks.conftest import Router, StartRouter
-from tests.webhooks.test_inbound import fal_routes, keys  # noqa: F401 - the autouse fixture
-
-
-def replicate_routes(replicate: ReplicateEmulator, extra: str = "") -> str:
-    return f"""
-[routes."video"]
-kind = "video"
-[[routes."video".attempts]]
-provider = "replicate"
-model = "kwaivgi/kling-v2.1"
-base_url = "{replicate.url}/v1"
-api_key_env = "EMULATED_REPLICATE_KEY"
-poll_interval = 0.01
-max_poll_attempts = 100000
-price = {{ per_video = 0.28 }}
-{extra}
-"""
-
-
-def luma_routes(luma: LumaEmulator) -> str:
-    return f"""
-[routes."video"]
-kind = "video"
-[[routes."video".attempts]]
-provider = "luma"
-model = "ray-2"
-base_url = "{luma.url}/dream-machine/v1"
-api_key_env = "EMULATED_LUMA_KEY"
-poll_interval = 0.01
-max_poll_attempts = 100000
-"""
+from tests.webhooks.test_inbound import fal_routes, keys, luma_routes, replicate_routes  # noqa: F401 - keys: the autouse fixture
 
 
 def routes_for(emulator: Emulator, extra: str = "") -> str:
