@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,7 +38,11 @@ def job(job_id: str, worker: str | None = None) -> JobRecord:
                      updated_at=now)
 
 
-async def test_notifications_reach_every_watcher(pg_url: str) -> None:
+@contextlib.asynccontextmanager
+async def writer_and_listener(
+        pg_url: str) -> AsyncIterator[tuple[PostgresJobStore, PostgresJobStore, asyncio.Queue[tuple[str, str]]]]:
+    """Two stores on one database, as two instances: the writer, the listener and what it hears (``(notice,
+    subject)``), once it is listening (its first "job" notice, "look for work", is taken)."""
     writer, listener = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
     await writer.open()
     await listener.open()
@@ -44,6 +50,15 @@ async def test_notifications_reach_every_watcher(pg_url: str) -> None:
     watching = asyncio.create_task(listener.watch(lambda notice, subject, sent: heard.put_nowait((notice, subject))))
     try:
         assert await asyncio.wait_for(heard.get(), 5) == ("job", "")  # listening (and "look for work")
+        yield writer, listener, heard
+    finally:
+        watching.cancel()
+        await writer.close()
+        await listener.close()
+
+
+async def test_notifications_reach_every_watcher(pg_url: str) -> None:
+    async with writer_and_listener(pg_url) as (writer, _, heard):
         await writer.insert(job("job_free"))
         await writer.insert(job("job_mine", worker="A"), lease_seconds=30)  # leased at once: nobody to wake
         await writer.watch_events("job_free", 30)  # someone on another instance streams it
@@ -52,20 +67,10 @@ async def test_notifications_reach_every_watcher(pg_url: str) -> None:
         got = [await asyncio.wait_for(heard.get(), 5) for _ in range(3)]
         assert got == [("job", ""), ("event", "job_free"), ("cancel", "job_free")]
         assert heard.empty()
-    finally:
-        watching.cancel()
-        await writer.close()
-        await listener.close()
 
 
 async def test_events_are_announced_only_while_someone_watches_the_job(pg_url: str) -> None:
-    writer, listener = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
-    await writer.open()
-    await listener.open()
-    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-    watching = asyncio.create_task(listener.watch(lambda notice, subject, sent: heard.put_nowait((notice, subject))))
-    try:
-        assert await asyncio.wait_for(heard.get(), 5) == ("job", "")
+    async with writer_and_listener(pg_url) as (writer, _, heard):
         await writer.insert(job("job_x", worker="A"), lease_seconds=30)
         await writer.append_event("job_x", 1, "update", {})  # nobody watches: stored, announced to nobody
         await writer.watch_events("job_x", 30)
@@ -77,10 +82,6 @@ async def test_events_are_announced_only_while_someone_watches_the_job(pg_url: s
         got = [await asyncio.wait_for(heard.get(), 5) for _ in range(2)]
         assert got == [("event", "job_x"), ("cancel", "job_x")]
         assert [seq for seq, _, _ in await writer.events("job_x")] == [1, 2, 3]
-    finally:
-        watching.cancel()
-        await writer.close()
-        await listener.close()
 
 
 async def test_schema_is_created_once_with_its_version(pg_url: str) -> None:

@@ -14,17 +14,11 @@ from router.webhooks.inbound import InboundWebhooks
 from tests.emulators._base import WebhookFault
 from tests.emulators.fal import FalEmulator
 from tests.jobs.test_instances import call, cluster, until_status
-from tests.jobs.test_postgres_store import job
+from tests.jobs.test_postgres_store import job, writer_and_listener
 
 
 async def test_the_store_keeps_a_push_until_the_holder_takes_it_and_announces_it(pg_url: str) -> None:
-    receiver, holder = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
-    await receiver.open()
-    await holder.open()
-    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-    watching = asyncio.create_task(holder.watch(lambda notice, subject, sent: heard.put_nowait((notice, subject))))
-    try:
-        assert await asyncio.wait_for(heard.get(), 5) == ("job", "")
+    async with writer_and_listener(pg_url) as (receiver, holder, heard):
         await receiver.insert(job("job_held", worker="a"), lease_seconds=30)
         await receiver.insert(job("job_other", worker="b"), lease_seconds=30)
         done = job("job_done", worker="a")
@@ -41,10 +35,6 @@ async def test_the_store_keeps_a_push_until_the_holder_takes_it_and_announces_it
         await receiver.note_push("job_held", 2)
         await receiver.delete("job_held")  # a deleted job's kept pushes go with it
         assert await holder.take_pushes("a") == set()
-    finally:
-        watching.cancel()
-        await receiver.close()
-        await holder.close()
 
 
 async def test_a_push_reaching_the_other_instance_wakes_the_holder(tmp_path: Path, pg_url: str) -> None:
