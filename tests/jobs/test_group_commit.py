@@ -37,9 +37,10 @@ async def db(tmp_path: Path) -> AsyncIterator[tuple[GroupCommit, sqlite3.Connect
     conn.close()
 
 
-async def held(writer: GroupCommit, key: str | None = None) -> tuple[threading.Event, asyncio.Future[object]]:
+async def held(writer: GroupCommit, key: str | list[str] | None = None,
+               ) -> tuple[threading.Event, asyncio.Future[object]]:
     """Keep the writer thread busy until the event is set, so what is queued meanwhile forms one batch (with
-    ``key``: a write of that key's)."""
+    ``key``: a write of that key's, or of those keys')."""
     gate, busy = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -135,14 +136,7 @@ async def test_a_store_read_sees_every_write_queued_before_it(tmp_path: Path) ->
 async def test_a_read_of_one_key_waits_for_that_keys_writes_and_shared_ones_only(
         db: tuple[GroupCommit, sqlite3.Connection, list[str]]) -> None:
     writer, _, _ = db
-    gate, busy = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        busy.set()
-        gate.wait(10)
-
-    holding = asyncio.ensure_future(writer.run(hold, key="job_a"))  # job_a's write, still going on
-    await asyncio.to_thread(busy.wait, 10)
+    gate, holding = await held(writer, "job_a")  # job_a's write, still going on
     async with asyncio.timeout(5):
         await writer.settled("job_b")  # nothing of job_b's is queued: no wait behind job_a's write
     waiting = [asyncio.ensure_future(writer.settled(key)) for key in ("job_a", None)]
@@ -163,14 +157,7 @@ async def test_a_write_of_several_keys_holds_reads_of_each_of_them_only(
         db: tuple[GroupCommit, sqlite3.Connection, list[str]]) -> None:
     """A claim of some jobs is such a write: a read of one of them waits for it, a read of another job does not."""
     writer, _, _ = db
-    gate, busy = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        busy.set()
-        gate.wait(10)
-
-    holding = asyncio.ensure_future(writer.run(hold, key=["job_a", "job_b"]))
-    await asyncio.to_thread(busy.wait, 10)
+    gate, holding = await held(writer, ["job_a", "job_b"])
     async with asyncio.timeout(5):
         await writer.settled("job_c")
     waiting = [asyncio.ensure_future(writer.settled(key)) for key in ("job_a", "job_b", None)]
