@@ -37,8 +37,8 @@ CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_event
                                "tarash_router_circuits": "circuit", "tarash_router_pushes": "push"}
 #: Statements that change rows (for the rows-written metric).
 _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_cancel", "delete", "prune",
-                     "append_event", "watch_events", "put_outbox", "slot_acquire", "slot_release", "bucket_take", "circuit_open",
-                     "circuit_close", "note_push", "take_pushes", "claim_outbox", "release_outbox",
+                     "append_event", "watch_events", "put_outbox", "slot_acquire", "slot_release", "bucket_take",
+                     "circuit_open", "circuit_close", "note_push", "take_pushes", "claim_outbox", "release_outbox",
                      "record_outbox_try"})
 #: How long an operation waits for a connection while the database is known to be down.
 DOWN_TIMEOUT_SECONDS = 1.0

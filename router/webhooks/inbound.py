@@ -14,9 +14,10 @@ safety net for a push that never comes. A duplicate, a late or an out-of-order d
 status poll. With several instances on one PostgreSQL store, a delivery about a job another instance holds is
 verified here, kept in the store and announced (``JobStore`` notice ``"push"``); the holder wakes the attempt
 at the notice, or, if its LISTEN connection was down then, when it reconnects (the kept push is taken then). A
-relayed push is a hint (the store keeps that it came, not its payload): the holder polls. Refused (and counted, and logged without the token): an unknown token (404), a
-body over the limit (413), a signature or timestamp that does not verify (401), a replay of a delivery
-already accepted (409), a delivery about another vendor job (400).
+relayed push is a hint (the store keeps that it came, not its payload): the holder polls. Refused (and counted,
+and logged without the token): an unknown token (404), a body over the limit (413), a signature or timestamp
+that does not verify (401), a replay of a delivery already accepted (409), a delivery about another vendor job
+(400).
 """
 
 from __future__ import annotations
