@@ -31,20 +31,13 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import (PYTHON, SCRIPT, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn,
-                           wait_http)
+from bench._common import (PYTHON, SCRIPT, cpu_seconds, fal_video_routes, free_port, loop_lag_p99, machine, percentile,
+                           spawn, wait_http)
 from bench._cpucap import CpuCap
 from bench.scale import peak_rss_mb
 
 SCENARIOS = {"sqlite-1": ("sqlite", 1, False), "postgres-1": ("postgres", 1, False),
              "postgres-2": ("postgres", 2, False), "postgres-2-kill": ("postgres", 2, True)}
-
-
-def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """User + system CPU of ``pid`` from /proc (with its reaped children's, when asked): robust to load."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    ticks = sum(int(value) for value in fields[11:15 if children else 13])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds(pg: Any) -> float:

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench._common import PYTHON, SCRIPT, drive, free_port, machine, spawn, wait_http
+from bench._common import PYTHON, SCRIPT, cpu_seconds, drive, free_port, machine, spawn, wait_http
 
 BODY = {"model": "img", "prompt": "a red fox", "response_format": "url"}
 
@@ -56,14 +56,6 @@ async def run_proxy(upstream: str, port: int) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await asyncio.Event().wait()
-
-
-def cpu_seconds(pid: int, thread: int | None = None) -> float:
-    """User + system CPU of a process (all its threads), or of one of its threads, from /proc: unlike wall time,
-    other processes' load hardly moves it."""
-    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
-    fields = Path(path).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @asynccontextmanager

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import time
@@ -26,7 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import PYTHON, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn, wait_http
+from bench._common import (PYTHON, cpu_seconds, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn,
+                           wait_http)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -34,14 +34,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pid: int, thread: int | None = None) -> float:
-    """utime + stime of a process (or of one of its threads) so far (from /proc: robust on a loaded machine,
-    unlike wall time). The main thread (``thread=pid``) is the event loop's."""
-    stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _accept_cpu(daemon: int, emulator: int) -> dict[str, float]:

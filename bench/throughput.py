@@ -25,8 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import SCRIPT, drive, free_port, machine, spawn, wait_http
-from bench.overhead import cpu_seconds
+from bench._common import SCRIPT, cpu_seconds, drive, free_port, machine, spawn, wait_http
 
 ROUTES = """
 [routes."img"]

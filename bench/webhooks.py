@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
 import time
@@ -31,8 +30,8 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import (PYTHON, SCRIPT, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn,
-                           wait_http)
+from bench._common import (PYTHON, SCRIPT, cpu_seconds, fal_video_routes, free_port, loop_lag_p99, machine, percentile,
+                           spawn, wait_http)
 
 
 LAG = "tarash_router_event_loop_lag_seconds"
@@ -43,11 +42,6 @@ def since(before: str, after: str) -> str:
     first = {line.split()[0]: float(line.split()[-1]) for line in before.splitlines() if line.startswith(f"{LAG}_")}
     return "\n".join(f"{line.split()[0]} {float(line.split()[-1]) - first.get(line.split()[0], 0.0)}"
                      for line in after.splitlines() if line.startswith(f"{LAG}_"))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> dict[str, Any]:
