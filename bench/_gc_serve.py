@@ -3,7 +3,9 @@
     python -m bench._gc_serve OUT.json serve --routes ...   (used by bench/scale.py)
 ``gc.callbacks`` time every collection (start to stop, wall clock on the event-loop thread), so the figures are
 the pauses the loop itself sat through. ``loop_lag`` beside them: every observation of the event-loop lag metric, kept
-unbucketed (``bench._lag``), for a p99 finer than the histogram's buckets.
+unbucketed (``bench._lag``), for a p99 finer than the histogram's buckets. With ``BENCH_OBJECTS=PATH``, each
+SIGUSR1 appends one JSON line to PATH: the GC-tracked objects left after a full collection, by type
+(``bench.objects``); that collection is not counted among the pauses.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import atexit
 import gc
 import json
 import os
+import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench._lag import LagRecorder
@@ -27,7 +31,11 @@ def run() -> int:
     pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
     started = [0.0]
 
+    counting = [False]  # a census's own collection is no pause of the daemon's
+
     def callback(phase: str, info: dict[str, int]) -> None:
+        if counting[0]:
+            return
         if phase == "start":
             started[0] = time.perf_counter()
         else:
@@ -50,6 +58,16 @@ def run() -> int:
             out.with_suffix(".stalls.json").write_text(json.dumps(tracer.summary(), indent=1) + "\n")
         out.write_text(json.dumps(summary) + "\n")
 
+    if census := os.environ.get("BENCH_OBJECTS"):
+        def count_objects(signum: int, frame: object) -> None:
+            counting[0] = True
+            gc.collect()
+            counting[0] = False
+            types = Counter(type(o).__qualname__ for o in gc.get_objects())
+            with open(census, "a") as f:
+                f.write(json.dumps({"total": sum(types.values()), "types": dict(types)}) + "\n")
+
+        signal.signal(signal.SIGUSR1, count_objects)
     gc.callbacks.append(callback)
     atexit.register(dump)
     return main(argv)
