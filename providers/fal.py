@@ -88,8 +88,15 @@ CONTENT_POLICY_TYPES = frozenset({"content_policy_violation", "nsfw_content_dete
 def family_of(kind: Kind, model: str) -> Family:
     """Match on the model's path segments (``fal-ai/kling-video/v2``), not on any substring."""
     parts = model.lower().split("/")[1:] or [model.lower()]
-    return next(f for f in FAMILIES if f.kind == kind and (
-        not f.match or any(part.startswith(m) for m in f.match for part in parts)))
+    # Loops, not nested generators: several calls per job (capabilities, payload, duration).
+    for family in FAMILIES:
+        if family.kind == kind:
+            if not family.match:
+                return family
+            for part in parts:
+                if part.startswith(family.match):  # any of the family's prefixes
+                    return family
+    raise LookupError(f"no fal model family for {kind}")  # unreachable: each kind ends with a default
 
 
 class FalProvider(HttpProvider):

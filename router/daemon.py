@@ -143,7 +143,7 @@ class Generations:
         try:
             return await run_generation(Generation(
                 route.kind, request, route.chain, generation_id=self._ids.next(), on_progress=on_progress,
-                observers=observers, breakers=self.breakers, limits=self.provider_limits(),
+                observers=observers, breakers=self.breakers, limits=self.provider_limits(), policies=route.policies,
             ))
         finally:
             self._in_flight[route.name] -= 1

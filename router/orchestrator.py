@@ -99,6 +99,8 @@ class Generation:
     ``before_submit`` is awaited just before an attempt's submit goes out (a durable job records it, so a
     crash before the answer is recorded is never followed by a second submit). ``pause`` is how an attempt
     waits between status polls (``asyncio.sleep``; a job service passes its ``PollPacer``'s: see ``drive``).
+    ``policies``, when given, are the chain's ``AttemptPolicy`` per attempt (a route works them out once per routes
+    load, ``Route.policies``); otherwise each is read from its config as its attempt starts.
     """
 
     kind: Kind
@@ -115,6 +117,7 @@ class Generation:
     push_for: Callable[[AttemptMetadata, AnyConfig], PushChannel | None] | None = None
     before_submit: Callable[[AttemptMetadata], Awaitable[None]] | None = None
     pause: Callable[[float], Awaitable[None]] = asyncio.sleep
+    policies: Sequence[AttemptPolicy] = ()
 
 
 async def run_chain(
@@ -236,7 +239,8 @@ class _ChainRun:
             status="failed",
         )
         self.attempts.append(metadata)
-        attempt = _Attempt(generation, self.events, config, metadata, AttemptPolicy.of(generation.kind, config),
+        policy = generation.policies[number - 1] if generation.policies else AttemptPolicy.of(generation.kind, config)
+        attempt = _Attempt(generation, self.events, config, metadata, policy,
                            resume.job if resume else None,
                            submit_unanswered=bool(resume and resume.job is None and resume.submit_unanswered))
         self.open = attempt

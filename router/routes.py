@@ -8,6 +8,7 @@ Public model names are the keys under ``[routes]``; each route's ``attempts`` be
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -29,7 +30,7 @@ from router.models import (
     MockConfig,
     utc_now,
 )
-from router.policy import POLICY_KEYS
+from router.policy import POLICY_KEYS, AttemptPolicy
 from router.pricing import PriceOverride, price_for
 from router.pricing.ceiling import lowered
 from router.pricing.table import override_problems
@@ -121,6 +122,11 @@ class Route:
     chain: tuple[AnyConfig, ...]
     max_concurrency: int | None = None
     max_cost_usd: float | None = None
+
+    @functools.cached_property
+    def policies(self) -> tuple[AttemptPolicy, ...]:
+        """Each attempt's ``AttemptPolicy``, worked out once per route (a reload builds new routes)."""
+        return tuple(AttemptPolicy.of(self.kind, config) for config in self.chain)
 
     @property
     def config(self) -> AnyConfig:
