@@ -123,6 +123,8 @@ def summarize(outcomes: list[AttemptOutcome]) -> dict[str, Any]:
 
 
 class _ActivityObserver(ChainObserver):
+    __slots__ = ("activity", "route", "_started")
+
     def __init__(self, activity: Activity, route: str) -> None:
         self.activity = activity
         self.route = route

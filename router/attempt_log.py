@@ -15,6 +15,8 @@ log = structlog.get_logger(logger_name="router.attempts")
 
 
 class AttemptLogger(ChainObserver):
+    __slots__ = ("route", "kind")
+
     def __init__(self, route: str, kind: str) -> None:
         self.route = route
         self.kind = kind

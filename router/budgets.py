@@ -181,6 +181,8 @@ def _period_view(period: Period, spent: float, budget: float | None) -> dict[str
 
 
 class _SpendRecorder(ChainObserver):
+    __slots__ = ("budgets", "client", "route", "key")
+
     def __init__(self, budgets: Budgets, client: str, route: str, key: str | None) -> None:
         self.budgets, self.client, self.route, self.key = budgets, client, route, key
 

@@ -218,6 +218,8 @@ class Metrics:
 
 
 class _MetricsObserver(ChainObserver):
+    __slots__ = ("m", "route", "kind", "started", "in_attempts", "_attempt_started", "_open")
+
     def __init__(self, metrics: Metrics, route: str, kind: str) -> None:
         self.m, self.route, self.kind = metrics, route, kind
         self.started = time.perf_counter()

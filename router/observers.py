@@ -36,6 +36,10 @@ class ChainObserver(Protocol):
     progress update; ``chain_finished`` once at the end, also when the generation is cancelled.
     """
 
+    # A subclass may declare ``__slots__`` too: one object per generation instead of two (no instance ``__dict__``),
+    # and nothing for ``handled_events`` to check (the router's own observers do).
+    __slots__ = ()
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name, value in vars(cls).items():
@@ -111,28 +115,34 @@ class ChainEvents:
     """One generation's events, each delivered to the progress callback (updates) and every observer; each
     failure contained, so one broken listener neither fails the generation nor starves the others."""
 
+    __slots__ = ("_on_progress", "_observers", "_handled", "active")
+
     def __init__(self, on_progress: ProgressCallback | None, observers: Sequence[ChainObserver]) -> None:
         self._on_progress = on_progress
-        # Each observer checked (``TypeError`` for one that is not a ChainObserver) as its events are read.
-        self._observers = tuple([(observer, handled_events(observer)) for observer in observers])
+        self._observers = tuple(observers)
+        # Each observer checked (``TypeError`` for one that is not a ChainObserver) as its events are read; the
+        # events each handles, in the same order (two tuples: a job keeps these for its whole run).
+        self._handled = tuple([handled_events(observer) for observer in self._observers])
         #: Whether anyone listens to updates: they are only built when someone will read them (a hot path).
-        self.active = on_progress is not None or any("update" in handled for _, handled in self._observers)
+        self.active = on_progress is not None or any("update" in handled for handled in self._handled)
+
+    def _hearing(self, event: str) -> list[ChainObserver]:
+        return [o for o, handled in zip(self._observers, self._handled) if event in handled]
 
     async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
-        await self._deliver([o.attempt_started(attempt, config) for o, h in self._observers if "attempt_started" in h])
+        await self._deliver([o.attempt_started(attempt, config) for o in self._hearing("attempt_started")])
 
     async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
-        await self._deliver([o.provider_job(attempt, config, job) for o, h in self._observers if "provider_job" in h])
+        await self._deliver([o.provider_job(attempt, config, job) for o in self._hearing("provider_job")])
 
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
-        await self._deliver([o.attempt_finished(attempt, config, error) for o, h in self._observers
-                             if "attempt_finished" in h])
+        await self._deliver([o.attempt_finished(attempt, config, error) for o in self._hearing("attempt_finished")])
 
     async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
-        await self._deliver([o.fallback(from_config, to_config, error) for o, h in self._observers if "fallback" in h])
+        await self._deliver([o.fallback(from_config, to_config, error) for o in self._hearing("fallback")])
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
-        await self._deliver([o.chain_finished(metadata, error) for o, h in self._observers if "chain_finished" in h])
+        await self._deliver([o.chain_finished(metadata, error) for o in self._hearing("chain_finished")])
 
     async def progress(self, update: AnyUpdate) -> None:
         """An update: to the caller's callback first, then to every observer's ``update``."""
@@ -143,7 +153,7 @@ class ChainEvents:
                     await result
             except Exception:  # noqa: BLE001 - a broken callback must not kill the generation
                 log.exception("on_progress callback raised; generation continues")
-        await self._deliver([o.update(update) for o, h in self._observers if "update" in h])
+        await self._deliver([o.update(update) for o in self._hearing("update")])
 
     @staticmethod
     async def _deliver(calls: list[Coroutine[Any, Any, None]]) -> None:

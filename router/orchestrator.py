@@ -19,7 +19,6 @@ event goes to the observers (metrics, logs, the job store) from here, the one pl
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -86,7 +85,7 @@ class ResumePoint:
     submit_unanswered: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Generation:
     """One generation as the orchestrator runs it: built once by the caller, read by every attempt.
 
@@ -148,10 +147,11 @@ async def run_generation(generation: Generation) -> AnyResponse:
     return await _ChainRun(generation).run()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     """One attempt of a chain run: its config, its ``AttemptMetadata`` (filled in as it goes), its policy, and
-    the persisted vendor job it resumes, if any."""
+    the persisted vendor job it resumes, if any. Slotted, and its hooks are its methods rather than closures: a
+    job's attempt lives for minutes, and every object it holds is walked by the cyclic GC."""
 
     generation: Generation
     events: ChainEvents
@@ -169,6 +169,8 @@ class _Attempt:
     #: The attempt's credentials, once resolved: no vendor-supplied string that reaches a client, a log or the
     #: job store may carry them (a hostile or broken vendor may echo them anywhere).
     secrets: tuple[str, ...] = ()
+    #: The config the calls go out with (its key resolved), set by the checks.
+    keyed: AnyConfig | None = None
 
     async def progress(self, update: AnyUpdate) -> None:
         """An update from the running try: sent on, except a "completed" one (held, see ``completing``)."""
@@ -180,6 +182,20 @@ class _Attempt:
             self.completing = update
         else:
             await self.events.progress(update)
+
+    async def on_job(self, job: ProviderJob) -> None:
+        """The vendor job a submit returned: recorded in the metadata, told to the observers."""
+        if redact(job.id, self.secrets) is not job.id or redact(job.data, self.secrets) is not job.data:
+            # The id must be stored to resume the job, and must never be stored: the attempt ends here.
+            raise BadProviderResponseError("the vendor's job id contains our credentials; not stored, not used")
+        self.metadata.request_id = job.id
+        assert self.keyed is not None  # a submit follows the checks
+        await self.events.provider_job(self.metadata, self.keyed, job)
+
+    async def before_submit(self) -> None:
+        """The generation's ``before_submit``, for this attempt."""
+        assert self.generation.before_submit is not None
+        await self.generation.before_submit(self.metadata)
 
 
 @dataclass
@@ -193,6 +209,8 @@ class _Failure:
 
 class _ChainRun:
     """One run of a generation's chain: the attempts so far, the open one, and the end events."""
+
+    __slots__ = ("generation", "events", "attempts", "open", "finished")
 
     def __init__(self, generation: Generation) -> None:
         self.generation = generation
@@ -338,7 +356,7 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     handler: Any = None
     try:
         handler = handler_for(attempt.config)
-        config = _checked(attempt, handler)
+        config = attempt.keyed = _checked(attempt, handler)
         secrets = attempt.secrets = (config.api_key,) if config.api_key else ()
         claim = _BreakerClaim.take(attempt.generation.breakers, config)
         response = await _with_retries(attempt, handler, config)
@@ -392,7 +410,7 @@ def _checked(attempt: _Attempt, handler: Any) -> AnyConfig:
     return config
 
 
-@dataclass
+@dataclass(slots=True)
 class _BreakerClaim:
     """An attempt that passed its provider's circuit breaker, and so must report back how it ended."""
 
@@ -453,21 +471,12 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
     if is_stepped(handler):
         if resume_job is not None:
             attempt.metadata.request_id = resume_job.id
-
-        async def on_job(job: ProviderJob) -> None:
-            if redact(job.id, attempt.secrets) is not job.id or redact(job.data, attempt.secrets) is not job.data:
-                # The id must be stored to resume the job, and must never be stored: the attempt ends here.
-                raise BadProviderResponseError("the vendor's job id contains our credentials; not stored, not used")
-            attempt.metadata.request_id = job.id
-            await attempt.events.provider_job(attempt.metadata, config, job)
-
         return await drive(  # drive checks what the handler's steps return
             handler, generation.kind, config, generation.request, attempt.progress,
-            generation_id=generation.generation_id, job=resume_job, on_job=on_job,
+            generation_id=generation.generation_id, job=resume_job, on_job=attempt.on_job,
             keep_vendor_job=generation.keep_vendor_job,
             push=generation.push_for(attempt.metadata, config) if generation.push_for else None,
-            before_submit=(functools.partial(generation.before_submit, attempt.metadata)
-                           if generation.before_submit else None),
+            before_submit=attempt.before_submit if generation.before_submit else None,
             pause=generation.pause,
         )
     result = check_response(handler, generation.kind, await _call_simple(handler, attempt, config))

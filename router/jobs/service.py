@@ -631,9 +631,9 @@ class JobService:
                 kind, request, chain, generation_id=job.id, observers=observers, policies=policies,
                 breakers=self._breakers, limits=self._limits(),
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
-                wait_for_capacity=True, keep_vendor_job=lambda: self._stopping or job.id in self._detached,
+                wait_for_capacity=True, keep_vendor_job=observer.keeps_vendor_job,
                 resume=_resume_point(job), push_for=self.push.channels(job) if self.push is not None else None,
-                before_submit=functools.partial(self._submitting, job, observer), pause=self._pacer.sleep,
+                before_submit=observer.submitting, pause=self._pacer.sleep,
             ))
         except TarashError as exc:
             job.status = "failed"
@@ -888,6 +888,8 @@ UPDATE_PERSIST_INTERVAL = 30.0
 class _JobObserver(ChainObserver):
     """Persists what a restart needs, the moment it happens."""
 
+    __slots__ = ("service", "job", "_stored_running", "_last_kept", "_last_kept_at")
+
     def __init__(self, service: JobService, job: JobRecord, *, stored_running: bool) -> None:
         self.service = service
         self.job = job
@@ -903,6 +905,14 @@ class _JobObserver(ChainObserver):
             if is_stepped(get_handler(config.provider)):
                 return  # its submit's record stores "running" (``JobService._submitting``)
         await self._save_running()
+
+    async def submitting(self, attempt: AttemptMetadata) -> None:
+        """The generation's ``before_submit`` (``JobService._submitting``)."""
+        await self.service._submitting(self.job, self, attempt)  # noqa: SLF001
+
+    def keeps_vendor_job(self) -> bool:
+        """The generation's ``keep_vendor_job``: a stop, or another instance holding the job now, detaches it."""
+        return self.service._stopping or self.job.id in self.service._detached  # noqa: SLF001
 
     async def _save_running(self) -> None:
         self._stored_running = True
