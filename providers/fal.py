@@ -153,7 +153,10 @@ class FalProvider(HttpProvider):
         return ProviderJob(id=data["request_id"], data={k: data[k] for k in ("status_url", "response_url", "cancel_url")})
 
     def status_request(self, kind: Kind, config: AnyConfig, job: ProviderJob) -> HttpRequest:
-        return HttpRequest("GET", job.data["status_url"], params={"logs": "1"})
+        url = job.data["status_url"]
+        if "?" in url or "#" in url:  # not fal's: aiohttp merges the query into the URL's as it always did
+            return HttpRequest("GET", url, params={"logs": "1"})
+        return HttpRequest("GET", url + "?logs=1")  # the same request line, without a query merge per poll
 
     def polled(self, kind: Kind, config: AnyConfig, job: ProviderJob, response: VendorResponse) -> PollStatus:
         data = response.json()

@@ -4,6 +4,8 @@ with the provider's connection slots.
 Per loop, because a session belongs to the loop that made it: the daemon has one loop, but the library's
 sync functions run each call on a fresh loop.
 
+Its ``CallDeadlines`` bound each call's duration (``HttpProvider.send``), the long ones on one timer per pool.
+
 The slots (a semaphore of ``CONNECTION_LIMIT``, the connector's own limit) are taken by every call before it
 asks the pool for a connection, so a call holding one never queues in the connector. That is what lets a submit
 be recorded only once it can go out: a job that was still waiting for a connection when the process died did
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from providers._engine.deadlines import CallDeadlines
 from router.sync import register_loop_cleanup
 
 #: Connection pool per provider: enough for thousands of concurrent polls without exhausting sockets.
@@ -26,17 +29,20 @@ USER_AGENT = "tarash-router/0.1 (+https://github.com/tarash-router)"
 
 @dataclass(frozen=True)
 class ProviderPool:
-    """A provider's session and the slots its calls take (one per connection the pool may hold)."""
+    """A provider's session, the slots its calls take (one per connection the pool may hold), and the timer of
+    their timeouts."""
 
     session: aiohttp.ClientSession
     slots: asyncio.Semaphore
+    deadlines: CallDeadlines
 
 
 _pools: dict[tuple[int, str], ProviderPool] = {}
 
 
-def pool_for(provider: str, *, limit: int = CONNECTION_LIMIT) -> ProviderPool:
-    """The shared session and slots of ``provider`` on the running loop (``limit``: its connections, when made)."""
+def pool_for(provider: str, *, limit: int = CONNECTION_LIMIT, deadlines: CallDeadlines | None = None) -> ProviderPool:
+    """The shared session and slots of ``provider`` on the running loop (``limit``: its connections, and
+    ``deadlines``: its calls' timeouts, when made)."""
     key = (id(asyncio.get_running_loop()), provider)
     pool = _pools.get(key)
     if pool is None or pool.session.closed:
@@ -47,7 +53,7 @@ def pool_for(provider: str, *, limit: int = CONNECTION_LIMIT) -> ProviderPool:
             timeout=aiohttp.ClientTimeout(total=None),
             raise_for_status=False,
         )
-        pool = _pools[key] = ProviderPool(session, asyncio.Semaphore(limit))
+        pool = _pools[key] = ProviderPool(session, asyncio.Semaphore(limit), deadlines or CallDeadlines())
     return pool
 
 
