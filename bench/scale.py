@@ -6,7 +6,8 @@ event-loop lag (p99 from its own metric: the bucket bound and the estimate inter
 lateness of the same 100-ms timer kept by ``bench._lag``), job-store write rate, and whether every job completed with the
 right result and exactly one vendor submit. Also: accept rate (jobs/s), ``GET /v1/jobs/{id}`` latency p50/p99
 from a side client on its own connection, throughout (during the accept burst and while the jobs run), the
-daemon's CPU seconds (utime + stime) and its cyclic-GC pauses per generation (``bench._gc_serve``).
+daemon's CPU seconds (utime + stime) and its cyclic-GC pauses per generation (``bench._gc_serve``), and the
+vendor calls (submits, status polls) the emulator saw during the accept burst.
 ``--kill-at-midpoint`` kill -9s the daemon halfway and restarts it on the same job store.
 
     .venv/bin/python bench/scale.py --jobs 10000 --polls 12 --poll-interval 5
@@ -100,11 +101,13 @@ async def main(args: argparse.Namespace) -> None:
 
             ids[:] = await asyncio.gather(*(create(i) for i in range(args.jobs)))
             created_s = time.perf_counter() - started
+            async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
+                calls_accepting = (await r.json())["calls"]  # the polls and submits that shared the burst
             accept_cpu = {name: round((now - accept_cpu[name]) * 1e6 / args.jobs)
                           for name, now in _accept_cpu(daemon.pid, emulator.pid).items()}
             print(f"{len(ids)} jobs accepted in {created_s:.1f} s ({len(ids) / created_s:.0f} jobs/s); CPU µs per "
                   f"accepted job: {accept_cpu}; POST latency p50 {ms(post_latencies, 50)} ms, p99 "
-                  f"{ms(post_latencies, 99)} ms", flush=True)
+                  f"{ms(post_latencies, 99)} ms; vendor calls meanwhile {calls_accepting}", flush=True)
             sider.cancel()
             sider = asyncio.create_task(side_client(base, ids, side["running"]))
             lifetime = args.polls * args.poll_interval
@@ -152,6 +155,7 @@ async def main(args: argparse.Namespace) -> None:
             "kill_at_midpoint": args.kill_at_midpoint, "log_level": args.log_level, "accept_seconds": created_s,
             "accept_jobs_per_s": round(args.jobs / created_s), "accept_cpu_us_per_job": accept_cpu,
             "post_ms": {"p50": ms(post_latencies, 50), "p99": ms(post_latencies, 99)},
+            "vendor_calls_while_accepting": calls_accepting,
             "total_seconds": elapsed,
             "completed_with_result": completed, "not_completed": args.jobs - completed, "statuses": statuses,
             "vendor_submits": emu["calls"].get("submit", 0), "vendor_jobs": emu["jobs"],

@@ -33,7 +33,7 @@ from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.handler import is_stepped
-from router.jobs.pacer import PollPacer
+from router.jobs.pacer import MAX_DEFER_SECONDS, PollPacer
 from router.jobs.store import (Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, StoredCopy, VendorJob,
                                shared_store)
 from router.limits import ProviderLimits
@@ -138,6 +138,7 @@ class JobService:
         lease_seconds: float = 30.0,
         vendor_job_grace: float = 10.0,
         submit_grace: float = SUBMIT_GRACE_SECONDS,
+        poll_defer: float = MAX_DEFER_SECONDS,
     ) -> None:
         self.store = store
         #: Records each job's spend for its owner's budget when the job ends.
@@ -196,7 +197,9 @@ class JobService:
         self.submit_grace = submit_grace
         self._sending: set[str] = set()  # jobs whose submit is going out, its answer not recorded yet
         self._answered = asyncio.Event()  # one of them was answered (or ended)
-        self._pacer = PollPacer()  # the waits between polls of every running job: one timer, bounded bursts
+        #: The waits between polls of every running job: one timer, bounded bursts, held (up to ``poll_defer``
+        #: seconds past their time) while the loop is behind.
+        self._pacer = PollPacer(max_defer=poll_defer)
         if metrics is not None:
             metrics.job_store_available.set(1)
 
