@@ -5,7 +5,8 @@ Each emulator job needs ``--polls`` status polls before it completes and the rou
 event-loop lag (p99 from its own metric: the bucket bound and the estimate interpolated in it; and exactly, every
 lateness of the same 100-ms timer kept by ``bench._lag``), job-store write rate, and whether every job completed with the
 right result and exactly one vendor submit. Also: accept rate (jobs/s), ``GET /v1/jobs/{id}`` latency p50/p99
-from a side client on its own connection, throughout (during the accept burst and while the jobs run), the
+from a side client in a process of its own (``bench._side_client``; ``..._in_load_generator``: the same GETs made
+inside this process, as earlier runs measured them), throughout (during the accept burst and while the jobs run), the
 daemon's CPU seconds (utime + stime) and its cyclic-GC pauses per generation (``bench._gc_serve``), and the
 vendor calls (submits, status polls) the emulator saw during the accept burst.
 ``--kill-at-midpoint`` kill -9s the daemon halfway and restarts it on the same job store.
@@ -26,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import _side_client
 from bench._common import (PYTHON, cpu_seconds, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn,
                            wait_http)
 
@@ -45,7 +47,9 @@ def _accept_cpu(daemon: int, emulator: int) -> dict[str, float]:
 
 
 async def side_client(url: str, ids: list[str], latencies: list[float]) -> None:
-    """GET a random known job every 50 ms on a connection of its own (a user looking at one job)."""
+    """GET a random known job every 50 ms on a connection of its own, inside this process: the figure earlier runs
+    reported. It also times this process's own loop (the burst's POSTs, the GC of 10,000 tasks); the side client
+    of record runs in a process of its own (``bench._side_client``)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         while True:
             if ids:
@@ -78,6 +82,9 @@ async def main(args: argparse.Namespace) -> None:
     ids: list[str] = []
     side: dict[str, list[float]] = {"accepting": [], "running": []}
     sider = asyncio.create_task(side_client(base, ids, side["accepting"]))
+    side_out = out.with_suffix(".side.json")
+    watcher = _side_client.start(base, side_out, PYTHON)
+    phases = {"accepting": time.monotonic()}
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
         await wait_http(base + "/healthz")
@@ -97,10 +104,12 @@ async def main(args: argparse.Namespace) -> None:
                         job_id: str = (await r.json())["id"]
                     post_latencies.append(time.perf_counter() - t0)
                 ids.append(job_id)
+                _side_client.tell(watcher, job_id)
                 return job_id
 
             ids[:] = await asyncio.gather(*(create(i) for i in range(args.jobs)))
             created_s = time.perf_counter() - started
+            phases["running"] = time.monotonic()
             async with session.get(f"http://127.0.0.1:{emu_port}/_emulator/stats") as r:
                 calls_accepting = (await r.json())["calls"]  # the polls and submits that shared the burst
             accept_cpu = {name: round((now - accept_cpu[name]) * 1e6 / args.jobs)
@@ -138,6 +147,10 @@ async def main(args: argparse.Namespace) -> None:
                     break
             elapsed = time.perf_counter() - started
             sider.cancel()
+            phases["end"] = time.monotonic()
+            seen = _side_client.finish(watcher, side_out)
+            apart = {phase: _side_client.between(seen["samples"], phases[phase], end)  # type: ignore[arg-type]
+                     for phase, end in (("accepting", phases["running"]), ("running", phases["end"]))}
             cpu += cpu_seconds(daemon.pid)
             loop_cpu += cpu_seconds(daemon.pid, daemon.pid)
             jobs = await asyncio.gather(*(status(i) for i in ids))
@@ -161,16 +174,20 @@ async def main(args: argparse.Namespace) -> None:
             "vendor_submits": emu["calls"].get("submit", 0), "vendor_jobs": emu["jobs"],
             "peak_rss_mib": rss, **loop_lag_p99(metrics, "_after_restart" if args.kill_at_midpoint else ""),
             "job_store_rows_written": writes, "job_store_write_rate_per_s": writes / elapsed,
-            "get_job_ms_while_accepting": {"p50": ms(side["accepting"], 50), "p99": ms(side["accepting"], 99),
-                                           "n": len(side["accepting"])},
-            "get_job_ms_while_running": {"p50": ms(side["running"], 50), "p99": ms(side["running"], 99),
-                                         "n": len(side["running"])},
+            **{f"get_job_ms_while_{phase}": {"p50": ms(apart[phase], 50), "p99": ms(apart[phase], 99),
+                                             "n": len(apart[phase])} for phase in ("accepting", "running")},
+            "get_job_errors": seen["errors"],
+            **{f"get_job_ms_while_{phase}_in_load_generator": {
+                "p50": ms(side[phase], 50), "p99": ms(side[phase], 99), "n": len(side[phase])}
+               for phase in ("accepting", "running")},
             "daemon_cpu_s": round(cpu, 1), "daemon_loop_thread_cpu_s": round(loop_cpu, 1), "load_average": Path("/proc/loadavg").read_text().split()[:3],
         }
         print(json.dumps(result, indent=2))
         out.write_text(json.dumps(result, indent=2) + "\n")
     finally:
         sider.cancel()
+        if watcher.poll() is None:
+            watcher.kill()
         daemon.terminate()
         daemon.wait()
         emulator.terminate()
