@@ -273,6 +273,7 @@ class JobService:
         retries race; a different request under the same key raises ``IdempotencyKeyReusedError``.
         ``request_fingerprint`` identifies what the client sent (default: the route and the request).
         ``webhook_url`` (checked by the caller; needs ``outbound``) gets the job's outcome POSTed to it."""
+        self._pacer.demand()  # a client waits: background polls yield to it while the loop is behind
         if idempotency_key and request_fingerprint is None:
             request_fingerprint = fingerprint(route.name, request.model_dump(mode="json"))
         job = JobRecord(
@@ -332,6 +333,7 @@ class JobService:
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The stored job, with the live progress of a running one."""
+        self._pacer.demand()
         committed = self._committed.get(job_id) if self._committed is not None else None
         job = committed.record() if committed is not None else await self.store.get(job_id)
         return self._with_progress(job) if job is not None else None
@@ -339,6 +341,7 @@ class JobService:
     async def list(self, *, kind: str | None = None, owner: str | None = None, limit: int = 20,
                    after: str | None = None, status: str | None = None, route: str | None = None) -> list[JobRecord]:
         """A page of jobs for a list view: brief records (their ``request`` holds only ``LIST_REQUEST_FIELDS``)."""
+        self._pacer.demand()
         jobs = await self.store.list(kind=kind, owner=owner, limit=limit, after=after, status=status, route=route,
                                      brief=True)
         return [self._with_progress(job) for job in jobs]

@@ -1,6 +1,7 @@
 """``PollPacer`` on a real loop: sleeps wake in deadline order, at most ``batch`` per loop iteration, and cancel like
 ``asyncio.sleep``; while the loop is behind (a fake signal, or the real one made late by blocking the loop for
-40 ms) a due sleep is held up to its slack, and a cancel is never held. The policy itself, on an injected clock:
+40 ms) and API requests come in, a due sleep is held up to its slack; without requests nothing is held, and a
+cancel is never held. The policy itself, on an injected clock:
 ``test_pacer_policy.py``."""
 
 from __future__ import annotations
@@ -78,15 +79,26 @@ async def test_while_behind_a_due_sleep_wakes_at_its_slack_not_before() -> None:
     pacer, loop = PollPacer(behind=_always_behind), asyncio.get_running_loop()
     assert pacer.slack(0.02) == 0.01 and pacer.slack(60) == pacer.max_defer == 2.5  # half the wait, at most 2.5 s
     assert pacer.slack(0) == 0  # the first poll after a submit is never held
+    pacer.demand()  # an API request came in
     started = loop.time()
     await pacer.sleep(0.02)
     assert loop.time() - started >= 0.03 - 0.001
+
+
+async def test_without_api_requests_a_behind_loop_holds_nothing() -> None:
+    """Polls yield only to API requests: with none in the last second, a due sleep wakes at its time, behind or not
+    (holding it would only move its job's later polls)."""
+    pacer, loop = PollPacer(behind=_always_behind, max_defer=30, fraction=3000), asyncio.get_running_loop()
+    started = loop.time()
+    await pacer.sleep(0.01)
+    assert loop.time() - started < 0.5
 
 
 async def test_a_held_sleep_cancels_at_once() -> None:
     """A cancel (a job cancelled, the daemon stopping) is never held: the held sleep raises as soon as it is
     cancelled, long before its slack (30 s) is up."""
     pacer, loop = PollPacer(behind=_always_behind, max_defer=30, fraction=3000), asyncio.get_running_loop()
+    pacer.demand()
     held = asyncio.create_task(pacer.sleep(0.01))
     await asyncio.sleep(0.05)  # due, and held
     assert not held.done()
@@ -104,6 +116,7 @@ async def test_a_late_timer_holds_due_polls_until_the_loop_caught_up() -> None:
     pacer, loop = PollPacer(max_defer=1.0, fraction=50), asyncio.get_running_loop()
     assert isinstance(pacer.behind, LoopLag) and pacer.slack(0.02) == 1.0
     loop.call_later(0.005, time.sleep, 0.04)  # blocks the loop from 5 to 45 ms
+    pacer.demand()
     started = loop.time()
     await pacer.sleep(0.02)  # due at 20 ms: its timer runs at ~45 ms
     waited = loop.time() - started

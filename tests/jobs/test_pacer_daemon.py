@@ -56,7 +56,8 @@ async def test_jobs_finish_with_one_submit_each_while_the_loop_is_saturated(
         async with saturated_loop():
             ids = []
             for i in range(8):
-                status, body, _ = await daemon.request("POST", "/v1/jobs", json={"model": "video", "prompt": f"fox {i}"})
+                status, body, _ = await daemon.request("POST", "/v1/jobs",
+                                                       json={"model": "video", "prompt": f"fox {i}"})
                 assert status == 202, body
                 ids.append(body["id"])
             async with asyncio.timeout(30):
