@@ -242,7 +242,6 @@ class Daemon:
             instance_id=instance_id,
             lease_seconds=settings.job_lease_seconds,
             vendor_job_grace=settings.vendor_job_save_grace_seconds,
-            poll_defer=settings.poll_defer_max_seconds,
         )
         if generations.shared is not None:
             jobs.notice_listeners.append(generations.shared.on_notice)

@@ -92,10 +92,6 @@ class Settings(BaseSettings):
     max_running_jobs: int = Field(default=64, ge=1)
     job_retention_days: float = Field(default=7.0, gt=0)
     keep_media_copy: bool = False
-    #: While the event loop is behind and job API requests come in, a job's next status poll may wait up to this
-    #: long past its time (never more than half the wait before it), so those requests get the loop first
-    #: (router/jobs/pacer.py). 0: never.
-    poll_defer_max_seconds: float = Field(default=2.5, ge=0)
     # Webhooks (router/webhooks)
     #: The router's externally reachable base URL; vendors push completions to {public_url}/v1/webhooks/...
     #: Unset: no vendor webhooks, every job is polled.

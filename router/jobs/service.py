@@ -33,7 +33,7 @@ from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.handler import is_stepped
-from router.jobs.pacer import MAX_DEFER_SECONDS, PollPacer
+from router.jobs.pacer import PollPacer
 from router.jobs.store import (Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, StoredCopy, VendorJob,
                                shared_store)
 from router.limits import ProviderLimits
@@ -138,7 +138,6 @@ class JobService:
         lease_seconds: float = 30.0,
         vendor_job_grace: float = 10.0,
         submit_grace: float = SUBMIT_GRACE_SECONDS,
-        poll_defer: float = MAX_DEFER_SECONDS,
     ) -> None:
         self.store = store
         #: Records each job's spend for its owner's budget when the job ends.
@@ -197,9 +196,7 @@ class JobService:
         self.submit_grace = submit_grace
         self._sending: set[str] = set()  # jobs whose submit is going out, its answer not recorded yet
         self._answered = asyncio.Event()  # one of them was answered (or ended)
-        #: The waits between polls of every running job: one timer, bounded bursts, held (up to ``poll_defer``
-        #: seconds past their time) while the loop is behind.
-        self._pacer = PollPacer(max_defer=poll_defer)
+        self._pacer = PollPacer()  # the waits between polls of every running job: one timer, bounded bursts
         if metrics is not None:
             metrics.job_store_available.set(1)
 
@@ -273,7 +270,6 @@ class JobService:
         retries race; a different request under the same key raises ``IdempotencyKeyReusedError``.
         ``request_fingerprint`` identifies what the client sent (default: the route and the request).
         ``webhook_url`` (checked by the caller; needs ``outbound``) gets the job's outcome POSTed to it."""
-        self._pacer.demand()  # a client waits: background polls yield to it while the loop is behind
         if idempotency_key and request_fingerprint is None:
             request_fingerprint = fingerprint(route.name, request.model_dump(mode="json"))
         job = JobRecord(
@@ -333,7 +329,6 @@ class JobService:
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The stored job, with the live progress of a running one."""
-        self._pacer.demand()
         committed = self._committed.get(job_id) if self._committed is not None else None
         job = committed.record() if committed is not None else await self.store.get(job_id)
         return self._with_progress(job) if job is not None else None
@@ -341,7 +336,6 @@ class JobService:
     async def list(self, *, kind: str | None = None, owner: str | None = None, limit: int = 20,
                    after: str | None = None, status: str | None = None, route: str | None = None) -> list[JobRecord]:
         """A page of jobs for a list view: brief records (their ``request`` holds only ``LIST_REQUEST_FIELDS``)."""
-        self._pacer.demand()
         jobs = await self.store.list(kind=kind, owner=owner, limit=limit, after=after, status=status, route=route,
                                      brief=True)
         return [self._with_progress(job) for job in jobs]
