@@ -2,8 +2,10 @@
 
     python -m bench._gc_serve OUT.json serve --routes ...   (used by bench/scale.py)
 ``gc.callbacks`` time every collection (start to stop, wall clock on the event-loop thread), so the figures are
-the pauses the loop itself sat through. ``loop_lag`` beside them: every observation of the event-loop lag metric, kept
-unbucketed (``bench._lag``), for a p99 finer than the histogram's buckets. With ``BENCH_OBJECTS=PATH``, each
+the pauses the loop itself sat through; beside them the same collections on the thread's CPU clock (``cpu_``: a
+pause far longer in wall time than in CPU time was the thread waiting for a core, not collecting). ``loop_lag``
+beside them: every observation of the event-loop lag metric, kept unbucketed (``bench._lag``), for a p99 finer than
+the histogram's buckets. With ``BENCH_OBJECTS=PATH``, each
 SIGUSR1 appends one JSON line to PATH: the GC-tracked objects left after a full collection, by type
 (``bench.objects``); that collection is not counted among the pauses.
 """
@@ -29,7 +31,8 @@ from router.cli import main
 def run() -> int:
     out, argv = Path(sys.argv[1]), sys.argv[2:]
     pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-    started = [0.0]
+    cpu: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    started = [0.0, 0.0]
 
     counting = [False]  # a census's own collection is no pause of the daemon's
 
@@ -37,9 +40,10 @@ def run() -> int:
         if counting[0]:
             return
         if phase == "start":
-            started[0] = time.perf_counter()
+            started[:] = time.perf_counter(), time.thread_time()
         else:
             pauses[info["generation"]].append(time.perf_counter() - started[0])
+            cpu[info["generation"]].append(time.thread_time() - started[1])
 
     if thresholds := os.environ.get("BENCH_GC_THRESHOLDS"):  # e.g. "10000,2,50": try other thresholds
         router.cli.GC_THRESHOLDS = tuple(int(x) for x in thresholds.split(","))  # type: ignore[assignment]
@@ -51,7 +55,9 @@ def run() -> int:
 
     def dump() -> None:
         summary: dict[str, object] = {
-            f"gen{gen}": {"count": len(p), "total_s": round(sum(p), 3), "max_ms": round(max(p, default=0) * 1000, 1)}
+            f"gen{gen}": {"count": len(p), "total_s": round(sum(p), 3), "max_ms": round(max(p, default=0) * 1000, 1),
+                          "cpu_total_s": round(sum(cpu[gen]), 3),
+                          "cpu_max_ms": round(max(cpu[gen], default=0) * 1000, 1)}
             for gen, p in pauses.items()}
         summary["loop_lag"] = lag.summary()
         if tracer is not None:
