@@ -71,7 +71,7 @@ class CallDeadlines:
 
 
 class _OnTick:
-    """One call bounded by its pool's ``CallDeadlines`` (see ``CallDeadlines.within``)."""
+    """One call bounded by its pool's ``CallDeadlines`` (see ``CallDeadlines.bound``)."""
 
     __slots__ = ("_deadlines", "_seconds", "_timeout")
 
