@@ -42,8 +42,18 @@ timeout = 3600
 {extra}"""
 
 
-def spawn(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(list(args), cwd=cwd, env={**os.environ, **(env or {})},
+def fal_job_env(jobs: int, *, log_level: str = "warning", **settings: str) -> dict[str, str]:
+    """The daemon's environment for ``fal_video_routes``: the emulator's key, room for ``jobs`` running jobs, and
+    ``settings`` as ``TARASH_ROUTER_`` variables (``DATA_DIR=...``, ``JOB_STORE=...``)."""
+    return {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": log_level,
+            "TARASH_ROUTER_MAX_RUNNING_JOBS": str(jobs + 10),
+            **{f"TARASH_ROUTER_{name}": value for name, value in settings.items()}}
+
+
+def spawn(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT,
+          stdin: int | None = None) -> subprocess.Popen[bytes]:
+    """``args`` as a process of its own, quiet (``stdin=subprocess.PIPE``: unbuffered, written to by the caller)."""
+    return subprocess.Popen(list(args), cwd=cwd, env={**os.environ, **(env or {})}, stdin=stdin, bufsize=0,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import aiohttp
 
+from bench._common import PYTHON, spawn
+
 EVERY_SECONDS = 0.05
 
 
-def start(url: str, out: Path, python: str = sys.executable) -> subprocess.Popen[bytes]:
+def start(url: str, out: Path) -> subprocess.Popen[bytes]:
     """The side client, watching the daemon at ``url``; tell it job ids with ``tell``."""
-    return subprocess.Popen([python, "-m", "bench._side_client", url, str(out)], stdin=subprocess.PIPE, bufsize=0,
-                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL)
+    return spawn(PYTHON, "-m", "bench._side_client", url, str(out), stdin=subprocess.PIPE)
 
 
 def tell(side: subprocess.Popen[bytes], job_id: str) -> None:

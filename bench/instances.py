@@ -31,8 +31,8 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import (PYTHON, SCRIPT, cpu_seconds, fal_video_routes, free_port, loop_lag_p99, machine, percentile,
-                           spawn, wait_http)
+from bench._common import (PYTHON, SCRIPT, cpu_seconds, fal_job_env, fal_video_routes, free_port, loop_lag_p99,
+                           machine, percentile, spawn, wait_http)
 from bench._cpucap import CpuCap
 from bench.scale import peak_rss_mb
 
@@ -99,10 +99,8 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
     bases = [f"http://127.0.0.1:{port}" for port in ports]
 
     def start(i: int) -> Any:
-        env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_JOB_STORE": url,
-               "TARASH_ROUTER_DATA_DIR": str(work / f"data-{i}"), "TARASH_ROUTER_INSTANCE_ID": f"i{i}",
-               "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10),
-               "TARASH_ROUTER_JOB_LEASE_SECONDS": str(args.lease)}
+        env = fal_job_env(args.jobs, JOB_STORE=url, DATA_DIR=str(work / f"data-{i}"), INSTANCE_ID=f"i{i}",
+                          JOB_LEASE_SECONDS=str(args.lease))
         command = ([PYTHON, "-m", "bench._profiled_serve", str(work / f"accept-{i}.prof")] if args.profile
                    else [str(SCRIPT)])
         daemon = spawn(*command, "serve", "--routes", str(routes), "--port", str(ports[i]), env=env)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench._common import PYTHON, fal_video_routes, free_port, machine, spawn, wait_http
+from bench._common import PYTHON, fal_job_env, fal_video_routes, free_port, machine, spawn, wait_http
 
 
 async def census(pid: int, path: Path, count: int) -> dict[str, int]:
@@ -41,8 +41,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     routes.write_text(fal_video_routes(emu_port, args.poll_interval))
     counts = tmp / "objects.jsonl"
     emulator = spawn(PYTHON, "-m", "tests.emulators", "fal", "--port", str(emu_port), "--polls", "1000")
-    env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_DATA_DIR": str(tmp),
-           "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10), "BENCH_OBJECTS": str(counts)}
+    env = {**fal_job_env(args.jobs, DATA_DIR=str(tmp)), "BENCH_OBJECTS": str(counts)}
     daemon = spawn(PYTHON, "-m", "bench._gc_serve", str(tmp / "gc.json"), "serve", "--routes", str(routes),
                    "--port", str(port), env=env)
     base = f"http://127.0.0.1:{port}"

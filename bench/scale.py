@@ -28,8 +28,8 @@ from typing import Any
 import aiohttp
 
 from bench import _side_client
-from bench._common import (PYTHON, cpu_seconds, fal_video_routes, free_port, loop_lag_p99, machine, percentile, spawn,
-                           wait_http)
+from bench._common import (PYTHON, cpu_seconds, fal_job_env, fal_video_routes, free_port, loop_lag_p99, machine,
+                           percentile, spawn, wait_http)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -72,8 +72,7 @@ async def main(args: argparse.Namespace) -> None:
     routes = out.parent / "scale-routes.toml"
     routes.write_text(fal_video_routes(emu_port, args.poll_interval))
     data = out.parent / "scale-data"
-    env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": args.log_level, "TARASH_ROUTER_DATA_DIR": str(data),
-           "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10)}
+    env = fal_job_env(args.jobs, log_level=args.log_level, DATA_DIR=str(data))
     gc_out = out.with_suffix(".gc.json")
     command = [PYTHON, "-m", "bench._gc_serve", str(gc_out), "serve", "--routes", str(routes), "--port", str(port)]
     daemon = spawn(*command, env=env)
@@ -83,7 +82,7 @@ async def main(args: argparse.Namespace) -> None:
     side: dict[str, list[float]] = {"accepting": [], "running": []}
     sider = asyncio.create_task(side_client(base, ids, side["accepting"]))
     side_out = out.with_suffix(".side.json")
-    watcher = _side_client.start(base, side_out, PYTHON)
+    watcher = _side_client.start(base, side_out)
     phases = {"accepting": time.monotonic()}
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")

@@ -30,8 +30,8 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import (PYTHON, SCRIPT, cpu_seconds, fal_video_routes, free_port, loop_lag_p99, machine, percentile,
-                           spawn, wait_http)
+from bench._common import (PYTHON, SCRIPT, cpu_seconds, fal_job_env, fal_video_routes, free_port, loop_lag_p99,
+                           machine, percentile, spawn, wait_http)
 
 
 LAG = "tarash_router_event_loop_lag_seconds"
@@ -53,8 +53,7 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
     routes.write_text(fal_video_routes(emu_port, args.poll_interval, max_poll_attempts=100000, extra=jwks))
     data = workdir / f"webhooks-data-{'on' if webhooks else 'off'}"
     shutil.rmtree(data, ignore_errors=True)
-    env = {"BENCH_FAL_KEY": "test-key", "TARASH_ROUTER_LOG_LEVEL": "warning", "TARASH_ROUTER_DATA_DIR": str(data),
-           "TARASH_ROUTER_MAX_RUNNING_JOBS": str(args.jobs + 10)}
+    env = fal_job_env(args.jobs, DATA_DIR=str(data))
     if webhooks:
         env["TARASH_ROUTER_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     serve = ("serve", "--routes", str(routes), "--port", str(port))
