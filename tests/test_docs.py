@@ -119,7 +119,7 @@ def test_every_setting_is_documented_with_its_default() -> None:
 def test_docs_index_and_readme_link_every_page() -> None:
     index = (DOCS / "README.md").read_text()
     readme = (DOCS.parent / "README.md").read_text()
-    for page in ("models.md", "http-api.md", "settings.md", "metrics.md"):
+    for page in ("models.md", "http-api.md", "settings.md", "metrics.md", "performance.md"):
         assert (DOCS / page).is_file()
         assert f"]({page})" in index, f"docs/README.md does not link {page}"
         assert f"](docs/{page})" in readme, f"README.md does not link docs/{page}"
