@@ -11,7 +11,9 @@ opened, none for a pooled one), so a call that cannot connect still fails as unr
 may have gone out; the whole call's bound therefore expires one tick after that one could. aiohttp rounded
 deadlines of 5 s or more up to the next whole second, so a long call ends at most ~2 s late instead of ~1 s. At
 most the pool's ``CONNECTION_LIMIT`` calls are open at once: a tick's scan is short. A shorter timeout keeps
-aiohttp's exact ``total``.
+aiohttp's exact ``total``. The engine's lean client (``providers._engine.wire``) is bounded the same way
+(``limit``): a short call by its own exact timer, a long one on the tick, and its connect phase (DNS, TCP and TLS
+together) by ``connect_bound``.
 """
 
 from __future__ import annotations
@@ -43,11 +45,19 @@ class CallDeadlines:
         self._timer: asyncio.TimerHandle | None = None
 
     def bound(self, seconds: float) -> tuple[AbstractAsyncContextManager[None], aiohttp.ClientTimeout]:
-        """How to bound one call to ``seconds``: the context to make it in, and the timeouts to give aiohttp."""
+        """How to bound one aiohttp call to ``seconds``: the context to make it in, and the timeouts to give aiohttp."""
+        context, exact = self.limit(seconds)
+        if exact is not None:
+            return context, aiohttp.ClientTimeout(total=exact, sock_connect=CONNECT_TIMEOUT)
+        return context, aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=CONNECT_TIMEOUT)
+
+    def limit(self, seconds: float) -> tuple[AbstractAsyncContextManager[None], float | None]:
+        """How to bound one call to ``seconds`` made by a client that keeps an exact timeout itself
+        (``providers._engine.wire``): the context to make it in, and that timeout (None: the context bounds the
+        call on the shared tick). The connect phase's own bound is ``connect_bound(seconds)``."""
         if seconds < self.exact_below:
-            return contextlib.nullcontext(), aiohttp.ClientTimeout(total=seconds, sock_connect=CONNECT_TIMEOUT)
-        return (_OnTick(self, seconds + self.tick),
-                aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=CONNECT_TIMEOUT))
+            return contextlib.nullcontext(), seconds
+        return _OnTick(self, seconds + self.tick), None
 
     def enter(self, timeout: asyncio.Timeout, seconds: float) -> None:
         """``timeout`` (entered, with no deadline of its own) expires ``seconds`` from now, within a tick."""
@@ -88,3 +98,8 @@ class _OnTick:
                         traceback: TracebackType | None) -> bool | None:
         self._deadlines.leave(self._timeout)
         return await self._timeout.__aexit__(exc_type, exc, traceback)
+
+
+def connect_bound(seconds: float) -> float:
+    """The bound on opening a connection for a call of ``seconds``: it fails as unreachable before the call's own."""
+    return min(CONNECT_TIMEOUT, seconds)

@@ -1,14 +1,16 @@
 """``HttpProvider``: the stepped handler every vendor module configures.
 
 The engine owns what is the same for every vendor: sending with a per-call timeout on the provider's shared
-session, auth headers, turning transport failures and HTTP errors into the core error classes (with the
-vendor's message and request id, scrubbed of the key), ambiguous-submit detection, and parsing failures
-becoming ``BadProviderResponseError``. A vendor module supplies data (base URL, auth, status map, error
+connections (the lean client of ``providers._engine.wire`` for JSON and bodyless calls, aiohttp for the rest),
+auth headers, turning transport failures and HTTP errors into the core error classes (with the vendor's message
+and request id, scrubbed of the key), ambiguous-submit detection, and parsing failures becoming
+``BadProviderResponseError``. A vendor module supplies data (base URL, auth, status map, error
 reader, content-policy words) and small build/parse hooks for each step.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -16,7 +18,9 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from providers._engine import wire
 from providers._engine.capabilities import missing_reason
+from providers._engine.deadlines import connect_bound
 from providers._engine.errors import first_text, for_status, looks_like_content_policy, retry_after_seconds
 from providers._engine.http import FormFile, HttpRequest, Step, VendorResponse
 from providers._engine.sessions import ProviderPool, pool_for
@@ -40,6 +44,8 @@ T = TypeVar("T")
 #: Upper bound for one network call; the attempt's own ``timeout`` bounds the whole attempt.
 DEFAULT_CALL_TIMEOUT = 60.0
 _ABSOLUTE = ("https://", "http://")
+#: Methods the lean client sends (with a JSON body or none); anything else goes through aiohttp.
+_WIRE_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
 
 #: A relative path ``urljoin`` appends to a plain base unchanged: no scheme (no colon or dot in the first
 #: segment), no leading "/", no empty, "." or ".." segment, no query, fragment or params. Nearly every call's.
@@ -266,28 +272,21 @@ class HttpProvider(ProviderHandler):
     async def _exchange(self, pool: ProviderPool, config: AnyConfig, request: HttpRequest, step: Step,
                         url: str, headers: dict[str, str], context: dict[str, Any]) -> VendorResponse:
         """The call itself, on a connection slot the caller holds, bounded by ``call_timeout`` (see
-        ``providers._engine.deadlines``: a long one on the pool's shared timer, not a timer of its own)."""
+        ``providers._engine.deadlines``: a long one on the pool's shared timer, not a timer of its own). A JSON or
+        bodyless call goes on the pool's lean client (``providers._engine.wire``), the rest through aiohttp."""
         job_id = context["provider_request_id"]
-        bound, timeout = pool.deadlines.bound(self.call_timeout(config))
+        seconds = self.call_timeout(config)
+        where = wire.target(url, request.params) if request.form is None and request.method in _WIRE_METHODS else None
         try:
-            async with bound, pool.session.request(
-                request.method,
-                url,
-                json=request.json if request.form is None else None,
-                data=_form(request.form) if request.form is not None else None,
-                params=request.params,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=request.follow_redirects,
-            ) as raw:
-                body = await raw.read()
-                response = VendorResponse(
-                    status=raw.status, headers=raw.headers, body=body, request_id=self._request_id(raw.headers)
-                )
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            if where is not None:
+                response = await self._on_wire(pool, request, where, headers, seconds)
+            else:
+                response = await self._on_aiohttp(pool, request, url, headers, seconds)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, wire.WireConnectError) as exc:
             # Nothing reached the vendor: always safe to fall back.
-            raise ProviderUnavailableError(f"cannot connect to {self.name}: {type(exc).__name__}", **context) from exc
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            cause = exc.__cause__ if isinstance(exc, wire.WireConnectError) and exc.__cause__ else exc
+            raise ProviderUnavailableError(f"cannot connect to {self.name}: {type(cause).__name__}", **context) from exc
+        except (TimeoutError, aiohttp.ClientError, wire.WireError) as exc:
             if step == "submit":
                 raise AmbiguousSubmitError(
                     f"{self.name} submit sent but no complete answer came back ({_describe(exc)}); "
@@ -309,6 +308,36 @@ class HttpProvider(ProviderHandler):
                     http_status=response.status,
                 ) from exc
         return response
+
+    async def _on_wire(self, pool: ProviderPool, request: HttpRequest, where: wire.Target, headers: dict[str, str],
+                       seconds: float) -> VendorResponse:
+        bound, exact = pool.deadlines.limit(seconds)
+        # aiohttp's ``json=``: json.dumps with its default separators, UTF-8, as application/json.
+        body = None if request.json is None else json.dumps(request.json).encode()
+        async with bound:
+            raw = await pool.wire.request(
+                request.method, where, headers, body, content_type="application/json" if body is not None else None,
+                connect_timeout=connect_bound(seconds), timeout=exact, follow_redirects=request.follow_redirects,
+            )
+        return VendorResponse(status=raw.status, headers=raw.headers, body=raw.body,
+                              request_id=self._request_id(raw.headers))
+
+    async def _on_aiohttp(self, pool: ProviderPool, request: HttpRequest, url: str, headers: dict[str, str],
+                          seconds: float) -> VendorResponse:
+        bound, timeout = pool.deadlines.bound(seconds)
+        async with bound, pool.session.request(
+            request.method,
+            url,
+            json=request.json if request.form is None else None,
+            data=_form(request.form) if request.form is not None else None,
+            params=request.params,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=request.follow_redirects,
+        ) as raw:
+            body = await raw.read()
+            return VendorResponse(status=raw.status, headers=raw.headers, body=body,
+                                  request_id=self._request_id(raw.headers))
 
     def parse(self, config: AnyConfig, response: VendorResponse | None, build: Callable[[], T], *, job_id: str | None = None) -> T:
         """Run a parse hook; a vendor answer of the wrong shape becomes ``BadProviderResponseError``."""

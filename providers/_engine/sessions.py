@@ -1,5 +1,9 @@
-"""One ``aiohttp.ClientSession`` per provider per event loop, reused by every request and closed on shutdown,
-with the provider's connection slots.
+"""One ``aiohttp.ClientSession`` and one ``WirePool`` per provider per event loop, reused by every request and
+closed on shutdown, with the provider's connection slots.
+
+The engine sends its common calls (JSON or no body) on the ``WirePool`` (``providers._engine.wire``: kept-alive
+connections at a fraction of aiohttp's CPU and objects per call) and the rest (multipart forms, URLs it does not
+take) on the session, which other users of the provider's connections (token fetches, media fetches) share.
 
 Per loop, because a session belongs to the loop that made it: the daemon has one loop, but the library's
 sync functions run each call on a fresh loop.
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from providers._engine.deadlines import CallDeadlines
+from providers._engine.wire import WirePool
 from router.sync import register_loop_cleanup
 
 #: Connection pool per provider: enough for thousands of concurrent polls without exhausting sockets.
@@ -29,12 +34,13 @@ USER_AGENT = "tarash-router/0.1 (+https://github.com/tarash-router)"
 
 @dataclass(frozen=True)
 class ProviderPool:
-    """A provider's session, the slots its calls take (one per connection the pool may hold), and the timer of
-    their timeouts."""
+    """A provider's session and lean client, the slots their calls take (one per connection the pool may hold),
+    and the timer of their timeouts."""
 
     session: aiohttp.ClientSession
     slots: asyncio.Semaphore
     deadlines: CallDeadlines
+    wire: WirePool
 
 
 _pools: dict[tuple[int, str], ProviderPool] = {}
@@ -53,7 +59,8 @@ def pool_for(provider: str, *, limit: int = CONNECTION_LIMIT, deadlines: CallDea
             timeout=aiohttp.ClientTimeout(total=None),
             raise_for_status=False,
         )
-        pool = _pools[key] = ProviderPool(session, asyncio.Semaphore(limit), deadlines or CallDeadlines())
+        pool = _pools[key] = ProviderPool(session, asyncio.Semaphore(limit), deadlines or CallDeadlines(),
+                                          WirePool(user_agent=USER_AGENT))
     return pool
 
 
@@ -63,10 +70,12 @@ def session_for(provider: str) -> aiohttp.ClientSession:
 
 
 async def close_sessions() -> None:
-    """Close every session opened on the running loop."""
+    """Close every session and lean client's connection opened on the running loop."""
     loop_id = id(asyncio.get_running_loop())
     for key in [k for k in _pools if k[0] == loop_id]:
-        await _pools.pop(key).session.close()
+        pool = _pools.pop(key)
+        pool.wire.close()
+        await pool.session.close()
 
 
 register_loop_cleanup(close_sessions)

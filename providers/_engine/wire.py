@@ -374,18 +374,18 @@ class _Connection(asyncio.Protocol):
             if status == 101:
                 raise WireProtocolError("the server switched protocols unasked")
             return True  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-        headers, length, chunked, close = _fields(lines)
-        self._status, self._headers = status, headers
-        self._keep_alive = version == "HTTP/1.1" and not close
-        self._encoding = next((v.strip().lower() for k, v in headers if k.lower() == "content-encoding"), "")
+        headers, framing = _fields(lines)
+        self._status, self._headers, self._encoding = status, headers, framing.encoding
+        self._keep_alive = version == "HTTP/1.1" and not framing.close
         if self._bodyless or status in (204, 304):
             self._finish()
-        elif chunked:
+        elif framing.chunked:
             self._state = _CHUNK_SIZE_LINE
-            self._keep_alive = self._keep_alive and length is None  # both framings: a smuggling sign, do not reuse
-        elif length is not None:
-            self._state, self._remaining = _LENGTH, length
-            if length == 0:
+            # Both framings: a smuggling sign (RFC 9112 6.3); chunked wins, the connection is not reused.
+            self._keep_alive = self._keep_alive and framing.length is None
+        elif framing.length is not None:
+            self._state, self._remaining = _LENGTH, framing.length
+            if framing.length == 0:
                 self._finish()
         else:
             self._state, self._keep_alive = _UNTIL_CLOSE, False
@@ -406,30 +406,46 @@ class _Connection(asyncio.Protocol):
         waiter.set_result(WireResponse(self._status, CIMultiDictProxy(CIMultiDict(self._headers)), body))
 
 
-def _fields(lines: list[str]) -> tuple[list[tuple[str, str]], int | None, bool, bool]:
-    """An answer's header fields, in order with repeats, and its framing: (fields, Content-Length, chunked, close)."""
-    headers: list[tuple[str, str]] = []
+@dataclass(slots=True)
+class _Framing:
+    """What an answer's header fields say about its body and its connection."""
+
     length: int | None = None
+    chunked: bool = False
+    close: bool = False
+    encoding: str = ""
+
+
+def _fields(lines: list[str]) -> tuple[list[tuple[str, str]], _Framing]:
+    """An answer's header fields, in order with repeats, and its framing."""
+    headers: list[tuple[str, str]] = []
+    framing = _Framing()
     transfer: list[str] = []
-    close = False
     for line in lines:
         name, colon, value = line.partition(":")
         if not colon or not name or name[0] in " \t" or name[-1] in " \t":
             raise WireProtocolError("malformed header line")  # also an obsolete folded line
         value = value.strip(" \t")
         headers.append((name, value))
+        if name[0] not in "CcTt":
+            continue  # none of the fields below: most lines stop here
         lower = name.lower()
         if lower == "content-length":
-            if not (value.isascii() and value.isdigit()) or (length is not None and int(value) != length):
+            if not (value.isascii() and value.isdigit()) or framing.length not in (None, int(value)):
                 raise WireProtocolError("malformed Content-Length")
-            length = int(value)
+            framing.length = int(value)
         elif lower == "transfer-encoding":
             transfer += [token.strip().lower() for token in value.split(",")]
         elif lower == "connection":
-            close = close or "close" in (token.strip().lower() for token in value.split(","))
-    if transfer and transfer[-1] != "chunked":
-        return headers, None, False, True  # RFC 9112 6.3: a coding not ending in chunked is framed by the close
-    return headers, length, bool(transfer), close
+            framing.close = framing.close or "close" in (token.strip().lower() for token in value.split(","))
+        elif lower == "content-encoding":
+            framing.encoding = value.lower()
+    if transfer:
+        if transfer[-1] != "chunked":  # RFC 9112 6.3: a coding not ending in chunked is framed by the close
+            framing.length, framing.close = None, True
+        else:
+            framing.chunked = True
+    return headers, framing
 
 
 def _decoded(body: bytes, encoding: str) -> bytes:

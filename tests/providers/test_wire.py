@@ -1,6 +1,7 @@
 """The lean HTTP/1.1 client (``providers._engine.wire``) against real loopback servers: aiohttp web servers for
-well-formed answers, raw asyncio servers for the faults and framings aiohttp would not produce. What aiohttp would send is checked
-against aiohttp itself on the same server."""
+well-formed answers, raw asyncio servers for the faults and framings aiohttp would not produce; and, through
+``HttpProvider.send``, how its failures map to the engine's errors. What aiohttp would send is checked against
+aiohttp itself on the same server."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from yarl import URL
 
-from providers._engine.sessions import USER_AGENT
+import router
+from providers._engine.http import HttpRequest
+from providers._engine.deadlines import EXACT_BELOW, CallDeadlines
+from providers._engine.sessions import USER_AGENT, close_sessions, pool_for
 from providers._engine.wire import (
     MAX_REDIRECTS,
     Target,
@@ -39,6 +43,8 @@ from providers._engine.wire import (
     WireResponse,
     target,
 )
+from providers.fal import FalProvider
+from router.models import VideoGenerationConfig
 from tests.providers.vendors import CANARY
 
 WAIT = 5.0  # bound on waiting for an event that happens at once; never reached when the code is right
@@ -606,3 +612,71 @@ async def test_a_redirect_is_returned_when_not_followed_and_loops_end(pool: Wire
         with pytest.raises(WireRedirectError):
             await get(pool, url + "/ftp")
     assert MAX_REDIRECTS == 10
+
+
+# ---- through the engine -------------------------------------------------------------------------------------
+@pytest.fixture
+async def fal() -> AsyncIterator[FalProvider]:
+    yield FalProvider()
+    await close_sessions()
+
+
+def fal_config(url: str, request_timeout: float = 0.2) -> VideoGenerationConfig:
+    return VideoGenerationConfig(provider="fal", model="fal-ai/veo3", base_url=url, api_key=CANARY,
+                                 provider_config={"request_timeout": request_timeout})
+
+
+def _hang_after_head_line(server: RawServer, number: int, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> Awaitable[None]:
+    async def hang() -> None:
+        await read_request(server, number, reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        await reader.read()
+    return hang()
+
+
+@pytest.mark.parametrize("step,error_type", [("submit", "AmbiguousSubmitError"), ("status", "ProviderTimeoutError")])
+@pytest.mark.parametrize("exact_below", [EXACT_BELOW, 0.01])  # its own timer; the shared tick
+async def test_a_slow_answer_is_ambiguous_on_submit_and_a_timeout_otherwise(
+        fal: FalProvider, step: str, error_type: str, exact_below: float) -> None:
+    pool_for("fal", deadlines=CallDeadlines(tick=0.01, exact_below=exact_below))
+    async with raw_server(_hang_after_head_line) as server:
+        call = HttpRequest("POST", "fal-ai/veo3", json={"prompt": "x"}) if step == "submit" else \
+            HttpRequest("GET", "fal-ai/veo3/requests/r1/status")
+        with pytest.raises(router.TarashError) as info:
+            await fal.send(fal_config(server.url, 0.05), call, step, job_id=None if step == "submit" else "r1")
+    assert type(info.value).__name__ == error_type and "TimeoutError" in info.value.message
+    assert len(server.seen) == 1 and CANARY not in info.value.message
+
+
+@pytest.mark.parametrize("step", ["submit", "status"])
+async def test_a_refused_connect_is_unavailable_never_ambiguous(fal: FalProvider, step: str) -> None:
+    async with raw_server(keep_answering) as server:
+        url = server.url
+    call = HttpRequest("POST", "fal-ai/veo3", json={}) if step == "submit" else HttpRequest("GET", "x/status")
+    with pytest.raises(router.ProviderUnavailableError) as info:
+        await fal.send(fal_config(url), call, step)
+    assert info.value.message == "cannot connect to fal: ConnectionRefusedError"
+
+
+async def test_a_submit_on_a_connection_the_vendor_dropped_is_ambiguous_and_sent_once(fal: FalProvider) -> None:
+    async with raw_server(close_the_second_request) as server:
+        await fal.send(fal_config(server.url), HttpRequest("GET", "x/status"), "status", job_id="r1")
+        with pytest.raises(router.AmbiguousSubmitError) as info:
+            await fal.send(fal_config(server.url), HttpRequest("POST", "fal-ai/veo3", json={"prompt": "x"}), "submit")
+        status = await fal.send(fal_config(server.url), HttpRequest("GET", "x/status"), "status", job_id="r1")
+    assert "WireDisconnected" in info.value.message and status.status == 200
+    assert [s.request_line for s in server.seen].count("POST /fal-ai/veo3 HTTP/1.1") == 1
+
+
+async def test_a_cut_status_answer_is_unavailable(fal: FalProvider) -> None:
+    async def cut(server: RawServer, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(server, number, reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()
+        writer.transport.abort()
+
+    async with raw_server(cut) as server:
+        with pytest.raises(router.ProviderUnavailableError) as info:
+            await fal.send(fal_config(server.url), HttpRequest("GET", "x/status"), "status", job_id="r1")
+    assert "WireDisconnected" in info.value.message and len(server.seen) == 1
