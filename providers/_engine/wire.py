@@ -50,7 +50,7 @@ import asyncio
 import re
 import ssl
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
@@ -211,12 +211,12 @@ _HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLO
 class _Connection(asyncio.Protocol):
     """One kept-alive connection and the parser of the answer it is waiting for."""
 
-    def __init__(self, key: tuple[str, str, int], forget: Callable[[_Connection], None]) -> None:
+    def __init__(self, key: tuple[str, str, int], registry: set[_Connection]) -> None:
         self.key = key
         self.idle_since = 0.0
         #: The last answer allows the next request on this connection.
         self.reusable = False
-        self._forget = forget
+        self._registry = registry  # the pool's open connections: this one is in it while its transport is
         self._transport: asyncio.Transport | None = None
         self._lost = False
         self._waiter: asyncio.Future[WireResponse] | None = None
@@ -254,6 +254,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._registry.add(self)
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
@@ -272,7 +273,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._forget(self)
+        self._registry.discard(self)
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
@@ -560,7 +561,7 @@ class WirePool:
         try:
             async with asyncio.timeout_at(limit):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(where.key, self._open.discard), where.host, where.port, ssl=context,
+                    lambda: _Connection(where.key, self._open), where.host, where.port, ssl=context,
                     server_hostname=where.host.rstrip(".") if context else None,
                     happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
                 )
@@ -569,7 +570,6 @@ class WirePool:
         if self._closed:
             connection.close()
             raise WireConnectError("the connection pool is closed")
-        self._open.add(connection)
         return connection
 
     def _context(self) -> ssl.SSLContext:
