@@ -75,6 +75,7 @@ async def close_sessions() -> None:
     for key in [k for k in _pools if k[0] == loop_id]:
         pool = _pools.pop(key)
         pool.wire.close()
+        await asyncio.sleep(0)  # the closed transports' sockets are released in the loop's next callbacks
         await pool.session.close()
 
 

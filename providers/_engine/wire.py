@@ -250,6 +250,11 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        """Close at once: no TLS close_notify exchange, nothing buffered is flushed (the pool is shutting down)."""
+        if self._transport is not None:
+            self._transport.abort()
+
     # ---- asyncio.Protocol ---------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -504,13 +509,14 @@ class WirePool:
                 headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
 
     def close(self) -> None:
-        """Close every connection; requests still waiting on one fail with ``WireDisconnected``."""
+        """Close every connection (their sockets once the loop runs its next callbacks); requests still waiting on
+        one fail with ``WireDisconnected``."""
         self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
         for connection in list(self._open):
-            connection.close()
+            connection.abort()  # not a TLS shutdown that could outlive the loop
         self._idle.clear()
 
     async def _send(self, method: str, where: Target, headers: Mapping[str, str], body: bytes | None,
