@@ -36,8 +36,9 @@ exchange by ``timeout`` (one timer per call) or, when it is None, by the caller 
 
 What it does not do (the engine sends those calls through aiohttp): multipart or streamed request bodies,
 credentials in the URL, non-http schemes, proxies, HTTP/2, ``Expect: 100-continue``, protocol upgrades. It keeps no
-cookie jar (vendor APIs authenticate by header; aiohttp's jar would echo a CDN's cookies back) and no DNS cache (a
-kept-alive connection resolves once; aiohttp caches lookups for 300 s). It asks for ``Accept-Encoding: identity``
+cookie jar (vendor APIs authenticate by header; aiohttp's jar would echo a CDN's cookies back). Host names are
+resolved as aiohttp resolves them: ``getaddrinfo`` in the loop's executor, one lookup at a time per name (concurrent
+connects share it), kept ``DNS_TTL_SECONDS``, and connected with happy eyeballs (``aiohappyeyeballs``, aiohttp's own). It asks for ``Accept-Encoding: identity``
 instead of aiohttp's ``gzip, deflate``: vendor answers are small JSON or already-compressed media, so compression
 would cost CPU on both ends for little; should a server compress anyway, gzip and deflate are still decoded. A
 request body is written whole, without waiting for the transport to drain (bodies are JSON of at most a few MB);
@@ -47,13 +48,16 @@ an answer is read whole into memory, as the engine did with aiohttp's ``read()``
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
+import socket
 import ssl
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
+import aiohappyeyeballs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -65,6 +69,8 @@ MAX_REDIRECTS = 10
 MAX_HEAD_BYTES = 65536
 #: aiohttp's ``happy_eyeballs_delay``: a host with IPv6 and IPv4 addresses is tried on both, 0.25 s apart.
 HAPPY_EYEBALLS_DELAY = 0.25
+#: Seconds a host name's addresses are reused (aiohttp's ``ttl_dns_cache`` as the engine set it).
+DNS_TTL_SECONDS = 300.0
 #: RFC 9110's idempotent methods (aiohttp's ``IDEMPOTENT_METHODS``): safe to send again when the connection died
 #: before any answer came.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -85,6 +91,9 @@ _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
 #: Besides letters, digits and "_.-~": what yarl's query quoter leaves unquoted in a key or value (space becomes +).
 _QUERY_SAFE = "!$'()*,/:?@"
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+_AddressInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[str, int] | tuple[str, int, int, int]]
 
 
 class WireError(Exception):
@@ -479,6 +488,8 @@ class WirePool:
         self._keepalive = keepalive
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._addresses: dict[tuple[str, int], tuple[float, list[_AddressInfo]]] = {}  # (host, port) -> (until, infos)
+        self._lookups: dict[tuple[str, int], asyncio.Future[list[_AddressInfo]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -566,17 +577,51 @@ class WirePool:
         context = self._context() if where.scheme == "https" else None
         try:
             async with asyncio.timeout_at(limit):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(where.key, self._open), where.host, where.port, ssl=context,
-                    server_hostname=where.host.rstrip(".") if context else None,
-                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
-                )
+                sock = await aiohappyeyeballs.start_connection(await self._resolve(where.host, where.port),
+                                                               happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY)
+                try:
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(where.key, self._open), sock=sock, ssl=context,
+                        server_hostname=where.host.rstrip(".") if context else None,
+                    )
+                except BaseException:
+                    sock.close()  # a failed TLS handshake (or a cancel) leaves the connected socket to us
+                    raise
         except OSError as exc:  # refused, DNS, unreachable, TLS (SSLError), and TimeoutError: the connect bound
-            raise WireConnectError(f"cannot connect to {where.authority}: {type(exc).__name__}: {exc}") from exc
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise WireConnectError(f"cannot connect to {where.authority}: {detail}") from exc
         if self._closed:
             connection.close()
             raise WireConnectError("the connection pool is closed")
         return connection
+
+    async def _resolve(self, host: str, port: int) -> list[_AddressInfo]:
+        """``host``'s addresses: an IP as it is, a name from the cache or from one ``getaddrinfo`` its concurrent
+        connects share (shielded: one caller's timeout does not end the others' lookup)."""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+        loop = asyncio.get_running_loop()
+        key = (host, port)
+        cached = self._addresses.get(key)
+        if cached is not None and cached[0] > loop.time():
+            return cached[1]
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            lookup.add_done_callback(lambda done: self._looked_up(key, done))
+        return await asyncio.shield(lookup)
+
+    def _looked_up(self, key: tuple[str, int], lookup: asyncio.Future[list[_AddressInfo]]) -> None:
+        del self._lookups[key]
+        if lookup.cancelled() or lookup.exception() is not None:
+            return  # a failure is not cached (aiohttp's neither); retrieving it keeps asyncio from logging it
+        self._addresses[key] = (asyncio.get_running_loop().time() + DNS_TTL_SECONDS, lookup.result())
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:

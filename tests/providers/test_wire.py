@@ -11,9 +11,10 @@ import gzip
 import ipaddress
 import json
 import random
+import socket
 import ssl
 import string
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -510,6 +511,49 @@ async def test_a_slow_answer_times_out_and_a_refused_connect_is_a_connect_error(
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
 
 
+@pytest.fixture
+def unreachable() -> Iterator[str]:
+    """A URL whose connects never complete: a listener whose accept queue is full, so the kernel drops new SYNs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    for sock in (*fillers, listener):
+        sock.close()
+
+
+@pytest.mark.parametrize("connect_timeout,timeout", [(0.05, 5.0), (5.0, 0.05), (0.05, None)])
+async def test_a_connect_that_never_completes_is_a_connect_error_whichever_bound_ends_it(
+        pool: WirePool, unreachable: str, connect_timeout: float, timeout: float | None) -> None:
+    where = target(unreachable + "/x")
+    assert where is not None
+    with pytest.raises(WireConnectError) as info:
+        await pool.request("POST", where, {}, b"{}", connect_timeout=connect_timeout, timeout=timeout)
+    assert isinstance(info.value.__cause__, TimeoutError)
+
+
+async def test_a_host_name_is_looked_up_once_and_kept(pool: WirePool) -> None:
+    async def close_each(server: RawServer, number: int, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        await read_request(server, number, reader)
+        writer.write(answer(b"{}", "Connection: close"))
+
+    async with raw_server(close_each) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        url = f"http://localhost:{port}/x"  # /etc/hosts: no network
+        await get(pool, url)
+        until, addresses = pool._addresses[("localhost", port)]  # noqa: SLF001
+        await get(pool, url)  # a new connection (the first was closed), on the kept addresses
+        assert pool._addresses[("localhost", port)] == (until, addresses) and not pool._lookups  # noqa: SLF001
+    assert server.connections == 2 and any(info[4][0] == "127.0.0.1" for info in addresses)
+
+
 # ---- TLS ----------------------------------------------------------------------------------------------------
 def _certificates(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A self-signed CA and a localhost certificate it signed: (the server's context, a client's trusting it)."""
@@ -647,6 +691,15 @@ async def test_a_slow_answer_is_ambiguous_on_submit_and_a_timeout_otherwise(
             await fal.send(fal_config(server.url, 0.05), call, step, job_id=None if step == "submit" else "r1")
     assert type(info.value).__name__ == error_type and "TimeoutError" in info.value.message
     assert len(server.seen) == 1 and CANARY not in info.value.message
+
+
+@pytest.mark.parametrize("exact_below", [EXACT_BELOW, 0.01])
+async def test_a_submit_that_cannot_connect_within_its_timeout_is_unavailable_never_ambiguous(
+        fal: FalProvider, unreachable: str, exact_below: float) -> None:
+    pool_for("fal", deadlines=CallDeadlines(tick=0.01, exact_below=exact_below))
+    with pytest.raises(router.ProviderUnavailableError) as info:
+        await fal.send(fal_config(unreachable, 0.05), HttpRequest("POST", "fal-ai/veo3", json={}), "submit")
+    assert info.value.message == "cannot connect to fal: TimeoutError"
 
 
 @pytest.mark.parametrize("step", ["submit", "status"])
