@@ -16,7 +16,7 @@ import structlog
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 #: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
-GC_THRESHOLDS = (2_500, 3, 400)
+GC_THRESHOLDS = (1_000, 3, 400)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -405,16 +405,15 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     # the cyclic GC's sight, a full collection walks only what requests and jobs create (#18).
     gc.collect()
     gc.freeze()
-    # Thresholds for 10,000 running jobs (#18): each young collection promotes whatever is alive at that moment
-    # (in-flight polls, new jobs), which later collections walk again, so a young generation of 2,500 objects
-    # instead of 700 promotes, and re-walks, less. A pause is as long as the generations it walks: in an accept
-    # burst nearly everything survives, so a middle collection walks ~(1 + 3) young generations' worth, ~10,000
-    # objects, short enough for the event loop (50,000 x 2 paused up to 150-180 ms, 10,000 x 3 up to 75-250 ms).
-    # A full collection walks every object of every job (0.3-0.8 s with 10,000 in memory): it waits for 1,600
-    # young ones, ~4 M net allocations, half as often as before (and for CPython's own rule: 25 % more long-lived
-    # objects than the last one saw). bench.scale --jobs 10000: GC 9.8 -> 4.7 s, longest pause 759 -> 309 ms
-    # (700/10/10 -> 50,000/2/50), longest 154 -> 76 ms (-> 10,000/3/50), longest middle pause 248 -> 40 ms and
-    # young 43 -> 27 ms, GC time 3.4 -> 4.0 s (-> 2,500/3/200, side by side under load; README).
+    # Thresholds for 10,000 running jobs (#18). A pause is as long as the generations it walks, and the young
+    # threshold counts allocations net of deallocations, of old objects too: each finished poll frees objects an
+    # older collection promoted, so a young generation of "2,500" held 3,000-17,000 objects and a middle
+    # collection (young + 3 young generations' survivors) walked up to ~50,000: 55-95 ms once vendor calls made
+    # fewer objects (providers/_engine/wire). 1,000 keeps the longest middle pause at 19-32 ms for the same GC
+    # CPU in all (2.3-3.4 s either way: more collections, each shorter; bench.scale --jobs 10000, 2026-12-01
+    # 22:21-22:39). A full collection walks every object of every job (0.3-0.8 s with 10,000 in memory): 400
+    # middle ones, and CPython's own rule (25 % more long-lived objects than the last one saw), keep it rare.
+    # Earlier rounds: 700/10/10 -> 50,000/2/50 -> 10,000/3/50 -> 2,500/3/400 (docs/performance.md).
     gc.set_threshold(*GC_THRESHOLDS)
     # Signals first: a SIGTERM right after the "listening" line must stop the daemon cleanly.
     stop = asyncio.Event()
