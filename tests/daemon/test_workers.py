@@ -5,6 +5,7 @@ sd_notify speaks for all, kill -9 of a worker restarts it, SIGTERM ends all with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -94,6 +95,10 @@ async def workers(tmp_path: Path, store: str, env: dict[str, str] | None = None)
         if daemon.process.poll() is None:
             daemon.process.kill()
             daemon.process.wait()
+        for pid in daemon.pids().values():  # a worker a failed test left behind must not hold the port or leases
+            if not gone(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 async def served_by(daemon: Workers, count: int) -> dict[int, int]:
@@ -231,7 +236,10 @@ async def test_kill_9_of_the_supervisor_stops_every_worker(tmp_path: Path, pg_ur
         daemon.process.kill()
         daemon.process.wait()
         # The kernel sends each worker SIGTERM (PR_SET_PDEATHSIG): no orphan keeps the port or its job leases.
-        await asyncio.wait_for(_until_all_gone(list(pids.values())), 30)
+        try:
+            await asyncio.wait_for(_until_all_gone(list(pids.values())), 30)
+        except TimeoutError:
+            raise AssertionError(f"workers alive 30 s after the supervisor's SIGKILL: {_where(daemon, pids)}") from None
         stopped = {line["worker"] for line in daemon.lines("stopped") if "worker" in line}
         assert stopped == {1, 2}  # a clean stop each (leases released), not a kill
 
@@ -239,6 +247,22 @@ async def test_kill_9_of_the_supervisor_stops_every_worker(tmp_path: Path, pg_ur
 async def _until_all_gone(pids: list[int]) -> None:
     while not all(gone(pid) for pid in pids):
         await asyncio.sleep(0.01)
+
+
+def _where(daemon: Workers, pids: dict[int, int]) -> dict[int, Any]:
+    """What each live worker last logged and where its threads wait (kernel wait channels): for a failure that
+    happened once under load and never alone."""
+    found: dict[int, Any] = {}
+    for slot, pid in pids.items():
+        if gone(pid):
+            continue
+        threads = {}
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                threads[task.name] = (task / "wchan").read_text() or "running"
+        events = [line.get("event") for line in daemon.lines() if line.get("worker") == slot]
+        found[slot] = {"pid": pid, "last_events": events[-8:], "threads": threads}
+    return found
 
 
 def test_two_workers_with_the_sqlite_store_is_a_one_line_error(tmp_path: Path) -> None:
