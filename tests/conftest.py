@@ -1,6 +1,7 @@
 import asyncio
 import io
 import itertools
+import os
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,10 @@ import router
 from tests.postgres_server import PostgresServer, running_server
 
 pytest_plugins = ["tests.emulators.pytest_plugin"]
+
+# uvloop is a test dependency (tests/daemon/test_uvloop.py runs under it), and EVENT_LOOP=auto would pick it for
+# every daemon process the suite starts: those run on asyncio, what a plain install gets.
+os.environ.setdefault("TARASH_ROUTER_EVENT_LOOP", "asyncio")
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,7 @@ import ssl
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import quote_plus
 
 import aiohappyeyeballs
@@ -266,8 +267,8 @@ class _Connection(asyncio.Protocol):
 
     # ---- asyncio.Protocol ---------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, though not always an asyncio.Transport instance: uvloop's are classes of its own.
+        self._transport = cast(asyncio.Transport, transport)
         self._registry.add(self)
 
     def data_received(self, data: bytes) -> None:
