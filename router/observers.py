@@ -126,25 +126,23 @@ class ChainEvents:
         #: Whether anyone listens to updates: they are only built when someone will read them (a hot path).
         self.active = on_progress is not None or any(["update" in handled for handled in self._handled])
 
+    def _hearing(self, event: str) -> list[ChainObserver]:
+        return [o for o, handled in zip(self._observers, self._handled) if event in handled]
+
     async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
-        await self._deliver([o.attempt_started(attempt, config) for o, h in zip(self._observers, self._handled)
-                             if "attempt_started" in h])
+        await self._deliver([o.attempt_started(attempt, config) for o in self._hearing("attempt_started")])
 
     async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
-        await self._deliver([o.provider_job(attempt, config, job) for o, h in zip(self._observers, self._handled)
-                             if "provider_job" in h])
+        await self._deliver([o.provider_job(attempt, config, job) for o in self._hearing("provider_job")])
 
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
-        await self._deliver([o.attempt_finished(attempt, config, error) for o, h in zip(self._observers, self._handled)
-                             if "attempt_finished" in h])
+        await self._deliver([o.attempt_finished(attempt, config, error) for o in self._hearing("attempt_finished")])
 
     async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
-        await self._deliver([o.fallback(from_config, to_config, error) for o, h in zip(self._observers, self._handled)
-                             if "fallback" in h])
+        await self._deliver([o.fallback(from_config, to_config, error) for o in self._hearing("fallback")])
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
-        await self._deliver([o.chain_finished(metadata, error) for o, h in zip(self._observers, self._handled)
-                             if "chain_finished" in h])
+        await self._deliver([o.chain_finished(metadata, error) for o in self._hearing("chain_finished")])
 
     async def progress(self, update: AnyUpdate) -> None:
         """An update: to the caller's callback first, then to every observer's ``update``."""
@@ -155,7 +153,7 @@ class ChainEvents:
                     await result
             except Exception:  # noqa: BLE001 - a broken callback must not kill the generation
                 log.exception("on_progress callback raised; generation continues")
-        await self._deliver([o.update(update) for o, h in zip(self._observers, self._handled) if "update" in h])
+        await self._deliver([o.update(update) for o in self._hearing("update")])
 
     @staticmethod
     async def _deliver(calls: list[Coroutine[Any, Any, None]]) -> None:
