@@ -154,7 +154,8 @@ async def main(rounds: int, requests: int, concurrency: int, out: Path, baseline
         "requests_per_round": requests, "cpu_us_per_request_rounds": figures, "cpu_us_per_request_median": cpu,
         "router_loop_thread_cpu_us_per_request_rounds": router_loop,
         "router_over_bare_cpu": router / bare, "router_layers_us": breakdown, "budget_us": BUDGET_US,
-        "total_budget_us": TOTAL_BUDGET_US, "budget_scale": scale, "over_budget": over + (["total"] if total_flag else []),
+        "total_budget_us": TOTAL_BUDGET_US, "budget_scale": scale,
+        "over_budget": over + (["total"] if total_flag else []),
     }, indent=2) + "\n")
 
 

@@ -411,8 +411,9 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     # collection (young + 3 young generations' survivors) walked up to ~50,000: 55-95 ms once vendor calls made
     # fewer objects (providers/_engine/wire). 1,000 halves a run's longest middle pause (median ~40 ms against
     # ~73 over 15 and 6 runs of bench.scale --jobs 10000, 2026-12-01 evening) for the same GC CPU in all (2.3-3.4 s
-    # either way: more collections, each shorter). A full collection walks every object of every job (0.3-0.8 s with 10,000 in memory): 400
-    # middle ones, and CPython's own rule (25 % more long-lived objects than the last one saw), keep it rare.
+    # either way: more collections, each shorter). A full collection walks every object of every job (0.3-0.8 s
+    # with 10,000 in memory): 400 middle ones, and CPython's own rule (25 % more long-lived objects than the last
+    # one saw), keep it rare.
     # Earlier rounds: 700/10/10 -> 50,000/2/50 -> 10,000/3/50 -> 2,500/3/400 (docs/performance.md).
     gc.set_threshold(*GC_THRESHOLDS)
     # Signals first: a SIGTERM right after the "listening" line must stop the daemon cleanly.

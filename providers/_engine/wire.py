@@ -10,10 +10,11 @@ What it does (``WirePool.request``): GET/POST/PUT/DELETE/PATCH (any method, in f
 http or https (``ssl.create_default_context()``, as aiohttp's default, or a context the caller gives), with the
 headers aiohttp would send for the same call: Host (with the port when not the scheme's default), User-Agent,
 the caller's headers, ``Accept: */*``, Content-Length (``0`` for a bodyless POST/PUT/PATCH/DELETE, as aiohttp) and
-the body's Content-Type (``application/octet-stream`` for a POST/PUT/PATCH without one, as aiohttp). ``target`` builds the request target exactly as yarl (aiohttp's URL class) would for the
-URL and query params: a fast path for the plain URLs vendors use, yarl itself for anything else. Answers: framed
-by Content-Length, ``Transfer-Encoding: chunked`` (trailers read and dropped, as aiohttp) or the connection's close;
-no body for HEAD, 1xx (skipped), 204 and 304; headers as a ``CIMultiDictProxy`` in order with repeats.
+the body's Content-Type (``application/octet-stream`` for a POST/PUT/PATCH without one, as aiohttp). ``target``
+builds the request target exactly as yarl (aiohttp's URL class) would for the URL and query params: a fast path
+for the plain URLs vendors use, yarl itself for anything else. Answers: framed by Content-Length,
+``Transfer-Encoding: chunked`` (trailers read and dropped, as aiohttp) or the connection's close; no body for HEAD,
+1xx (skipped), 204 and 304; headers as a ``CIMultiDictProxy`` in order with repeats.
 
 Connections are kept alive per (scheme, host, port) and reused last-in first-out; one idle for ``keepalive`` seconds
 (aiohttp's 15 s) is closed, as is one whose answer said ``Connection: close``, was HTTP/1.0, was framed by the
@@ -38,11 +39,12 @@ What it does not do (the engine sends those calls through aiohttp): multipart or
 credentials in the URL, non-http schemes, proxies, HTTP/2, ``Expect: 100-continue``, protocol upgrades. It keeps no
 cookie jar (vendor APIs authenticate by header; aiohttp's jar would echo a CDN's cookies back). Host names are
 resolved as aiohttp resolves them: ``getaddrinfo`` in the loop's executor, one lookup at a time per name (concurrent
-connects share it), kept ``DNS_TTL_SECONDS``, and connected with happy eyeballs (``aiohappyeyeballs``, aiohttp's own). It asks for ``Accept-Encoding: identity``
-instead of aiohttp's ``gzip, deflate``: vendor answers are small JSON or already-compressed media, so compression
-would cost CPU on both ends for little; should a server compress anyway, gzip and deflate are still decoded. A
-request body is written whole, without waiting for the transport to drain (bodies are JSON of at most a few MB);
-an answer is read whole into memory, as the engine did with aiohttp's ``read()``.
+connects share it), kept ``DNS_TTL_SECONDS``, and connected with happy eyeballs (``aiohappyeyeballs``, aiohttp's
+own). It asks for ``Accept-Encoding: identity`` instead of aiohttp's ``gzip, deflate``: vendor answers are small
+JSON or already-compressed media, so compression would cost CPU on both ends for little; should a server compress
+anyway, gzip and deflate are still decoded. A request body is written whole, without waiting for the transport to
+drain (bodies are JSON of at most a few MB); an answer is read whole into memory, as the engine did with aiohttp's
+``read()``.
 """
 
 from __future__ import annotations
@@ -203,7 +205,8 @@ def _request_bytes(method: str, where: Target, headers: Mapping[str, str], user_
     elif method not in _BODYLESS_METHODS:
         fields.setdefault("content-length", ("Content-Length", "0"))
     if method in _POST_METHODS:
-        fields.setdefault("content-type", ("Content-Type", "application/octet-stream"))  # aiohttp's default, body or not
+        # aiohttp's default, body or not
+        fields.setdefault("content-type", ("Content-Type", "application/octet-stream"))
     lines = [f"{method} {where.path_qs} HTTP/1.1", *(f"{name}: {value}" for name, value in fields.values()), "", ""]
     head = "\r\n".join(lines)
     # One CR and one LF per line we joined: any other is inside a name or value (header injection). The values may
