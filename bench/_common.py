@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import socket
 import statistics
@@ -139,6 +140,14 @@ async def drive(send: Callable[[aiohttp.ClientSession], Awaitable[int]], *, requ
     return {"requests": requests, "concurrency": concurrency, "errors": errors, "rps": requests / elapsed,
             "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
             "mean_ms": statistics.fmean(latencies) * 1000}
+
+
+def daemon_event_loop(env: dict[str, str] | None = None) -> str:
+    """The event loop a daemon started with ``env`` (over this process's environment) runs on."""
+    choice = {**os.environ, **(env or {})}.get("TARASH_ROUTER_EVENT_LOOP", "auto")
+    if choice != "auto":
+        return choice
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 def machine() -> str:

@@ -6,7 +6,9 @@ An image route whose provider is an emulator that answers at once, driven at fix
 (from /proc, so it holds on a loaded machine where wall-clock latency does not).
 
     .venv/bin/python -m bench.overhead [--requests 2000] [--concurrency 1 32 256] [--rounds 3]
-Each server is its own process (as in production); the load generator is this process.
+Each server is its own process (as in production); the load generator is this process. ``--loop uvloop`` runs
+the bare proxy and the router on uvloop (the emulator and the load generator stay on asyncio); the default runs
+both on asyncio, whatever is installed, so the two are always compared on the same event loop.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ def proxy_app(upstream: str) -> web.Application:
     return app
 
 
+def proxy_command(upstream: str, port: int, loop: str) -> tuple[str, ...]:
+    """(b) as a process of its own, on ``loop`` (asyncio or uvloop)."""
+    run = "__import__('uvloop').run" if loop == "uvloop" else "asyncio.run"
+    return PYTHON, "-c", f"import asyncio, bench.overhead as o; {run}(o.run_proxy({upstream!r}, {port}))"
+
+
 async def run_proxy(upstream: str, port: int) -> None:
     runner = web.AppRunner(proxy_app(upstream), access_log=None)
     await runner.setup()
@@ -59,15 +67,15 @@ async def run_proxy(upstream: str, port: int) -> None:
 
 
 @asynccontextmanager
-async def servers(out: Path, router_command: tuple[str, ...] = (str(SCRIPT),), baseline: Path | None = None
-                  ) -> AsyncIterator[dict[str, tuple[str, int]]]:
+async def servers(out: Path, router_command: tuple[str, ...] = (str(SCRIPT),), baseline: Path | None = None,
+                  loop: str = "asyncio") -> AsyncIterator[dict[str, tuple[str, int]]]:
     """Start the emulator, the bare proxy and the router; yield ``{target: (url, server pid)}``. With
     ``baseline`` (another checkout of the repo), a second router from that source runs beside it, as
-    ``c0_router_baseline``: a before/after comparison in one run, under the same load."""
+    ``c0_router_baseline``: a before/after comparison in one run, under the same load. The proxy and the
+    routers run on ``loop``."""
     emu_port, proxy_port, router_port, baseline_port = free_port(), free_port(), free_port(), free_port()
     emulator = spawn(PYTHON, "-m", "tests.emulators", "openai", "--port", str(emu_port))
-    proxy = spawn(PYTHON, "-c", f"import asyncio, bench.overhead as o; asyncio.run(o.run_proxy("
-                               f"'http://127.0.0.1:{emu_port}/v1/images/generations', {proxy_port}))")
+    proxy = spawn(*proxy_command(f"http://127.0.0.1:{emu_port}/v1/images/generations", proxy_port, loop))
     routes = out.parent / "overhead-routes.toml"
     routes.write_text(f"""
 [routes."img"]
@@ -78,7 +86,7 @@ model = "dall-e-2"
 base_url = "http://127.0.0.1:{emu_port}/v1"
 api_key_env = "BENCH_OPENAI_KEY"
 """)
-    env = {"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json"}
+    env = {"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json", "TARASH_ROUTER_EVENT_LOOP": loop}
     daemon = spawn(*router_command, "serve", "--routes", str(routes), "--port", str(router_port),
                    env={**env, "TARASH_ROUTER_DATA_DIR": str(out.parent / "overhead-data")})
     daemons = [daemon]
@@ -129,8 +137,8 @@ async def measure(name: str, url: str, pid: int, *, requests: int, concurrency: 
     return {"target": name, **result}
 
 
-async def main(requests: int, levels: list[int], rounds: int, out: Path) -> None:
-    async with servers(out) as targets:
+async def main(requests: int, levels: list[int], rounds: int, out: Path, loop: str) -> None:
+    async with servers(out, loop=loop) as targets:
         results: list[dict[str, Any]] = []
         # Interleaved: every round runs every level through every target, so drift on a shared machine (other
         # processes' load) hits all targets alike; the summary takes each figure's median over the rounds.
@@ -151,7 +159,8 @@ async def main(requests: int, levels: list[int], rounds: int, out: Path) -> None
             print(f"c={row['concurrency']:<4} router adds p50 {row['added_p50_ms']:.2f} ms, p99 {row['added_p99_ms']:.2f} ms; "
                   f"(c)/(b) p50 {row['ratio_c_over_b_p50']:.2f}, p99 {row['ratio_c_over_b_p99']:.2f}, "
                   f"cpu {row['ratio_c_over_b_cpu']:.2f}")
-        out.write_text(json.dumps({"machine": machine(), "load_average": os.getloadavg(), "requests": requests,
+        out.write_text(json.dumps({"machine": machine(), "load_average": os.getloadavg(), "loop": loop,
+                                   "requests": requests,
                                    "rounds": rounds, "results": results, "summary": summary}, indent=2) + "\n")
 
 
@@ -176,7 +185,9 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are their medians")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="event loop of the bare proxy and the router alike")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "overhead.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(args.requests, args.concurrency, args.rounds, args.out))
+    asyncio.run(main(args.requests, args.concurrency, args.rounds, args.out, args.loop))

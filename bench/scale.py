@@ -28,8 +28,8 @@ from typing import Any
 import aiohttp
 
 from bench import _side_client
-from bench._common import (PYTHON, cpu_seconds, fal_job_env, fal_video_routes, free_port, loop_lag_p99, machine,
-                           percentile, spawn, wait_http)
+from bench._common import (PYTHON, cpu_seconds, daemon_event_loop, fal_job_env, fal_video_routes, free_port,
+                           loop_lag_p99, machine, percentile, spawn, wait_http)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -163,7 +163,8 @@ async def main(args: argparse.Namespace) -> None:
             key = j["status"] if j["status"] == "completed" else f"{j['status']}: {(j.get('error') or {}).get('message', '')[:90]}"
             statuses[key] = statuses.get(key, 0) + 1
         result = {
-            "machine": machine(), "jobs": args.jobs, "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
+            "machine": machine(), "event_loop": daemon_event_loop(env),
+            "jobs": args.jobs, "polls_per_job": args.polls, "poll_interval_s": args.poll_interval,
             "kill_at_midpoint": args.kill_at_midpoint, "log_level": args.log_level, "accept_seconds": created_s,
             "accept_jobs_per_s": round(args.jobs / created_s), "accept_cpu_us_per_job": accept_cpu,
             "post_ms": {"p50": ms(post_latencies, 50), "p99": ms(post_latencies, 99)},

@@ -1,15 +1,18 @@
-"""The benchmarks' loop-lag figures (bench/_common.py, bench/_lag.py): a p99 finer than the metric's buckets."""
+"""The benchmarks' helpers: loop-lag figures finer than the metric's buckets (bench/_common.py, bench/_lag.py), and the
+event loop each target runs on."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import math
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from bench._common import histogram_quantile, loop_lag_p99
+from bench._common import daemon_event_loop, histogram_quantile, loop_lag_p99
 from bench._lag import LagRecorder, quantile
+from bench.overhead import proxy_command
 from router.metrics import OVERHEAD_BUCKETS, Metrics
 
 
@@ -72,3 +75,19 @@ def test_the_two_instance_accept_bound_with_and_without_a_cpu_cap() -> None:
     capped = accept_bound(run(250, [2.0]), run(480, [2.0, 2.0]), cap=0.5)
     assert capped["measured_ratio"] == 1.92 and capped["bound_ratio"] == 2.0
     assert capped["bound_ratio_with_two_instances_figures"] == 2.0  # min(2 x 0.5 / 2 ms, 2 / 3.5 ms) / 250 per s
+
+
+def test_the_daemon_event_loop_is_the_setting_or_what_auto_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TARASH_ROUTER_EVENT_LOOP", raising=False)
+    assert daemon_event_loop({"TARASH_ROUTER_EVENT_LOOP": "asyncio"}) == "asyncio"
+    assert daemon_event_loop() == ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
+    monkeypatch.setenv("TARASH_ROUTER_EVENT_LOOP", "uvloop")
+    assert daemon_event_loop() == "uvloop"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_bare_proxy_runs_on_the_loop_it_is_given(loop: str) -> None:
+    *_, code = proxy_command("http://127.0.0.1:1/v1/images/generations", 2, loop)
+    compile(code, "<proxy>", "exec")
+    assert ("uvloop" in code) == (loop == "uvloop")
+    assert "run_proxy('http://127.0.0.1:1/v1/images/generations', 2)" in code
