@@ -18,7 +18,7 @@ from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.http import sse
 from router.http.bodies import model_name, read_json, route_request
 from router.http.errors import ApiError
-from router.http.keys import CLIENT, DAEMON, SCOPES
+from router.http.keys import CLIENT, CREATE_GATE, DAEMON, SCOPES
 from router.jobs import JobRecord, JobService
 from router.jobs.view import delivery_view, job_view
 from router.jobs.service import IdempotencyKeyReusedError, fingerprint
@@ -55,7 +55,13 @@ async def _visible_job(request: web.Request) -> JobRecord:
 
 async def _create(request: web.Request, body: dict[str, Any], kind: Kind) -> JobRecord:
     """Resolve the route and create the job. An ``Idempotency-Key`` retry gets the same job back; the same
-    key with a different body (or on the other create endpoint) is refused with 422."""
+    key with a different body (or on the other create endpoint) is refused with 422. Counted by the create
+    gate (``router.http.create_gate``) while it runs."""
+    with request.app[CREATE_GATE].held(request):
+        return await _create_held(request, body, kind)
+
+
+async def _create_held(request: web.Request, body: dict[str, Any], kind: Kind) -> JobRecord:
     key = request.headers.get("Idempotency-Key")
     # The body as the client sent it (before route defaults, which a reload may change between retries); only a
     # retry is checked against it.

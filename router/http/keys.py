@@ -9,9 +9,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from router.daemon import Daemon
+from router.http.create_gate import CreateGate
 
 #: The daemon's services (``router.daemon``): handlers read what they need from ``request.app[DAEMON]``.
 DAEMON = web.AppKey("daemon", Daemon)
+#: The bound on job creates in progress (``MAX_CREATES_IN_PROGRESS``).
+CREATE_GATE = web.AppKey("create_gate", CreateGate)
 #: Client identity of the request (a token fingerprint, never the token), for job ownership.
 CLIENT = web.RequestKey("client", str)
 #: The client token's scopes (``admin``...).

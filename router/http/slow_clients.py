@@ -7,6 +7,7 @@
 - Past ``max_connections`` open connections, a new one is answered 503 and closed at once, so a flood of idle
   sockets cannot exhaust file descriptors (and the probes keep answering once the flood's deadlines run out).
 - aiohttp's own 4xx for unparseable requests use the documented error shape and are logged as client errors.
+- A connection can be parked (not read) and unparked: how ``router.http.create_gate`` bounds creates in progress.
 
 aiohttp offers no hook for these, so the runner swaps in a server class whose protocol factory builds
 ``_GuardedHandler``; the rest of aiohttp's behaviour is untouched.
@@ -15,6 +16,7 @@ aiohttp offers no hook for these, so the runner swaps in a server class whose pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from router.http.create_gate import HELD_BY
 from router.settings import Settings
 
 log = structlog.get_logger(logger_name="router.http")
@@ -124,6 +127,28 @@ class _GuardedHandler(RequestHandler):
             return await super().finish_response(request, resp, start_time)
         finally:
             self._awaiting_head = True
+            gate = request.get(HELD_BY)
+            if gate is not None:
+                gate.after_response(self)
+
+    def park(self) -> None:
+        """Stop reading: the client's next request waits in the socket buffer (``CreateGate``)."""
+        self._set_reading(False)
+
+    def unpark(self) -> bool:
+        if self.transport is None:
+            return False
+        if not self._reading_paused and not getattr(self, "_buffer_paused", False):  # aiohttp's own holds
+            self._set_reading(True)
+        return True
+
+    def _set_reading(self, on: bool) -> None:
+        if self.transport is not None:
+            with contextlib.suppress(AttributeError, NotImplementedError, RuntimeError):  # closing, or no flow control
+                if on:
+                    self.transport.resume_reading()
+                else:
+                    self.transport.pause_reading()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
