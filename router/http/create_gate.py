@@ -45,7 +45,8 @@ class CreateGate:
         self.limit = limit
         self.max_park = max_park
         self.in_progress = 0
-        self._parked: deque[tuple[Parkable, asyncio.TimerHandle]] = deque()
+        self._parked: deque[tuple[Parkable, float]] = deque()  # oldest first, with the loop time it must go by
+        self._sweep: asyncio.TimerHandle | None = None
 
     @contextmanager
     def held(self, request: web.Request) -> Iterator[None]:
@@ -64,24 +65,25 @@ class CreateGate:
         progress, all do (the first wave of a batch can park more connections than creates are left to end)."""
         turns = len(self._parked) if self.in_progress == 0 else int(self.in_progress < self.limit)
         while turns and self._parked:
-            connection, timer = self._parked.popleft()
-            timer.cancel()
-            if connection.unpark():
+            if self._parked.popleft()[0].unpark():
                 turns -= 1
 
     def after_response(self, connection: Parkable) -> None:
         """Called once the response to a held create is sent: park ``connection`` if the gate is full."""
         if self.limit and self.in_progress >= self.limit:
             connection.park()
-            entry = (connection, asyncio.get_running_loop().call_later(self.max_park, self._expire, connection))
-            self._parked.append(entry)
+            loop = asyncio.get_running_loop()
+            self._parked.append((connection, loop.time() + self.max_park))
+            if self._sweep is None:
+                self._sweep = loop.call_later(self.max_park, self._expire)
 
-    def _expire(self, connection: Parkable) -> None:
-        for entry in self._parked:
-            if entry[0] is connection:
-                self._parked.remove(entry)
-                connection.unpark()
-                return
+    def _expire(self) -> None:
+        """Unpark every connection parked ``max_park`` ago (one timer for all: parking is in deadline order)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._parked and self._parked[0][1] <= now:
+            self._parked.popleft()[0].unpark()
+        self._sweep = loop.call_at(self._parked[0][1], self._expire) if self._parked else None
 
     @property
     def parked(self) -> int:
