@@ -6,11 +6,13 @@ jobs were accepted; 31-37 ms with the same client sending 24 at a time, at the s
 waiting creates as parsed requests costs memory and collector time (a semaphore tried that: -20 % accept rate,
 +40 MiB). So the bound is kept below the parser: once a create's response is sent while ``limit`` creates are in
 progress, that connection stops being read, and its next request waits in the kernel's socket buffer, costing
-the process nothing; each create that ends lets the longest-parked connection read again.
+the process nothing; each create that ends lets the longest-parked connection read again, and all of them are
+read once no create is in progress.
 
-The bound is soft: a new connection's first request is always read (nothing is known of it yet), and a parked
-connection is read again after ``MAX_PARK_SECONDS`` whatever the count, so a client that goes quiet after a
-resume can never leave another parked for good. Responses are the same; only when they come changes.
+The bound is soft: a new connection's first request is always read (nothing is known of it yet; a client that
+opens a connection per request is not held back), and a parked connection is read again after
+``MAX_PARK_SECONDS`` whatever the count, so creates that keep the gate full cannot starve it. Responses are the
+same; only when they come changes.
 """
 
 from __future__ import annotations
