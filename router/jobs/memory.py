@@ -41,7 +41,7 @@ class MemoryJobStore:
         return None
 
     # ---- jobs ---------------------------------------------------------------------------------------------
-    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
+    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None, body: str | None = None) -> bool:
         require_timestamps(job)
         taken = job.id in self._jobs or (
             job.idempotency_key is not None and self._idempotent(job.owner, job.idempotency_key) is not None)
@@ -55,7 +55,7 @@ class MemoryJobStore:
         self._rows += 1
         return True
 
-    async def save(self, job: JobRecord) -> bool:
+    async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
         require_timestamps(job)
         stored = self._jobs.get(job.id)
         if stored is None or stored.worker != job.worker:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import structlog
 
 from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, JobStoreUnavailableError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
-                               job_body, job_from, outbox_from, require_timestamps)
+                               encoded_body, job_from, outbox_from, require_timestamps)
 
 log = structlog.get_logger(logger_name="router.jobs.postgres")
 
@@ -249,24 +249,23 @@ class PostgresJobStore:
         return self._written
 
     # ---- jobs ---------------------------------------------------------------------------------------------
-    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
+    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None, body: str | None = None) -> bool:
         require_timestamps(job)
-        body = job_body(job)
         rows = await self._rows(
             "insert", id=job.id, kind=job.kind, route=job.route, status=job.status, owner=job.owner,
             idempotency_key=job.idempotency_key, created_at=job.created_at, updated_at=job.updated_at,
             request=json.dumps(job.request),
-            chain=json.dumps(job.chain), body=json.dumps(body, default=str),
+            chain=json.dumps(job.chain), body=encoded_body(job) if body is None else body,
             worker=job.worker if lease_seconds else None, lease=lease_seconds or 0.0,
         )
         return bool(rows)
 
-    async def save(self, job: JobRecord) -> bool:
+    async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
         require_timestamps(job)
         async with self._connection() as conn:
             cursor = await conn.execute(SQL["save"], {
                 "status": job.status, "updated_at": job.updated_at, "id": job.id, "worker": job.worker,
-                "body": json.dumps(job_body(job), default=str)})
+                "body": encoded_body(job) if body is None else body})
             self._written += max(cursor.rowcount, 0)
             return bool(cursor.rowcount == 1)
 

@@ -300,7 +300,8 @@ class JobService:
         self._promised += run_here
         committed = self._copy_to_keep(job) if run_here else None
         try:
-            inserted = await self.store.insert(job, lease_seconds=self.lease_seconds)
+            inserted = await self.store.insert(job, lease_seconds=self.lease_seconds,
+                                               body=None if committed is None else committed.body)
         except JobStoreUnavailableError as exc:
             self._store_error("insert", exc)
             raise  # nothing was stored: the client is told 503, never a 202 that is not durable
@@ -489,12 +490,13 @@ class JobService:
         fenced by its lease. If another instance holds the job now, stop it here without touching the vendor
         job (the new holder resumes it) and raise ``LeaseLostError``."""
         job.updated_at = self.clock()
-        committed = self._copy_to_keep(job) if job.id in self._live else None
         delay = WRITE_RETRY_SECONDS[0]
         deadline = None if give_up_after is None else asyncio.get_running_loop().time() + give_up_after
         while True:
+            # What is written is what is kept: the job as it is now, encoded once for both (each retry again).
+            committed = self._copy_to_keep(job) if job.id in self._live else None
             try:
-                saved = await self.store.save(job)
+                saved = await self.store.save(job, body=None if committed is None else committed.body)
                 break
             except JobStoreUnavailableError as exc:  # keep the job (its vendor job polls on) until the store is back
                 self._store_error("save", exc)

@@ -20,8 +20,8 @@ from typing import Any
 
 from router.jobs.group_commit import GroupCommit
 from router.jobs.store import (LIST_REQUEST_FIELDS, TERMINAL, JobRecord, JobStoreError, JobStoreUnavailableError,
-                               OnNotice, OutboxMessage, OutboxStatus, SpendEntry, UnreadableRows, job_body, job_from,
-                               outbox_from, require_timestamps)
+                               OnNotice, OutboxMessage, OutboxStatus, SpendEntry, UnreadableRows, encoded_body,
+                               job_from, outbox_from, require_timestamps)
 
 #: Bumped when the tables change. Version 2 stores are migrated (MIGRATIONS); older ones are refused.
 SCHEMA_VERSION = 3
@@ -202,12 +202,12 @@ class SQLiteJobStore:
     def _records(self, rows: list[tuple[Any, ...]]) -> list[JobRecord]:
         return [job for row in rows if (job := self._record(*row[:6])) is not None]
 
-    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
+    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None, body: str | None = None) -> bool:
         require_timestamps(job)
-        body = job_body(job)
         leased = bool(job.worker and lease_seconds)
-        row = (job.id, job.kind, job.route, job.status, job.owner, job.idempotency_key, body["created_at"],
-               body["updated_at"], json.dumps(job.request), json.dumps(job.chain), json.dumps(body, default=str),
+        row = (job.id, job.kind, job.route, job.status, job.owner, job.idempotency_key, job.created_at.isoformat(),
+               job.updated_at.isoformat(), json.dumps(job.request), json.dumps(job.chain),
+               encoded_body(job) if body is None else body,
                job.worker if leased else None, self._clock() + lease_seconds if leased else None,  # type: ignore[operator]
                int(job.cancel_requested))
 
@@ -222,10 +222,10 @@ class SQLiteJobStore:
 
         return bool(await self._run(insert, key=job.id))
 
-    async def save(self, job: JobRecord) -> bool:
+    async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
         require_timestamps(job)
-        body = job_body(job)
-        args = (job.status, body["updated_at"], json.dumps(body, default=str), job.id, job.worker)
+        args = (job.status, job.updated_at.isoformat(), encoded_body(job) if body is None else body, job.id,
+                job.worker)
 
         def save() -> bool:
             assert self._db is not None

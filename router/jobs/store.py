@@ -170,6 +170,11 @@ def job_body(job: JobRecord) -> dict[str, Any]:
     return body
 
 
+def encoded_body(job: JobRecord) -> str:
+    """``job_body`` as the stores write it: one JSON string."""
+    return json.dumps(job_body(job), default=str)
+
+
 def job_from(request: Any, chain: Any, body: dict[str, Any], worker: str | None, cancel_requested: bool) -> JobRecord:
     """The inverse of ``job_body``, with the columns."""
     data = dict(body)
@@ -194,7 +199,7 @@ class StoredCopy:
 
     @classmethod
     def of(cls, job: JobRecord) -> StoredCopy:
-        return cls(job.request, job.chain, json.dumps(job_body(job), default=str), job.worker, job.cancel_requested)
+        return cls(job.request, job.chain, encoded_body(job), job.worker, job.cancel_requested)
 
     def record(self) -> JobRecord:
         """A fresh ``JobRecord``, as a store's read returns it."""
@@ -244,17 +249,19 @@ class JobStore(SpendStore, Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None) -> bool:
+    async def insert(self, job: JobRecord, *, lease_seconds: float | None = None, body: str | None = None) -> bool:
         """Store a new job durably, leased to ``job.worker`` for ``lease_seconds`` when both are given (else
         held by nobody). False (nothing written) when its id or its ``(owner, idempotency_key)`` is taken: the
         check and the write are one atomic step, so concurrent retries cannot create two jobs, on one instance
-        or several. ``request`` and ``chain`` are written here once; later saves never change them."""
+        or several. ``request`` and ``chain`` are written here once; later saves never change them. ``body``:
+        ``encoded_body(job)``, when the caller has it already (the job service's committed copy): not encoded
+        twice."""
         ...
 
-    async def save(self, job: JobRecord) -> bool:
+    async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
         """Write the job's mutable fields (status, progress, result, error, attempts, vendor job...), fenced:
         only while ``job.worker`` holds the job (a job nobody holds: ``job.worker`` None). False, nothing
-        written, when another instance holds it now (or the job is gone)."""
+        written, when another instance holds it now (or the job is gone). ``body`` as for ``insert``."""
         ...
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:

@@ -19,6 +19,7 @@ from router.jobs import service as service_module
 from router.jobs.memory import MemoryJobStore
 from router.jobs.service import IdempotencyKeyReusedError
 from router.jobs.sqlite import SQLiteJobStore
+from router.jobs.store import encoded_body
 from router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse, utc_now
 from router.orchestrator import ChainObserver
 from router.routes import Route
@@ -567,9 +568,9 @@ class HeldSaves(SQLiteJobStore):
         self.gate.set()
         self.gets = 0
 
-    async def save(self, job: JobRecord) -> bool:
+    async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
         await self.gate.wait()
-        return await super().save(job)
+        return await super().save(job, body=body)
 
     async def get(self, job_id: str) -> JobRecord | None:
         self.gets += 1
@@ -614,6 +615,33 @@ async def test_a_job_running_here_is_read_from_its_last_committed_record_never_f
     await until(completed)
     assert (await service.get(job.id)) == await store.get(job.id)
     await service.stop()
+
+
+async def test_each_write_of_a_job_running_here_is_encoded_once_for_the_store_and_the_committed_copy(
+        tmp_path: Path, vendor: Vendor) -> None:
+    class BodiesSeen(SQLiteJobStore):
+        given: list[bool] = []
+
+        async def insert(self, job: JobRecord, **kw: Any) -> bool:
+            self.given.append(kw.get("body") == encoded_body(job))
+            return await super().insert(job, **kw)
+
+        async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
+            self.given.append(body == encoded_body(job))
+            return await super().save(job, body=body)
+
+    store = BodiesSeen(tmp_path / "jobs.sqlite3")
+    service = JobService(store)
+    await service.start()
+    job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+    vendor.done.set()
+
+    async def completed() -> bool:
+        return (await service.get(job.id)).status == "completed"  # type: ignore[union-attr]
+
+    await until(completed)
+    await service.stop()
+    assert len(store.given) >= 4 and all(store.given)  # insert, submit record, vendor job, end (at least)
 
 
 async def test_a_store_other_processes_write_is_read_every_time(vendor: Vendor) -> None:

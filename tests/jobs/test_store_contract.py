@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from router.jobs import JobRecord, JobStore, OutboxMessage, VendorJob
-from router.jobs.store import SpendEntry, shared_store
+from router.jobs.store import SpendEntry, encoded_body, shared_store
 from router.models import utc_now
 from tests.jobs.stores import STORES, StoreKind
 
@@ -69,6 +69,17 @@ async def test_save_writes_the_mutable_fields_never_request_or_chain(store: JobS
     assert stored is not None and (stored.status, stored.progress_percent, stored.result) == ("completed", 100, {"video": "v"})
     assert stored.updated_at == later and stored.created_at == T0
     assert stored.request == {"prompt": "job_1"} and stored.chain == [{"provider": "mock", "model": "m"}]
+
+
+async def test_a_body_encoded_by_the_caller_is_the_one_written(store: JobStore) -> None:
+    # The job service hands over the body it encoded for its committed copy, so a save encodes it once.
+    first = job("job_given", status="running", worker="A", vendor_job=VendorJob(1, "v-1", {"u": "x"}, T0.isoformat()))
+    assert await store.insert(first, lease_seconds=30, body=encoded_body(first))
+    assert await store.get("job_given") == first
+    later = replace(first, status="completed", progress_percent=100, result={"video": "v"},
+                    updated_at=T0 + timedelta(minutes=1))
+    assert await store.save(later, body=encoded_body(later))
+    assert await store.get("job_given") == later
 
 
 async def test_the_store_holds_copies_not_the_callers_objects(store: JobStore) -> None:
