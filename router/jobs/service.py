@@ -33,6 +33,7 @@ from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.handler import is_stepped
+from router.ids import SecretIds
 from router.jobs.pacer import PollPacer
 from router.jobs.store import (Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, StoredCopy, VendorJob,
                                shared_store)
@@ -159,6 +160,7 @@ class JobService:
         self._limits = limits
         #: When set, finished videos given as vendor URLs are copied here (vendor URLs expire).
         self.media_dir = media_dir
+        self._ids = SecretIds()  # job ids: unguessable
         self._tasks: dict[str, asyncio.Task[None]] = {}  # the jobs this instance holds and runs
         #: Slots promised to creates whose insert is in flight, and set while no claim is: a claim may take every
         #: free slot, so a create decides where its job runs only once the claim's jobs are launched. Without
@@ -273,7 +275,7 @@ class JobService:
         if idempotency_key and request_fingerprint is None:
             request_fingerprint = fingerprint(route.name, request.model_dump(mode="json"))
         job = JobRecord(
-            id=f"job_{uuid.uuid4().hex}",
+            id=f"job_{self._ids.next()}",
             kind=route.kind,
             route=route.name,
             request=request.model_dump(mode="json"),
