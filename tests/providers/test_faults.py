@@ -53,7 +53,9 @@ async def test_fault_maps_to_error(vendor: str, kind: str, fault: Fault, step: s
     async with make_emulator(vendor, api_key=CANARY) as emu:
         emu.inject(fault, step=step)
         caplog.set_level(logging.DEBUG)
-        timeouts = {"provider_config": {"request_timeout": 0.3}} if fault is Fault.HANG else {}
+        # The hang is cut by the call's timeout, which also bounds the connect: 1 s, not less, so a pause of this
+        # process (a full collection of a long suite's objects) cannot turn the connect into the failure.
+        timeouts = {"provider_config": {"request_timeout": 1.0}} if fault is Fault.HANG else {}
         error = await _run(vendor, kind, emu, **timeouts)
     assert type(error).__name__ == error_type, repr(error)
     metadata = error.execution_metadata
