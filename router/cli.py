@@ -353,6 +353,7 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
 
     import router
     from router.daemon import describe_job_store
+    from router.diagnostics import log_tasks
     from router.http.app import create_app
     from router.http.slow_clients import ConnectionLimits, GuardedAppRunner, LogThrottle, accept_error_handler
     from router.log_setup import configure
@@ -430,6 +431,7 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, sighup)
+    loop.add_signal_handler(signal.SIGUSR1, log_tasks, log)  # what it waits on (router.diagnostics)
     host, port = runner.addresses[0][:2]
     log.info("listening", url=f"http://{host}:{port}", routes=sorted(snapshot.routes), config_hash=snapshot.config_hash,
              job_store=describe_job_store(settings), instance_id=app[DAEMON].jobs.instance_id)

@@ -11,7 +11,8 @@ port, 0 resolved, stays the cluster's while a worker restarts), starts the worke
   systemd: ``READY=1`` once every worker said it, ``RELOADING=1``/``READY=1`` around a reload (SIGHUP forwarded
   to every worker, READY once each answered), ``STOPPING=1``, ``WATCHDOG=1``. With a systemd watchdog, workers
   get the same ``WATCHDOG_USEC`` and a worker silent that long is killed and restarted.
-- **Signals.** SIGHUP and SIGTERM/SIGINT are forwarded to every worker; a stop waits for all of them.
+- **Signals.** SIGHUP, SIGUSR1 (log pending tasks) and SIGTERM/SIGINT are forwarded to every worker; a stop waits
+  for all of them.
 - **Restarts.** A worker that exits unexpectedly is restarted after a backoff (0.1 s doubling to 10 s); one that
   exits ``MAX_CRASHES`` times within ``CRASH_WINDOW_SECONDS`` stops the whole service with exit code 1 (systemd's
   ``Restart=on-failure`` takes over). A worker that fails before the first ``READY`` (a bad job store, say) ends
@@ -183,9 +184,10 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop)
             loop.add_signal_handler(signal.SIGHUP, self._sighup)
+            loop.add_signal_handler(signal.SIGUSR1, self._sigusr1)
             return await self._supervise(run_dir, metrics_dir)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
             for worker in self.workers:
                 loop.remove_reader(worker.notify.fileno())
@@ -320,6 +322,13 @@ class Supervisor:
                     await asyncio.gather(*(w.reloaded.wait() for w in live))
         finally:
             self.notifier.ready()
+
+    def _sigusr1(self) -> None:
+        """Each ready worker logs its pending tasks (``router.diagnostics``); one still starting has no handler yet."""
+        for worker in self.workers:
+            if worker.ready.is_set() and worker.process and worker.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.send_signal(signal.SIGUSR1)
 
     def _stop(self) -> None:
         self._stopping = True

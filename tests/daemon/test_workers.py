@@ -239,9 +239,26 @@ async def test_kill_9_of_the_supervisor_stops_every_worker(tmp_path: Path, pg_ur
         try:
             await asyncio.wait_for(_until_all_gone(list(pids.values())), 30)
         except TimeoutError:
-            raise AssertionError(f"workers alive 30 s after the supervisor's SIGKILL: {_where(daemon, pids)}") from None
+            for pid in pids.values():  # each live worker logs what its tasks wait on (router.diagnostics)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGUSR1)
+            await asyncio.sleep(1.0)
+            raise AssertionError(f"workers alive 30 s after the supervisor's SIGKILL: {_where(daemon, pids)}; "
+                                 f"their tasks: {daemon.lines('tasks')}") from None
         stopped = {line["worker"] for line in daemon.lines("stopped") if "worker" in line}
         assert stopped == {1, 2}  # a clean stop each (leases released), not a kill
+
+
+async def test_sigusr1_to_the_supervisor_has_every_worker_log_what_its_tasks_wait_on(tmp_path: Path,
+                                                                                     pg_url: str) -> None:
+    async with workers(tmp_path, pg_url) as daemon:
+        daemon.process.send_signal(signal.SIGUSR1)
+        lines = await daemon.until(lambda: len({line["worker"] for line in daemon.lines("tasks")}) == 2 and
+                                   daemon.lines("tasks"), "a tasks line from each worker")
+        for line in lines:
+            assert line["count"] == len(line["tasks"]) > 0
+            assert all(task["task"] and isinstance(task["waits_in"], list) for task in line["tasks"])
+        assert daemon.process.poll() is None and all(not gone(pid) for pid in daemon.pids().values())
 
 
 async def _until_all_gone(pids: list[int]) -> None:
