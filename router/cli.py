@@ -353,7 +353,8 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
 
     import router
     from router.daemon import describe_job_store
-    from router.diagnostics import log_tasks
+    from router.diagnostics import log_tasks, stop_within
+    from router.workers import STOP_MARGIN_SECONDS
     from router.http.app import create_app
     from router.http.slow_clients import ConnectionLimits, GuardedAppRunner, LogThrottle, accept_error_handler
     from router.log_setup import configure
@@ -446,12 +447,17 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     await stop.wait()
     log.info("shutting_down", grace_seconds=settings.shutdown_grace_seconds)
     notifier.stopping()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    # Stops accepting, lets in-flight requests finish up to the grace period, runs cleanup hooks.
-    await runner.cleanup()
-    await router.aclose()
+
+    async def shut_down() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Stops accepting, lets in-flight requests finish up to the grace period, runs cleanup hooks.
+        await runner.cleanup()
+        await router.aclose()
+
+    # Bounded as the supervisor bounds its workers' stops (leases still held lapse by themselves).
+    await stop_within(settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS, shut_down, log)
     log.info("stopped")
     return EXIT_OK
 

@@ -1,10 +1,14 @@
 """What a running daemon is waiting on, on request: ``kill -USR1 <pid>`` logs one ``tasks`` line with every
 pending asyncio task and where it is suspended. For a daemon (or a worker) that does not stop or does not answer:
-the line names the awaits, which a thread dump (all threads idle in ``epoll``) cannot."""
+the line names the awaits, which a thread dump (all threads idle in ``epoll``) cannot. And a shutdown that does
+not end in time (``stop_within``) logs the same before the process exits.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 #: Frames kept per task: the innermost ones say what it waits on.
@@ -38,3 +42,16 @@ def log_tasks(log: Any) -> None:
     """One ``tasks`` line (warning level: it is asked for, so it shows at every log level)."""
     tasks = pending_tasks()
     log.warning("tasks", count=len(tasks), tasks=tasks)
+
+
+async def stop_within(seconds: float, steps: Callable[[], Awaitable[None]], log: Any,
+                      exit_now: Callable[[int], Any] = os._exit) -> None:
+    """Run the shutdown ``steps`` for ``seconds`` at most. Past that: one ``shutdown_timed_out`` line with every
+    pending task, then ``exit_now(1)``, at once, since a task that ignores its cancel would hang ``asyncio.run``'s
+    own cleanup too. A worker whose supervisor was killed has nobody else to bound its stop."""
+    try:
+        async with asyncio.timeout(seconds):
+            await steps()
+    except TimeoutError:
+        log.error("shutdown_timed_out", seconds=seconds, tasks=pending_tasks())
+        exit_now(1)
