@@ -119,6 +119,17 @@ class Worker:
     last_ping: float = 0.0
     crashes: deque[float] = field(default_factory=deque)
 
+    @property
+    def serving(self) -> bool:
+        """Said READY (so its signal handlers are set) and still running."""
+        return self.ready.is_set() and self.process is not None and self.process.returncode is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        """``sig`` to its process (gone already: nothing to do)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+
     def receive(self, now: float) -> None:
         """Read the datagrams waiting on this slot's notify socket."""
         while True:
@@ -294,13 +305,10 @@ class Supervisor:
             await asyncio.sleep(interval / 2)
             now = self.clock()
             for worker in self.workers:
-                process = worker.process
-                if (worker.ready.is_set() and process is not None and process.returncode is None
-                        and now - worker.last_ping > 2 * interval):
+                if worker.serving and now - worker.last_ping > 2 * interval:
                     log.error("worker_hung", worker=worker.index, pid=worker.pid,
                               silent_seconds=round(now - worker.last_ping, 1))
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
+                    worker.signal(signal.SIGKILL)
 
     def _sighup(self) -> None:
         task = asyncio.ensure_future(self._reload())
@@ -312,11 +320,10 @@ class Supervisor:
         A worker still starting reads the file as it is, and is not signalled before its handler is set."""
         self.notifier.reloading()
         try:
-            live = [w for w in self.workers if w.ready.is_set() and w.process and w.process.returncode is None]
+            live = [w for w in self.workers if w.serving]
             for worker in live:
                 worker.reloaded.clear()
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+                worker.signal(signal.SIGHUP)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RELOAD_WAIT_SECONDS):
                     await asyncio.gather(*(w.reloaded.wait() for w in live))
@@ -326,9 +333,8 @@ class Supervisor:
     def _sigusr1(self) -> None:
         """Each ready worker logs its pending tasks (``router.diagnostics``); one still starting has no handler yet."""
         for worker in self.workers:
-            if worker.ready.is_set() and worker.process and worker.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.send_signal(signal.SIGUSR1)
+            if worker.serving:
+                worker.signal(signal.SIGUSR1)
 
     def _stop(self) -> None:
         self._stopping = True
