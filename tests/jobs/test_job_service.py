@@ -104,6 +104,11 @@ async def until(predicate: Any, timeout: float = 2.0) -> None:
     raise AssertionError("condition not met")
 
 
+async def completed_in(service: JobService, job_id: str) -> bool:
+    """For ``until``: the job as the service answers it has completed."""
+    return (await service.get(job_id)).status == "completed"  # type: ignore[union-attr]
+
+
 async def test_resume_after_crash_polls_the_same_vendor_job(tmp_path: Path, vendor: Vendor) -> None:
     first = JobService(SQLiteJobStore(tmp_path / "jobs.db"))
     await first.start()
@@ -286,10 +291,7 @@ async def test_a_lapsed_lease_of_a_job_running_here_is_claimed_back_not_started_
     assert len([t for t in asyncio.all_tasks() if t.get_name() == f"job {job.id}"]) == 1
     vendor.done.set()
 
-    async def finished() -> bool:
-        return (await service.get(job.id)).status == "completed"  # type: ignore[union-attr]
-
-    await until(finished)
+    await until(lambda: completed_in(service, job.id))
     assert [event for _, event, _ in await store.events(job.id)].count("result") == 1 and vendor.submits == 1
     await service.stop()
 
@@ -609,10 +611,7 @@ async def test_a_job_running_here_is_read_from_its_last_committed_record_never_f
     assert running.status == "running" and running.vendor_job is not None and vendor.submits == 1
     vendor.done.set()
 
-    async def completed() -> bool:
-        return (await service.get(job.id)).status == "completed"  # type: ignore[union-attr]
-
-    await until(completed)
+    await until(lambda: completed_in(service, job.id))
     assert (await service.get(job.id)) == await store.get(job.id)
     await service.stop()
 
@@ -636,10 +635,7 @@ async def test_each_write_of_a_job_running_here_is_encoded_once_for_the_store_an
     job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
     vendor.done.set()
 
-    async def completed() -> bool:
-        return (await service.get(job.id)).status == "completed"  # type: ignore[union-attr]
-
-    await until(completed)
+    await until(lambda: completed_in(service, job.id))
     await service.stop()
     assert len(store.given) >= 4 and all(store.given)  # insert, submit record, vendor job, end (at least)
 
@@ -683,11 +679,8 @@ async def test_a_freed_slot_claims_only_when_a_job_may_be_waiting_for_one(
     await asyncio.sleep(0.01)
     assert store.claims == 1  # the start's
 
-    async def finished(job_id: str) -> bool:
-        return (await service.get(job_id)).status == "completed"  # type: ignore[union-attr]
-
     quick, _ = await service.create(route("mock"), VideoGenerationRequest(prompt="quick"))
-    await until(lambda: finished(quick.id))
+    await until(lambda: completed_in(service, quick.id))
     await asyncio.sleep(0.02)
     assert store.claims == 1  # its end freed a slot nothing waited for
     running, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="a"))  # type: ignore[attr-defined]
@@ -695,7 +688,7 @@ async def test_a_freed_slot_claims_only_when_a_job_may_be_waiting_for_one(
     await asyncio.sleep(0.02)
     assert (await service.get(waiting.id)).status == "queued" and store.claims == 1  # type: ignore[union-attr]
     vendor.done.set()
-    await until(lambda: finished(waiting.id))  # claimed once the first one's slot was free
+    await until(lambda: completed_in(service, waiting.id))  # claimed once the first one's slot was free
     await asyncio.sleep(0.02)
     # That claim filled the room, so another job may have been left waiting: its end claims once more.
     assert store.claims == 3 and vendor.submits == 2
