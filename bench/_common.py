@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -19,6 +20,12 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SCRIPT = Path(PYTHON).parent / "tarash-router"
+# The benchmarks' own hooks in the daemons they start (bench._profiled_serve, bench._gc_serve). Real-time signals,
+# because the daemon claims SIGUSR1 (its tasks line, router.diagnostics) once it serves, which silently replaced a
+# hook on SIGUSR1 and left every profile empty.
+PROFILE_START = signal.SIGRTMIN + 1
+PROFILE_STOP = signal.SIGRTMIN + 2
+CENSUS = signal.SIGRTMIN + 3
 
 
 def free_port() -> int:

@@ -5,9 +5,9 @@
 the pauses the loop itself sat through; beside them the same collections on the thread's CPU clock (``cpu_``: a
 pause far longer in wall time than in CPU time was the thread waiting for a core, not collecting). ``loop_lag``
 beside them: every observation of the event-loop lag metric, kept unbucketed (``bench._lag``), for a p99 finer than
-the histogram's buckets. With ``BENCH_OBJECTS=PATH``, each
-SIGUSR1 appends one JSON line to PATH: the GC-tracked objects left after a full collection, by type
-(``bench.objects``); that collection is not counted among the pauses.
+the histogram's buckets. With ``BENCH_OBJECTS=PATH``, each ``CENSUS`` signal (``bench._common``) appends one JSON
+line to PATH: the GC-tracked objects left after a full collection, by type (``bench.objects``); that collection is
+not counted among the pauses.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench._common import CENSUS
 from bench._lag import LagRecorder
 from bench._stalls import StallTracer
 import router.cli
@@ -73,7 +74,7 @@ def run() -> int:
             with open(census, "a") as f:
                 f.write(json.dumps({"total": sum(types.values()), "types": dict(types)}) + "\n")
 
-        signal.signal(signal.SIGUSR1, count_objects)
+        signal.signal(CENSUS, count_objects)
     gc.callbacks.append(callback)
     atexit.register(dump)
     return main(argv)

@@ -1,4 +1,5 @@
-"""``tarash-router`` under cProfile for a window: SIGUSR1 starts profiling, SIGUSR2 stops and dumps to argv[1].
+"""``tarash-router`` under cProfile for a window: ``PROFILE_START`` starts profiling, ``PROFILE_STOP`` stops and
+dumps to argv[1] (signals, ``bench._common``).
 
     python -m bench._profiled_serve OUT.prof serve --routes ...   (used by bench/cpu_per_request.py)
 Profiling only the measured window keeps startup and warm-up out of the per-request figures. The timer is the
@@ -12,6 +13,7 @@ import signal
 import sys
 import time
 
+from bench._common import PROFILE_START, PROFILE_STOP
 from router.cli import main
 
 
@@ -25,8 +27,8 @@ def run() -> int:
         profiler.disable()
         profiler.dump_stats(out)
 
-    signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
-    signal.signal(signal.SIGUSR2, stop)
+    signal.signal(PROFILE_START, lambda *_: profiler.enable())
+    signal.signal(PROFILE_STOP, stop)
     return main(argv)
 
 

@@ -20,12 +20,11 @@ import asyncio
 import json
 import os
 import pstats
-import signal
 import statistics
 from pathlib import Path
 from typing import Any
 
-from bench._common import PYTHON, drive, machine
+from bench._common import PROFILE_START, PROFILE_STOP, PYTHON, drive, machine
 from bench.overhead import measure, sender, servers
 
 # CPU µs per request the router may spend in each layer (c=32, instant upstream): the highest figure of two runs
@@ -107,10 +106,10 @@ async def profile_window(out: Path, requests: int, concurrency: int) -> Path:
         url, pid = targets["c_tarash_router"]
         send = sender("c_tarash_router", url)
         await drive(send, requests=min(200, requests), concurrency=concurrency)  # warm-up
-        os.kill(pid, signal.SIGUSR1)
+        os.kill(pid, PROFILE_START)
         await asyncio.sleep(0.3)
         await drive(send, requests=requests, concurrency=concurrency)
-        os.kill(pid, signal.SIGUSR2)
+        os.kill(pid, PROFILE_STOP)
         for _ in range(100):
             await asyncio.sleep(0.1)
             if profile.exists() and profile.stat().st_size:

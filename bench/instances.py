@@ -31,8 +31,8 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import (PYTHON, SCRIPT, cpu_seconds, fal_job_env, fal_video_routes, free_port, loop_lag_p99,
-                           machine, percentile, spawn, wait_http)
+from bench._common import (PROFILE_START, PROFILE_STOP, PYTHON, SCRIPT, cpu_seconds, fal_job_env, fal_video_routes,
+                           free_port, loop_lag_p99, machine, percentile, spawn, wait_http)
 from bench._cpucap import CpuCap
 from bench.scale import peak_rss_mb
 
@@ -128,7 +128,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
             throttled_before = [cap.throttled_seconds() for cap in caps]
             if args.profile:
                 for daemon in daemons:
-                    daemon.send_signal(signal.SIGUSR1)
+                    daemon.send_signal(PROFILE_START)
             started = time.perf_counter()
 
             async def create(i: int) -> tuple[int, str]:
@@ -148,7 +148,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
             side_cpu = client_cpu + emulator_cpu
             if args.profile:
                 for daemon in daemons:
-                    daemon.send_signal(signal.SIGUSR2)  # the accept window's profile: instances-*/accept-N.prof
+                    daemon.send_signal(PROFILE_STOP)  # the accept window's profile: instances-*/accept-N.prof
             daemon_cpu = [cpu_seconds(daemon.pid) - before for daemon, before in zip(daemons, cpu_before)]
             accept_cpu = [cpu / (args.jobs / count) * 1000 for cpu in daemon_cpu]
             pg_cpu = postgres_cpu_seconds(pg) - pg_cpu_before if url else 0.0

@@ -15,19 +15,18 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-from bench._common import PYTHON, fal_job_env, fal_video_routes, free_port, machine, spawn, wait_http
+from bench._common import CENSUS, PYTHON, fal_job_env, fal_video_routes, free_port, machine, spawn, wait_http
 
 
 async def census(pid: int, path: Path, count: int) -> dict[str, int]:
-    """Ask the daemon for a census (SIGUSR1) and return it: objects by type, ``total`` among them."""
-    os.kill(pid, signal.SIGUSR1)
+    """Ask the daemon for a census (``CENSUS``) and return it: objects by type, ``total`` among them."""
+    os.kill(pid, CENSUS)
     while not path.exists() or len(path.read_text().splitlines()) < count:
         await asyncio.sleep(0.05)
     line = json.loads(path.read_text().splitlines()[count - 1])

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,8 +29,8 @@ from typing import Any
 
 import aiohttp
 
-from bench._common import (PYTHON, SCRIPT, cpu_seconds, fal_job_env, fal_video_routes, free_port, loop_lag_p99,
-                           machine, percentile, spawn, wait_http)
+from bench._common import (PROFILE_START, PROFILE_STOP, PYTHON, SCRIPT, cpu_seconds, fal_job_env, fal_video_routes,
+                           free_port, loop_lag_p99, machine, percentile, spawn, wait_http)
 
 
 LAG = "tarash_router_event_loop_lag_seconds"
@@ -89,7 +88,7 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
             while True:
                 await asyncio.sleep(2.0)
                 if profile and not profiling and time.perf_counter() - started > args.lifetime:
-                    daemon.send_signal(signal.SIGUSR1)  # the completions (the pushes) from here on
+                    daemon.send_signal(PROFILE_START)  # the completions (the pushes) from here on
                     profiling = True
                 async with session.get(base + "/metrics") as r:
                     metrics = await r.text()
@@ -105,7 +104,7 @@ async def run_pass(args: argparse.Namespace, webhooks: bool, workdir: Path) -> d
             # Loop lag until the last job ended: the scrapes of the 10,000 jobs below are the harness's, not load.
             lag, lag_completions = loop_lag_p99(metrics), loop_lag_p99(since(before_completions, metrics), "_completions")
             if profile:
-                daemon.send_signal(signal.SIGUSR2)
+                daemon.send_signal(PROFILE_STOP)
             emulator_cpu = cpu_seconds(emulator.pid) - emulator_cpu_before
 
             async def status(job_id: str) -> dict[str, Any]:

@@ -1,16 +1,24 @@
-"""The benchmarks' helpers: loop-lag figures finer than the metric's buckets (bench/_common.py, bench/_lag.py), and the
-event loop each target runs on."""
+"""The benchmarks' helpers: loop-lag figures finer than the metric's buckets (bench/_common.py, bench/_lag.py), the
+event loop each target runs on, and the signal hooks of the daemons they profile."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import math
+import os
+import pstats
+import subprocess
+import sys
+from pathlib import Path
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from bench._common import daemon_event_loop, histogram_quantile, loop_lag_p99
+from bench._common import (CENSUS, PROFILE_START, PROFILE_STOP, ROOT, daemon_event_loop, free_port, histogram_quantile,
+                           loop_lag_p99, wait_http)
 from bench._lag import LagRecorder, quantile
 from bench.overhead import proxy_command
 from router.metrics import OVERHEAD_BUCKETS, Metrics
@@ -91,3 +99,39 @@ def test_the_bare_proxy_runs_on_the_loop_it_is_given(loop: str) -> None:
     compile(code, "<proxy>", "exec")
     assert ("uvloop" in code) == (loop == "uvloop")
     assert "run_proxy('http://127.0.0.1:1/v1/images/generations', 2)" in code
+
+
+async def test_the_benchmarks_signal_hooks_survive_the_daemons_own_handlers(tmp_path: Path) -> None:
+    # The daemon claims SIGUSR1 once it serves (its tasks line): hooks on it were silently replaced and every
+    # profile of bench.cpu_per_request came out empty. A profile of one request names the router's handlers, and
+    # a census counts objects.
+    profile, census = tmp_path / "window.prof", tmp_path / "census.jsonl"
+    env = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data"), "BENCH_OBJECTS": str(census)}
+    env.pop("NOTIFY_SOCKET", None)
+    hooks = [(["bench._profiled_serve", str(profile)], [PROFILE_START, PROFILE_STOP], profile),
+             (["bench._gc_serve", str(tmp_path / "gc.json")], [CENSUS], census)]
+    for module, signals, written in hooks:
+        port = free_port()
+        daemon = subprocess.Popen([sys.executable, "-m", *module, "serve", "--routes", str(ROOT / "routes.toml"),
+                                   "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            await wait_http(f"http://127.0.0.1:{port}/readyz")
+            async with aiohttp.ClientSession() as session:
+                daemon.send_signal(signals[0])
+                async with session.get(f"http://127.0.0.1:{port}/v1/models") as response:
+                    assert response.status == 200
+                for signum in signals[1:]:
+                    daemon.send_signal(signum)
+            for _ in range(1000):
+                if written.exists() and written.stat().st_size:
+                    break
+                await asyncio.sleep(0.01)
+            assert daemon.poll() is None, "the hook's signal ended the daemon"
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+    await asyncio.sleep(0.1)  # the profile's dump is one write, done before its file has a size
+    functions = {name for _, _, name in pstats.Stats(str(profile)).stats}  # type: ignore[attr-defined]
+    assert "list_models" in functions
+    assert json.loads(census.read_text().splitlines()[0])["total"] > 0
