@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulators._base import Fault, WebhookFault
+from tests.emulators._base import Emulator, Fault, WebhookFault
 from tests.emulators.fal import FalEmulator
 from tests.emulators.google import GoogleEmulator
 from tests.emulators.luma import LumaEmulator
@@ -58,6 +58,19 @@ price = {{ per_video = 0.28 }}
 """
 
 
+async def finish_and_push(vendor: Emulator, polls: int = 1) -> None:
+    """Once the router polled ``polls`` times (the first poll saw the job running), end the vendor job and POST
+    its webhook, which the router answers 200. On the emulator's own timer (20 ms after the submit) a loaded
+    machine's first poll can find the job done already, and the push then changes nothing (``ignored``)."""
+    async with asyncio.timeout(5):
+        while vendor.calls["status"] < polls:
+            await asyncio.sleep(0.01)
+    (vendor_job,) = vendor.jobs.values()
+    vendor_job.finished = True
+    delivery = await vendor.deliver_webhook(vendor_job, vendor_job.extra["webhook_url"])
+    assert delivery is not None and delivery.status == 200
+
+
 def luma_routes(luma: LumaEmulator) -> str:
     return f"""
 [routes."video"]
@@ -75,9 +88,12 @@ max_poll_attempts = 100000
 async def test_fal_job_completes_on_its_webhook_with_at_most_two_polls(
         start_router: StartRouter, capsys: pytest.CaptureFixture[str]) -> None:
     async with FalEmulator(polls_to_complete=10_000) as fal:
+        fal.webhook_delay = 3600  # finish_and_push ends it
         router = await start_router(fal_routes(fal))  # webhook_poll_interval: the default 60 s
         started = time.monotonic()
-        job = await router.finished(await router.create({"model": "video", "prompt": "a fox"}))
+        job_id = await router.create({"model": "video", "prompt": "a fox"})
+        await finish_and_push(fal)
+        job = await router.finished(job_id)
         assert job["status"] == "completed" and job["result"]["video"].startswith(fal.url)
         assert fal.calls["status"] <= 2 and fal.calls["submit"] == 1
         assert time.monotonic() - started < 5  # the push ended the 60 s wait
@@ -233,8 +249,11 @@ timeout = 30
 
 async def test_gemini_veo_asks_for_a_per_request_webhook_and_takes_it_as_a_hint(start_router: StartRouter) -> None:
     async with GoogleEmulator(polls_to_complete=10_000) as google:
+        google.webhook_delay = 3600  # finish_and_push ends it
         router = await start_router(google_routes(google))  # webhook_poll_interval: the default 60 s
-        job = await router.finished(await router.create({"model": "veo", "prompt": "a fox"}))
+        job_id = await router.create({"model": "veo", "prompt": "a fox"})
+        await finish_and_push(google)
+        job = await router.finished(job_id)
         assert job["status"] == "completed" and google.calls["submit"] == 1 and google.calls["status"] <= 2
         submit = next(r for r in google.requests if r.step == "submit")
         (uri,) = submit.body["webhookConfig"]["uris"]
@@ -292,14 +311,7 @@ async def test_a_webhook_after_a_restart_wakes_the_resumed_job(start_router: Sta
                 await asyncio.sleep(0.01)
         await stop(first)
         second = await start_router(fal_routes(fal), port=port)
-        async with asyncio.timeout(5):
-            while fal.calls["status"] < 2:  # resumed: polled once at start, then the 60 s wait
-                await asyncio.sleep(0.01)
-        vendor_job = fal.jobs[next(iter(fal.jobs))]
-        vendor_job.finished = True
-        url = next(r for r in fal.requests if r.step == "submit").query["fal_webhook"]
-        delivery = await fal.deliver_webhook(vendor_job, url)
-        assert delivery is not None and delivery.status == 200
+        await finish_and_push(fal, polls=2)  # resumed: polled once at start, then the 60 s wait
         job = await second.finished(job_id)  # from the push's payload: no third status call, no result fetch
         assert job["status"] == "completed" and fal.calls["submit"] == 1 and fal.calls["status"] == 2
         assert fal.calls["result"] == 0
