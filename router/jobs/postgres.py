@@ -255,7 +255,7 @@ class PostgresJobStore:
             "insert", id=job.id, kind=job.kind, route=job.route, status=job.status, owner=job.owner,
             idempotency_key=job.idempotency_key, created_at=job.created_at, updated_at=job.updated_at,
             request=json.dumps(job.request),
-            chain=json.dumps(job.chain), body=encoded_body(job) if body is None else body,
+            chain=json.dumps(job.chain), body=encoded_body(job, body),
             worker=job.worker if lease_seconds else None, lease=lease_seconds or 0.0,
         )
         return bool(rows)
@@ -265,7 +265,7 @@ class PostgresJobStore:
         async with self._connection() as conn:
             cursor = await conn.execute(SQL["save"], {
                 "status": job.status, "updated_at": job.updated_at, "id": job.id, "worker": job.worker,
-                "body": encoded_body(job) if body is None else body})
+                "body": encoded_body(job, body)})
             self._written += max(cursor.rowcount, 0)
             return bool(cursor.rowcount == 1)
 

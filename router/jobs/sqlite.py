@@ -207,7 +207,7 @@ class SQLiteJobStore:
         leased = bool(job.worker and lease_seconds)
         row = (job.id, job.kind, job.route, job.status, job.owner, job.idempotency_key, job.created_at.isoformat(),
                job.updated_at.isoformat(), json.dumps(job.request), json.dumps(job.chain),
-               encoded_body(job) if body is None else body,
+               encoded_body(job, body),
                job.worker if leased else None, self._clock() + lease_seconds if leased else None,  # type: ignore[operator]
                int(job.cancel_requested))
 
@@ -224,7 +224,7 @@ class SQLiteJobStore:
 
     async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
         require_timestamps(job)
-        args = (job.status, job.updated_at.isoformat(), encoded_body(job) if body is None else body, job.id,
+        args = (job.status, job.updated_at.isoformat(), encoded_body(job, body), job.id,
                 job.worker)
 
         def save() -> bool:

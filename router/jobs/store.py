@@ -170,9 +170,10 @@ def job_body(job: JobRecord) -> dict[str, Any]:
     return body
 
 
-def encoded_body(job: JobRecord) -> str:
-    """``job_body`` as the stores write it: one JSON string."""
-    return json.dumps(job_body(job), default=str)
+def encoded_body(job: JobRecord, known: str | None = None) -> str:
+    """``job_body`` as the stores write it: one JSON string; ``known`` when the caller encoded it already (the
+    ``body=`` of ``insert``/``save``)."""
+    return json.dumps(job_body(job), default=str) if known is None else known
 
 
 def job_from(request: Any, chain: Any, body: dict[str, Any], worker: str | None, cancel_requested: bool) -> JobRecord:
