@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from importlib import resources
@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
+from router.jobs.postgres_batch import PostgresGroupCommit, Result
 from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, JobStoreUnavailableError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
                                encoded_body, job_from, outbox_from, require_timestamps)
 
@@ -97,6 +98,7 @@ class PostgresJobStore:
         #: Bound on connecting and on every statement (a store that hangs is a store that is down).
         self.timeout = timeout
         self._pool: Any = None
+        self._batch: PostgresGroupCommit | None = None
         self._written = 0
         self._down = False
         #: When each pooled connection last answered a statement (see ``_check_idle``).
@@ -135,6 +137,7 @@ class PostgresJobStore:
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self._pool = self._new_pool()
         await self._pool.open(wait=True, timeout=self.timeout)
+        self._batch = PostgresGroupCommit(self._connection, self._alone, SQL)
 
     def _new_pool(self) -> Any:
         from psycopg_pool import AsyncConnectionPool
@@ -212,6 +215,8 @@ class PostgresJobStore:
                 log.info("job_store_migrated", store=redact(self.url), schema_version=step + 1)
 
     async def close(self) -> None:
+        if self._batch is not None:
+            await self._batch.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -236,12 +241,23 @@ class PostgresJobStore:
         self._down = False
 
     async def _rows(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
+        return (await self._alone(name, params))[0]
+
+    async def _alone(self, name: str, params: Mapping[str, Any]) -> Result:
+        """Statement ``name`` by itself (autocommit): its rows and row count."""
         async with self._connection() as conn:
             cursor = await conn.execute(SQL[name], params)
             rows = await cursor.fetchall() if cursor.description else []
-            if name in _WRITES:
-                self._written += max(cursor.rowcount, 0)
-            return rows  # type: ignore[no-any-return]
+        if name in _WRITES:
+            self._written += max(cursor.rowcount, 0)
+        return rows, max(cursor.rowcount, 0)
+
+    async def _batched(self, name: str, **params: Any) -> Result:
+        """A hot write (``BATCHED``), committed with the others of its loop turn (``router.jobs.postgres_batch``)."""
+        assert self._batch is not None, "open() the store first"
+        rows, count = await self._batch.run(name, params)
+        self._written += count
+        return rows, count
 
     @property
     def rows_written(self) -> int:
@@ -251,7 +267,7 @@ class PostgresJobStore:
     # ---- jobs ---------------------------------------------------------------------------------------------
     async def insert(self, job: JobRecord, *, lease_seconds: float | None = None, body: str | None = None) -> bool:
         require_timestamps(job)
-        rows = await self._rows(
+        rows, _ = await self._batched(
             "insert", id=job.id, kind=job.kind, route=job.route, status=job.status, owner=job.owner,
             idempotency_key=job.idempotency_key, created_at=job.created_at, updated_at=job.updated_at,
             request=json.dumps(job.request),
@@ -262,12 +278,9 @@ class PostgresJobStore:
 
     async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
         require_timestamps(job)
-        async with self._connection() as conn:
-            cursor = await conn.execute(SQL["save"], {
-                "status": job.status, "updated_at": job.updated_at, "id": job.id, "worker": job.worker,
-                "body": encoded_body(job, body)})
-            self._written += max(cursor.rowcount, 0)
-            return bool(cursor.rowcount == 1)
+        _, count = await self._batched("save", status=job.status, updated_at=job.updated_at, id=job.id,
+                                       worker=job.worker, body=encoded_body(job, body))
+        return count == 1
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
         rows = await self._rows("claim", worker=worker, limit=limit, lease=lease_seconds)
@@ -317,7 +330,7 @@ class PostgresJobStore:
 
     # ---- events -------------------------------------------------------------------------------------------
     async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
-        await self._rows("append_event", job_id=job_id, seq=seq, event=event, data=json.dumps(data, default=str))
+        await self._batched("append_event", job_id=job_id, seq=seq, event=event, data=json.dumps(data, default=str))
 
     async def watch_events(self, job_id: str, seconds: float) -> None:
         await self._rows("watch_events", id=job_id, seconds=seconds)
