@@ -216,7 +216,7 @@ class PostgresJobStore:
 
     async def close(self) -> None:
         if self._batch is not None:
-            await self._batch.close()
+            await self._batch.settled()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -241,15 +241,16 @@ class PostgresJobStore:
         self._down = False
 
     async def _rows(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
-        return (await self._alone(name, params))[0]
+        rows, count = await self._alone(name, params)
+        if name in _WRITES:
+            self._written += count
+        return rows
 
     async def _alone(self, name: str, params: Mapping[str, Any]) -> Result:
         """Statement ``name`` by itself (autocommit): its rows and row count."""
         async with self._connection() as conn:
             cursor = await conn.execute(SQL[name], params)
             rows = await cursor.fetchall() if cursor.description else []
-        if name in _WRITES:
-            self._written += max(cursor.rowcount, 0)
         return rows, max(cursor.rowcount, 0)
 
     async def _batched(self, name: str, **params: Any) -> Result:
@@ -294,6 +295,8 @@ class PostgresJobStore:
         return {row[0] for row in await self._rows("renew", worker=worker, lease=lease_seconds)}
 
     async def release(self, worker: str) -> None:
+        if self._batch is not None:
+            await self._batch.settled()  # a save or an insert still out would otherwise land after the release
         await self._rows("slots_release", prefix=_holder_prefix(worker))
         await self._rows("release", worker=worker)
 

@@ -53,8 +53,8 @@ class PostgresGroupCommit:
         self._start_soon()
         return await future
 
-    async def close(self) -> None:
-        """Wait for the batches out (what is queued goes out first)."""
+    async def settled(self) -> None:
+        """Until every write queued so far is committed or failed (what is queued goes out now)."""
         while self._queued or self._out:
             self._start()
             if self._out:

@@ -336,3 +336,19 @@ async def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_is_kept(pg_
         assert [e[1] for e in await store.events("job_good")] == ["update"]
     finally:
         await store.close()
+
+
+async def test_a_release_lands_after_the_writes_issued_before_it(pg_url: str) -> None:
+    # A save still in its batch when the instance releases its jobs (a stop): it is committed first, so it is
+    # kept (the lease was still this instance's) and the release then frees the row.
+    store = PostgresJobStore(pg_url)
+    await store.open()
+    try:
+        held = job("job_held", worker="a")
+        assert await store.insert(held, lease_seconds=30)
+        held.status = "running"
+        assert await asyncio.gather(store.save(held), store.release("a")) == [True, None]
+        stored = await store.get("job_held")
+        assert stored is not None and stored.status == "running" and stored.worker is None
+    finally:
+        await store.close()
