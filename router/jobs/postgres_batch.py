@@ -11,7 +11,8 @@ A write's caller resumes once its batch is committed, with its own statement's r
 fails, PostgreSQL rolls the whole transaction back and every write of that batch is made again alone (autocommit,
 as the store writes otherwise), so a failing write fails alone and the others are kept; if the database cannot be
 reached (or the commit's answer is lost), every write of the batch gets the error each would have got alone, and
-none is reported kept. Batches run on at most ``MAX_BATCHES_OUT`` connections at once, so a slow batch does not hold
+none is reported kept. A write whose caller stopped waiting before its batch went out is dropped, as a call alone
+that was never sent. Batches run on at most ``MAX_BATCHES_OUT`` connections at once, so a slow batch does not hold
 up the writes queued behind it; a caller's writes never overlap (it awaits each), so their order is kept.
 """
 
@@ -70,6 +71,11 @@ class PostgresGroupCommit:
         self._scheduled = False
         while self._queued and len(self._out) < MAX_BATCHES_OUT:
             batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
+            # A write whose caller stopped waiting before it went out is not made, as a call alone would not be
+            # (a create whose client went away: its job is not left in the store to be claimed later).
+            batch = [write for write in batch if not write[2].done()]
+            if not batch:
+                continue
             task = asyncio.get_running_loop().create_task(self._write(batch), name="job store batch")
             self._out.add(task)
             task.add_done_callback(self._finished)

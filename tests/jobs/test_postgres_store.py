@@ -352,3 +352,16 @@ async def test_a_release_lands_after_the_writes_issued_before_it(pg_url: str) ->
         assert stored is not None and stored.status == "running" and stored.worker is None
     finally:
         await store.close()
+
+
+async def test_a_write_whose_caller_stopped_waiting_before_its_batch_went_out_is_not_made(pg_url: str) -> None:
+    store = PostgresJobStore(pg_url)
+    await store.open()
+    try:
+        left = asyncio.create_task(store.insert(job("job_left", worker="a"), lease_seconds=30))
+        await asyncio.sleep(0)  # queued for this loop turn's batch
+        left.cancel()
+        assert await store.insert(job("job_kept", worker="a"), lease_seconds=30)
+        assert left.cancelled() and await store.get("job_left") is None
+    finally:
+        await store.close()
