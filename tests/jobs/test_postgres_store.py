@@ -290,78 +290,67 @@ async def test_a_try_recorded_after_its_claim_was_taken_over_is_refused(pg_url: 
         await b.close()
 
 
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PostgresJobStore]:
+    """An open store on a fresh database."""
+    opened = PostgresJobStore(pg_url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
 async def write_transactions(pg_url: str) -> int:
     """Transaction ids assigned so far (each transaction that writes takes one; asking takes one too)."""
     async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
         return int((await (await conn.execute("SELECT pg_current_xact_id()::text::bigint")).fetchone())[0])
 
 
-async def test_the_hot_writes_of_one_loop_turn_share_one_transaction(pg_url: str) -> None:
+async def test_the_hot_writes_of_one_loop_turn_share_one_transaction(store: PostgresJobStore, pg_url: str) -> None:
     # Inserts, saves and events issued together go out in one pipelined transaction (router.jobs.postgres_batch):
-    # 90 writes, one commit, each caller with its own result.
-    store = PostgresJobStore(pg_url)
-    await store.open()
-    try:
-        jobs = [job(f"job_{i}", worker="a") for i in range(30)]
-        before = await write_transactions(pg_url)
-        assert await asyncio.gather(*(store.insert(j, lease_seconds=30) for j in jobs)) == [True] * 30
-        assert await write_transactions(pg_url) - before == 2  # the inserts' transaction, and the question's
-        for j in jobs:
-            j.status = "running"
-        before = await write_transactions(pg_url)
-        writes = [store.save(j) for j in jobs] + [store.append_event(j.id, 1, "update", {"progress_percent": 5})
-                                                 for j in jobs]
-        assert await asyncio.gather(*writes) == [True] * 30 + [None] * 30
-        assert await write_transactions(pg_url) - before == 2
-        assert [e[1] for e in await store.events("job_7")] == ["update"]
-        assert (await store.get("job_7")).status == "running"  # type: ignore[union-attr]
-        # Fenced as alone: a save by an instance that does not hold the job is refused, the others are kept.
-        stolen = job("job_3", worker="b")
-        assert await asyncio.gather(store.save(stolen), store.save(jobs[4])) == [False, True]
-    finally:
-        await store.close()
+    # 30 inserts in one commit, then 60 saves and events in one more, each caller with its own result.
+    jobs = [job(f"job_{i}", worker="a") for i in range(30)]
+    before = await write_transactions(pg_url)
+    assert await asyncio.gather(*(store.insert(j, lease_seconds=30) for j in jobs)) == [True] * 30
+    assert await write_transactions(pg_url) - before == 2  # the inserts' transaction, and the question's
+    for j in jobs:
+        j.status = "running"
+    before = await write_transactions(pg_url)
+    writes = [store.save(j) for j in jobs] + [store.append_event(j.id, 1, "update", {"progress_percent": 5})
+                                             for j in jobs]
+    assert await asyncio.gather(*writes) == [True] * 30 + [None] * 30
+    assert await write_transactions(pg_url) - before == 2
+    assert [e[1] for e in await store.events("job_7")] == ["update"]
+    assert (await store.get("job_7")).status == "running"  # type: ignore[union-attr]
+    # Fenced as alone: a save by an instance that does not hold the job is refused, the others are kept.
+    stolen = job("job_3", worker="b")
+    assert await asyncio.gather(store.save(stolen), store.save(jobs[4])) == [False, True]
 
 
-async def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_is_kept(pg_url: str) -> None:
-    store = PostgresJobStore(pg_url)
-    await store.open()
-    try:
-        good, bad = job("job_good", worker="a"), job("job_bad", worker="a")
-        results = await asyncio.gather(store.insert(good, lease_seconds=30),
-                                       store.insert(bad, lease_seconds=30, body="{not json"),
-                                       store.append_event("job_good", 1, "update", {}), return_exceptions=True)
-        assert results[0] is True and results[2] is None
-        assert isinstance(results[1], psycopg.errors.InvalidTextRepresentation)  # what it raises alone too
-        assert await store.get("job_good") is not None and await store.get("job_bad") is None
-        assert [e[1] for e in await store.events("job_good")] == ["update"]
-    finally:
-        await store.close()
+async def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_is_kept(store: PostgresJobStore) -> None:
+    good, bad = job("job_good", worker="a"), job("job_bad", worker="a")
+    results = await asyncio.gather(store.insert(good, lease_seconds=30),
+                                   store.insert(bad, lease_seconds=30, body="{not json"),
+                                   store.append_event("job_good", 1, "update", {}), return_exceptions=True)
+    assert results[0] is True and results[2] is None
+    assert isinstance(results[1], psycopg.errors.InvalidTextRepresentation)  # what it raises alone too
+    assert await store.get("job_good") is not None and await store.get("job_bad") is None
+    assert [e[1] for e in await store.events("job_good")] == ["update"]
 
 
-async def test_a_release_lands_after_the_writes_issued_before_it(pg_url: str) -> None:
+async def test_a_release_lands_after_the_writes_issued_before_it(store: PostgresJobStore) -> None:
     # A save still in its batch when the instance releases its jobs (a stop): it is committed first, so it is
     # kept (the lease was still this instance's) and the release then frees the row.
-    store = PostgresJobStore(pg_url)
-    await store.open()
-    try:
-        held = job("job_held", worker="a")
-        assert await store.insert(held, lease_seconds=30)
-        held.status = "running"
-        assert await asyncio.gather(store.save(held), store.release("a")) == [True, None]
-        stored = await store.get("job_held")
-        assert stored is not None and stored.status == "running" and stored.worker is None
-    finally:
-        await store.close()
+    held = job("job_held", worker="a")
+    assert await store.insert(held, lease_seconds=30)
+    held.status = "running"
+    assert await asyncio.gather(store.save(held), store.release("a")) == [True, None]
+    stored = await store.get("job_held")
+    assert stored is not None and stored.status == "running" and stored.worker is None
 
 
-async def test_a_write_whose_caller_stopped_waiting_before_its_batch_went_out_is_not_made(pg_url: str) -> None:
-    store = PostgresJobStore(pg_url)
-    await store.open()
-    try:
-        left = asyncio.create_task(store.insert(job("job_left", worker="a"), lease_seconds=30))
-        await asyncio.sleep(0)  # queued for this loop turn's batch
-        left.cancel()
-        assert await store.insert(job("job_kept", worker="a"), lease_seconds=30)
-        assert left.cancelled() and await store.get("job_left") is None
-    finally:
-        await store.close()
+async def test_a_write_whose_caller_stopped_waiting_before_its_batch_went_out_is_not_made(store: PostgresJobStore) -> None:
+    left = asyncio.create_task(store.insert(job("job_left", worker="a"), lease_seconds=30))
+    await asyncio.sleep(0)  # queued for this loop turn's batch
+    left.cancel()
+    assert await store.insert(job("job_kept", worker="a"), lease_seconds=30)
+    assert left.cancelled() and await store.get("job_left") is None
