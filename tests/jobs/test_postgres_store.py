@@ -348,7 +348,8 @@ async def test_a_release_lands_after_the_writes_issued_before_it(store: Postgres
     assert stored is not None and stored.status == "running" and stored.worker is None
 
 
-async def test_a_write_whose_caller_stopped_waiting_before_its_batch_went_out_is_not_made(store: PostgresJobStore) -> None:
+async def test_a_write_whose_caller_stopped_waiting_before_its_batch_went_out_is_not_made(
+        store: PostgresJobStore) -> None:
     left = asyncio.create_task(store.insert(job("job_left", worker="a"), lease_seconds=30))
     await asyncio.sleep(0)  # queued for this loop turn's batch
     left.cancel()
