@@ -90,7 +90,7 @@ class GroupCommit:
                     break
                 batch.append(write)
             outcomes = self._commit(batch)
-            self._loop.call_soon_threadsafe(_settle, self._loop, [future for _, _, future in batch], outcomes, 0)
+            self._loop.call_soon_threadsafe(settle_in_slices, self._loop, [future for _, _, future in batch], outcomes, 0)
             if stop:
                 return
 
@@ -121,9 +121,10 @@ class GroupCommit:
         return outcomes
 
 
-def _settle(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]],
-            start: int) -> None:
-    """Answer the writes of a committed batch from ``start`` on, ``SETTLE_SLICE`` per loop iteration, in order."""
+def settle_in_slices(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future[Any]],
+                     outcomes: list[tuple[bool, Any]], start: int) -> None:
+    """Answer the writes of a committed batch from ``start`` on, ``SETTLE_SLICE`` per loop iteration, in order
+    (``outcomes``: ``(True, value)`` or ``(False, exception)`` each); a cancelled caller is skipped."""
     end = min(start + SETTLE_SLICE, len(futures))
     for i in range(start, end):
         future, (ok, value) = futures[i], outcomes[i]
@@ -134,4 +135,4 @@ def _settle(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future[Any]],
         else:
             future.set_exception(value)
     if end < len(futures):
-        loop.call_soon(_settle, loop, futures, outcomes, end)
+        loop.call_soon(settle_in_slices, loop, futures, outcomes, end)

@@ -23,6 +23,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from router.jobs.group_commit import settle_in_slices
+
 #: Statements per transaction at most: bounds how long the first of a burst waits for the last.
 MAX_BATCH = 100
 #: Batches written at once, each on its own pooled connection.
@@ -86,21 +88,23 @@ class PostgresGroupCommit:
             self._start_soon()
 
     async def _write(self, batch: list[_Write]) -> None:
+        loop, futures = asyncio.get_running_loop(), [future for _, _, future in batch]
+        outcomes: list[tuple[bool, Any]]
         try:
-            results = await self._together(batch)
+            outcomes = [(True, result) for result in await self._together(batch)]
         except _StatementFailed:  # nothing of the batch was kept: each write again, alone
             for name, params, future in batch:
                 try:
-                    _settle(future, await self._alone(name, params))
+                    outcome: tuple[bool, Any] = (True, await self._alone(name, params))
                 except Exception as exc:  # noqa: BLE001 - its caller gets it
-                    _fail(future, exc)
+                    outcome = (False, exc)
+                settle_in_slices(loop, [future], [outcome], 0)
             return
         except Exception as exc:  # noqa: BLE001 - the database unreachable: every caller gets it
-            for _, _, future in batch:
-                _fail(future, exc)
-            return
-        for (_, _, future), result in zip(batch, results):
-            _settle(future, result)
+            outcomes = [(False, exc)] * len(batch)
+        # A slice of the callers woken per loop turn, as SQLite's batches are: each resumes its own work (a job's
+        # next step, a response), and 100 of them at once would stall the loop.
+        settle_in_slices(loop, futures, outcomes, 0)
 
     async def _together(self, batch: list[_Write]) -> list[Result]:
         import psycopg
@@ -119,13 +123,3 @@ class PostgresGroupCommit:
 
 class _StatementFailed(Exception):
     """A statement of the batch (or its commit) failed: nothing of it was kept."""
-
-
-def _settle(future: asyncio.Future[Result], result: Result) -> None:
-    if not future.done():  # a caller that stopped waiting: its write is made all the same
-        future.set_result(result)
-
-
-def _fail(future: asyncio.Future[Result], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
