@@ -231,8 +231,16 @@ class PostgresJobStore:
         # Once the database failed, fail fast until it answers again: a request is told 503 in a second, and a
         # job's optional writes do not hold up its polling for the full timeout each.
         timeout = DOWN_TIMEOUT_SECONDS if self._down else self.timeout
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             async with asyncio.timeout(timeout), self._pool.connection(timeout=timeout) as conn:
+                if task is not None and task.cancelling() > cancels:
+                    # Cancelled while it waited for a free connection, yet handed one: Python 3.11's
+                    # asyncio.wait_for, which the pool waits with, returns instead of raising when the cancel
+                    # meets the wake-up. Swallowed, the cancel of a stop left a job loop running on, and the stop
+                    # waiting for it forever.
+                    raise asyncio.CancelledError
                 yield conn
                 self._answered_at[conn] = time.monotonic()
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, TimeoutError, OSError) as exc:

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 from datetime import timedelta
 from pathlib import Path
 
@@ -355,3 +356,31 @@ async def test_a_write_whose_caller_stopped_waiting_before_its_batch_went_out_is
     left.cancel()
     assert await store.insert(job("job_kept", worker="a"), lease_seconds=30)
     assert left.cancelled() and await store.get("job_left") is None
+
+
+class PoolThatSwallows:
+    """psycopg_pool's wait for a free connection, which is Python 3.11's ``asyncio.wait_for``; handed a connection
+    in the loop turn its waiting task is cancelled, that ``wait_for`` returns instead of raising."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.free = real, asyncio.get_running_loop().create_future()
+
+    @contextlib.asynccontextmanager
+    async def connection(self, timeout: float) -> AsyncIterator[Any]:
+        await asyncio.wait_for(self.free, timeout)
+        async with self.real.connection(timeout=timeout) as conn:
+            yield conn
+
+
+async def test_a_cancel_that_met_the_wait_for_a_connection_still_cancels(store: PostgresJobStore) -> None:
+    # Swallowed, it left JobService._claim_forever running on after a stop cancelled it, and the stop hung.
+    pool = store._pool = PoolThatSwallows(store._pool)  # noqa: SLF001 - the library's wait, not ours
+    try:
+        reading = asyncio.create_task(store.get("job_x"))
+        await asyncio.sleep(0.05)  # waiting for a connection
+        pool.free.set_result(None)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+    finally:
+        store._pool = pool.real  # noqa: SLF001
