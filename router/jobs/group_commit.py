@@ -90,7 +90,8 @@ class GroupCommit:
                     break
                 batch.append(write)
             outcomes = self._commit(batch)
-            self._loop.call_soon_threadsafe(settle_in_slices, self._loop, [future for _, _, future in batch], outcomes, 0)
+            futures = [future for _, _, future in batch]
+            self._loop.call_soon_threadsafe(settle_in_slices, self._loop, futures, outcomes, 0)
             if stop:
                 return
 
