@@ -57,7 +57,7 @@ class PostgresGroupCommit:
         return await future
 
     async def settled(self) -> None:
-        """Until every write queued so far is committed or failed (what is queued goes out now)."""
+        """Until no write is queued or out: each committed or failed (what is queued goes out now)."""
         while self._queued or self._out:
             self._start()
             if self._out:
