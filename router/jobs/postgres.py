@@ -262,7 +262,8 @@ class PostgresJobStore:
         return rows, max(cursor.rowcount, 0)
 
     async def _batched(self, name: str, **params: Any) -> Result:
-        """A hot write (``BATCHED``), committed with the others of its loop turn (``router.jobs.postgres_batch``)."""
+        """A hot write (an insert, a save, an event), committed with the others of its loop turn
+        (``router.jobs.postgres_batch``)."""
         assert self._batch is not None, "open() the store first"
         rows, count = await self._batch.run(name, params)
         self._written += count
