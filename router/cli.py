@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 
+from router.tasks import cancel_and_wait
+
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 #: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
 GC_THRESHOLDS = (1_000, 3, 400)
@@ -449,9 +451,7 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     notifier.stopping()
 
     async def shut_down() -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         # Stops accepting, lets in-flight requests finish up to the grace period, runs cleanup hooks.
         await runner.cleanup()
         await router.aclose()

@@ -32,6 +32,7 @@ import structlog
 
 from router.breakers import CircuitBreakers
 from router.jobs.store import Notice
+from router.tasks import cancel_and_wait
 
 log = structlog.get_logger(logger_name="router.cluster")
 
@@ -116,6 +117,4 @@ class SharedVendorState:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)

@@ -14,6 +14,7 @@ from router.http.bodies import read_json, route_request
 from router.http.keys import CLIENT, DAEMON
 from router.models import AnyRequest, AnyUpdate, Kind
 from router.routes import Route
+from router.tasks import cancel_and_wait
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,9 +61,7 @@ async def _stream(request: web.Request, route: Route, spec_request: AnyRequest) 
         await stream.write_eof()
         return stream
     finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
 
 
 def setup(app: web.Application) -> None:

@@ -56,6 +56,7 @@ from router.provider_job import ProviderJob
 from router.registry import get_handler
 from router.routes import Route
 from router.steps import cancel_vendor_job
+from router.tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # router.budgets and router.webhooks import the store protocol from this package
     from router.budgets import Budgets
@@ -228,10 +229,7 @@ class JobService:
         self._started = False
         self._stopping = True
         await self._let_submits_finish()
-        tasks = [*self._tasks.values(), *self._loops, *self._side_tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait([*self._tasks.values(), *self._loops, *self._side_tasks])
         if self.budgets is not None:  # spend recorded by now (detached jobs' too) reaches the store before it closes
             try:
                 await self.budgets.writer.flush()

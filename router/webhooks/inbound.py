@@ -43,6 +43,7 @@ from router.models import AnyConfig, AttemptMetadata
 from router.registry import get_handler, known_providers, resolve_api_key
 from router.routes import CONFIG_TYPES
 from router.steps import PushChannel
+from router.tasks import cancel_and_wait
 from router.webhooks import fal, signing
 from router.webhooks.paths import PATH_PREFIX
 from router.webhooks.signing import TOLERANCE_SECONDS, WebhookVerificationError
@@ -117,9 +118,7 @@ class InboundWebhooks:
                         "fal jobs are polled")
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -34,6 +34,7 @@ import structlog
 from router.jobs.store import JobRecord, JobStore, OutboxMessage, shared_store
 from router.models import utc_now
 from router.netguard import BlockedURLError, check_url, connector_kwargs
+from router.tasks import cancel_and_wait
 from router.webhooks import signing
 
 log = structlog.get_logger(logger_name="router.webhooks")
@@ -154,10 +155,7 @@ class OutboundWebhooks:
 
     async def stop(self) -> None:
         """Stop delivering; tries in flight are abandoned (their message stays pending, retried at start)."""
-        tasks = [*self._running, *([self._loop] if self._loop else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait([*self._running, *([self._loop] if self._loop else [])])
         self._loop = None
         if self.store.shared:  # another instance may make the abandoned tries at once
             with contextlib.suppress(Exception):  # the store may be down: the claims then lapse by themselves
