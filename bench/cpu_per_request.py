@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import PROFILE_START, PROFILE_STOP, PYTHON, drive, machine
-from bench.overhead import measure, sender, servers
+from bench.overhead import measure, round_order, sender, servers
 
 # CPU µs per request the router may spend in each layer (c=32, instant upstream): the highest figure of two runs
 # when the budget was last set (#18, 2026-12-01 15:03 and 15:07 UTC, after the synchronous-path cuts; load average
@@ -89,7 +89,7 @@ async def cpu_rounds(out: Path, rounds: int, requests: int, concurrency: int, ba
     router_loop: list[float] = []
     async with servers(out, baseline=baseline) as targets:
         for index in range(rounds):
-            for name, (url, pid) in targets.items():
+            for name, (url, pid) in round_order(targets, index):
                 result = await measure(name, url, pid, requests=requests, concurrency=concurrency)
                 figures.setdefault(name, []).append(result["cpu_us_per_request"])
                 if name == "c_tarash_router":

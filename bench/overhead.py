@@ -115,6 +115,14 @@ api_key_env = "BENCH_OPENAI_KEY"
             process.wait()
 
 
+def round_order(targets: dict[str, tuple[str, int]], index: int) -> list[tuple[str, tuple[str, int]]]:
+    """The targets in the order round ``index`` measures them: reversed every other round (A B C, C B A...), so
+    neither drift across a round nor coming first or last favours one. Two routers of the same code measured in
+    one fixed order differed by 0.85x in one run and 1.05x in the next (2026-12-02)."""
+    items = list(targets.items())
+    return items if index % 2 == 0 else items[::-1]
+
+
 def sender(name: str, url: str) -> Callable[[aiohttp.ClientSession], Awaitable[int]]:
     """One image request to ``url`` (the emulator itself wants the vendor key)."""
     headers = {"Authorization": "Bearer test-key"} if name == "a_direct" else {}
@@ -144,7 +152,7 @@ async def main(requests: int, levels: list[int], rounds: int, out: Path, loop: s
         # processes' load) hits all targets alike; the summary takes each figure's median over the rounds.
         for index in range(rounds):
             for level in levels:
-                for name, (url, pid) in targets.items():
+                for name, (url, pid) in round_order(targets, index):
                     result = await measure(name, url, pid, requests=requests, concurrency=level)
                     results.append({**result, "round": index + 1})
                     print(f"round {index + 1} c={level:<4} {name:<16} p50 {result['p50_ms']:7.2f} ms  "

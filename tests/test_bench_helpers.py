@@ -135,3 +135,11 @@ async def test_the_benchmarks_signal_hooks_survive_the_daemons_own_handlers(tmp_
     functions = {name for _, _, name in pstats.Stats(str(profile)).stats}  # type: ignore[attr-defined]
     assert "list_models" in functions
     assert json.loads(census.read_text().splitlines()[0])["total"] > 0
+
+
+def test_rounds_measure_the_targets_in_alternating_order() -> None:
+    from bench.overhead import round_order
+
+    targets = {name: ("http://127.0.0.1:1/", 1) for name in ("a", "b", "c")}
+    assert [[name for name, _ in round_order(targets, index)] for index in range(3)] == [
+        ["a", "b", "c"], ["c", "b", "a"], ["a", "b", "c"]]
