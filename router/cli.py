@@ -14,8 +14,6 @@ from typing import Any
 
 import structlog
 
-from router.tasks import cancel_and_wait
-
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 #: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
 GC_THRESHOLDS = (1_000, 3, 400)
@@ -364,6 +362,7 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     from router.jobs.store import JobStoreError
     from router.reload import RoutesHolder
     from router.sdnotify import Notifier
+    from router.tasks import cancel_and_wait
 
     if supervisor_pid is not None:
         from router.workers import die_with
