@@ -27,8 +27,8 @@ from router.cluster import SharedVendorState
 from router.errors import ProviderBusyError, TarashError
 from router.ids import Ids
 from router.jobs import JobService, JobStore
+from router.jobs.postgres import LISTEN_SETTING, PostgresJobStore, redact
 from router.jobs.postgres import SETTING as JOB_STORE_SETTING
-from router.jobs.postgres import PostgresJobStore, redact
 from router.jobs.service import default_instance_id
 from router.jobs.sqlite import SQLiteJobStore
 from router.jobs.store import Clock, JobStoreError
@@ -149,14 +149,24 @@ class Generations:
             self._in_flight[route.name] -= 1
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def open_job_store(settings: Settings) -> JobStore:
     """The job store the settings ask for: SQLite in ``DATA_DIR`` when ``JOB_STORE`` is empty, PostgreSQL for a
     ``postgresql://`` (or ``postgres://``) URL. ``JobStoreError`` (one line, no password) for anything else."""
     url = settings.job_store.get_secret_value().strip()
+    listen = settings.job_store_listen.get_secret_value().strip()
+    if listen and not url.startswith(POSTGRES_SCHEMES):
+        raise JobStoreError(f"{LISTEN_SETTING} is set, but {JOB_STORE_SETTING} is not a PostgreSQL URL: "
+                            "only the PostgreSQL job store listens for notifications")
+    if listen and not listen.startswith(POSTGRES_SCHEMES):
+        raise JobStoreError(f"{LISTEN_SETTING}={redact(listen) if '://' in listen else '***'}: "
+                            "give a postgresql:// URL (the server itself, or a session-mode pool)")
     if not url:
         return SQLiteJobStore(settings.data_dir / "jobs.sqlite3")
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresJobStore(url)
+    if url.startswith(POSTGRES_SCHEMES):
+        return PostgresJobStore(url, listen_url=listen or None)
     scheme = url.partition("://")[0] if "://" in url else "(none)"
     raise JobStoreError(f"{JOB_STORE_SETTING}={redact(url) if '://' in url else '***'}: scheme {scheme!r} is not "
                         "supported; leave it empty for SQLite in DATA_DIR or give a postgresql:// URL")

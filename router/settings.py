@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     #: Empty: SQLite in DATA_DIR. ``postgresql://user:pass@host:port/db``: PostgreSQL, shared by every
     #: instance pointed at it. A secret (it may hold a password): never logged or shown.
     job_store: SecretStr = SecretStr("")
+    #: PostgreSQL only: where the LISTEN connection goes instead of ``job_store``, for a ``job_store`` behind a
+    #: transaction-mode pooler (PgBouncer), which gives LISTEN no session. Empty: ``job_store``. A secret too.
+    job_store_listen: SecretStr = SecretStr("")
     #: This instance's name on the job leases it holds. Unset: host-pid-random.
     instance_id: str | None = None
     #: A job's lease: renewed every third of it; an instance silent this long loses its jobs to others.

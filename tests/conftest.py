@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import router
+from tests.pgbouncer_server import PgBouncer, running_pgbouncer
 from tests.postgres_server import PostgresServer, running_server
 
 pytest_plugins = ["tests.emulators.pytest_plugin"]
@@ -50,6 +51,19 @@ def postgres_server() -> Iterator[PostgresServer]:
 def pg_url(postgres_server: PostgresServer) -> str:
     """A fresh empty database on the session's server: its URL (password included)."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server: PostgresServer) -> Iterator[PgBouncer]:
+    """Debian's PgBouncer in transaction pooling mode in front of the session's server (tests/pgbouncer_server.py)."""
+    with running_pgbouncer(postgres_server) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture
+def pgbouncer_url(postgres_server: PostgresServer, pgbouncer: PgBouncer) -> str:
+    """A fresh empty database on the session's server, reached through PgBouncer: its URL."""
+    return pgbouncer.url(postgres_server.new_database().rsplit("/", 1)[1])
 
 
 @pytest.fixture(autouse=True)

@@ -82,8 +82,9 @@ class MemoryJobStore:
         return sum(1 for job in self._jobs.values() if job.status not in TERMINAL
                    and (job.worker is None or self._lease_until.get(job.id, 0.0) < now))
 
-    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
-        held = {job.id for job in self._jobs.values() if job.worker == worker and job.status not in TERMINAL}
+    async def renew(self, worker: str, lease_seconds: float) -> dict[str, bool]:
+        held = {job.id: job.cancel_requested for job in self._jobs.values()
+                if job.worker == worker and job.status not in TERMINAL}
         for job_id in held:
             self._lease_until[job_id] = self._clock() + lease_seconds
         return held

@@ -2,7 +2,9 @@
 
 Every statement is in ``postgres.sql``. Connections come from a psycopg pool (``prepare_threshold=None``, so a
 PgBouncer in transaction mode in between works); LISTEN has its own dedicated connection, reconnected with
-backoff, since a pooled connection may serve anyone between two notifications.
+backoff, since a pooled connection may serve anyone between two notifications. That connection needs a session of
+its own on the server, which a transaction pooler does not give: ``listen_url`` (``JOB_STORE_LISTEN``) can point
+it past the pooler, and each (re)connection sends itself a probe notification to find out whether notices arrive.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -30,6 +33,7 @@ from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, Jo
 log = structlog.get_logger(logger_name="router.jobs.postgres")
 
 SETTING = "TARASH_ROUTER_JOB_STORE"
+LISTEN_SETTING = "TARASH_ROUTER_JOB_STORE_LISTEN"
 #: Bumped when the tables change; MIGRATIONS[n] (a statement name in postgres.sql) takes version n to n + 1.
 SCHEMA_VERSION = 5
 MIGRATIONS: dict[int, str] = {1: "migrate_1", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4"}
@@ -50,6 +54,10 @@ SCHEMA_CLIENT_BOUND = 3
 CHECK_IDLE_SECONDS = 1.0
 #: The LISTEN connection checks it is alive this often when nothing arrives.
 HEARTBEAT_SECONDS = 5.0
+#: The channel of the probe each LISTEN connection sends itself through the pool (not a notice the service hears),
+#: and how long it waits for it (a notice takes milliseconds; this is for a loaded server).
+PROBE_CHANNEL = "tarash_router_probe"
+PROBE_SECONDS = 5.0
 
 
 def load_sql(text: str) -> dict[str, str]:
@@ -92,8 +100,13 @@ class PostgresJobStore:
 
     shared = True
 
-    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, listen_url: str | None = None, pool_size: int = 10, timeout: float = 10.0,
+                 probe_seconds: float = PROBE_SECONDS) -> None:
         self.url = url
+        #: Where the LISTEN connection goes when that is not ``url`` (past a transaction pooler).
+        self.listen_url = listen_url or None
+        #: How long a LISTEN connection waits for its probe before it says notices are lost.
+        self.probe_seconds = probe_seconds
         self.pool_size = pool_size
         #: Bound on connecting and on every statement (a store that hangs is a store that is down).
         self.timeout = timeout
@@ -105,14 +118,18 @@ class PostgresJobStore:
         self._answered_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
-        return f"PostgresJobStore({redact(self.url)!r})"
+        listen = f", listen_url={redact(self.listen_url)!r}" if self.listen_url else ""
+        return f"PostgresJobStore({redact(self.url)!r}{listen})"
 
-    def _error(self, what: str, exc: BaseException | None = None) -> JobStoreError:
-        """A one-line error naming the setting; the password never in it (libpq may echo parts of the URL)."""
+    def _error(self, what: str, exc: BaseException | None = None, *, listen: bool = False) -> JobStoreError:
+        """A one-line error naming the setting (``JOB_STORE_LISTEN`` for the LISTEN connection when it has its own
+        URL); no password in it (libpq may echo parts of the URL)."""
         detail = f": {' '.join(str(exc).split())}" if exc is not None and str(exc) else ""
-        secret = _password(self.url)
-        message = f"{SETTING}={redact(self.url)}: {what}{detail}"
-        return JobStoreError(message.replace(secret, "***") if secret else message)
+        setting, url = (LISTEN_SETTING, self.listen_url) if listen and self.listen_url else (SETTING, self.url)
+        message = f"{setting}={redact(url)}: {what}{detail}"
+        for secret in filter(None, (_password(self.url), self.listen_url and _password(self.listen_url))):
+            message = message.replace(secret, "***")
+        return JobStoreError(message)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -132,12 +149,30 @@ class PostgresJobStore:
         except (psycopg.Error, TimeoutError) as exc:
             raise self._error("cannot connect", exc) from None
         async with conn:
+            if self.listen_url:  # refused at start, before anything is written, not found by a silent loop later
+                await self._check_listen_url()
             await self._prepare_schema_bounded(conn)
         # The pool would log each failed reconnection; this store logs an outage once (the job service).
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self._pool = self._new_pool()
         await self._pool.open(wait=True, timeout=self.timeout)
         self._batch = PostgresGroupCommit(self._connection, self._alone, SQL)
+
+    async def _check_listen_url(self) -> None:
+        import psycopg
+
+        assert self.listen_url is not None
+        try:
+            psycopg.conninfo.conninfo_to_dict(self.listen_url)
+        except psycopg.Error as exc:
+            raise self._error("not a valid PostgreSQL URL", exc, listen=True) from None
+        try:
+            async with asyncio.timeout(self.timeout):
+                listen = await psycopg.AsyncConnection.connect(self.listen_url,
+                                                               connect_timeout=max(1, int(self.timeout)))
+            await listen.close()
+        except (psycopg.Error, TimeoutError) as exc:
+            raise self._error("cannot connect", exc, listen=True) from None
 
     def _new_pool(self) -> Any:
         from psycopg_pool import AsyncConnectionPool
@@ -299,9 +334,9 @@ class PostgresJobStore:
     async def waiting(self) -> int:
         return int((await self._rows("waiting"))[0][0])
 
-    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+    async def renew(self, worker: str, lease_seconds: float) -> dict[str, bool]:
         await self._rows("slots_renew", prefix=_holder_prefix(worker), lease=lease_seconds)
-        return {row[0] for row in await self._rows("renew", worker=worker, lease=lease_seconds)}
+        return dict(await self._rows("renew", worker=worker, lease=lease_seconds))
 
     async def release(self, worker: str) -> None:
         if self._batch is not None:
@@ -446,27 +481,58 @@ class PostgresJobStore:
         while True:
             try:
                 async with asyncio.timeout(self.timeout):
-                    conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True,
+                    conn = await psycopg.AsyncConnection.connect(self.listen_url or self.url, autocommit=True,
                                                                  connect_timeout=max(1, int(self.timeout)))
                 async with conn:
                     async with asyncio.timeout(self.timeout):  # a server that accepts but never answers
-                        for channel in CHANNELS:
+                        for channel in (*CHANNELS, PROBE_CHANNEL):
                             await conn.execute(f"LISTEN {channel}")
                     if down:
                         await self._replace_pool()
                         log.info("job_store_listen_restored")
                     delay, down = 0.1, False
                     on_notice("job", "", None)
+                    probe, probe_by = await self._send_probe(), time.monotonic() + self.probe_seconds
                     while True:
-                        async for notice in conn.notifies(timeout=HEARTBEAT_SECONDS):
+                        wait = HEARTBEAT_SECONDS if probe is None else max(0.0, probe_by - time.monotonic())
+                        async for notice in conn.notifies(timeout=min(wait, HEARTBEAT_SECONDS)):
+                            if notice.channel == PROBE_CHANNEL:
+                                probe = None if notice.payload == probe else probe
+                                continue
                             subject, _, sent = notice.payload.rpartition(" ")
                             with contextlib.suppress(ValueError):
                                 on_notice(CHANNELS[notice.channel], subject, float(sent))
+                        if probe is not None and time.monotonic() >= probe_by:
+                            probe = None  # said once per connection
+                            self._probe_unheard()
                         async with asyncio.timeout(self.timeout):
                             await conn.execute("SELECT 1")
             except (psycopg.Error, TimeoutError, OSError) as exc:
                 if not down:  # once per outage
-                    log.warning("job_store_listen_lost", error=self._error("LISTEN connection lost", exc).args[0])
+                    log.warning("job_store_listen_lost",
+                                error=self._error("LISTEN connection lost", exc, listen=True).args[0])
                 down = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _send_probe(self) -> str | None:
+        """A notification to this instance's LISTEN connection, sent through the pool as every notice is; its
+        payload, or None when it could not be sent (the store is down: the listener's heartbeat finds out)."""
+        payload = secrets.token_hex(8)
+        try:
+            await self._rows("probe", channel=PROBE_CHANNEL, payload=payload)
+        except JobStoreUnavailableError:
+            return None
+        return payload
+
+    def _probe_unheard(self) -> None:
+        """A probe sent through the pool never reached the LISTEN connection: notices are lost, so cancels, pushes
+        and events from other instances reach this one late or not at all (a transaction pooler in between)."""
+        if self.listen_url:
+            hint = f"check that {LISTEN_SETTING} reaches the server directly or through a session-mode pool"
+        else:
+            hint = (f"a transaction-mode pooler (PgBouncer) between {SETTING} and the server gives LISTEN no session "
+                    f"of its own; set {LISTEN_SETTING} to the server's own address or a session-mode pool")
+        log.warning("job_store_notices_lost", error=self._error(
+            f"a notification sent through the store did not reach the LISTEN connection within "
+            f"{self.probe_seconds:g} s; {hint}", listen=True).args[0])

@@ -181,7 +181,7 @@ WHERE status IN ('queued', 'running') AND (worker IS NULL OR lease_until < now()
 -- name: renew
 UPDATE tarash_router_jobs SET lease_until = now() + make_interval(secs => %(lease)s)
 WHERE worker = %(worker)s AND status IN ('queued', 'running')
-RETURNING id;
+RETURNING id, cancel_requested;
 
 -- name: release
 WITH released AS (
@@ -398,6 +398,10 @@ FROM closed;
 -- name: circuits
 -- Every open circuit with how long ago it opened (the database's clock, so instances agree).
 SELECT provider, model, failures, extract(epoch FROM now() - opened_at) FROM tarash_router_circuits;
+
+-- name: probe
+-- A LISTEN connection's test of itself: sent through the pool, as every notice is (see PostgresJobStore.watch).
+SELECT pg_notify(%(channel)s, %(payload)s);
 
 -- name: unfinished
 SELECT request, chain, body, worker, cancel_requested FROM tarash_router_jobs

@@ -182,6 +182,7 @@ class JobService:
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._cancelling: set[str] = set()  # jobs a cancel asked elsewhere is being carried out for
         self._wake = asyncio.Event()  # a job may be claimable
         #: The last claim was bounded by room (or none ran for lack of it): a claimable job may be waiting, so a
         #: slot freed wakes the claim loop. Otherwise a job ending frees a slot nothing waits for (10,000 running
@@ -798,6 +799,11 @@ class JobService:
                 # storing its terminal event or releasing its webhook: it is not cut off.
                 if job_id not in held and leased_at < asked_at and not self._live[job_id].finished:
                     self._detach(job_id, "its lease was not renewed (taken over or finished)")
+            for job_id, cancel_requested in held.items():
+                # A cancel asked on another instance whose notice never came (the LISTEN connection was down, or
+                # a transaction pooler lost it): acted on here within a third of a lease.
+                if cancel_requested:
+                    self._cancel_requested_elsewhere(job_id)
 
     def _store_error(self, operation: str, exc: Exception) -> None:
         """A failed store operation: counted each time, logged once per outage (not once per write)."""
@@ -819,6 +825,21 @@ class JobService:
     async def _watch(self) -> None:
         await self.store.watch(self._on_notice)
 
+    def _cancel_requested_elsewhere(self, job_id: str) -> None:
+        """Another instance asked to cancel ``job_id``: cancel it here if it runs here and is not cancelling yet."""
+        task = self._tasks.get(job_id)
+        if task is None or task.done() or task.cancelling() or job_id in self._cancelling:
+            return
+        self._cancelling.add(job_id)  # until its task is cancelling: a renewal meanwhile starts no second cancel
+        cancelling = asyncio.create_task(self.cancel(job_id))
+        self._side_tasks.add(cancelling)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._side_tasks.discard(finished)
+            self._cancelling.discard(job_id)
+
+        cancelling.add_done_callback(done)
+
     def _on_notice(self, notice: Notice, subject: str, sent_at: float | None) -> None:
         if sent_at is not None and self._metrics is not None:
             self._metrics.notify_lag.observe(max(0.0, time.time() - sent_at))
@@ -826,10 +847,8 @@ class JobService:
             self._wake.set()
         elif notice == "event":
             self._poke(subject)
-        elif notice == "cancel" and subject in self._tasks:
-            task = asyncio.create_task(self.cancel(subject))
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
+        elif notice == "cancel":
+            self._cancel_requested_elsewhere(subject)
         for listener in self.notice_listeners:
             listener(notice, subject, sent_at)
 

@@ -261,20 +261,20 @@ class SQLiteJobStore:
         rows = await self._query(f"SELECT COUNT(*) FROM jobs WHERE {_CLAIMABLE}", self._clock())
         return int(rows[0][0])
 
-    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+    async def renew(self, worker: str, lease_seconds: float) -> dict[str, bool]:
         # In slices, each its own write: one UPDATE of 10,000 running rows held the writer ~45-60 ms, and every
         # insert and save queued behind it (a POST's 202 too); between slices the writes queued meanwhile go first.
-        held: set[str] = set()
+        held: dict[str, bool] = {}
         after = ""
         while True:
             rows = await self._write(
                 f"UPDATE jobs SET lease_until=? WHERE id IN (SELECT id FROM jobs WHERE id > ? AND worker=? AND"
-                f" {_UNFINISHED} ORDER BY id LIMIT ?) RETURNING id", self._clock() + lease_seconds, after, worker,
-                RENEW_SLICE, key=_LEASES)
-            held.update(job_id for (job_id,) in rows)
+                f" {_UNFINISHED} ORDER BY id LIMIT ?) RETURNING id, cancel_requested", self._clock() + lease_seconds,
+                after, worker, RENEW_SLICE, key=_LEASES)
+            held.update((job_id, bool(cancel)) for job_id, cancel in rows)
             if len(rows) < RENEW_SLICE:
                 return held
-            after = max(job_id for (job_id,) in rows)
+            after = max(job_id for job_id, _ in rows)
 
     async def release(self, worker: str) -> None:
         await self._write(f"UPDATE jobs SET worker=NULL, lease_until=NULL WHERE worker=? AND {_UNFINISHED}", worker)

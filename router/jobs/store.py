@@ -274,8 +274,9 @@ class JobStore(SpendStore, Protocol):
         """Unfinished jobs nobody holds (or whose lease lapsed): what a claim could take (``tarash_router_jobs_queued``)."""
         ...
 
-    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
-        """Extend every lease ``worker`` holds on an unfinished job; the ids it still holds."""
+    async def renew(self, worker: str, lease_seconds: float) -> dict[str, bool]:
+        """Extend every lease ``worker`` holds on an unfinished job; the ids it still holds, each with whether a
+        cancel was requested for it (the holder acts on that even if the request's notice never reached it)."""
         ...
 
     async def release(self, worker: str) -> None:

@@ -36,6 +36,8 @@ STORES: dict[str, StoreKind] = {
     "sqlite": StoreKind(lambda directory: SQLiteJobStore(directory / "jobs.sqlite3"), durable=True),
     "memory": StoreKind(lambda directory: MemoryJobStore(), durable=False),
     "postgres": StoreKind(PostgresJobStore, durable=True, storage="pg_url"),
+    # The same server behind PgBouncer in transaction pooling mode, as fleets run it.
+    "pgbouncer": StoreKind(PostgresJobStore, durable=True, storage="pgbouncer_url"),
 }
 
 

@@ -708,7 +708,7 @@ class HeldTerminalEvents(MemoryJobStore):
             await self.gate.wait()
         await super().append_event(job_id, seq, event, data)
 
-    async def renew(self, worker: str, lease_seconds: float) -> set[str]:
+    async def renew(self, worker: str, lease_seconds: float) -> dict[str, bool]:
         self.renewals += 1
         return await super().renew(worker, lease_seconds)
 
@@ -738,4 +738,28 @@ async def test_a_lease_renewal_never_cuts_off_a_job_finished_here_while_it_store
         return "result" in [event for _, event, _ in await store.events(job.id)]
 
     await until(result_stored)
+    await service.stop()
+
+
+async def test_a_cancel_asked_elsewhere_whose_notice_never_came_is_carried_out_at_the_next_renewal(
+        vendor: Vendor) -> None:
+    """Another instance marks the job (``request_cancel``) but its notice is lost (the LISTEN connection was down,
+    or a transaction pooler dropped it): the holder's next lease renewal says so, and it cancels the job and its
+    vendor job."""
+    store = MemoryJobStore()  # its watch hears nothing, as a lost notice
+    service = JobService(store, lease_seconds=0.03)  # a renewal every 10 ms
+    await service.start()
+    job, _ = await service.create(route(vendor.name), VideoGenerationRequest(prompt="x"))  # type: ignore[attr-defined]
+
+    async def submitted() -> bool:
+        return vendor.submits == 1 and (await store.get(job.id)).vendor_job is not None  # type: ignore[union-attr]
+
+    await until(submitted)
+    await store.request_cancel(job.id)  # as DELETE on an instance that does not hold the job does
+
+    async def cancelled() -> bool:
+        return (await store.get(job.id)).status == "cancelled"  # type: ignore[union-attr]
+
+    await until(cancelled)
+    assert vendor.cancels == 1 and vendor.submits == 1
     await service.stop()

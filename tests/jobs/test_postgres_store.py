@@ -41,10 +41,12 @@ def job(job_id: str, worker: str | None = None) -> JobRecord:
 
 @contextlib.asynccontextmanager
 async def writer_and_listener(
-        pg_url: str) -> AsyncIterator[tuple[PostgresJobStore, PostgresJobStore, asyncio.Queue[tuple[str, str]]]]:
-    """Two stores on one database, as two instances: the writer, the listener and what it hears (``(notice,
-    subject)``), once it is listening (its first "job" notice, "look for work", is taken)."""
-    writer, listener = PostgresJobStore(pg_url), PostgresJobStore(pg_url)
+        pg_url: str, **listener_options: Any,
+) -> AsyncIterator[tuple[PostgresJobStore, PostgresJobStore, asyncio.Queue[tuple[str, str]]]]:
+    """Two stores on one database, as two instances: the writer, the listener (``PostgresJobStore`` options:
+    ``listener_options``) and what it hears (``(notice, subject)``), once it is listening (its first "job"
+    notice, "look for work", is taken)."""
+    writer, listener = PostgresJobStore(pg_url), PostgresJobStore(pg_url, **listener_options)
     await writer.open()
     await listener.open()
     heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()

@@ -313,19 +313,19 @@ async def test_a_lapsed_lease_is_taken_over_and_fences_out_the_old_holder(store:
     taken = await store.claim("B", 10, LEASE)
     assert [(j.id, j.worker, j.vendor_job) for j in taken] == [("job_1", "B", held.vendor_job)]
     assert not await store.save(replace(held, progress_percent=50))  # A learns it at its next write
-    assert await store.renew("A", LEASE) == set() and await store.renew("B", LEASE) == {"job_1"}
+    assert await store.renew("A", LEASE) == {} and await store.renew("B", LEASE) == {"job_1": False}
 
 
 async def test_renewal_keeps_a_lease_and_release_frees_it_at_once(store: JobStore) -> None:
     await store.insert(job("job_1", worker="A"), lease_seconds=0.3)
     await asyncio.sleep(0.15)
-    assert await store.renew("A", LEASE) == {"job_1"}
+    assert await store.renew("A", LEASE) == {"job_1": False}
     await asyncio.sleep(0.25)
     assert await store.claim("B", 10, LEASE) == []  # renewed past the first lease
     await store.release("A")
     assert [j.id for j in await store.claim("B", 10, LEASE)] == ["job_1"]
     assert await store.save(job("job_1", worker="B", status="completed"))
-    assert await store.renew("B", LEASE) == set()  # a finished job holds no lease
+    assert await store.renew("B", LEASE) == {}  # a finished job holds no lease
     await store.release("B")
     assert (await store.get("job_1")).worker == "B"  # type: ignore[union-attr]  # who finished it stays on record
 
@@ -334,6 +334,7 @@ async def test_cancel_requests_mark_unfinished_jobs_and_reach_the_next_claimer(s
     await store.insert(job("job_held", worker="A"), lease_seconds=LEASE)
     marked = await store.request_cancel("job_held")
     assert marked is not None and marked.cancel_requested and marked.worker == "A"
+    assert await store.renew("A", LEASE) == {"job_held": True}  # the holder learns it at its renewal too
     assert await store.save(job("job_held", worker="A", progress_percent=5))
     assert (await store.get("job_held")).cancel_requested  # type: ignore[union-attr]  # a save keeps the request
     await store.insert(job("job_done", status="completed"))
