@@ -37,7 +37,10 @@ from bench._cpucap import CpuCap
 from bench.scale import peak_rss_mb
 
 SCENARIOS = {"sqlite-1": ("sqlite", 1, False), "postgres-1": ("postgres", 1, False),
-             "postgres-2": ("postgres", 2, False), "postgres-2-kill": ("postgres", 2, True)}
+             "postgres-2": ("postgres", 2, False), "postgres-2-kill": ("postgres", 2, True),
+             # JOB_STORE through PgBouncer in transaction mode, LISTEN to the server (JOB_STORE_LISTEN): opt-in.
+             "pgbouncer-1": ("pgbouncer", 1, False), "pgbouncer-2": ("pgbouncer", 2, False)}
+DEFAULT_SCENARIOS = ["sqlite-1", "postgres-1", "postgres-2", "postgres-2-kill"]
 
 
 def postgres_cpu_seconds(pg: Any) -> float:
@@ -88,19 +91,23 @@ def prompt_of(scenario_name: str, i: int) -> str:
     return f"{scenario_name} fox {i}"
 
 
-async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, round_: int = 1) -> dict[str, Any]:
+async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, round_: int = 1,
+                   bouncer: Any = None) -> dict[str, Any]:
     store, count, kill = SCENARIOS[name]
     work = args.out.parent / (f"instances-{name}" if round_ == 1 else f"instances-{name}-r{round_}")  # fresh data dirs
     work.mkdir(parents=True, exist_ok=True)
     routes = work / "routes.toml"
     routes.write_text(fal_video_routes(emu_port, args.poll_interval))
-    url = pg.new_database() if store == "postgres" else ""
+    # ``url`` is what the instances are given, ``direct`` the database itself (what the harness reads and measures).
+    direct = pg.new_database() if store in ("postgres", "pgbouncer") else ""
+    url = bouncer.url(direct.rsplit("/", 1)[1]) if store == "pgbouncer" else direct
+    listen = {"JOB_STORE_LISTEN": direct} if store == "pgbouncer" else {}
     ports = [free_port() for _ in range(count)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
 
     def start(i: int) -> Any:
         env = fal_job_env(args.jobs, JOB_STORE=url, DATA_DIR=str(work / f"data-{i}"), INSTANCE_ID=f"i{i}",
-                          JOB_LEASE_SECONDS=str(args.lease))
+                          JOB_LEASE_SECONDS=str(args.lease), **listen)
         command = ([PYTHON, "-m", "bench._profiled_serve", str(work / f"accept-{i}.prof")] if args.profile
                    else [str(SCRIPT)])
         daemon = spawn(*command, "serve", "--routes", str(routes), "--port", str(ports[i]), env=env)
@@ -121,8 +128,9 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
                 submits_before = (await r.json())["calls"].get("submit", 0)
             sem = asyncio.Semaphore(100)
             cpu_before = [cpu_seconds(daemon.pid) for daemon in daemons]
-            pg_cpu_before = postgres_cpu_seconds(pg) if url else 0.0
-            commits_before = await asyncio.to_thread(postgres_commits, url) if url else 0
+            pg_cpu_before = postgres_cpu_seconds(pg) if direct else 0.0
+            bouncer_cpu_before = cpu_seconds(bouncer.pid) if store == "pgbouncer" else 0.0
+            commits_before = await asyncio.to_thread(postgres_commits, direct) if direct else 0
             client_before, emulator_before = cpu_seconds(os.getpid()), cpu_seconds(args.emulator_pid)
             busy_before, total_before = machine_busy()
             throttled_before = [cap.throttled_seconds() for cap in caps]
@@ -151,14 +159,17 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
                     daemon.send_signal(PROFILE_STOP)  # the accept window's profile: instances-*/accept-N.prof
             daemon_cpu = [cpu_seconds(daemon.pid) - before for daemon, before in zip(daemons, cpu_before)]
             accept_cpu = [cpu / (args.jobs / count) * 1000 for cpu in daemon_cpu]
-            pg_cpu = postgres_cpu_seconds(pg) - pg_cpu_before if url else 0.0
-            accept_pg_cpu = pg_cpu / args.jobs * 1000 if url else None
+            pg_cpu = postgres_cpu_seconds(pg) - pg_cpu_before if direct else 0.0
+            accept_pg_cpu = pg_cpu / args.jobs * 1000 if direct else None
+            bouncer_cpu = cpu_seconds(bouncer.pid) - bouncer_cpu_before if store == "pgbouncer" else 0.0
+            accept_bouncer_cpu = bouncer_cpu / args.jobs * 1000 if store == "pgbouncer" else None
             # Cores the rest of the machine (other users' processes) took during the window: less room for ours.
-            others = ((busy_after - busy_before) - sum(daemon_cpu) - pg_cpu - side_cpu) / accept_s
-            commits = ((await asyncio.to_thread(postgres_commits, url)) - commits_before) / args.jobs if url else None
+            others = ((busy_after - busy_before) - sum(daemon_cpu) - pg_cpu - bouncer_cpu - side_cpu) / accept_s
+            commits = ((await asyncio.to_thread(postgres_commits, direct)) - commits_before) / args.jobs if direct else None
             ids = [job_id for _, job_id in created]
             print(f"[{name}] {len(ids)} jobs accepted in {accept_s:.1f} s ({args.jobs / accept_s:.1f}/s); CPU ms per "
-                  f"job accepted: {[round(c, 2) for c in accept_cpu]} per instance, PostgreSQL {accept_pg_cpu and round(accept_pg_cpu, 2)}; "
+                  f"job accepted: {[round(c, 2) for c in accept_cpu]} per instance, PostgreSQL {accept_pg_cpu and round(accept_pg_cpu, 2)}"
+                  + (f", PgBouncer {accept_bouncer_cpu:.2f}" if accept_bouncer_cpu is not None else "") + "; "
                   f"commits per job {commits and round(commits, 2)}; load generator {client_cpu / args.jobs * 1000:.2f}, "
                   f"emulator {emulator_cpu / args.jobs * 1000:.2f}; machine busy "
                   f"{(busy_after - busy_before) / (total_after - total_before):.0%} of {os.cpu_count()} cores, other "
@@ -174,6 +185,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
                       "accept_load_average": round(os.getloadavg()[0], 2),
                       "accept_cpu_ms_per_job": [round(c, 2) for c in accept_cpu],
                       "accept_postgres_cpu_ms_per_job": accept_pg_cpu and round(accept_pg_cpu, 2),
+                      "accept_pgbouncer_cpu_ms_per_job": accept_bouncer_cpu and round(accept_bouncer_cpu, 3),
                       "accept_commits_per_job": commits and round(commits, 2),
                       "instance_cpu_cores": args.instance_cpu, "accept_throttled_share": throttled}
             if args.accept_only:
@@ -207,7 +219,7 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
                 print(f"[{name}] instance 0 killed (-9) holding ~{victim_jobs} jobs", flush=True)
                 # Taken over once no unfinished job is leased to it (the takeover metric counts only jobs that had
                 # started: one still waiting for a connection at the kill is stored queued).
-                while await asyncio.to_thread(jobs_held, url, "i0"):
+                while await asyncio.to_thread(jobs_held, direct, "i0"):
                     await asyncio.sleep(0.2)
                 takeover_s = time.perf_counter() - killed_at
                 print(f"[{name}] all of its jobs taken over in {takeover_s:.1f} s", flush=True)
@@ -278,7 +290,8 @@ def accept_bound(one: dict[str, Any], two: dict[str, Any], cap: float | None = N
     cores = os.cpu_count() or 1
 
     def other(r: dict[str, Any]) -> float:
-        return float(r["accept_postgres_cpu_ms_per_job"] or 0) + float(r["accept_client_and_emulator_cpu_ms_per_job"])
+        return (float(r["accept_postgres_cpu_ms_per_job"] or 0) + float(r.get("accept_pgbouncer_cpu_ms_per_job") or 0)
+                + float(r["accept_client_and_emulator_cpu_ms_per_job"]))
 
     l1, o1 = one["accept_cpu_ms_per_job"][0], other(one)
     l2 = sum(two["accept_cpu_ms_per_job"]) / len(two["accept_cpu_ms_per_job"])
@@ -300,10 +313,13 @@ def median_bound(bounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> None:
+    from tests.pgbouncer_server import running_pgbouncer
     from tests.postgres_server import running_server
 
     results = []
-    with running_server() as pg:
+    with running_server() as pg, contextlib.ExitStack() as stack:
+        bouncer = (stack.enter_context(running_pgbouncer(pg))
+                   if any(SCENARIOS[name][0] == "pgbouncer" for name in args.scenarios) else None)
         for round_, name in ((r, n) for r in range(1, args.rounds + 1) for n in args.scenarios):
             # A fresh emulator per scenario: it keeps every job it saw, so each scenario starts on an empty one
             # rather than on the earlier scenarios' 10,000s of jobs.
@@ -312,7 +328,7 @@ async def main(args: argparse.Namespace) -> None:
             args.emulator_pid = emulator.pid
             try:
                 await wait_http(f"http://127.0.0.1:{emu_port}/_emulator/stats")
-                results.append({**await scenario(name, args, pg, emu_port, round_), "round": round_})
+                results.append({**await scenario(name, args, pg, emu_port, round_, bouncer), "round": round_})
                 print(json.dumps(results[-1]), flush=True)
             finally:
                 emulator.terminate()
@@ -349,7 +365,9 @@ async def main(args: argparse.Namespace) -> None:
                      f"{r['get_job_p50_ms']}/{r['get_job_p99_ms']}")
     lines.append("CPU ms per accepted job:")
     lines += [f"  {r['scenario']:<16} instance(s) {r['accept_cpu_ms_per_job']}, PostgreSQL "
-              f"{r['accept_postgres_cpu_ms_per_job']}, emulator {r['accept_emulator_cpu_ms_per_job']}, load generator "
+              f"{r['accept_postgres_cpu_ms_per_job']}"
+              + (f", PgBouncer {r['accept_pgbouncer_cpu_ms_per_job']}" if r.get("accept_pgbouncer_cpu_ms_per_job") else "")
+              + f", emulator {r['accept_emulator_cpu_ms_per_job']}, load generator "
               f"{r['accept_client_cpu_ms_per_job']}; commits {r['accept_commits_per_job']}; other processes "
               f"{r['accept_other_processes_cores']} cores" for r in results]
     if len(bounds) > 1:
@@ -379,6 +397,7 @@ if __name__ == "__main__":
                         help="cap each instance at CORES of CPU (a cgroup quota, bench/_cpucap.py: each instance as "
                              "on a small box of its own, the rest of the machine left for PostgreSQL, the emulator "
                              "and the load generator); needs root")
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--scenarios", nargs="+", default=DEFAULT_SCENARIOS, choices=list(SCENARIOS),
+                        help="pgbouncer-1/-2: JOB_STORE through PgBouncer in transaction mode, LISTEN to the server")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "instances.json")
     asyncio.run(main(parser.parse_args()))

@@ -31,9 +31,15 @@ class PgBouncer:
 
     port: int
     log: Path
+    pidfile: Path
 
     def url(self, database: str) -> str:
         return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def pid(self) -> int:
+        """PgBouncer's own process (under runuser, not the process this module started)."""
+        return int(self.pidfile.read_text().split()[0])
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path, within: float = 20.0) -> None:
@@ -53,7 +59,7 @@ def running_pgbouncer(server: PostgresServer) -> Iterator[PgBouncer]:
         raise RuntimeError(f"PgBouncer not found at {BINARY}: apt-get install pgbouncer (.ci/run does)")
     root = Path(tempfile.mkdtemp(prefix="tarash-pgbouncer-"))
     os.chmod(root, 0o755)
-    bouncer = PgBouncer(free_port(), root / "pgbouncer.log")
+    bouncer = PgBouncer(free_port(), root / "pgbouncer.log", root / "pgbouncer.pid")
     (root / "userlist.txt").write_text(f'"{USER}" "{PASSWORD}"\n')
     # Every database name maps to the same name on the server ("*"); pool sizes above what the tests open at
     # once, so a test waits on the pooler only where it would on a server of that size.
@@ -72,7 +78,7 @@ max_client_conn = 500
 default_pool_size = 20
 server_reset_query =
 logfile = {bouncer.log}
-pidfile = {root / 'pgbouncer.pid'}
+pidfile = {bouncer.pidfile}
 """)
     if os.geteuid() == 0:
         for path in (root, root / "userlist.txt", root / "pgbouncer.ini"):
