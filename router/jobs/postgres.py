@@ -473,8 +473,10 @@ class PostgresJobStore:
 
     # ---- notifications ------------------------------------------------------------------------------------
     async def watch(self, on_notice: OnNotice) -> None:
-        """LISTEN on a dedicated connection; on reconnect, report a "job" notice (whatever was missed while
-        the connection was down is found by the claim that follows)."""
+        """LISTEN on a dedicated connection. On every (re)connect, report a "job" and a "circuit" notice: whatever
+        was missed while the connection was down is found by what they start: a claim, the kept vendor pushes
+        taken, the open circuits reloaded (a missed cancel is found at the next lease renewal, a missed event by
+        the streams' one-second read)."""
         import psycopg
 
         delay, down = 0.1, False
@@ -492,6 +494,7 @@ class PostgresJobStore:
                         log.info("job_store_listen_restored")
                     delay, down = 0.1, False
                     on_notice("job", "", None)
+                    on_notice("circuit", "", None)
                     probe, probe_by = await self._send_probe(), time.monotonic() + self.probe_seconds
                     while True:
                         wait = HEARTBEAT_SECONDS if probe is None else max(0.0, probe_by - time.monotonic())

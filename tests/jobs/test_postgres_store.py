@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from router.jobs.postgres import SCHEMA_VERSION, PostgresJobStore, redact
 from router.jobs.store import JobRecord, JobStoreError, OutboxMessage
@@ -44,8 +45,8 @@ async def writer_and_listener(
         pg_url: str, **listener_options: Any,
 ) -> AsyncIterator[tuple[PostgresJobStore, PostgresJobStore, asyncio.Queue[tuple[str, str]]]]:
     """Two stores on one database, as two instances: the writer, the listener (``PostgresJobStore`` options:
-    ``listener_options``) and what it hears (``(notice, subject)``), once it is listening (its first "job"
-    notice, "look for work", is taken)."""
+    ``listener_options``) and what it hears (``(notice, subject)``), once it is listening (its first notices,
+    "look for work" and "reload the circuits", are taken)."""
     writer, listener = PostgresJobStore(pg_url), PostgresJobStore(pg_url, **listener_options)
     await writer.open()
     await listener.open()
@@ -53,6 +54,7 @@ async def writer_and_listener(
     watching = asyncio.create_task(listener.watch(lambda notice, subject, sent: heard.put_nowait((notice, subject))))
     try:
         assert await asyncio.wait_for(heard.get(), 5) == ("job", "")  # listening (and "look for work")
+        assert await asyncio.wait_for(heard.get(), 5) == ("circuit", "")  # what opened while it did not listen
         yield writer, listener, heard
     finally:
         watching.cancel()
@@ -70,6 +72,23 @@ async def test_notifications_reach_every_watcher(pg_url: str) -> None:
         got = [await asyncio.wait_for(heard.get(), 5) for _ in range(3)]
         assert got == [("job", ""), ("event", "job_free"), ("cancel", "job_free")]
         assert heard.empty()
+
+
+async def test_a_listener_whose_connection_dropped_reconnects_and_says_what_to_look_again_for(pg_url: str) -> None:
+    """What was announced while it was down is not replayed: the "job" and "circuit" notices it gives on
+    reconnecting make the service claim and reload the open circuits (a cancel is found at the next renewal)."""
+    async with writer_and_listener(pg_url) as (writer, listener, heard):
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # the server drops the LISTEN connection
+            [[dropped]] = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                       "WHERE datname = current_database() AND query LIKE 'LISTEN%'").fetchall()
+        assert dropped == 1  # its last statement is a LISTEN until its first heartbeat, 5 s on
+        with capture_logs() as logs:
+            got = [await asyncio.wait_for(heard.get(), 10) for _ in range(2)]
+        assert got == [("job", ""), ("circuit", "")]
+        assert [entry["event"] for entry in logs] == ["job_store_listen_lost", "job_store_listen_restored"]
+        await writer.request_cancel("job_missing")  # and it hears again
+        await writer.insert(job("job_free"))
+        assert await asyncio.wait_for(heard.get(), 5) == ("job", "")
 
 
 async def test_events_are_announced_only_while_someone_watches_the_job(pg_url: str) -> None:
