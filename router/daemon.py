@@ -173,9 +173,13 @@ def open_job_store(settings: Settings) -> JobStore:
 
 
 def describe_job_store(settings: Settings) -> str:
-    """The job store for logs: SQLite's file, or the PostgreSQL URL without its password."""
+    """The job store for logs: SQLite's file, or the PostgreSQL URL (and the LISTEN one when it has its own)
+    without their passwords."""
     url = settings.job_store.get_secret_value().strip()
-    return redact(url) if url else f"sqlite:{settings.data_dir / 'jobs.sqlite3'}"
+    listen = settings.job_store_listen.get_secret_value().strip()
+    if not url:
+        return f"sqlite:{settings.data_dir / 'jobs.sqlite3'}"
+    return f"{redact(url)} (LISTEN {redact(listen)})" if listen else redact(url)
 
 
 @dataclass

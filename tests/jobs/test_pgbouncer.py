@@ -8,12 +8,13 @@ says so (``job_store_notices_lost``) and ``listen_url`` (``JOB_STORE_LISTEN``) s
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 from structlog.testing import capture_logs
 
-from router.jobs.postgres import PostgresJobStore
+from router.jobs.postgres import PostgresJobStore, redact
 from tests.emulators.fal import FalEmulator
 from tests.jobs.test_instances import call, cluster
 from tests.jobs.test_postgres_store import assert_refused, job, serve, writer_and_listener
@@ -82,7 +83,11 @@ async def test_two_instances_behind_a_transaction_pooler_cancel_each_others_jobs
         assert status == 200 and answer["status"] == "cancelled", answer
         assert fal.calls["cancel"] == 1 and fal.calls["submit"] == 1
     for instance in (a, b):
-        assert PASSWORD not in instance.log_path.read_text()
+        log = instance.log_path.read_text()
+        assert PASSWORD not in log
+        [listening] = [json.loads(line) for line in log.splitlines() if '"event": "listening"' in line]
+        assert listening["job_store"] == (f"{redact(pgbouncer_url)} "
+                                          f"(LISTEN {redact(direct(pgbouncer_url, postgres_server))})")
 
 
 def test_a_listen_url_that_cannot_connect_is_refused_at_start_naming_its_setting(
