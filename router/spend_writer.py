@@ -44,10 +44,10 @@ class SpendWriter:
     async def flush(self) -> None:
         """Write everything buffered now, and wait until it is in the store; a store error is raised (the
         entries stay buffered and are retried)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         while self._unwritten or self._writing is not None:
+            if self._timer is not None:  # what waits for its delay goes now
+                self._timer.cancel()
+                self._timer = None
             error = await asyncio.shield(self._start())
             if error is not None:
                 raise error
@@ -63,10 +63,13 @@ class SpendWriter:
         return self._writing
 
     async def _write(self) -> BaseException | None:
-        """Write batches until nothing is buffered (entries added during a write go into the next one)."""
+        """Write one batch: everything buffered. Entries added during the write wait ``delay`` for company
+        too; written at once, back to back, a write followed every other under load (one every ~10 ms at 2,400
+        requests a second instead of one per ``delay``, each a transaction and two thread hand-offs)."""
+        retry_in = self.delay
         try:
-            while self._unwritten:
-                batch, self._unwritten = self._unwritten, []
+            batch, self._unwritten = self._unwritten, []
+            if batch:
                 try:
                     await self.store.add_spend(summed(batch))
                 except BaseException as exc:
@@ -75,12 +78,13 @@ class SpendWriter:
                         raise
                     log.warning("spend_write_failed", entries=len(batch), error=str(exc),
                                 retry_in_seconds=RETRY_SECONDS)
+                    retry_in = RETRY_SECONDS
                     return exc
             return None
         finally:
             self._writing = None
             if self._unwritten:
-                self._schedule(RETRY_SECONDS)
+                self._schedule(retry_in)
 
 
 def summed(entries: list[SpendEntry]) -> list[SpendEntry]:

@@ -71,6 +71,56 @@ async def test_a_failed_write_keeps_its_entries_and_flush_raises_until_the_store
     assert store.writes == [[entry(usd=pytest.approx(0.8), generations=2)]]
 
 
+class TimedStore(MemoryJobStore):
+    """Each ``add_spend``'s start and end on the loop's clock; the first one waits for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()  # the first write is in flight
+        self.spans: list[tuple[float, float]] = []
+
+    async def add_spend(self, entries: list[SpendEntry]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if not self.spans:
+            self.entered.set()
+            await self.gate.wait()
+        await super().add_spend(entries)
+        self.spans.append((started, loop.time()))
+
+
+async def test_spends_recorded_during_a_write_wait_the_delay_too() -> None:
+    """Under load a write is in flight nearly all the time; the next one still waits ``delay`` after it, so
+    writes come once per delay, not back to back (they did: one every ~10 ms at 2,400 requests a second)."""
+    store, delay = TimedStore(), 0.05
+    writer = SpendWriter(store, delay=delay)
+    writer.add([entry()])
+    await asyncio.wait_for(store.entered.wait(), 5)  # the first write has started and waits for the gate
+    writer.add([entry("bob")])  # recorded while it is in flight
+    store.gate.set()
+    for _ in range(500):
+        if len(store.spans) == 2:
+            break
+        await asyncio.sleep(0.01)
+    (_, first_end), (second_start, _) = store.spans
+    assert second_start - first_end >= delay - 0.005
+    assert sorted(e.client for e in await store.spend(None, "2026-12-01", "2026-12-01")) == ["alice", "bob"]
+
+
+async def test_flush_writes_what_arrived_during_a_write_without_waiting_for_the_delay() -> None:
+    store = TimedStore()
+    writer = SpendWriter(store, delay=60)
+    writer.add([entry()])
+    flushing = asyncio.ensure_future(writer.flush())
+    await asyncio.wait_for(store.entered.wait(), 5)
+    writer.add([entry("bob")])  # during the flush's first write
+    store.gate.set()
+    await asyncio.wait_for(flushing, 5)
+    assert len(store.spans) == 2 and sorted(e.client for e in await store.spend(None, "2026-12-01", "2026-12-01")) \
+        == ["alice", "bob"]
+
+
 def test_summed_keeps_distinct_rows_apart() -> None:
     rows = summed([entry(), entry("bob"), entry(), SpendEntry("alice", "2026-12-02", "r", "fal", "m", 0.4, 1)])
     assert len(rows) == 3 and rows[0] == entry(usd=pytest.approx(0.8), generations=2)
