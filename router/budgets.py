@@ -5,6 +5,11 @@ charged costs when a generation ends, in the job store's spend ledger (``SpendSt
 ``router.spend_writer`` (every read of the ledger flushes it first; a clean shutdown flushes it).
 
 Days and months are UTC. The clock is injectable (tests roll the day over without waiting for midnight).
+
+What generations still running have reserved counts against their client's budgets too. On a store one process
+owns (SQLite) that is kept here; on a shared store (PostgreSQL) it is a row every instance counts
+(``SharedJobStore.reserve_spend``: checked and reserved in one transaction per client), leased to the instance that
+admitted it and deleted with the write of its spend, so N instances never admit more than one budget allows.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from router.errors import TarashError
-from router.jobs.store import Clock, SpendEntry, SpendStore
+from router.jobs.store import Clock, SpendEntry, SpendStore, shared_store
 from router.models import AnyRequest, ExecutionMetadata, utc_now
 from router.observers import ChainObserver
 from router.pricing import counted_cost, estimate
@@ -69,63 +74,83 @@ class Budgets:
     """Checks, reserves and records client spend. ``clients`` returns the live ``[clients]`` tables."""
 
     def __init__(self, store: SpendStore, clients: Callable[[], Mapping[str, ClientSpec]],
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, *, holder: str = "", lease_seconds: float = 30.0) -> None:
         self.store = store
         #: Spend on its way to ``store`` (batched; ``flush`` before reading the ledger).
         self.writer = SpendWriter(store)
         self._clients = clients
         self.clock = clock
-        #: client -> reservation key -> USD: generations admitted and not yet ended (this process).
+        #: On a shared store: the instance reservations are leased to (renewed with its job leases), and how long.
+        self._shared = bool(getattr(store, "shared", False))
+        self._holder, self._lease_seconds = holder, lease_seconds
+        #: client -> reservation key -> USD: generations admitted here and not yet ended (on a shared store, those
+        #: with a reservation row).
         self._pending: dict[str, dict[str, float]] = {}
-        self._keys = itertools.count(1)  # reservation keys: unique in this process, which is all they need
+        self._keys = itertools.count(1)  # reservation keys: unique with the holder's name in them
 
-    async def admit(self, client: str, route: Route, request: AnyRequest) -> str:
-        """``check``, then ``reserve`` the estimate under a new key until ``recorder(..., key)`` hears the end."""
-        key = f"reservation-{next(self._keys)}"
-        self.reserve(client, key, await self.check(client, route, request))
-        return key
+    def new_key(self) -> str:
+        """A key for a synchronous generation's reservation (a job's is its id)."""
+        return f"reservation-{self._holder} {next(self._keys)}" if self._shared else f"reservation-{next(self._keys)}"
 
-    async def check(self, client: str, route: Route, request: AnyRequest) -> float:
+    async def admit(self, client: str, route: Route, request: AnyRequest, key: str | None = None) -> str:
         """Refuse (``BudgetExceededError``) a request whose estimate would cross ``client``'s remaining daily or
-        monthly budget, counting what generations still running have reserved. Returns the estimate."""
+        monthly budget, counting what generations still running have reserved; else reserve the estimate under
+        ``key`` (a new one by default) until ``recorder(..., key)`` hears the end or ``release``. The key."""
+        key = key or self.new_key()
         needed = request_estimate(route, request)
         spec = self._clients().get(client)
-        if spec is None or not (spec.daily_budget_usd or spec.monthly_budget_usd):
-            return needed
-        pending = sum(self._pending.get(client, {}).values())
-        await self.writer.flush()  # the ledger holds every spend recorded so far
-        for period, budget in zip(periods(self.clock()), (spec.daily_budget_usd, spec.monthly_budget_usd)):
-            if budget is None:
-                continue
-            spent = sum(e.usd for e in await self.store.spend(client, period.first_day.isoformat(),
-                                                               period.last_day.isoformat()))
-            left = budget - spent - pending
-            if left <= 0 or needed > left:
-                raise BudgetExceededError(
-                    f"client {client!r} has ${max(left, 0):.4f} left of its {period.name} budget of ${budget:g} "
-                    f"(resets {period.resets_at.isoformat().replace('+00:00', 'Z')}); this request is estimated "
-                    f"at ${needed:.4f}", code="budget_exceeded")
-        return needed
+        windows = [(period, budget) for period, budget in zip(
+            periods(self.clock()), (spec.daily_budget_usd, spec.monthly_budget_usd) if spec else (None, None))
+            if budget]
+        if self._shared:
+            if windows:  # a client without budgets reserves nothing anyone counts
+                await self._reserve_shared(client, key, needed, windows)
+                self._pending.setdefault(client, {})[key] = needed
+            return key
+        if windows:
+            pending = sum(self._pending.get(client, {}).values())
+            await self.writer.flush()  # the ledger holds every spend recorded so far
+            for period, budget in windows:
+                spent = sum(e.usd for e in await self.store.spend(client, period.first_day.isoformat(),
+                                                                   period.last_day.isoformat()))
+                if (left := budget - spent - pending) <= 0 or needed > left:
+                    raise _exceeded(client, period, budget, left, needed)
+        self._pending.setdefault(client, {})[key] = needed
+        return key
 
-    def reserve(self, client: str, key: str, usd: float) -> None:
-        self._pending.setdefault(client, {})[key] = usd
+    async def _reserve_shared(self, client: str, key: str, needed: float,
+                              windows: list[tuple[Period, float]]) -> None:
+        # This instance's own spend written first; other instances' unwritten spend still holds its reservation.
+        await self.writer.flush()
+        refused = await shared_store(self.store).reserve_spend(  # type: ignore[arg-type]
+            client, key, needed, self._holder, self._lease_seconds,
+            [(period.first_day.isoformat(), period.last_day.isoformat(), budget) for period, budget in windows])
+        if refused is not None:
+            index, left = refused
+            raise _exceeded(client, windows[index][0], windows[index][1], left, needed)
 
-    def pending(self, client: str, key: str) -> float:
-        return self._pending.get(client, {}).get(key, 0.0)
+    async def release(self, client: str, key: str) -> None:
+        """Give up ``key``'s reservation without spend (its generation was never run)."""
+        if self._forget(client, key) and self._shared:
+            await shared_store(self.store).release_reservation(key)  # type: ignore[arg-type]
 
-    def release(self, client: str, key: str) -> None:
+    def _forget(self, client: str, key: str) -> bool:
         reserved = self._pending.get(client)
-        if reserved is not None:
-            reserved.pop(key, None)
-            if not reserved:
-                del self._pending[client]
+        if reserved is None or key not in reserved:
+            return False
+        del reserved[key]
+        if not reserved:
+            del self._pending[client]
+        return True
 
     def recorder(self, client: str, route: str, key: str | None = None) -> ChainObserver:
         """An observer that records the generation's spend when it ends (and releases its reservation)."""
         return _SpendRecorder(self, client, route, key)
 
-    def record(self, client: str, route: str, metadata: ExecutionMetadata) -> None:
-        """Record a generation's spend (its attempts' counted costs, and one generation for a success)."""
+    def record(self, client: str, route: str, metadata: ExecutionMetadata, key: str | None = None) -> None:
+        """Record a generation's spend (its attempts' counted costs, and one generation for a success), and end
+        its reservation ``key``: here at once (a check flushes the spend first), on a shared store with the
+        spend's write."""
         day = self.clock().astimezone(timezone.utc).date().isoformat()
         entries = []
         for attempt in metadata.attempts:
@@ -134,7 +159,11 @@ class Budgets:
             if usd or success:
                 entries.append(SpendEntry(client, day, route, attempt.provider, attempt.model, usd or 0.0,
                                           1 if success else 0))
-        self.writer.add(entries)
+        held_here = key is not None and self._forget(client, key)
+        # A job's row goes wherever the job ends, also on an instance that took it over from the one that
+        # admitted it (whose row would otherwise wait for its holder to die).
+        row = self._shared and key is not None and (held_here or key.startswith("job_"))
+        self.writer.add(entries, released=key if row else None)
 
     async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
         """The ledger's rows (as ``SpendStore.spend``), with every spend recorded so far written first."""
@@ -171,6 +200,13 @@ class Budgets:
         }
 
 
+def _exceeded(client: str, period: Period, budget: float, left: float, needed: float) -> BudgetExceededError:
+    return BudgetExceededError(
+        f"client {client!r} has ${max(left, 0):.4f} left of its {period.name} budget of ${budget:g} "
+        f"(resets {period.resets_at.isoformat().replace('+00:00', 'Z')}); this request is estimated "
+        f"at ${needed:.4f}", code="budget_exceeded")
+
+
 def _period_view(period: Period, spent: float, budget: float | None) -> dict[str, Any]:
     return {
         "from": period.first_day.isoformat(), "to": period.last_day.isoformat(),
@@ -187,8 +223,4 @@ class _SpendRecorder(ChainObserver):
         self.budgets, self.client, self.route, self.key = budgets, client, route, key
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
-        try:
-            self.budgets.record(self.client, self.route, metadata)
-        finally:
-            if self.key is not None:
-                self.budgets.release(self.client, self.key)
+        self.budgets.record(self.client, self.route, metadata, self.key)

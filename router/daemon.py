@@ -111,16 +111,23 @@ class Generations:
         """Fresh observers for one generation on ``route``."""
         return [factory(route, kind) for factory in self._observer_factories]
 
-    async def admit(self, client: str, route: Route, request: AnyRequest) -> str | None:
-        """Check ``client``'s budget for ``request`` and reserve its estimate (``BudgetExceededError``, counted as a
-        rejected request, when it cannot cover it). The reservation key, None without budgets."""
+    async def admit(self, client: str, route: Route, request: AnyRequest, key: str | None = None) -> str | None:
+        """Check ``client``'s budget for ``request`` and reserve its estimate under ``key`` (a new one by default;
+        ``BudgetExceededError``, counted as a rejected request, when it cannot cover it). The reservation key,
+        None without budgets. Whoever admits either runs the generation (``generate``, whose spend recorder ends
+        the reservation) or ``release``s it."""
         if self.budgets is None:
             return None
         try:
-            return await self.budgets.admit(client, route, request)
+            return await self.budgets.admit(client, route, request, key)
         except BudgetExceededError:
             self.metrics.request_rejected(route.name, route.kind)
             raise
+
+    async def release(self, client: str, reservation: str | None) -> None:
+        """End an admitted request's reservation without running it."""
+        if self.budgets is not None and reservation is not None:
+            await self.budgets.release(client, reservation)
 
     async def generate(self, route: Route, request: AnyRequest, on_progress: ProgressCallback | None = None,
                        client: str = "anonymous", reservation: str | None = None) -> AnyResponse:
@@ -133,6 +140,7 @@ class Generations:
         running = self._in_flight.get(route.name, 0)
         if route.max_concurrency is not None and running >= route.max_concurrency:
             self.metrics.request_rejected(route.name, route.kind)
+            await self.release(client, reservation)
             raise ProviderBusyError(f"route {route.name!r} is at its max_concurrency of {route.max_concurrency}; "
                                     "retry shortly or use /v1/jobs", retry_after=1.0, code="route_busy")
         key = reservation or await self.admit(client, route, request)
@@ -220,10 +228,12 @@ class Daemon:
         routes.listeners.append(metrics.config_reloaded)
         activity = Activity()
         store = job_store or open_job_store(settings)
-        budgets = Budgets(store, lambda: routes.current.clients, clock)  # type: ignore[arg-type]
+        instance_id = settings.instance_id or default_instance_id()
+        # On a shared store, reservations are rows leased to this instance (renewed with its job leases).
+        budgets = Budgets(store, lambda: routes.current.clients, clock,  # type: ignore[arg-type]
+                          holder=instance_id, lease_seconds=settings.job_lease_seconds)
         generations = Generations(routes, breakers, metrics, [AttemptLogger, metrics.observer, activity.observer],
                                   budgets)
-        instance_id = settings.instance_id or default_instance_id()
         if store.shared:
             generations.shared = SharedVendorState(store, instance_id, settings.job_lease_seconds, breakers)
         inbound = InboundWebhooks(

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from router.jobs.store import SpendEntry, SpendStore
+from router.jobs.store import SpendEntry, SpendStore, shared_store
 
 log = structlog.get_logger(logger_name="router.budgets")
 
@@ -32,19 +32,24 @@ class SpendWriter:
         self.store = store
         self.delay = delay
         self._unwritten: list[SpendEntry] = []
+        #: Reservations (on a shared store) deleted with the next write: their spend is in it.
+        self._released: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[BaseException | None] | None = None
 
-    def add(self, entries: list[SpendEntry]) -> None:
-        """Buffer ``entries``; they are written within ``delay`` seconds (or sooner, by ``flush``)."""
-        if entries:
+    def add(self, entries: list[SpendEntry], released: str | None = None) -> None:
+        """Buffer ``entries``; they are written within ``delay`` seconds (or sooner, by ``flush``). ``released``:
+        a reservation of a shared store, deleted in the same write (it counts against the budget until then)."""
+        if released is not None:
+            self._released.append(released)
+        if entries or released is not None:
             self._unwritten += entries
             self._schedule(self.delay)
 
     async def flush(self) -> None:
         """Write everything buffered now, and wait until it is in the store; a store error is raised (the
         entries stay buffered and are retried)."""
-        while self._unwritten or self._writing is not None:
+        while self._unwritten or self._released or self._writing is not None:
             if self._timer is not None:  # what waits for its delay goes now
                 self._timer.cancel()
                 self._timer = None
@@ -69,11 +74,16 @@ class SpendWriter:
         retry_in = self.delay
         try:
             batch, self._unwritten = self._unwritten, []
-            if batch:
+            released, self._released = self._released, []
+            if batch or released:
                 try:
-                    await self.store.add_spend(summed(batch))
+                    if released:
+                        await shared_store(self.store).add_spend(summed(batch), released)  # type: ignore[arg-type]
+                    else:
+                        await self.store.add_spend(summed(batch))
                 except BaseException as exc:
                     self._unwritten[:0] = batch  # nothing of a failed batch is lost: tried again
+                    self._released[:0] = released
                     if not isinstance(exc, Exception):
                         raise
                     log.warning("spend_write_failed", entries=len(batch), error=str(exc),
@@ -83,7 +93,7 @@ class SpendWriter:
             return None
         finally:
             self._writing = None
-            if self._unwritten:
+            if self._unwritten or self._released:
                 self._schedule(retry_in)
 
 

@@ -73,18 +73,19 @@ async def _create_held(request: web.Request, body: dict[str, Any], kind: Kind) -
     # A retried POST gets its job back whatever the budget says now; a new job is checked first (402 before
     # anything is stored) and its estimate is held until it ends.
     retried = key is not None and await service.store.find_idempotent(_owner(request), key) is not None
-    reservation = None if retried else await generations.admit(client, route, spec_request)
+    # The reservation's key is the job's id: the job's spend recorder ends it, here or on whichever instance
+    # runs the job to its end.
+    job_id = service.new_id()
+    reservation = None if retried else await generations.admit(client, route, spec_request, key=job_id)
+    created = False
     try:
         job, created = await service.create(route, spec_request, owner=_owner(request), idempotency_key=key,
-                                            request_fingerprint=sent, webhook_url=webhook_url)
+                                            request_fingerprint=sent, webhook_url=webhook_url, job_id=job_id)
     except IdempotencyKeyReusedError as exc:
         raise ApiError(422, f"{exc}; use a new key for a new request", code="idempotency_key_reused") from None
     finally:
-        held = budgets.pending(client, reservation) if budgets is not None and reservation is not None else 0.0
-        if budgets is not None and reservation is not None:
-            budgets.release(client, reservation)
-    if budgets is not None and reservation is not None and created and not job.finished:
-        budgets.reserve(client, job.id, held)  # released by the job's spend recorder when it ends
+        if budgets is not None and reservation is not None and not created:  # no job of that id runs
+            await budgets.release(client, reservation)
     return job
 
 

@@ -36,7 +36,11 @@ async def _stream(request: web.Request, route: Route, spec_request: AnyRequest) 
     generations = request.app[DAEMON].generations
     # The budget is checked before the stream opens, so a refusal is a plain 402, not an error event.
     reservation = await generations.admit(request[CLIENT], route, spec_request)
-    stream = await sse.open_stream(request)
+    try:
+        stream = await sse.open_stream(request)
+    except BaseException:  # the client went away before the stream opened: nothing runs
+        await generations.release(request[CLIENT], reservation)
+        raise
     updates: asyncio.Queue[AnyUpdate | None] = asyncio.Queue()
 
     async def on_progress(update: AnyUpdate) -> None:

@@ -35,8 +35,8 @@ log = structlog.get_logger(logger_name="router.jobs.postgres")
 SETTING = "TARASH_ROUTER_JOB_STORE"
 LISTEN_SETTING = "TARASH_ROUTER_JOB_STORE_LISTEN"
 #: Bumped when the tables change; MIGRATIONS[n] (a statement name in postgres.sql) takes version n to n + 1.
-SCHEMA_VERSION = 5
-MIGRATIONS: dict[int, str] = {1: "migrate_1", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4"}
+SCHEMA_VERSION = 6
+MIGRATIONS: dict[int, str] = {1: "migrate_1", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4", 5: "migrate_5"}
 CHANNELS: dict[str, Notice] = {"tarash_router_jobs": "job", "tarash_router_events": "event",
                                "tarash_router_cancel": "cancel", "tarash_router_slots": "slot",
                                "tarash_router_circuits": "circuit", "tarash_router_pushes": "push"}
@@ -336,6 +336,7 @@ class PostgresJobStore:
 
     async def renew(self, worker: str, lease_seconds: float) -> dict[str, bool]:
         await self._rows("slots_renew", prefix=_holder_prefix(worker), lease=lease_seconds)
+        await self._rows("reservations_renew", holder=worker, lease=lease_seconds)
         return dict(await self._rows("renew", worker=worker, lease=lease_seconds))
 
     async def release(self, worker: str) -> None:
@@ -427,16 +428,40 @@ class PostgresJobStore:
         return {row[0] for row in await self._rows("take_pushes", worker=worker, id=job_id)}
 
     # ---- spend (router/budgets.py) ------------------------------------------------------------------------
-    async def add_spend(self, entries: list[SpendEntry]) -> None:
-        if not entries:
+    async def add_spend(self, entries: list[SpendEntry], released: Sequence[str] = ()) -> None:
+        if not entries and not released:
             return
-        # One transaction: a generation's spend is recorded whole or not at all.
+        # One transaction: a generation's spend is recorded whole or not at all, and its reservation goes with it
+        # (counted until its spend is, so no admission in between sees neither).
         async with self._connection() as conn, conn.transaction():
             async with conn.cursor() as cursor:
-                await cursor.executemany(SQL["add_spend"], [
-                    {"client": e.client, "day": e.day, "route": e.route, "provider": e.provider, "model": e.model,
-                     "usd": e.usd, "generations": e.generations} for e in entries])
+                if entries:
+                    await cursor.executemany(SQL["add_spend"], [
+                        {"client": e.client, "day": e.day, "route": e.route, "provider": e.provider,
+                         "model": e.model, "usd": e.usd, "generations": e.generations} for e in entries])
+                if released:
+                    await cursor.executemany(SQL["release_reservation"], [{"key": key} for key in released])
         self._written += len(entries)
+
+    async def reserve_spend(self, client: str, key: str, usd: float, holder: str, lease_seconds: float,
+                            windows: Sequence[tuple[str, str, float]]) -> tuple[int, float] | None:
+        """Reserve ``usd`` for ``client`` under ``key`` if every budget window ``(first_day, last_day, budget)``
+        has room for it after the ledger's spend and every live reservation, cluster-wide (one admission per
+        client at a time). None when reserved; else the first window without room and what it has left."""
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(SQL["budget_lock"], {"client": client})
+            for index, (first_day, last_day, budget) in enumerate(windows):
+                spent, held = await (await conn.execute(SQL["budget_used"], {
+                    "client": client, "first_day": first_day, "last_day": last_day})).fetchone()
+                left = budget - spent - held
+                if left <= 0 or usd > left:
+                    return index, left
+            await conn.execute(SQL["reserve"], {"key": key, "client": client, "usd": usd, "holder": holder,
+                                                "lease": lease_seconds})
+        return None
+
+    async def release_reservation(self, key: str) -> None:
+        await self._rows("release_reservation", key=key)
 
     async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
         rows = await self._rows("spend", client=client, first_day=first_day, last_day=last_day)

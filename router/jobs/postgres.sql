@@ -122,6 +122,22 @@ UPDATE tarash_router_meta SET value = '4' WHERE key = 'schema_version';
 ALTER TABLE tarash_router_jobs ADD COLUMN watched_until timestamptz;
 UPDATE tarash_router_meta SET value = '5' WHERE key = 'schema_version';
 
+-- name: migrate_5
+-- Version 6: client budgets hold for the whole cluster. What a generation still running has reserved against its
+-- client's budget is a row every instance counts (before, each instance knew only its own): leased to the
+-- instance that admitted it (renewed with its job leases, so a dead instance's reservations lapse), deleted in
+-- the same transaction that writes the generation's spend to the ledger.
+CREATE TABLE tarash_router_reservations (
+    key text PRIMARY KEY,          -- a job's id, or a synchronous generation's reservation key
+    client text NOT NULL,
+    usd double precision NOT NULL,
+    holder text NOT NULL,          -- the instance that admitted it
+    lease_until timestamptz NOT NULL
+);
+CREATE INDEX tarash_router_reservations_client ON tarash_router_reservations (client);
+CREATE INDEX tarash_router_reservations_holder ON tarash_router_reservations (holder);
+UPDATE tarash_router_meta SET value = '6' WHERE key = 'schema_version';
+
 -- name: schema_timeouts
 -- Bounds for preparing the schema (this transaction only) unless the role, the database or PGOPTIONS set
 -- their own; the timeouts in force. A statement may run twice as long as it may wait for a lock, so a lock
@@ -327,6 +343,34 @@ INSERT INTO tarash_router_spend VALUES (%(client)s, %(day)s, %(route)s, %(provid
 ON CONFLICT (client, day, route, provider, model)
 DO UPDATE SET usd = tarash_router_spend.usd + excluded.usd,
               generations = tarash_router_spend.generations + excluded.generations;
+
+-- name: budget_lock
+-- Admissions against one client's budgets one at a time, cluster-wide (released at the transaction's end, so it
+-- also works behind a transaction-mode pooler, where a session lock would not).
+SELECT pg_advisory_xact_lock(hashtextextended('tarash_router_budget ' || %(client)s, 0));
+
+-- name: budget_used
+-- What counts against a budget window: the ledger's spend in it, and every live reservation of the client.
+SELECT coalesce((SELECT sum(usd) FROM tarash_router_spend
+                 WHERE client = %(client)s AND day BETWEEN %(first_day)s AND %(last_day)s), 0),
+       coalesce((SELECT sum(usd) FROM tarash_router_reservations
+                 WHERE client = %(client)s AND lease_until > now()), 0);
+
+-- name: reserve
+INSERT INTO tarash_router_reservations VALUES (%(key)s, %(client)s, %(usd)s, %(holder)s,
+                                               now() + make_interval(secs => %(lease)s))
+ON CONFLICT (key) DO UPDATE SET usd = excluded.usd, holder = excluded.holder, lease_until = excluded.lease_until;
+
+-- name: release_reservation
+DELETE FROM tarash_router_reservations WHERE key = %(key)s;
+
+-- name: reservations_renew
+-- With the holder's job leases; lapsed rows (their holder died) are cleared here too.
+WITH renewed AS (
+    UPDATE tarash_router_reservations SET lease_until = now() + make_interval(secs => %(lease)s)
+    WHERE holder = %(holder)s RETURNING key
+)
+DELETE FROM tarash_router_reservations WHERE lease_until < now() - interval '1 hour' AND holder <> %(holder)s;
 
 -- name: spend
 SELECT client, day, route, provider, model, usd, generations FROM tarash_router_spend

@@ -261,20 +261,26 @@ class JobService:
             self._answered.set()
 
     # ---- API ----------------------------------------------------------------------------------------------
+    def new_id(self) -> str:
+        """A fresh job id (128 random bits)."""
+        return f"job_{self._ids.next()}"
+
     async def create(
         self, route: Route, request: AnyRequest, *, owner: str | None = None, idempotency_key: str | None = None,
-        request_fingerprint: str | None = None, webhook_url: str | None = None,
+        request_fingerprint: str | None = None, webhook_url: str | None = None, job_id: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Persist a job and start it; returns ``(job, created)``. The job is durable before this returns.
 
         A known ``idempotency_key`` (per owner) returns the existing job with ``created=False``, also when two
         retries race; a different request under the same key raises ``IdempotencyKeyReusedError``.
         ``request_fingerprint`` identifies what the client sent (default: the route and the request).
-        ``webhook_url`` (checked by the caller; needs ``outbound``) gets the job's outcome POSTed to it."""
+        ``webhook_url`` (checked by the caller; needs ``outbound``) gets the job's outcome POSTed to it.
+        ``job_id`` (from ``new_id``): the id to give a new job, known before it is created (the key of its budget
+        reservation, which its spend recorder ends)."""
         if idempotency_key and request_fingerprint is None:
             request_fingerprint = fingerprint(route.name, request.model_dump(mode="json"))
         job = JobRecord(
-            id=f"job_{self._ids.next()}",
+            id=job_id or self.new_id(),
             kind=route.kind,
             route=route.name,
             request=request.model_dump(mode="json"),

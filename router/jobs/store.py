@@ -359,6 +359,22 @@ class SharedJobStore(JobStore, Protocol):
     """A store several instances share (``shared`` is True: PostgreSQL): what only they need, because another
     instance may hold the job or the client webhook. Callers narrow with ``shared_store``."""
 
+    async def add_spend(self, entries: list[SpendEntry], released: Sequence[str] = ()) -> None:
+        """``SpendStore.add_spend``, and the reservations ``released`` deleted in the same transaction."""
+        ...
+
+    async def reserve_spend(self, client: str, key: str, usd: float, holder: str, lease_seconds: float,
+                            windows: Sequence[tuple[str, str, float]]) -> tuple[int, float] | None:
+        """Reserve ``usd`` for ``client`` under ``key`` (leased to ``holder``, renewed by its ``renew``) if each
+        budget window ``(first_day, last_day, budget)`` has room after the ledger's spend and every instance's
+        live reservations, atomically per client. None when reserved; else the first full window's index and
+        what it has left."""
+        ...
+
+    async def release_reservation(self, key: str) -> None:
+        """Delete the reservation ``key`` (a generation admitted and never run)."""
+        ...
+
     async def record_outbox_try(self, message: OutboxMessage, worker: str) -> bool:
         """Store ``message``'s state after a try ``worker`` made, ending its claim, if ``worker`` still holds
         that claim; False (nothing written) when it lapsed and another instance claimed the message since."""
