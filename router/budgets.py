@@ -120,8 +120,8 @@ class Budgets:
 
     async def _reserve_shared(self, client: str, key: str, needed: float,
                               windows: list[tuple[Period, float]]) -> None:
-        # This instance's own spend written first; other instances' unwritten spend still holds its reservation.
-        await self.writer.flush()
+        # No flush first: a generation whose spend is not written yet (here or on another instance) still holds its
+        # reservation, deleted by that write, so its estimate counts until its charge does (<= the batch delay).
         refused = await shared_store(self.store).reserve_spend(  # type: ignore[arg-type]
             client, key, needed, self._holder, self._lease_seconds,
             [(period.first_day.isoformat(), period.last_day.isoformat(), budget) for period, budget in windows])

@@ -448,17 +448,16 @@ class PostgresJobStore:
         """Reserve ``usd`` for ``client`` under ``key`` if every budget window ``(first_day, last_day, budget)``
         has room for it after the ledger's spend and every live reservation, cluster-wide (one admission per
         client at a time). None when reserved; else the first window without room and what it has left."""
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(SQL["budget_lock"], {"client": client})
-            for index, (first_day, last_day, budget) in enumerate(windows):
-                spent, held = await (await conn.execute(SQL["budget_used"], {
-                    "client": client, "first_day": first_day, "last_day": last_day})).fetchone()
-                left = budget - spent - held
-                if left <= 0 or usd > left:
-                    return index, left
-            await conn.execute(SQL["reserve"], {"key": key, "client": client, "usd": usd, "holder": holder,
-                                                "lease": lease_seconds})
-        return None
+        # The lock and the check-and-insert pipelined: one round trip and a commit (five before).
+        async with self._connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(SQL["budget_lock"], {"client": client})
+                cursor = await conn.execute(SQL["reserve_within"], {
+                    "client": client, "key": key, "usd": usd, "holder": holder, "lease": lease_seconds,
+                    "first_days": [w[0] for w in windows], "last_days": [w[1] for w in windows],
+                    "budgets": [w[2] for w in windows]})
+            row = await cursor.fetchone()
+        return None if row is None else (row[0] - 1, row[1])
 
     async def release_reservation(self, key: str) -> None:
         await self._rows("release_reservation", key=key)

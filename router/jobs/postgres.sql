@@ -349,17 +349,31 @@ DO UPDATE SET usd = tarash_router_spend.usd + excluded.usd,
 -- also works behind a transaction-mode pooler, where a session lock would not).
 SELECT pg_advisory_xact_lock(hashtextextended('tarash_router_budget ' || %(client)s, 0));
 
--- name: budget_used
--- What counts against a budget window: the ledger's spend in it, and every live reservation of the client.
-SELECT coalesce((SELECT sum(usd) FROM tarash_router_spend
-                 WHERE client = %(client)s AND day BETWEEN %(first_day)s AND %(last_day)s), 0),
-       coalesce((SELECT sum(usd) FROM tarash_router_reservations
-                 WHERE client = %(client)s AND lease_until > now()), 0);
-
--- name: reserve
-INSERT INTO tarash_router_reservations VALUES (%(key)s, %(client)s, %(usd)s, %(holder)s,
-                                               now() + make_interval(secs => %(lease)s))
-ON CONFLICT (key) DO UPDATE SET usd = excluded.usd, holder = excluded.holder, lease_until = excluded.lease_until;
+-- name: reserve_within
+-- Reserve %(usd)s for the client if every budget window (first day, last day, budget) has room after the ledger's
+-- spend in it and every live reservation of the client; after budget_lock, in its transaction (this statement's
+-- snapshot is taken once the lock is held, so it sees every admission before it). The first window without
+-- room (1-based) and what it has left, or no row when reserved.
+WITH windows AS (
+    SELECT * FROM unnest(%(first_days)s::text[], %(last_days)s::text[], %(budgets)s::float8[])
+                  WITH ORDINALITY AS w (first_day, last_day, budget, n)
+), held AS (
+    SELECT coalesce(sum(usd), 0) AS usd FROM tarash_router_reservations
+    WHERE client = %(client)s AND lease_until > now()
+), room AS (
+    SELECT w.n, w.budget - held.usd - coalesce((SELECT sum(s.usd) FROM tarash_router_spend AS s
+                                                WHERE s.client = %(client)s
+                                                  AND s.day BETWEEN w.first_day AND w.last_day), 0) AS left_usd
+    FROM windows AS w, held
+), refused AS (
+    SELECT n, left_usd FROM room WHERE left_usd <= 0 OR %(usd)s > left_usd ORDER BY n LIMIT 1
+), reserved AS (
+    INSERT INTO tarash_router_reservations
+    SELECT %(key)s, %(client)s, %(usd)s, %(holder)s, now() + make_interval(secs => %(lease)s)
+    WHERE NOT EXISTS (SELECT 1 FROM refused)
+    ON CONFLICT (key) DO UPDATE SET usd = excluded.usd, holder = excluded.holder, lease_until = excluded.lease_until
+)
+SELECT n, left_usd FROM refused;
 
 -- name: release_reservation
 DELETE FROM tarash_router_reservations WHERE key = %(key)s;
