@@ -5,11 +5,14 @@ Two daemons (instances ``a`` and ``b``) on one database, as two machines would b
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from tests.daemon.conftest import Daemon, StartDaemon
+from tests.emulators.fal import FalEmulator
+from tests.jobs.test_instances import call, cluster, until_status
 
 KEYS = "alice=tok-alice"
 ALICE = {"Authorization": "Bearer tok-alice"}
@@ -137,3 +140,32 @@ async def test_a_reservation_whose_holder_stopped_renewing_lapses(pg_url: str) -
         assert await store.reserve_spend("alice", "job_c", 0.4, "b", 30, [day]) is None
     finally:
         await store.close()
+
+
+async def test_a_job_taken_over_after_kill_9_ends_its_reservation_where_it_ends(tmp_path: Path, pg_url: str) -> None:
+    """A admits the job (its reservation is A's row), dies mid-poll; B takes the job over and finishes it: B writes
+    the job's spend and deletes A's row with it, once; the budget is neither held forever nor counted twice."""
+    budget = 'price = { per_video = 0.6 }\n[clients."alice"]\ndaily_budget_usd = 1.0\n'
+    async with FalEmulator(polls_to_complete=100000) as fal, cluster(
+            tmp_path, pg_url, fal, budget, TARASH_ROUTER_API_KEYS=KEYS) as (session, a, b):
+        _, created = await call(session, "POST", a.url + "/v1/jobs", json={"model": "video", "prompt": "fox"},
+                                headers=ALICE)
+        assert reservations(pg_url) == [(created["id"], "alice", 0.6, "a")]
+        while fal.calls["status"] < 3:
+            await asyncio.sleep(0.01)
+        a.kill()
+        polls_at_kill = fal.calls["status"]
+        while fal.calls["status"] == polls_at_kill:  # B claims the lapsed job lease
+            await asyncio.sleep(0.01)
+        next(iter(fal.jobs.values())).polls_needed = 0  # the vendor finishes the job
+        job = await until_status(session, f"{b.url}/v1/jobs/{created['id']}", ("completed", "failed"), headers=ALICE)
+        assert job["status"] == "completed"
+        for _ in range(500):
+            if not reservations(pg_url):
+                break
+            await asyncio.sleep(0.01)
+        assert reservations(pg_url) == []
+        _, usage = await call(session, "GET", b.url + "/v1/usage", headers=ALICE)
+        # Once: what the vendor billed (fal reports its billable units: 2 here, $1.20), as one generation.
+        assert usage["today"]["spent_usd"] == job["execution_metadata"]["total_cost_usd"] == 1.2
+        assert [row["generations_month"] for row in usage["by_route"]] == [1]

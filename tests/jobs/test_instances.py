@@ -83,10 +83,11 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any)
         return response.status, await response.json()
 
 
-async def until_status(session: aiohttp.ClientSession, url: str, statuses: tuple[str, ...], timeout: float = 20) -> Any:
+async def until_status(session: aiohttp.ClientSession, url: str, statuses: tuple[str, ...], timeout: float = 20,
+                       **kw: Any) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _, job = await call(session, "GET", url)
+        _, job = await call(session, "GET", url, **kw)
         if job.get("status") in statuses:
             return job
         await asyncio.sleep(0.02)
