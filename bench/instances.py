@@ -165,7 +165,8 @@ async def scenario(name: str, args: argparse.Namespace, pg: Any, emu_port: int, 
             accept_bouncer_cpu = bouncer_cpu / args.jobs * 1000 if store == "pgbouncer" else None
             # Cores the rest of the machine (other users' processes) took during the window: less room for ours.
             others = ((busy_after - busy_before) - sum(daemon_cpu) - pg_cpu - bouncer_cpu - side_cpu) / accept_s
-            commits = ((await asyncio.to_thread(postgres_commits, direct)) - commits_before) / args.jobs if direct else None
+            commits = (((await asyncio.to_thread(postgres_commits, direct)) - commits_before) / args.jobs
+                       if direct else None)
             ids = [job_id for _, job_id in created]
             print(f"[{name}] {len(ids)} jobs accepted in {accept_s:.1f} s ({args.jobs / accept_s:.1f}/s); CPU ms per "
                   f"job accepted: {[round(c, 2) for c in accept_cpu]} per instance, PostgreSQL {accept_pg_cpu and round(accept_pg_cpu, 2)}"
@@ -366,7 +367,8 @@ async def main(args: argparse.Namespace) -> None:
     lines.append("CPU ms per accepted job:")
     lines += [f"  {r['scenario']:<16} instance(s) {r['accept_cpu_ms_per_job']}, PostgreSQL "
               f"{r['accept_postgres_cpu_ms_per_job']}"
-              + (f", PgBouncer {r['accept_pgbouncer_cpu_ms_per_job']}" if r.get("accept_pgbouncer_cpu_ms_per_job") else "")
+              + (f", PgBouncer {r['accept_pgbouncer_cpu_ms_per_job']}"
+                 if r.get("accept_pgbouncer_cpu_ms_per_job") else "")
               + f", emulator {r['accept_emulator_cpu_ms_per_job']}, load generator "
               f"{r['accept_client_cpu_ms_per_job']}; commits {r['accept_commits_per_job']}; other processes "
               f"{r['accept_other_processes_cores']} cores" for r in results]
