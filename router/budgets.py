@@ -175,13 +175,22 @@ class Budgets:
         the budgets, what is left and when each resets, and the month's spend per route and provider."""
         day, month = periods(self.clock())
         rows = await self.spend(client, month.first_day.isoformat(), month.last_day.isoformat())
+        reserved = await self._reserved(client)
         clients = self._clients()
         names = {client} if client is not None else {r.client for r in rows} | set(clients)
-        return [self._usage_of(name, [r for r in rows if r.client == name], clients.get(name), day, month)
+        return [self._usage_of(name, [r for r in rows if r.client == name], clients.get(name), day, month,
+                               reserved.get(name, 0.0))
                 for name in sorted(names)]
 
+    async def _reserved(self, client: str | None) -> dict[str, float]:
+        """What generations still running hold against each client's budgets (``client`` only, when given):
+        every instance's on a shared store, this process's otherwise."""
+        if self._shared:
+            return await shared_store(self.store).reserved_spend(client)  # type: ignore[arg-type, no-any-return]
+        return {name: sum(held.values()) for name, held in self._pending.items() if client in (None, name)}
+
     def _usage_of(self, client: str, rows: list[SpendEntry], spec: ClientSpec | None, day: Period,
-                  month: Period) -> dict[str, Any]:
+                  month: Period, reserved: float) -> dict[str, Any]:
         today = [r for r in rows if r.day == day.first_day.isoformat()]
         by: dict[tuple[str, str, str], dict[str, Any]] = {}
         for row in rows:
@@ -194,8 +203,9 @@ class Budgets:
                 item["today_usd"] = round(item["today_usd"] + row.usd, 6)
         return {
             "client": client,
-            "today": _period_view(day, sum(r.usd for r in today), spec.daily_budget_usd if spec else None),
-            "month": _period_view(month, sum(r.usd for r in rows), spec.monthly_budget_usd if spec else None),
+            "today": _period_view(day, sum(r.usd for r in today), reserved, spec.daily_budget_usd if spec else None),
+            "month": _period_view(month, sum(r.usd for r in rows), reserved,
+                                  spec.monthly_budget_usd if spec else None),
             "by_route": sorted(by.values(), key=lambda i: (-i["month_usd"], i["route"], i["provider"])),
         }
 
@@ -207,11 +217,13 @@ def _exceeded(client: str, period: Period, budget: float, left: float, needed: f
         f"at ${needed:.4f}", code="budget_exceeded")
 
 
-def _period_view(period: Period, spent: float, budget: float | None) -> dict[str, Any]:
+def _period_view(period: Period, spent: float, reserved: float, budget: float | None) -> dict[str, Any]:
+    """One budget period as ``GET /v1/usage`` shows it: what is left is what an admission sees (the budget, less
+    the spend and what generations still running hold)."""
     return {
         "from": period.first_day.isoformat(), "to": period.last_day.isoformat(),
-        "spent_usd": round(spent, 6), "budget_usd": budget,
-        "remaining_usd": round(max(budget - spent, 0.0), 6) if budget is not None else None,
+        "spent_usd": round(spent, 6), "reserved_usd": round(reserved, 6), "budget_usd": budget,
+        "remaining_usd": round(max(budget - spent - reserved, 0.0), 6) if budget is not None else None,
         "resets_at": period.resets_at.isoformat().replace("+00:00", "Z"),
     }
 

@@ -462,6 +462,9 @@ class PostgresJobStore:
     async def release_reservation(self, key: str) -> None:
         await self._rows("release_reservation", key=key)
 
+    async def reserved_spend(self, client: str | None) -> dict[str, float]:
+        return dict(await self._rows("reserved_spend", client=client))
+
     async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
         rows = await self._rows("spend", client=client, first_day=first_day, last_day=last_day)
         return [SpendEntry(*row) for row in rows]

@@ -375,6 +375,11 @@ WITH windows AS (
 )
 SELECT n, left_usd FROM refused;
 
+-- name: reserved_spend
+SELECT client, sum(usd) FROM tarash_router_reservations
+WHERE lease_until > now() AND (%(client)s::text IS NULL OR client = %(client)s)
+GROUP BY client;
+
 -- name: release_reservation
 DELETE FROM tarash_router_reservations WHERE key = %(key)s;
 

@@ -375,6 +375,10 @@ class SharedJobStore(JobStore, Protocol):
         """Delete the reservation ``key`` (a generation admitted and never run)."""
         ...
 
+    async def reserved_spend(self, client: str | None) -> dict[str, float]:
+        """USD held by live reservations per client (``client`` only, when given)."""
+        ...
+
     async def record_outbox_try(self, message: OutboxMessage, worker: str) -> bool:
         """Store ``message``'s state after a try ``worker`` made, ending its claim, if ``worker`` still holds
         that claim; False (nothing written) when it lapsed and another instance claimed the message since."""

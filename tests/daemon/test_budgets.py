@@ -101,8 +101,8 @@ async def test_usage_shows_a_client_its_own_spend_and_admins_everyone(start_daem
         assert (await daemon.request("POST", "/v1/video/generations", json=GENERATE, headers=auth(token)))[0] == 200
     status, body, _ = await daemon.request("GET", "/v1/usage", headers=auth("tok-alice"))
     assert status == 200 and body["object"] == "usage" and body["client"] == "alice"
-    assert body["today"] == {"from": "2026-12-30", "to": "2026-12-30", "spent_usd": 0.4, "budget_usd": 1.0,
-                             "remaining_usd": 0.6, "resets_at": "2026-12-31T00:00:00Z"}
+    assert body["today"] == {"from": "2026-12-30", "to": "2026-12-30", "spent_usd": 0.4, "reserved_usd": 0.0,
+                             "budget_usd": 1.0, "remaining_usd": 0.6, "resets_at": "2026-12-31T00:00:00Z"}
     assert body["month"]["from"] == "2026-12-01" and body["month"]["remaining_usd"] == pytest.approx(1.1)
     assert body["by_route"] == [{"route": "video-priced", "provider": "mock", "model": "mock-video",
                                  "today_usd": 0.4, "month_usd": 0.4, "generations_month": 1}]
@@ -161,3 +161,19 @@ async def test_a_retried_job_post_gets_its_job_back_even_once_the_budget_is_spen
     status, again, _ = await daemon.request("POST", "/v1/jobs", json=GENERATE, headers=headers)
     assert status == 202 and again["id"] == first["id"]  # the budget ($0.40) is spent: a new job would get 402
     assert (await daemon.request("POST", "/v1/jobs", json=GENERATE, headers=auth("tok-alice")))[0] == 402
+
+
+async def test_usage_counts_what_running_generations_hold(start_daemon: StartDaemon, clock: Clock) -> None:
+    """``reserved_usd``: the estimates of generations still running, which an admission counts too, so
+    ``remaining_usd`` is what the next request can get (this process's, on SQLite)."""
+    slow = routes().replace('status_sequence = ["completed"], delay_between_updates = 0',
+                            'status_sequence = ["processing", "completed"], delay_between_updates = 30')
+    daemon = await start_daemon(slow, clock=clock, api_keys=KEYS)
+    status, job, _ = await daemon.request("POST", "/v1/jobs", json=GENERATE, headers=auth("tok-alice"))
+    assert status == 202
+    _, usage, _ = await daemon.request("GET", "/v1/usage", headers=auth("tok-alice"))
+    assert (usage["today"]["spent_usd"], usage["today"]["reserved_usd"], usage["today"]["remaining_usd"]) == \
+        (0.0, 0.4, 0.6)
+    assert (await daemon.request("DELETE", f"/v1/jobs/{job['id']}", headers=auth("tok-alice")))[0] == 200
+    _, usage, _ = await daemon.request("GET", "/v1/usage", headers=auth("tok-alice"))
+    assert usage["today"]["reserved_usd"] == 0.0 and usage["today"]["remaining_usd"] == 1.0

@@ -73,6 +73,9 @@ async def test_a_job_running_on_one_instance_holds_the_budget_on_the_other(
         status, body, _ = await b.request("POST", path, json={"model": "video-60c", "prompt": "owl"}, headers=ALICE)
         assert status == 402 and body["error"]["code"] == "budget_exceeded", body
         assert "$0.4000 left of its daily budget of $1" in body["error"]["message"]
+    _, usage, _ = await b.request("GET", "/v1/usage", headers=ALICE)  # what an admission on b sees
+    assert (usage["today"]["spent_usd"], usage["today"]["reserved_usd"], usage["today"]["remaining_usd"]) == \
+        (0.0, 0.6, 0.4)
     status, _, _ = await b.request("POST", "/v1/video/generations", json={"model": "video-30c", "prompt": "owl"},
                                    headers=ALICE)
     assert status == 200  # $0.30 fits
@@ -84,6 +87,7 @@ async def test_a_job_running_on_one_instance_holds_the_budget_on_the_other(
     assert reservations(pg_url) == []
     _, usage, _ = await b.request("GET", "/v1/usage", headers=ALICE)
     assert usage["today"]["spent_usd"] == 0.9 and usage["today"]["remaining_usd"] == 0.1
+    assert usage["today"]["reserved_usd"] == 0.0
     status, _, _ = await b.request("POST", "/v1/video/generations", json={"model": "video-30c", "prompt": "cat"},
                                    headers=ALICE)
     assert status == 402  # $0.10 left
