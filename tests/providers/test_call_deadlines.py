@@ -89,9 +89,9 @@ async def test_a_hung_vendor_call_on_the_shared_timer_fails_as_with_its_own(vend
         emu.inject(Fault.HANG, step=step, times=10)
         deadlines = CallDeadlines(tick=TICK, exact_below=0.1)
         pool_for(spec.provider, deadlines=deadlines)  # this test's loop gets a pool with 10-ms ticks
-        # 0.25 s, not 0.1: a connect (a status poll may open a fresh connection) that a loop stalled by a full GC
-        # late in the suite keeps past the bound fails as "cannot connect", as it should, not as the hang (CI
-        # saw it once with 0.1 s).
+        # 0.25 s, not 0.1: a connect (a status poll may open a fresh connection) that a stalled loop (a GC pause,
+        # a busy machine: the cause was not found) keeps past the bound fails as "cannot connect", as it should,
+        # not as the hang (CI saw it once with 0.1 s).
         config = spec.config(emu, kind, provider_config={"request_timeout": 0.25}, timeout=30)
         with pytest.raises(router.TarashError) as info:
             await run_chain(kind, config, request_for(kind))  # type: ignore[arg-type]
