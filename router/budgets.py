@@ -92,10 +92,11 @@ class Budgets:
         """A key for a synchronous generation's reservation (a job's is its id)."""
         return f"reservation-{self._holder} {next(self._keys)}" if self._shared else f"reservation-{next(self._keys)}"
 
-    async def admit(self, client: str, route: Route, request: AnyRequest, key: str | None = None) -> str:
+    async def admit(self, client: str, route: Route, request: AnyRequest, key: str | None = None) -> str | None:
         """Refuse (``BudgetExceededError``) a request whose estimate would cross ``client``'s remaining daily or
         monthly budget, counting what generations still running have reserved; else reserve the estimate under
-        ``key`` (a new one by default) until ``recorder(..., key)`` hears the end or ``release``. The key."""
+        ``key`` (a new one by default) until ``recorder(..., key)`` hears the end or ``release``. The key; None
+        when nothing was reserved (a shared store and a client without budgets)."""
         key = key or self.new_key()
         needed = request_estimate(route, request)
         spec = self._clients().get(client)
@@ -103,9 +104,10 @@ class Budgets:
             periods(self.clock()), (spec.daily_budget_usd, spec.monthly_budget_usd) if spec else (None, None))
             if budget]
         if self._shared:
-            if windows:  # a client without budgets reserves nothing anyone counts
-                await self._reserve_shared(client, key, needed, windows)
-                self._pending.setdefault(client, {})[key] = needed
+            if not windows:  # a client without budgets reserves nothing anyone counts
+                return None
+            await self._reserve_shared(client, key, needed, windows)
+            self._pending.setdefault(client, {})[key] = needed
             return key
         if windows:
             pending = sum(self._pending.get(client, {}).values())
@@ -159,11 +161,11 @@ class Budgets:
             if usd or success:
                 entries.append(SpendEntry(client, day, route, attempt.provider, attempt.model, usd or 0.0,
                                           1 if success else 0))
-        held_here = key is not None and self._forget(client, key)
-        # A job's row goes wherever the job ends, also on an instance that took it over from the one that
-        # admitted it (whose row would otherwise wait for its holder to die).
-        row = self._shared and key is not None and (held_here or key.startswith("job_"))
-        self.writer.add(entries, released=key if row else None)
+        if key is not None:
+            self._forget(client, key)
+        # On a shared store the row goes with the spend wherever the generation ends: also a job taken over from
+        # the instance that admitted it (whose row would otherwise wait for its holder to die).
+        self.writer.add(entries, released=key if self._shared else None)
 
     async def spend(self, client: str | None, first_day: str, last_day: str) -> list[SpendEntry]:
         """The ledger's rows (as ``SpendStore.spend``), with every spend recorded so far written first."""

@@ -69,7 +69,6 @@ async def _create_held(request: web.Request, body: dict[str, Any], kind: Kind) -
     webhook_url = _webhook_url(request, body)
     route, spec_request = route_request(request, {k: v for k, v in body.items() if k != "webhook_url"}, kind)
     generations, client, service = request.app[DAEMON].generations, request[CLIENT], _service(request)
-    budgets = generations.budgets
     # A retried POST gets its job back whatever the budget says now; a new job is checked first (402 before
     # anything is stored) and its estimate is held until it ends.
     retried = key is not None and await service.store.find_idempotent(_owner(request), key) is not None
@@ -84,8 +83,8 @@ async def _create_held(request: web.Request, body: dict[str, Any], kind: Kind) -
     except IdempotencyKeyReusedError as exc:
         raise ApiError(422, f"{exc}; use a new key for a new request", code="idempotency_key_reused") from None
     finally:
-        if budgets is not None and reservation is not None and not created:  # no job of that id runs
-            await budgets.release(client, reservation)
+        if not created:  # no job of that id runs
+            await generations.release(client, reservation)
     return job
 
 
