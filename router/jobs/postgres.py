@@ -134,23 +134,15 @@ class PostgresJobStore:
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def open(self) -> None:
         try:
-            import psycopg
-            import psycopg_pool  # noqa: F401 - the extra installs both
+            import psycopg  # noqa: F401 - the extra installs both
+            import psycopg_pool  # noqa: F401
         except ImportError:
             raise JobStoreError(f"{SETTING} selects PostgreSQL, which needs the postgres extra: "
                                 "pip install 'tarash-router[postgres]'") from None
-        try:
-            psycopg.conninfo.conninfo_to_dict(self.url)
-        except psycopg.Error as exc:
-            raise self._error("not a valid PostgreSQL URL", exc) from None
-        try:
-            async with asyncio.timeout(self.timeout):
-                conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=max(1, int(self.timeout)))
-        except (psycopg.Error, TimeoutError) as exc:
-            raise self._error("cannot connect", exc) from None
+        conn = await self._connect_checked()
         async with conn:
             if self.listen_url:  # refused at start, before anything is written, not found by a silent loop later
-                await self._check_listen_url()
+                await (await self._connect_checked(listen=True)).close()
             await self._prepare_schema_bounded(conn)
         # The pool would log each failed reconnection; this store logs an outage once (the job service).
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
@@ -158,21 +150,21 @@ class PostgresJobStore:
         await self._pool.open(wait=True, timeout=self.timeout)
         self._batch = PostgresGroupCommit(self._connection, self._alone, SQL)
 
-    async def _check_listen_url(self) -> None:
+    async def _connect_checked(self, *, listen: bool = False) -> Any:
+        """A connection to ``url`` (``listen_url`` with ``listen``), or the one-line error naming its setting: an
+        invalid URL, or one that cannot connect within the store's timeout."""
         import psycopg
 
-        assert self.listen_url is not None
+        url = self.listen_url if listen and self.listen_url else self.url
         try:
-            psycopg.conninfo.conninfo_to_dict(self.listen_url)
+            psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
-            raise self._error("not a valid PostgreSQL URL", exc, listen=True) from None
+            raise self._error("not a valid PostgreSQL URL", exc, listen=listen) from None
         try:
             async with asyncio.timeout(self.timeout):
-                listen = await psycopg.AsyncConnection.connect(self.listen_url,
-                                                               connect_timeout=max(1, int(self.timeout)))
-            await listen.close()
+                return await psycopg.AsyncConnection.connect(url, connect_timeout=max(1, int(self.timeout)))
         except (psycopg.Error, TimeoutError) as exc:
-            raise self._error("cannot connect", exc, listen=True) from None
+            raise self._error("cannot connect", exc, listen=listen) from None
 
     def _new_pool(self) -> Any:
         from psycopg_pool import AsyncConnectionPool
