@@ -22,7 +22,6 @@ from dataclasses import asdict
 from datetime import datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
@@ -72,16 +71,16 @@ def load_sql(text: str) -> dict[str, str]:
 SQL = load_sql(resources.files("router.jobs").joinpath("postgres.sql").read_text())
 
 
+#: A URL's password where libpq reads it: ``scheme://user:PASSWORD@``, ending at the first "@" (only a "/" before
+#: it means there is none), so "?", "#" and "[" are the password's; and the value of each ``password=`` parameter.
+#: urlsplit reads such URLs otherwise (a "?" starts its query) or refuses them (an unbalanced "[").
+_USERINFO_PASSWORD = re.compile(r"^([^:/?#]+://[^:@/]*:)([^@/]*)(?=@)")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&]*)")
+
+
 def redact(url: str) -> str:
     """The URL with its password (user:PASSWORD@ or ?password=) replaced by ``***``: safe to log."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.partition(':')[0]}:***@{host}"
-    query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***", url, count=1))
 
 
 def _holder_prefix(worker: str) -> str:
@@ -89,10 +88,10 @@ def _holder_prefix(worker: str) -> str:
     return worker.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + " %"
 
 
-def _password(url: str) -> str | None:
-    parts = urlsplit(url)
-    match = re.search(r"(?:^|&)password=([^&]*)", parts.query)
-    return parts.password or (match[1] if match else None)
+def _passwords(url: str) -> list[str]:
+    """The passwords ``redact`` hides in ``url``, as written there."""
+    return [match[2] for pattern in (_USERINFO_PASSWORD, _QUERY_PASSWORD) for match in pattern.finditer(url)
+            if match[2]]
 
 
 class PostgresJobStore:
@@ -127,7 +126,7 @@ class PostgresJobStore:
         detail = f": {' '.join(str(exc).split())}" if exc is not None and str(exc) else ""
         setting, url = (LISTEN_SETTING, self.listen_url) if listen and self.listen_url else (SETTING, self.url)
         message = f"{setting}={redact(url)}: {what}{detail}"
-        for secret in filter(None, (_password(self.url), self.listen_url and _password(self.listen_url))):
+        for secret in [*_passwords(self.url), *_passwords(self.listen_url or "")]:
             message = message.replace(secret, "***")
         return JobStoreError(message)
 

@@ -165,6 +165,8 @@ def assert_refused(result: subprocess.CompletedProcess[str], tmp_path: Path, *wo
     ("mysql://app:pw@127.0.0.1/jobs", ("scheme 'mysql' is not supported",)),
     (f"postgresql://postgres:{PASSWORD}@127.0.0.1/db?colour=blue", ("not a valid PostgreSQL URL", "colour")),
     (f"postgresql://postgres:{PASSWORD}@127.0.0.1:notaport/db", ('invalid integer value "notaport"',)),
+    # libpq quotes this URL whole in its error; Python's urlsplit refuses it ("Invalid IPv6 URL")
+    (f"postgresql://postgres:{PASSWORD}@[::1/db", ("not a valid PostgreSQL URL", "IPv6")),
 ])
 def test_an_invalid_url_is_refused_at_start(tmp_path: Path, url: str, words: tuple[str, ...]) -> None:
     assert_refused(serve(tmp_path, url), tmp_path, *words)
@@ -174,6 +176,41 @@ def test_a_wrong_password_is_refused_at_start(tmp_path: Path, postgres_server: P
     result = serve(tmp_path, postgres_server.url(password="wrong-" + PASSWORD[::-1]))
     assert_refused(result, tmp_path, "cannot connect", "password authentication failed")
     assert PASSWORD[::-1] not in result.stderr
+
+
+#: libpq reads a URL's password up to its "@" (only "/" ends it early): "?", "#" and "[" are the password's.
+ODD_PASSWORD = "pw?frag#[x-4711"
+
+
+def test_a_password_libpq_reads_verbatim_is_never_shown(tmp_path: Path, pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE odd_pw_{os.getpid()} LOGIN PASSWORD '{ODD_PASSWORD}'")
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO odd_pw_{os.getpid()}")
+    url = pg_url.replace(f"postgres:{PASSWORD}@", f"odd_pw_{os.getpid()}:{ODD_PASSWORD}@")
+    assert redact(url) == pg_url.replace(f"postgres:{PASSWORD}@", f"odd_pw_{os.getpid()}:***@")
+    assert redact(f"postgres://db/jobs?password={ODD_PASSWORD}&user=app") == "postgres://db/jobs?password=***&user=app"
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES)
+    environ = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data"), "TARASH_ROUTER_LOG_FORMAT": "json",
+               "TARASH_ROUTER_JOB_STORE": url}
+    environ.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(free_port())], env=environ,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline()]
+        while lines[-1] and '"event": "listening"' not in lines[-1]:
+            lines.append(proc.stderr.readline())
+        proc.terminate()
+        lines.append(proc.communicate(timeout=30)[1])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    listening = json.loads(next(line for line in lines if '"event": "listening"' in line))
+    assert listening["job_store"] == redact(url)
+    for part in (ODD_PASSWORD, "frag", "x-4711"):
+        assert part not in "".join(lines)
+    assert proc.returncode == 0
 
 
 def test_an_unreachable_host_is_refused_at_start(tmp_path: Path) -> None:
