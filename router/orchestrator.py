@@ -351,13 +351,12 @@ class _ChainRun:
 async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     """Checks, calls, breaker accounting: the response, or how the attempt failed. A cancel propagates."""
     config = attempt.config
-    secrets: tuple[str, ...] = ()
     claim: _BreakerClaim | None = None
     handler: Any = None
     try:
         handler = handler_for(attempt.config)
         config = attempt.keyed = _checked(attempt, handler)
-        secrets = attempt.secrets = (config.api_key,) if config.api_key else ()
+        attempt.secrets = (config.api_key,) if config.api_key else ()
         claim = _BreakerClaim.take(attempt.generation.breakers, config)
         response = await _with_retries(attempt, handler, config)
     except asyncio.CancelledError:
@@ -374,11 +373,11 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
             f"loading provider {config.provider!r} raised {type(exc).__name__}: {exc}")
         error.__cause__ = exc
     else:
-        response = _redacted(response, secrets)
+        response = _redacted(response, attempt.secrets)
         vendor_job_id = response.provider_metadata.get("provider_request_id")
         if vendor_job_id and not attempt.metadata.request_id:
             attempt.metadata.request_id = str(vendor_job_id)
-        attempt.metadata.request_id = redact(attempt.metadata.request_id, secrets)
+        attempt.metadata.request_id = redact(attempt.metadata.request_id, attempt.secrets)
         attempt.metadata.cost_usd = charged(attempt.quote, attempt.generation.request, response)
         if claim is not None:
             claim.succeeded()
@@ -392,7 +391,7 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     error.provider = error.provider or config.provider
     error.model = error.model or config.model
     error.provider_request_id = error.provider_request_id or attempt.metadata.request_id
-    _record_failure(attempt.metadata, error, secrets, falls_back=falls_back)
+    _record_failure(attempt.metadata, error, attempt.secrets, falls_back=falls_back)
     attempt.metadata.cost_usd = failed_cost(config.provider, error.outcome != "skipped", error.raw, attempt.quote)
     return _Failure(error, falls_back)
 
@@ -471,11 +470,13 @@ async def _call(attempt: _Attempt, handler: Any, config: AnyConfig, resume_job: 
     if is_stepped(handler):
         if resume_job is not None:
             attempt.metadata.request_id = resume_job.id
+        push = generation.push_for(attempt.metadata, config) if generation.push_for else None
+        if push is not None:
+            attempt.secrets += (push.secret,)
         return await drive(  # drive checks what the handler's steps return
             handler, generation.kind, config, generation.request, attempt.progress,
             generation_id=generation.generation_id, job=resume_job, on_job=attempt.on_job,
-            keep_vendor_job=generation.keep_vendor_job,
-            push=generation.push_for(attempt.metadata, config) if generation.push_for else None,
+            keep_vendor_job=generation.keep_vendor_job, push=push,
             before_submit=attempt.before_submit if generation.before_submit else None,
             pause=generation.pause,
         )

@@ -46,6 +46,10 @@ class PushChannel(Protocol):
     payload is the job's whole outcome finishes the attempt without a poll (``ProviderHandler.pushed``); any
     other push is a hint, and the next poll decides."""
 
+    #: The secret the webhook URL carries: like the attempt's key, kept out of whatever a vendor answers (a vendor
+    #: may echo the URL back).
+    secret: str
+
     async def open(self, config: AnyConfig) -> AnyConfig:
         """Before the submit: the config to submit with (carrying the webhook URL), or ``config`` unchanged."""
         ...

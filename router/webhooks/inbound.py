@@ -321,14 +321,14 @@ class _Channel:
         self.job = job
         self.number = attempt_number
         self.key = str(attempt_number)
+        self.secret = secrets.token_urlsafe(32)
 
     async def open(self, config: AnyConfig) -> AnyConfig:
-        secret = secrets.token_urlsafe(32)
         # No save of its own: a delivery can beat the submit's answer, but not the submit. Here the live record
         # checks it; for a restart or another instance, the submit's record (``JobService._submitting``, awaited
         # before the submit goes out) stores the hash with the job.
-        self.job.webhook_tokens[self.key] = digest(secret)
-        url = f"{self.inbound.public_url}{PATH_PREFIX}{config.provider}/{self.job.id}.{self.key}.{secret}"
+        self.job.webhook_tokens[self.key] = digest(self.secret)
+        url = f"{self.inbound.public_url}{PATH_PREFIX}{config.provider}/{self.job.id}.{self.key}.{self.secret}"
         return config.model_copy(update={"provider_config": {**config.provider_config, WEBHOOK_URL_KEY: url}})
 
     async def wait(self, seconds: float) -> None:

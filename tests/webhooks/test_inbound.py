@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -229,6 +230,23 @@ async def test_luma_callback_is_a_hint_that_ends_the_wait(start_router: StartRou
         assert job["status"] == "completed" and luma.calls["status"] <= 2
         assert next(r for r in luma.requests if r.step == "submit").body["callback_url"].startswith(router.url)
         assert [d.status for d in luma.webhook_deliveries] == [200]
+
+
+async def test_a_vendor_echoing_its_callback_url_never_gets_the_token_out(start_router: StartRouter,
+                                                                         tmp_path: Path) -> None:
+    # Luma echoes the create body, callback_url included, in every Generation object it answers and pushes.
+    async with LumaEmulator(polls_to_complete=10_000) as luma:
+        router = await start_router(luma_routes(luma))
+        job_id = await router.create({"model": "video", "prompt": "a fox"})
+        job = await router.finished(job_id)
+        _, events = await router.call("GET", f"/v1/jobs/{job_id}/events")
+        _, listed = await router.call("GET", "/v1/jobs")
+    assert job["status"] == "completed"
+    secret = next(r for r in luma.requests if r.step == "submit").body["callback_url"].rsplit(".", 1)[1]
+    assert job["result"]["raw_response"]["request"]["callback_url"].endswith("[REDACTED]")
+    for text in (json.dumps(job), events, json.dumps(listed)):
+        assert secret not in text
+    assert secret.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "data").glob("jobs.sqlite3*"))
 
 
 def google_routes(google: GoogleEmulator, provider_config: str = "", path: str = "/v1beta") -> str:
