@@ -11,6 +11,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from router.models import ExecutionMetadata
@@ -33,6 +34,13 @@ def scrub(text: str, secrets: tuple[str, ...] | list[str] = (), limit: int = MAX
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
+
+
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """``secret`` and the spellings a vendor may echo it in: percent-encoded, as in a URL it returns (a fal key's
+    ":" becomes "%3A"), with upper- and lower-case hex."""
+    encoded = quote(secret, safe="")
+    return tuple(dict.fromkeys((secret, encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), encoded))))
 
 
 def redact(value: Any, secrets: Sequence[str]) -> Any:

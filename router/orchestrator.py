@@ -39,6 +39,7 @@ from router.errors import (
     UnsupportedCapabilityError,
     redact,
     scrub,
+    secret_forms,
 )
 from router.handler import is_stepped, overrides
 from router.handler_checks import check_response, expect, handler_fault
@@ -356,7 +357,7 @@ async def _run_attempt(attempt: _Attempt) -> AnyResponse | _Failure:
     try:
         handler = handler_for(attempt.config)
         config = attempt.keyed = _checked(attempt, handler)
-        attempt.secrets = (config.api_key,) if config.api_key else ()
+        attempt.secrets = secret_forms(config.api_key) if config.api_key else ()
         claim = _BreakerClaim.take(attempt.generation.breakers, config)
         response = await _with_retries(attempt, handler, config)
     except asyncio.CancelledError:

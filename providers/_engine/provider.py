@@ -34,6 +34,7 @@ from router.errors import (
     ProviderUnavailableError,
     TarashError,
     scrub,
+    secret_forms,
 )
 from router.handler import WEBHOOK_URL_KEY, PollStatus, ProviderHandler, ProviderJob
 from router.models import AnyConfig, AnyRequest, AnyResponse, Kind, StatusType
@@ -377,7 +378,7 @@ class HttpProvider(ProviderHandler):
 
 
 def _secrets(config: AnyConfig) -> list[str]:
-    return [config.api_key] if config.api_key else []
+    return list(secret_forms(config.api_key)) if config.api_key else []
 
 
 def _describe(exc: BaseException) -> str:

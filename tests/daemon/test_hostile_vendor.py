@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -17,11 +18,15 @@ from tests.daemon.conftest import Daemon, StartDaemon
 from tests.emulators.fal import FalEmulator
 
 KEY = "fal-canary-4d1b7e9a0c2f48d3b6a5"
+#: fal's own key shape, ``<key id>:<key secret>``: its ":" is percent-encoded in a URL.
+FAL_SHAPED_KEY = "0b6f3c2e-9d41-4f7a-8e25-6c1d0a9b7f34:5e8d2a7c91b64f03d8a1c6e2b9f47d05"
 
 
-def hostile(*, job_id_is_key: bool = False, error_code_is_key: bool = False, video_url: str | None = None) -> Any:
-    """A middleware turning the fal emulator hostile: our key in every JSON answer, and optionally as the job
-    id, as the failure's error code, or a result video URL of its choosing (``{host}``: the emulator's)."""
+def hostile(*, job_id_is_key: bool = False, error_code_is_key: bool = False, video_url: str | None = None,
+            key: str = KEY) -> Any:
+    """A middleware turning the fal emulator hostile: our key in every JSON answer (as it is, and percent-encoded in
+    a URL), and optionally as the job id, as the failure's error code, or a result video URL of its choosing
+    (``{host}``: the emulator's)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -31,11 +36,12 @@ def hostile(*, job_id_is_key: bool = False, error_code_is_key: bool = False, vid
         data = json.loads(response.body)  # type: ignore[arg-type]
         if not isinstance(data, dict):
             return response
-        data["echo"] = {"your_key": KEY, "note": f"Key {KEY} was used"}
+        data["echo"] = {"your_key": key, "note": f"Key {key} was used",
+                        "signed_url": f"https://cdn.example/v.mp4?key={quote(key, safe='')}"}
         if job_id_is_key and "request_id" in data:
-            data["request_id"] = KEY
+            data["request_id"] = key
         if error_code_is_key and data.get("status") == "COMPLETED":
-            data.update(error="failed for a reason", error_type=KEY)
+            data.update(error="failed for a reason", error_type=key)
         if video_url and isinstance(data.get("video"), dict):
             data["video"]["url"] = video_url.format(host=request.host)
         headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
@@ -45,8 +51,8 @@ def hostile(*, job_id_is_key: bool = False, error_code_is_key: bool = False, vid
 
 
 async def start(start_daemon: StartDaemon, monkeypatch: pytest.MonkeyPatch, fal: FalEmulator,
-                fallback: bool = True) -> Daemon:
-    monkeypatch.setenv("HOSTILE_FAL_KEY", KEY)
+                fallback: bool = True, key: str = KEY) -> Daemon:
+    monkeypatch.setenv("HOSTILE_FAL_KEY", key)
     routes = f"""
 [routes."hostile"]
 kind = "video"
@@ -110,6 +116,25 @@ async def test_a_vendor_echoing_our_key_never_gets_it_out(start_daemon: StartDae
     for text in [*texts, captured.out, captured.err]:
         assert KEY not in text
     assert KEY.encode() not in store_bytes(tmp_path)
+
+
+async def test_a_vendor_echoing_a_fal_shaped_key_percent_encoded_never_gets_it_out(
+        start_daemon: StartDaemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    configure("debug", "json")
+    fal = FalEmulator(api_key=FAL_SHAPED_KEY)
+    fal.app.middlewares.append(hostile(key=FAL_SHAPED_KEY))
+    async with fal:
+        daemon = await start(start_daemon, monkeypatch, fal, fallback=False, key=FAL_SHAPED_KEY)
+        job = await finished_job(daemon, {"model": "hostile", "prompt": "a fox"})
+        _, events, _ = await daemon.request("GET", f"/v1/jobs/{job['id']}/events")
+    assert job["status"] == "completed"
+    assert job["result"]["raw_response"]["echo"]["signed_url"] == "https://cdn.example/v.mp4?key=[REDACTED]"
+    captured = capsys.readouterr()
+    encoded = quote(FAL_SHAPED_KEY, safe="")
+    for text in (json.dumps(job), events, captured.out, captured.err):
+        assert FAL_SHAPED_KEY not in text and encoded not in text and encoded.lower() not in text
+    assert encoded.encode() not in store_bytes(tmp_path)
 
 
 async def test_vendor_media_urls_go_through_the_ssrf_guard(start_daemon: StartDaemon,
