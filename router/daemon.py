@@ -33,6 +33,7 @@ from router.jobs.service import default_instance_id
 from router.jobs.sqlite import SQLiteJobStore
 from router.jobs.store import Clock, JobStoreError
 from router.limits import ClientRateLimiter, ProviderLimit, ProviderLimits
+from router.log_setup import redactor
 from router.metrics import Metrics
 from router.models import AnyRequest, AnyResponse, Kind, utc_now
 from router.observers import ChainObserver, ProgressCallback
@@ -236,6 +237,10 @@ class Daemon:
                                   budgets)
         if store.shared:
             generations.shared = SharedVendorState(store, instance_id, settings.job_lease_seconds, breakers)
+        # Client tokens and keys are taught to the log redactor where they are read; these secrets here (whole, and
+        # their base64 part without "whsec_").
+        webhook_secrets = (settings.webhook_secret.get_secret_value(), os.environ.get(REPLICATE_SECRET_ENV, ""))
+        redactor.add_values([form for secret in webhook_secrets for form in (secret, secret.removeprefix("whsec_"))])
         inbound = InboundWebhooks(
             settings.public_url, store, poll_interval=settings.webhook_poll_interval,
             max_body_bytes=settings.webhook_max_body_bytes, metrics=metrics,

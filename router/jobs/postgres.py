@@ -28,6 +28,7 @@ import structlog
 from router.jobs.postgres_batch import PostgresGroupCommit, Result
 from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, JobStoreUnavailableError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
                                encoded_body, job_from, outbox_from, require_timestamps)
+from router.log_setup import redactor
 
 log = structlog.get_logger(logger_name="router.jobs.postgres")
 
@@ -115,6 +116,8 @@ class PostgresJobStore:
         self._down = False
         #: When each pooled connection last answered a statement (see ``_check_idle``).
         self._answered_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        # The log redactor's safety net: a line that ever quotes a connection string loses its passwords.
+        redactor.add_values([*_passwords(url), *_passwords(listen_url or "")])
 
     def __repr__(self) -> str:
         listen = f", listen_url={redact(self.listen_url)!r}" if self.listen_url else ""

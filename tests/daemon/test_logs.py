@@ -9,12 +9,16 @@ from typing import Any
 import pytest
 import structlog
 
+from router.jobs.postgres import PostgresJobStore
 from router.log_setup import configure
 from tests.daemon.conftest import MOCK_ROUTES, StartDaemon
 
 CANARY = "sk-canary-logs-91c2d7e4a0b3"
 LATER_CANARY = "sk-canary-after-reload-5e8f"
 CLIENT_TOKEN = "client-token-4b7d19e2"
+WEBHOOK_CANARY = "whsec_Y2FuYXJ5LXdlYmhvb2stc2VjcmV0"
+REPLICATE_CANARY = "whsec_cmVwbGljYXRlLWNhbmFyeQ=="
+DB_PASSWORD_CANARY = "pg-canary-pw-5c88"
 
 
 def _lines(text: str) -> list[dict[str, Any]]:
@@ -63,8 +67,11 @@ provider = "fal"
 model = "fal-ai/veo3"
 api_key_env = "LOGS_TEST_KEY"
 """
-    daemon = await start_daemon(MOCK_ROUTES + named, api_keys=CLIENT_TOKEN)
+    monkeypatch.setenv("REPLICATE_WEBHOOK_SECRET", REPLICATE_CANARY)
+    daemon = await start_daemon(MOCK_ROUTES + named, api_keys=CLIENT_TOKEN, webhook_secret=WEBHOOK_CANARY)
+    PostgresJobStore(f"postgresql://router:{DB_PASSWORD_CANARY}@127.0.0.1/jobs")  # opened nowhere: its URL is read
     log = structlog.get_logger("test")
+    log.info("careless_webhooks", note=f"{WEBHOOK_CANARY} {REPLICATE_CANARY[6:]} dsn password {DB_PASSWORD_CANARY}")
     log.info("careless", note=f"sent {CANARY} and {CANARY[::-1]}", client=f"Bearer {CLIENT_TOKEN}",
              headers={"Authorization": "Bearer anything", "X-Api-Key": "k", "api-key": "k", "accept": "*/*"})
     logging.getLogger("aiohttp.server").error("stdlib line with %s", CANARY)
@@ -76,8 +83,11 @@ api_key_env = "LOGS_TEST_KEY"
     log.info("careless_again", note=LATER_CANARY)
 
     err = capsys.readouterr().err
-    for secret in (CANARY, CANARY[::-1], CLIENT_TOKEN, LATER_CANARY):
+    for secret in (CANARY, CANARY[::-1], CLIENT_TOKEN, LATER_CANARY, WEBHOOK_CANARY, REPLICATE_CANARY[6:],
+                   DB_PASSWORD_CANARY):
         assert secret not in err
+    assert next(line for line in _lines(err) if line["event"] == "careless_webhooks")["note"] == (
+        "[REDACTED] [REDACTED] dsn password [REDACTED]")
     careless = next(line for line in _lines(err) if line["event"] == "careless")
     assert careless["note"] == "sent [REDACTED] and [REDACTED]" and careless["client"] == "Bearer [REDACTED]"
     assert careless["headers"] == {"Authorization": "[REDACTED]", "X-Api-Key": "[REDACTED]",
