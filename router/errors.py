@@ -25,10 +25,17 @@ _KEY_PATTERNS = re.compile(
 )
 
 
-def scrub(text: str, secrets: tuple[str, ...] | list[str] = (), limit: int = MAX_MESSAGE_CHARS) -> str:
+#: A secret to keep out of vendor text: its exact value, or a pattern where only its shape is known (a webhook
+#: token after a restart: only its hash survived).
+Secret = str | re.Pattern[str]
+
+
+def scrub(text: str, secrets: Sequence[Secret] = (), limit: int = MAX_MESSAGE_CHARS) -> str:
     """Remove known secret values and credential-looking tokens from ``text``, then truncate it."""
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if isinstance(secret, re.Pattern):
+            text = secret.sub("[REDACTED]", text)
+        elif len(secret) >= 4:
             text = text.replace(secret, "[REDACTED]")
     text = _KEY_PATTERNS.sub(lambda m: m.group(1) + "[REDACTED]", text)
     if len(text) > limit:
@@ -43,24 +50,27 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((secret, encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), encoded))))
 
 
-def redact(value: Any, secrets: Sequence[str]) -> Any:
+def redact(value: Any, secrets: Sequence[Secret]) -> Any:
     """``value`` (a JSON-like tree of dicts, lists and strings, as vendors answer) with every occurrence of a
     known secret replaced; the very same object when none occurs, so clean answers cost no copy."""
-    usable = tuple(secret for secret in secrets if secret and len(secret) >= 4)
-    return _redact(value, usable) if usable else value
+    exact = tuple(secret for secret in secrets if isinstance(secret, str) and len(secret) >= 4)
+    patterns = tuple(secret for secret in secrets if isinstance(secret, re.Pattern))
+    return _redact(value, exact, patterns) if exact or patterns else value
 
 
-def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
+def _redact(value: Any, secrets: tuple[str, ...], patterns: tuple[re.Pattern[str], ...]) -> Any:
     # One pass: a container is copied only from its first changed item on (clean trees allocate nothing).
     if isinstance(value, str):
         for secret in secrets:
             if secret in value:
                 value = value.replace(secret, "[REDACTED]")
+        for pattern in patterns:
+            value = pattern.sub("[REDACTED]", value)  # the same object when nothing matched
         return value
     if isinstance(value, dict):
         copied: dict[Any, Any] | None = None
         for index, (key, item) in enumerate(value.items()):
-            clean_key, clean_item = _redact(key, secrets), _redact(item, secrets)
+            clean_key, clean_item = _redact(key, secrets, patterns), _redact(item, secrets, patterns)
             if copied is None:
                 if clean_key is key and clean_item is item:
                     continue
@@ -70,7 +80,7 @@ def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, (list, tuple)):
         items: list[Any] | None = None
         for index, item in enumerate(value):
-            clean = _redact(item, secrets)
+            clean = _redact(item, secrets, patterns)
             if items is None:
                 if clean is item:
                     continue

@@ -35,6 +35,7 @@ from router.errors import (
     CostCeilingError,
     GenerationCancelledError,
     ProviderTimeoutError,
+    Secret,
     TarashError,
     UnsupportedCapabilityError,
     redact,
@@ -169,7 +170,7 @@ class _Attempt:
     completing: AnyUpdate | None = None
     #: The attempt's credentials, once resolved: no vendor-supplied string that reaches a client, a log or the
     #: job store may carry them (a hostile or broken vendor may echo them anywhere).
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[Secret, ...] = ()
     #: The config the calls go out with (its key resolved), set by the checks.
     keyed: AnyConfig | None = None
 
@@ -520,7 +521,7 @@ async def _call_simple(handler: Any, attempt: _Attempt, config: AnyConfig) -> An
     raise UnsupportedCapabilityError(f"{type(handler).__name__} implements no {kind} generation")
 
 
-def _redacted(response: AnyResponse, secrets: Sequence[str]) -> AnyResponse:
+def _redacted(response: AnyResponse, secrets: Sequence[Secret]) -> AnyResponse:
     """``response`` with the attempt's credentials removed from every vendor-supplied field (raw answer,
     provider metadata, media URLs...); the same object when none carries them."""
     if not secrets:
@@ -533,10 +534,11 @@ def _redacted(response: AnyResponse, secrets: Sequence[str]) -> AnyResponse:
     return response.model_copy(update=changed) if changed else response
 
 
-def _record_failure(metadata: AttemptMetadata, error: TarashError, secrets: Sequence[str], *, falls_back: bool) -> None:
+def _record_failure(metadata: AttemptMetadata, error: TarashError, secrets: Sequence[Secret], *,
+                    falls_back: bool) -> None:
     """Write a failed attempt's end into its metadata. ``is_retryable`` reports the fallback decision (the
     spec's field: whether the chain moved on because of this error)."""
-    error.message = scrub(error.message, list(secrets))
+    error.message = scrub(error.message, secrets)
     error.args = (error.message,)
     # Everything else a vendor may have put in the error reaches the client and the job store too.
     error.code = redact(error.code, secrets)

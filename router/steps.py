@@ -16,6 +16,7 @@ from router.errors import (
     ContentPolicyError,
     GenerationFailedError,
     ProviderTimeoutError,
+    Secret,
     TarashError,
 )
 from router.handler_checks import check_response, expect
@@ -47,8 +48,8 @@ class PushChannel(Protocol):
     other push is a hint, and the next poll decides."""
 
     #: The secret the webhook URL carries: like the attempt's key, kept out of whatever a vendor answers (a vendor
-    #: may echo the URL back).
-    secret: str
+    #: may echo the URL back). A pattern where the attempt's earlier URL, whose secret is gone, may be echoed.
+    secret: Secret
 
     async def open(self, config: AnyConfig) -> AnyConfig:
         """Before the submit: the config to submit with (carrying the webhook URL), or ``config`` unchanged."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import router
@@ -59,6 +61,15 @@ def test_redact_copies_only_the_paths_that_held_a_secret() -> None:
     assert out["clean"] is clean and isinstance(out["leak"][2], tuple)
     assert tree["leak"][1]["echo"] == f"key={secret}"  # the input is left as it was
     assert redact(clean, [secret]) is clean and redact(tree, []) is tree and redact(tree, ["abc"]) is tree
+
+
+def test_a_pattern_secret_redacts_whatever_has_its_shape() -> None:
+    # A webhook token known only by its hash after a restart: every token after the attempt's prefix goes.
+    token = re.compile(r"(?<=job_1\.1\.)[A-Za-z0-9_-]+")
+    echo = {"callback_url": "https://r/v1/webhooks/luma/job_1.1.Ab_-9z", "id": "job_1"}
+    assert redact(echo, [token]) == {"callback_url": "https://r/v1/webhooks/luma/job_1.1.[REDACTED]", "id": "job_1"}
+    assert redact(clean := {"id": "job_1.2.x"}, [token]) is clean
+    assert scrub("bad callback job_1.1.Ab_-9z", [token]) == "bad callback job_1.1.[REDACTED]"
 
 
 @pytest.mark.parametrize("event", [

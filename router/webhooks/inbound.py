@@ -27,6 +27,7 @@ import collections
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from router.errors import TarashError
+from router.errors import Secret, TarashError
 from router.handler import WEBHOOK_URL_KEY, ProviderHandler, is_stepped
 from router.jobs.store import JobRecord, JobStore, JobStoreUnavailableError, Notice, shared_store
 from router.models import AnyConfig, AttemptMetadata
@@ -321,14 +322,18 @@ class _Channel:
         self.job = job
         self.number = attempt_number
         self.key = str(attempt_number)
-        self.secret = secrets.token_urlsafe(32)
+        self.token = secrets.token_urlsafe(32)
+        #: What to redact: the token; for an attempt that had a URL before (resumed after a restart, or tried
+        #: again) every token after its prefix, as the earlier one is known only by its hash.
+        self.secret: Secret = self.token if self.key not in job.webhook_tokens else re.compile(
+            f"(?<={re.escape(f'{job.id}.{self.key}.')})[A-Za-z0-9_-]+")
 
     async def open(self, config: AnyConfig) -> AnyConfig:
         # No save of its own: a delivery can beat the submit's answer, but not the submit. Here the live record
         # checks it; for a restart or another instance, the submit's record (``JobService._submitting``, awaited
         # before the submit goes out) stores the hash with the job.
-        self.job.webhook_tokens[self.key] = digest(self.secret)
-        url = f"{self.inbound.public_url}{PATH_PREFIX}{config.provider}/{self.job.id}.{self.key}.{self.secret}"
+        self.job.webhook_tokens[self.key] = digest(self.token)
+        url = f"{self.inbound.public_url}{PATH_PREFIX}{config.provider}/{self.job.id}.{self.key}.{self.token}"
         return config.model_copy(update={"provider_config": {**config.provider_config, WEBHOOK_URL_KEY: url}})
 
     async def wait(self, seconds: float) -> None:

@@ -249,6 +249,28 @@ async def test_a_vendor_echoing_its_callback_url_never_gets_the_token_out(start_
     assert secret.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "data").glob("jobs.sqlite3*"))
 
 
+async def test_a_resumed_attempt_keeps_its_echoed_token_out_too(start_router: StartRouter, tmp_path: Path) -> None:
+    # After a restart only the token's hash is known; Luma still echoes the URL in every status answer.
+    async with LumaEmulator(polls_to_complete=10_000) as luma:
+        first = await start_router(luma_routes(luma))
+        port = first.server.port
+        job_id = await first.create({"model": "video", "prompt": "a fox"})
+        async with asyncio.timeout(5):
+            while luma.calls["status"] < 1:
+                await asyncio.sleep(0.01)
+        await stop(first)
+        second = await start_router(luma_routes(luma), port=port)
+        await finish_and_push(luma, polls=luma.calls["status"] + 1)
+        job = await second.finished(job_id)
+        _, events = await second.call("GET", f"/v1/jobs/{job_id}/events")
+    assert job["status"] == "completed" and luma.calls["submit"] == 1
+    secret = next(r for r in luma.requests if r.step == "submit").body["callback_url"].rsplit(".", 1)[1]
+    assert job["result"]["raw_response"]["request"]["callback_url"].endswith("[REDACTED]")
+    for text in (json.dumps(job), events):
+        assert secret not in text
+    assert secret.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "data").glob("jobs.sqlite3*"))
+
+
 def google_routes(google: GoogleEmulator, provider_config: str = "", path: str = "/v1beta") -> str:
     return f"""
 [routes."veo"]
