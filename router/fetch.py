@@ -5,7 +5,8 @@
 Every fetch is bounded in time (connect and total) and size, goes through the SSRF guard (``router.netguard``:
 http(s) only, no loopback/private/link-local/... addresses, checked on what DNS returns) unless the caller allows
 private addresses, and follows redirects itself: each hop is checked again before it is requested, so a public
-URL that redirects to ``169.254.169.254`` is refused like the address itself.
+URL that redirects to ``169.254.169.254`` is refused like the address itself. A hop to another origin
+carries none of the request's headers and no body.
 """
 
 from __future__ import annotations
@@ -74,9 +75,17 @@ async def open_url(url: str, policy: FetchPolicy, *, method: str = "GET", header
                                            allow_redirects=False) as response:
                     location = response.headers.get("Location")
                     if response.status in REDIRECTS and location:
-                        target = target.join(URL(location))
+                        hop = target.join(URL(location))
                         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                             method, data = "GET", None
+                        if hop.origin() != target.origin():
+                            # What we send one host (a Vertex token request's signed assertion, its headers) is
+                            # not for another: headers are dropped, a body is never re-sent elsewhere.
+                            if data is not None:
+                                raise FetchError(f"{_where(target)} redirects a request with a body to another "
+                                                 "origin; not followed")
+                            headers = None
+                        target = hop
                         continue
                     if response.status != 200:
                         raise FetchError(f"{_where(target)} answered HTTP {response.status}", status=response.status)
