@@ -53,10 +53,12 @@ def proxy_app(upstream: str) -> web.Application:
     return app
 
 
-def proxy_command(upstream: str, port: int, loop: str) -> tuple[str, ...]:
-    """(b) as a process of its own, on ``loop`` (asyncio or uvloop)."""
+def proxy_command(upstream: str, port: int, loop: str, server: str = "bench.overhead:run_proxy") -> tuple[str, ...]:
+    """(b), or another ``module:function(upstream, port)`` server such as the floor (b2), as a process of its
+    own, on ``loop`` (asyncio or uvloop)."""
     run = "__import__('uvloop').run" if loop == "uvloop" else "asyncio.run"
-    return PYTHON, "-c", f"import asyncio, bench.overhead as o; {run}(o.run_proxy({upstream!r}, {port}))"
+    module, function = server.split(":")
+    return PYTHON, "-c", f"import asyncio, {module} as o; {run}(o.{function}({upstream!r}, {port}))"
 
 
 async def run_proxy(upstream: str, port: int) -> None:
@@ -68,14 +70,18 @@ async def run_proxy(upstream: str, port: int) -> None:
 
 @asynccontextmanager
 async def servers(out: Path, router_command: tuple[str, ...] = (str(SCRIPT),), baseline: Path | None = None,
-                  loop: str = "asyncio") -> AsyncIterator[dict[str, tuple[str, int]]]:
+                  loop: str = "asyncio", floor: bool = False) -> AsyncIterator[dict[str, tuple[str, int]]]:
     """Start the emulator, the bare proxy and the router; yield ``{target: (url, server pid)}``. With
     ``baseline`` (another checkout of the repo), a second router from that source runs beside it, as
-    ``c0_router_baseline``: a before/after comparison in one run, under the same load. The proxy and the
-    routers run on ``loop``."""
+    ``c0_router_baseline``: a before/after comparison in one run, under the same load. With ``floor``, the
+    contract's floor (``bench.floor``) runs beside them as ``b2_contract_floor``. The proxies and the routers
+    run on ``loop``."""
     emu_port, proxy_port, router_port, baseline_port = free_port(), free_port(), free_port(), free_port()
+    floor_port = free_port()
     emulator = spawn(PYTHON, "-m", "tests.emulators", "openai", "--port", str(emu_port))
-    proxy = spawn(*proxy_command(f"http://127.0.0.1:{emu_port}/v1/images/generations", proxy_port, loop))
+    upstream = f"http://127.0.0.1:{emu_port}/v1/images/generations"
+    proxy = spawn(*proxy_command(upstream, proxy_port, loop))
+    proxies = [proxy, *([spawn(*proxy_command(upstream, floor_port, loop, "bench.floor:run_floor"))] if floor else [])]
     routes = out.parent / "overhead-routes.toml"
     routes.write_text(f"""
 [routes."img"]
@@ -100,9 +106,12 @@ api_key_env = "BENCH_OPENAI_KEY"
         await wait_http(f"http://127.0.0.1:{proxy_port}/")
         await wait_http(f"http://127.0.0.1:{router_port}/healthz")
         extra = {}
+        if floor:
+            await wait_http(f"http://127.0.0.1:{floor_port}/")
+            extra["b2_contract_floor"] = (f"http://127.0.0.1:{floor_port}/v1/images/generations", proxies[1].pid)
         if baseline is not None:
             await wait_http(f"http://127.0.0.1:{baseline_port}/healthz")
-            extra = {"c0_router_baseline": (f"http://127.0.0.1:{baseline_port}/v1/images/generations", daemons[1].pid)}
+            extra["c0_router_baseline"] = (f"http://127.0.0.1:{baseline_port}/v1/images/generations", daemons[1].pid)
         yield {
             "a_direct": (f"http://127.0.0.1:{emu_port}/v1/images/generations", emulator.pid),
             "b_bare_proxy": (f"http://127.0.0.1:{proxy_port}/v1/images/generations", proxy.pid),
@@ -110,7 +119,7 @@ api_key_env = "BENCH_OPENAI_KEY"
             "c_tarash_router": (f"http://127.0.0.1:{router_port}/v1/images/generations", daemon.pid),
         }
     finally:
-        for process in (*daemons, proxy, emulator):
+        for process in (*daemons, *proxies, emulator):
             process.terminate()
             process.wait()
 
@@ -145,8 +154,8 @@ async def measure(name: str, url: str, pid: int, *, requests: int, concurrency: 
     return {"target": name, **result}
 
 
-async def main(requests: int, levels: list[int], rounds: int, out: Path, loop: str) -> None:
-    async with servers(out, loop=loop) as targets:
+async def main(requests: int, levels: list[int], rounds: int, out: Path, loop: str, floor: bool = False) -> None:
+    async with servers(out, loop=loop, floor=floor) as targets:
         results: list[dict[str, Any]] = []
         # Interleaved: every round runs every level through every target, so drift on a shared machine (other
         # processes' load) hits all targets alike; the summary takes each figure's median over the rounds.
@@ -167,6 +176,9 @@ async def main(requests: int, levels: list[int], rounds: int, out: Path, loop: s
             print(f"c={row['concurrency']:<4} router adds p50 {row['added_p50_ms']:.2f} ms, p99 {row['added_p99_ms']:.2f} ms; "
                   f"(c)/(b) p50 {row['ratio_c_over_b_p50']:.2f}, p99 {row['ratio_c_over_b_p99']:.2f}, "
                   f"cpu {row['ratio_c_over_b_cpu']:.2f}")
+            if "ratio_floor_over_b_cpu" in row:
+                print(f"c={row['concurrency']:<4} the contract's floor over (b): p50 {row['ratio_floor_over_b_p50']:.2f}, "
+                      f"p99 {row['ratio_floor_over_b_p99']:.2f}, cpu {row['ratio_floor_over_b_cpu']:.2f}")
         out.write_text(json.dumps({"machine": machine(), "load_average": os.getloadavg(), "loop": loop,
                                    "requests": requests,
                                    "rounds": rounds, "results": results, "summary": summary}, indent=2) + "\n")
@@ -180,12 +192,20 @@ def summarize(results: list[dict[str, Any]], level: int) -> dict[str, Any]:
         figures[name] = {key: statistics.median(r[key] for r in mine)
                          for key in ("p50_ms", "p99_ms", "rps", "cpu_us_per_request")}
     a, b, c = figures["a_direct"], figures["b_bare_proxy"], figures["c_tarash_router"]
-    return {
+    row = {
         "concurrency": level, "targets": figures,
         "added_p50_ms": c["p50_ms"] - a["p50_ms"], "added_p99_ms": c["p99_ms"] - a["p99_ms"],
-        "ratio_c_over_b_p50": c["p50_ms"] / b["p50_ms"], "ratio_c_over_b_p99": c["p99_ms"] / b["p99_ms"],
-        "ratio_c_over_b_cpu": c["cpu_us_per_request"] / b["cpu_us_per_request"],
+        **_ratios("c", c, b),
     }
+    if (floor := figures.get("b2_contract_floor")) is not None:
+        row.update(_ratios("floor", floor, b))
+    return row
+
+
+def _ratios(name: str, target: dict[str, float], bare: dict[str, float]) -> dict[str, float]:
+    return {f"ratio_{name}_over_b_p50": target["p50_ms"] / bare["p50_ms"],
+            f"ratio_{name}_over_b_p99": target["p99_ms"] / bare["p99_ms"],
+            f"ratio_{name}_over_b_cpu": target["cpu_us_per_request"] / bare["cpu_us_per_request"]}
 
 
 if __name__ == "__main__":
@@ -195,7 +215,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are their medians")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                         help="event loop of the bare proxy and the router alike")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure the contract's floor (bench.floor) in the same rounds, as b2_contract_floor")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "overhead.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(args.requests, args.concurrency, args.rounds, args.out, args.loop))
+    asyncio.run(main(args.requests, args.concurrency, args.rounds, args.out, args.loop, args.floor))
