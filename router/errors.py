@@ -266,20 +266,27 @@ class AllAttemptsFailedError(TarashError):
     """Every attempt of the chain failed or was skipped.
 
     ``last_error`` is the error of the last attempt; ``execution_metadata`` lists every attempt.
+    ``decisive_error`` is the one the chain is answered with (its status, code, provider and ``Retry-After``):
+    ``sent_error``, the error of the last attempt that was sent, when there is one, else ``last_error``. A chain
+    whose vendor failed and whose later attempts were only skipped (no key, unsupported input, open circuit...)
+    is reported as that vendor's failure, not as "no provider could take it".
     """
 
-    def __init__(self, last_error: TarashError, execution_metadata: ExecutionMetadata) -> None:
+    def __init__(self, last_error: TarashError, execution_metadata: ExecutionMetadata,
+                 sent_error: TarashError | None = None) -> None:
+        decisive = sent_error or last_error
         super().__init__(
             _chain_summary(execution_metadata) or f"all attempts failed; last error: {last_error.message}",
-            provider=last_error.provider,
-            model=last_error.model,
-            provider_request_id=last_error.provider_request_id,
-            http_status=last_error.http_status,
+            provider=decisive.provider,
+            model=decisive.model,
+            provider_request_id=decisive.provider_request_id,
+            http_status=decisive.http_status,
             retryable=False,
-            retry_after=last_error.retry_after,
-            code=last_error.code,
+            retry_after=decisive.retry_after,
+            code=decisive.code,
         )
         self.last_error = last_error
+        self.decisive_error = decisive
         self.execution_metadata = execution_metadata
 
 
@@ -329,9 +336,9 @@ ERROR_CLASSES: dict[str, type[TarashError]] = {
 
 
 def status_for(error: TarashError) -> int:
-    """The daemon's HTTP status for a generation that ended with ``error`` (an exhausted chain: its last)."""
+    """The daemon's HTTP status for a generation that ended with ``error`` (an exhausted chain: its decisive one)."""
     if isinstance(error, AllAttemptsFailedError):
-        return status_for(error.last_error)
+        return status_for(error.decisive_error)
     return error.daemon_status
 
 
@@ -364,9 +371,9 @@ ROUTER_CODES = frozenset({"model_not_found", "wrong_kind", "route_busy", "budget
 
 
 def public_code(error: TarashError) -> str:
-    """The ``error.code`` a client gets for ``error`` (an exhausted chain: its last error's)."""
+    """The ``error.code`` a client gets for ``error`` (an exhausted chain: its decisive error's)."""
     if isinstance(error, AllAttemptsFailedError):
-        return public_code(error.last_error)
+        return public_code(error.decisive_error)
     if error.code in ROUTER_CODES:
         return error.code
     return next(PUBLIC_CODES[cls] for cls in type(error).__mro__ if cls in PUBLIC_CODES)

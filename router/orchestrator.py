@@ -212,7 +212,7 @@ class _Failure:
 class _ChainRun:
     """One run of a generation's chain: the attempts so far, the open one, and the end events."""
 
-    __slots__ = ("generation", "events", "attempts", "open", "finished")
+    __slots__ = ("generation", "events", "attempts", "open", "finished", "sent_error")
 
     def __init__(self, generation: Generation) -> None:
         self.generation = generation
@@ -220,6 +220,7 @@ class _ChainRun:
         self.attempts: list[AttemptMetadata] = list(generation.resume.attempts) if generation.resume else []
         self.open: _Attempt | None = None  # started, not yet finished
         self.finished = False  # chain_finished delivered
+        self.sent_error: TarashError | None = None  # of the last attempt that was sent, not skipped
 
     async def run(self) -> AnyResponse:
         chain = self.generation.chain
@@ -233,12 +234,15 @@ class _ChainRun:
                 if not isinstance(outcome, _Failure):
                     return await self._succeed(attempt, outcome)
                 last_error = outcome.error
+                if attempt.metadata.status == "failed":
+                    self.sent_error = outcome.error
                 await self.events.attempt_finished(attempt.metadata, attempt.config, outcome.error)
                 if not outcome.falls_back or number == len(chain):
                     raise await self._fail(outcome)
                 await self._fall_back(attempt, chain[number], outcome.error)
             # Only reachable when resuming past the end of the chain (nothing left to try).
-            error = AllAttemptsFailedError(last_error or ProviderTimeoutError("no attempt left to run"), self._metadata(None))
+            error = AllAttemptsFailedError(last_error or ProviderTimeoutError("no attempt left to run"),
+                                           self._metadata(None), self.sent_error)
             await self._end(error.execution_metadata, error)  # type: ignore[arg-type]
             raise error
         except asyncio.CancelledError:
@@ -298,7 +302,7 @@ class _ChainRun:
         """The error that ends the chain: a refusal as it is, the last fallback's as ``AllAttemptsFailedError``."""
         error = failure.error
         metadata = self._metadata(None)
-        final = error if not failure.falls_back else AllAttemptsFailedError(error, metadata)
+        final = error if not failure.falls_back else AllAttemptsFailedError(error, metadata, self.sent_error)
         final.execution_metadata = error.execution_metadata = metadata
         if final is not error:
             final.__cause__ = error

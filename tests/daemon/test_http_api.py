@@ -224,6 +224,24 @@ kind = "image"
 provider = "mock"
 model = "mock-strict"
 mock = { responses = [ { error = { type = "ContentPolicyError", message = "flagged" } } ] }
+
+[routes."down-then-unsupported"]
+kind = "video"
+[[routes."down-then-unsupported".attempts]]
+provider = "mock"
+model = "mock-down"
+mock = { responses = [ { error = { type = "RateLimitError", message = "busy", retry_after = 7 } } ] }
+[[routes."down-then-unsupported".attempts]]
+provider = "mock"
+model = "mock-cannot"
+mock = { responses = [ { error = { type = "UnsupportedCapabilityError", message = "no first_frame" } } ] }
+
+[routes."unsupported"]
+kind = "video"
+[[routes."unsupported".attempts]]
+provider = "mock"
+model = "mock-cannot"
+mock = { responses = [ { error = { type = "UnsupportedCapabilityError", message = "no first_frame" } } ] }
 """
 
 
@@ -240,6 +258,20 @@ async def test_upstream_failures_map_to_the_last_errors_status(
     got, body, _ = await daemon.request("POST", f"/v1/{kind}/generations", json={"model": route, "prompt": "x"})
     assert got == status and body["error"]["type"] == type_
     assert body["execution_metadata"]["attempts"][-1]["error_type"] == last_error
+
+
+@pytest.mark.parametrize("route,status,code,retry_after", [
+    # An attempt that could take the request was sent and throttled: not "no provider can take it" (422).
+    ("down-then-unsupported", 429, "rate_limit_exceeded", "7"),
+    ("unsupported", 422, "unsupported_capability", None),  # no attempt could: 422
+])
+async def test_a_chain_is_answered_by_its_last_sent_attempt_not_a_later_skip(
+    start_daemon: StartDaemon, route: str, status: int, code: str, retry_after: str | None,
+) -> None:
+    daemon = await start_daemon(UPSTREAM)
+    got, body, headers = await daemon.request("POST", "/v1/video/generations", json={"model": route, "prompt": "x"})
+    assert (got, body["error"]["code"], headers.get("Retry-After")) == (status, code, retry_after)
+    assert body["execution_metadata"]["attempts"][-1]["status"] == "skipped"
 
 
 async def test_openai_images_from_a_url_vendor(start_daemon: StartDaemon, fal_emulator: Any,
