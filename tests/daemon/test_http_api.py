@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -258,6 +260,21 @@ async def test_upstream_failures_map_to_the_last_errors_status(
     got, body, _ = await daemon.request("POST", f"/v1/{kind}/generations", json={"model": route, "prompt": "x"})
     assert got == status and body["error"]["type"] == type_
     assert body["execution_metadata"]["attempts"][-1]["error_type"] == last_error
+
+
+def _documented_error_rows() -> list[str]:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "http-api.md").read_text()
+    return [line for line in text.splitlines() if re.match(r"\| \d{3} \|", line)]
+
+
+@pytest.mark.parametrize("route", ["all-down", "all-slow", "policy", "down-then-unsupported", "unsupported"])
+async def test_a_failed_generation_is_answered_as_docs_http_api_lists_it(start_daemon: StartDaemon, route: str) -> None:
+    daemon = await start_daemon(UPSTREAM)
+    kind = "image" if route == "policy" else "video"
+    status, body, _ = await daemon.request("POST", f"/v1/{kind}/generations", json={"model": route, "prompt": "x"})
+    type_, code = body["error"]["type"], body["error"]["code"]
+    assert [row for row in _documented_error_rows()
+            if row.startswith(f"| {status} |") and f"`{type_}`" in row and f"`{code}`" in row], (status, type_, code)
 
 
 @pytest.mark.parametrize("route,status,code,retry_after", [
