@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import gc
+import mimetypes
 import os
 import signal
 import sys
@@ -511,9 +512,11 @@ async def _generate(settings: Any, kind: str, model: str, prompt: str, out: Path
         await router.aclose()
     print(file=sys.stderr)
     if kind == "video":
-        media, ext = response.video, ".mp4"  # type: ignore[union-attr]
+        media, default_ext = response.video, ".mp4"  # type: ignore[union-attr]
     else:
-        media, ext = response.images[0], ".png"  # type: ignore[union-attr]
+        media, default_ext = response.images[0], ".png"  # type: ignore[union-attr]
+    # The extension of what the provider delivered (a JPEG is no .png), the kind's usual one when unknown.
+    ext = mimetypes.guess_extension(response.content_type or "") or default_ext
     target = out or Path(f"{response.request_id}{ext}")
     if media_form(media) == "url":
         from router.fetch import RESULT_VIDEO, FetchError, fetch_bytes

@@ -145,6 +145,22 @@ def test_generate_takes_duration_size_and_aspect_ratio_flags(workdir: Path) -> N
     assert struct.unpack(">II", png.read_bytes()[16:24]) == (40, 24)
 
 
+def test_generate_names_the_file_after_the_media_it_got(workdir: Path) -> None:
+    (workdir / "jpeg.toml").write_text('''
+[routes."image-jpeg"]
+kind = "image"
+[[routes."image-jpeg".attempts]]
+provider = "mock"
+model = "mock-image"
+[[routes."image-jpeg".attempts.mock.responses]]
+mock_response = { request_id = "r", images = ["/9j/4AAQSkZJRg=="], content_type = "image/jpeg" }
+''')
+    result = run("generate", "image", "--model", "image-jpeg", "--prompt", "fox", "--routes", "jpeg.toml", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    [saved] = workdir.glob("*.jpg")
+    assert saved.read_bytes().startswith(b"\xff\xd8") and not list(workdir.glob("*.png"))
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["video", "--aspect-ratio", "7:3"], "aspect_ratio: Input should be"),
     (["video", "--size", "wide"], "size must look like 1280x720"),
