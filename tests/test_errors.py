@@ -7,6 +7,7 @@ import re
 import pytest
 
 import router
+from router import errors as E
 from router.errors import ERROR_CLASSES, TarashError, redact, scrub
 from router.log_setup import REDACTED, Redactor
 
@@ -27,6 +28,13 @@ def test_retryable_by_class(name: str, retryable: bool) -> None:
 @pytest.mark.parametrize("name", ["MissingCredentialsError", "UnsupportedCapabilityError", "ConfigurationError"])
 def test_skipped_errors(name: str) -> None:
     assert ERROR_CLASSES[name].outcome == "skipped"
+
+
+def test_every_error_class_is_exported_at_top_level() -> None:
+    """daemon.md §1: ``import router`` gives TarashError and its subclasses (those a mock or a policy can name,
+    and the skip base class a handler may subclass)."""
+    for name in (*ERROR_CLASSES, "AllAttemptsFailedError", "AttemptSkippedError"):
+        assert getattr(router, name, None) is getattr(E, name) and name in router.__all__, name
 
 
 def test_attributes_and_type_name() -> None:
