@@ -73,9 +73,9 @@ def _ceiling(value: Any) -> float | None:
         return None
     try:
         usd = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range (10**400)
         usd = -1.0
     if isinstance(value, bool) or not usd > 0 or usd == float("inf"):
-        raise ApiError(400, f"max_cost_usd must be a positive number of USD (got {value!r})",
+        raise ApiError(400, f"max_cost_usd must be a positive number of USD (got {value!r:.40})",
                        code="invalid_value", param="max_cost_usd")
     return usd

@@ -107,6 +107,14 @@ async def test_prompt_length_limit(start_daemon: StartDaemon) -> None:
     assert (await daemon.request("POST", "/v1/jobs", json={"model": "video-fast", "prompt": "x" * 100}))[0] == 202
 
 
+async def test_a_max_cost_usd_past_a_floats_range_is_a_400(daemon: Daemon) -> None:
+    for path in ("/v1/video/generations", "/v1/jobs"):
+        raw = '{"model": "video-fast", "prompt": "x", "max_cost_usd": ' + "9" * 400 + "}"  # float() overflows
+        status, body, _ = await daemon.request("POST", path, data=raw, headers={"Content-Type": "application/json"})
+        assert status == 400 and body["error"]["param"] == "max_cost_usd", body
+        assert len(body["error"]["message"]) < 200  # the number is not echoed whole
+
+
 # ---- 9. 413 from Content-Length, before the body -----------------------------------------------------------
 async def test_oversized_body_is_refused_from_its_content_length(start_daemon: StartDaemon) -> None:
     daemon = await start_daemon(max_body_bytes=1000)
