@@ -4,7 +4,8 @@ into a route and a spec request by the daemon's ``Generations`` service."""
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, NoReturn
 
 import structlog
 from aiohttp import web
@@ -25,7 +26,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not raw:
         raise ApiError(400, "request body is empty; send a JSON object", code="invalid_json")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_float=_finite_float, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, and integers past Python's 4,300 digits
         raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
@@ -34,6 +35,20 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
         raise ApiError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
     return body
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent. Python reads ``1e400`` as infinity; JSON has no such value, and a
+    non-finite number would reach ``int()`` (OverflowError) or a vendor (as ``Infinity``, which is not JSON)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is too large")
+    return value
+
+
+def _not_json(name: str) -> NoReturn:
+    """Python's ``json`` reads ``NaN``, ``Infinity`` and ``-Infinity``; JSON (RFC 8259) has none of them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _depth(value: Any, level: int = 1) -> int:

@@ -115,6 +115,19 @@ async def test_a_max_cost_usd_past_a_floats_range_is_a_400(daemon: Daemon) -> No
         assert len(body["error"]["message"]) < 200  # the number is not echoed whole
 
 
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(("path", "field"), [("/v1/videos", "seconds"), ("/v1/jobs", "max_cost_usd"),
+                                             ("/v1/video/generations", "duration_seconds")])
+async def test_non_finite_numbers_are_not_json(daemon: Daemon, path: str, field: str, number: str) -> None:
+    """Python's json reads these as inf/nan (NaN and Infinity are not JSON at all); ``seconds`` was a 500."""
+    raw = f'{{"model": "video-fast", "prompt": "x", "{field}": {number}}}'
+    status, body, _ = await daemon.request("POST", path, data=raw, headers={"Content-Type": "application/json"})
+    assert status == 400 and body["error"]["code"] == "invalid_json", body
+    status, body, _ = await daemon.request("POST", "/v1/jobs", data='{"model": "video-fast", "prompt": "x", '
+                                           f'"extra_params": {{"cfg": [{number}]}}}}')
+    assert status == 400 and body["error"]["code"] == "invalid_json", body  # never stored, never sent to a vendor
+
+
 # ---- 9. 413 from Content-Length, before the body -----------------------------------------------------------
 async def test_oversized_body_is_refused_from_its_content_length(start_daemon: StartDaemon) -> None:
     daemon = await start_daemon(max_body_bytes=1000)
