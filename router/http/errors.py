@@ -82,6 +82,13 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         # Logged once per outage by the job service; the message names no host or password.
         return error_response(503, "the job store is unreachable right now; nothing was stored, retry shortly",
                               "service_unavailable_error", "job_store_unavailable", headers={"Retry-After": "1"})
+    except web.RequestPayloadError as exc:
+        # aiohttp could not decode the body it was reading: a broken gzip/deflate stream, bad chunked framing.
+        reason = getattr(exc.__cause__, "message", None) or str(exc)
+        response = error_response(400, f"request body cannot be read: {reason}", "invalid_request_error",
+                                  "invalid_request")
+        response.force_close()
+        return response
     except BodyTimeoutError as exc:
         response = error_response(408, str(exc), "invalid_request_error", "body_timeout")
         response.force_close()

@@ -127,6 +127,10 @@ class _GuardedHandler(RequestHandler):
             return await super().finish_response(request, resp, start_time)
         finally:
             self._awaiting_head = True
+            if request.content.exception() is not None and not self._force_close:
+                # A body that failed (undecodable, too slow): aiohttp would drain the rest, which raises the same
+                # error again and logs it as an unhandled exception. The answer said Connection: close; close now.
+                self.force_close()
             gate = request.get(HELD_BY)
             if gate is not None:
                 gate.after_response(self)

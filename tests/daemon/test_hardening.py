@@ -196,6 +196,25 @@ async def test_malformed_input_is_a_400_not_a_500(start_daemon: StartDaemon, cap
     assert logged and not [e for e in logged if e["level"] in ("error", "critical") or "exception" in e]
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize(("path", "content_type"), [("/v1/jobs", "application/json"),
+                                                    ("/v1/videos", "multipart/form-data; boundary=b"),
+                                                    ("/v1/webhooks/fal/tok", "application/json")])
+async def test_a_body_that_cannot_be_decompressed_is_a_400(start_daemon: StartDaemon,
+                                                           capsys: pytest.CaptureFixture[str], encoding: str,
+                                                           path: str, content_type: str) -> None:
+    configure("info", "json")
+    daemon = await start_daemon(public_url="https://router.example")
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Encoding: {encoding}\r\n"
+    answer = await raw_exchange(daemon, head.encode() + b"Content-Length: 9\r\n\r\nnot gzip!")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in answer, answer[:300]
+    error = json_body(answer)["error"]
+    assert error["code"] == "invalid_request" and f"content-encoding: {encoding}" in error["message"], error
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert not [e for e in logged if e["level"] in ("error", "critical") or "exception" in e]  # no traceback
+    assert (await daemon.request("GET", "/healthz"))[0] == 200
+
+
 # ---- 12. empty tokens, per-address buckets, IPv6 forms of private addresses ---------------------------------
 def test_an_empty_api_key_token_is_refused_at_start(tmp_path: Path) -> None:
     (tmp_path / "routes.toml").write_text('[routes."a"]\nkind = "image"\n[[routes."a".attempts]]\nprovider = "mock"\n'
