@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, NoReturn
 
 import structlog
@@ -18,6 +19,9 @@ from router.routes import Route
 
 #: No legitimate request nests this deep; refusing early keeps pathological bodies cheap.
 MAX_JSON_DEPTH = 32
+#: Characters no client text may hold: NUL and lone surrogates (not Unicode). The PostgreSQL job store cannot
+#: store either (text and jsonb refuse them), and a vendor would get a string that cannot be encoded.
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -34,7 +38,34 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     # Nesting deeper than the limit needs more opening brackets than the limit: most bodies skip the walk.
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
         raise ApiError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
+    # Either character needs a \u escape, or raw surrogate bytes (0xED 0xA0-0xBF): most bodies skip the walk.
+    if b"\\u" in raw or b"\xed" in raw:
+        refuse_bad_text(body)
     return body
+
+
+def refuse_bad_text(fields: dict[str, Any]) -> None:
+    """``ApiError(400)`` naming the first field whose text (a string, or a key, at any depth) holds NUL or a lone
+    surrogate."""
+    param = _bad_text(fields, "")
+    if param is not None:
+        raise ApiError(400, f"{param or 'body'}: text may not contain NUL characters or lone surrogates",
+                       code="invalid_value", param=param or None)
+
+
+def _bad_text(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        # isascii() is O(1) on CPython: a large base64 payload costs one memchr for NUL, never a regex scan.
+        bad = "\x00" in value or (not value.isascii() and _BAD_CHARACTER.search(value) is not None)
+        return path if bad else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        if isinstance(key, str) and _bad_text(key, path) is not None:
+            return path
+        found = _bad_text(child, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _finite_float(text: str) -> float:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.http import sse
-from router.http.bodies import model_name, read_json, route_request
+from router.http.bodies import model_name, read_json, refuse_bad_text, route_request
 from router.http.errors import ApiError
 from router.http.keys import CLIENT, CREATE_GATE, DAEMON, SCOPES
 from router.jobs import JobRecord, JobService
@@ -269,6 +269,7 @@ async def _multipart_fields(request: web.Request) -> dict[str, Any]:
                 fields[part.name] = data.decode(part.get_charset(default="utf-8"))
     except (ValueError, LookupError, AssertionError) as exc:  # aiohttp's parser reports bad input with these
         raise ApiError(400, f"malformed multipart body: {exc}", code="invalid_multipart") from None
+    refuse_bad_text(fields)
     return fields
 
 

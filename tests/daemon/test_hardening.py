@@ -196,6 +196,26 @@ async def test_malformed_input_is_a_400_not_a_500(start_daemon: StartDaemon, cap
     assert logged and not [e for e in logged if e["level"] in ("error", "critical") or "exception" in e]
 
 
+async def test_text_with_nul_or_a_lone_surrogate_is_a_400(start_daemon: StartDaemon, pg_url: str) -> None:
+    """PostgreSQL's text and jsonb refuse both: with that job store these were 500s (nothing was stored)."""
+    daemon = await start_daemon(job_store=pg_url)
+    json_cases = [(b'"prompt": "a\\u0000b"', "prompt"), (b'"prompt": "\\ud800 alone"', "prompt"),
+                  (b'"prompt": "raw \xed\xa0\x80 bytes"', "prompt"),
+                  (b'"extra_params": {"k\\u0000": 1}', "extra_params"),
+                  (b'"extra_params": {"k": ["ok", "\\udfff"]}', "extra_params.k.1")]
+    for path in ("/v1/jobs", "/v1/videos", "/v1/video/generations"):
+        for field, param in json_cases:
+            status, body, _ = await daemon.request("POST", path, data=b'{"model": "video-fast", ' + field + b"}")
+            assert status == 400 and body["error"]["param"] == param, (path, field, body)
+    multipart = (b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nvideo-fast\r\n'
+                 b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na\x00b\r\n--b--\r\n')
+    status, body, _ = await daemon.request("POST", "/v1/videos", data=multipart,
+                                           headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert status == 400 and body["error"]["param"] == "prompt", body
+    emoji = b'{"model": "video-fast", "prompt": "\\ud83e\\udd8a \xf0\x9f\xa6\x8a \\u00e9"}'  # a pair is fine
+    assert (await daemon.request("POST", "/v1/jobs", data=emoji))[0] == 202
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 @pytest.mark.parametrize(("path", "content_type"), [("/v1/jobs", "application/json"),
                                                     ("/v1/videos", "multipart/form-data; boundary=b"),
