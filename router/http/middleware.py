@@ -70,8 +70,8 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 def admission_middleware(settings: Settings) -> Any:
     """What a request must pass before its handler, in this order (one middleware, three checks):
 
-    1. the head (``guard_refusal``): a body announced larger than ``MAX_BODY_BYTES``, a header that is not UTF-8,
-       an oversized ``Idempotency-Key``;
+    1. the head (``guard_refusal``): a body announced larger than ``MAX_BODY_BYTES``, a URL with NUL in it, a
+       header that is not UTF-8, an oversized ``Idempotency-Key``;
     2. the client token (``AuthCheck``), which also names the request's client and scopes;
     3. the client's rate on the calls that start work (``rate_refusal``).
     """
@@ -87,14 +87,19 @@ def admission_middleware(settings: Settings) -> Any:
 
 def guard_refusal(request: web.Request, settings: Settings) -> web.Response | None:
     """Refusals that need nothing but the request head: a body announced larger than ``MAX_BODY_BYTES`` (413
-    at once, before a byte of it is read; the connection is closed rather than drained) and header values that
-    are not UTF-8 or an oversized ``Idempotency-Key`` (400 instead of a failure deep inside a handler)."""
+    at once, before a byte of it is read; the connection is closed rather than drained), and a URL with NUL in it,
+    header values that are not UTF-8 or an oversized ``Idempotency-Key`` (400 instead of a failure deep inside a
+    handler)."""
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
         response = error_response(413, f"request body too large: {request.content_length} bytes announced, "
                                   f"the limit is {settings.max_body_bytes}", "invalid_request_error",
                                   "body_too_large")
         response.force_close()
         return response
+    if "\x00" in request.path or "\x00" in request.query_string:  # both decoded: %00 anywhere in the URL
+        # No id, route or client name holds one, and the PostgreSQL job store cannot even look one up (a 500).
+        return error_response(400, "the URL may not contain NUL characters (%00)", "invalid_request_error",
+                              "invalid_request")
     for name, value in request.headers.items():
         try:
             value.encode("utf-8")

@@ -216,6 +216,18 @@ async def test_text_with_nul_or_a_lone_surrogate_is_a_400(start_daemon: StartDae
     assert (await daemon.request("POST", "/v1/jobs", data=emoji))[0] == 202
 
 
+async def test_a_url_with_nul_is_a_400(start_daemon: StartDaemon, pg_url: str) -> None:
+    """A %00 in an id or a filter reached the PostgreSQL job store's lookups, which refuse NUL: a 500."""
+    daemon = await start_daemon(job_store=pg_url)
+    for method, path in [("GET", "/v1/jobs/job_%00"), ("GET", "/v1/jobs/job_%00/events"), ("DELETE", "/v1/jobs/a%00"),
+                         ("GET", "/v1/videos/a%00b/content"), ("GET", "/v1/jobs?after=%00"),
+                         ("GET", "/v1/jobs?model=video-fast%00"), ("GET", "/v1/videos?after=job_%00"),
+                         ("GET", "/v1/usage?client=%00"), ("GET", "/v1/jobs?lim%00it=1")]:
+        status, body, _ = await daemon.request(method, path)
+        assert status == 400 and body["error"]["code"] == "invalid_request", (method, path, body)
+    assert (await daemon.request("GET", "/v1/jobs?after=%2500"))[0] == 200  # an escaped "%00" is only text
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 @pytest.mark.parametrize(("path", "content_type"), [("/v1/jobs", "application/json"),
                                                     ("/v1/videos", "multipart/form-data; boundary=b"),
