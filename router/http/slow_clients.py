@@ -84,6 +84,12 @@ def _raw_error(status: int, message: str, code: str) -> bytes:
     return head.encode() + body
 
 
+def _error_response(status: int, message: str, code: str) -> web.Response:
+    """A client error in the error shape (``router.http.errors`` imports this module, so it cannot be used)."""
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "code": code,
+                                        "param": None}}, status=status)
+
+
 class _GuardedHandler(RequestHandler):
     def __init__(self, *args: Any, limits: ConnectionLimits, throttle: LogThrottle, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,6 +129,10 @@ class _GuardedHandler(RequestHandler):
 
     async def finish_response(self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
                               ) -> tuple[web.StreamResponse, bool]:
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            # Raised before the app's middlewares run, so not in the error shape yet: aiohttp's check of an
+            # ``Expect`` header other than 100-continue (417) is the one.
+            resp = _error_response(resp.status, resp.text or resp.reason, "invalid_request")
         try:
             return await super().finish_response(request, resp, start_time)
         finally:
@@ -167,9 +177,7 @@ class _GuardedHandler(RequestHandler):
         log.info("bad_http_request", status=status, reason=str(reason)[:200], remote=request.remote)
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send the error")
-        response = web.json_response({"error": {"message": f"malformed HTTP request: {str(reason)[:200]}",
-                                                "type": "invalid_request_error", "code": "bad_http_request",
-                                                "param": None}}, status=status)
+        response = _error_response(status, f"malformed HTTP request: {str(reason)[:200]}", "bad_http_request")
         response.force_close()
         return response
 

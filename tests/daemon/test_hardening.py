@@ -228,6 +228,16 @@ async def test_a_url_with_nul_is_a_400(start_daemon: StartDaemon, pg_url: str) -
     assert (await daemon.request("GET", "/v1/jobs?after=%2500"))[0] == 200  # an escaped "%00" is only text
 
 
+async def test_an_unknown_expectation_is_a_417_in_the_error_shape(daemon: Daemon) -> None:
+    """aiohttp checks ``Expect`` before the app's middlewares run: its 417 was plain text."""
+    for path in ("/v1/jobs", "/nope"):
+        answer = await raw_exchange(daemon, f"POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n"
+                                            "Content-Length: 2\r\nConnection: close\r\n\r\n{}".encode())
+        assert answer.startswith(b"HTTP/1.1 417 "), answer[:200]
+        assert json_body(answer)["error"] == {"message": "Unknown Expect: 200-ok", "type": "invalid_request_error",
+                                              "code": "invalid_request", "param": None}
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 @pytest.mark.parametrize(("path", "content_type"), [("/v1/jobs", "application/json"),
                                                     ("/v1/videos", "multipart/form-data; boundary=b"),
