@@ -228,6 +228,24 @@ async def test_a_url_with_nul_is_a_400(start_daemon: StartDaemon, pg_url: str) -
     assert (await daemon.request("GET", "/v1/jobs?after=%2500"))[0] == 200  # an escaped "%00" is only text
 
 
+async def test_a_malformed_request_is_not_quoted_back(start_daemon: StartDaemon, capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    """aiohttp's parser errors quote the offending line: a client token, a vendor webhook URL's secret."""
+    configure("info", "json")
+    daemon = await start_daemon(api_keys="tok-aaaaaaaaaaaa")
+    secrets = ("tok-aaaaaaaaaaaa", "tok-typo-bbbbbbbb", "hook-secret-cccccccc")
+    for data in (b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-aaaaaaaaaaaa\x01\r\n\r\n",
+                 b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization : Bearer tok-typo-bbbbbbbb\r\n\r\n",
+                 b"FOO /v1/webhooks/fal/hook-secret-cccccccc HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-typo-bbbbbbbb" + b" " * 9000
+                 + b"\r\n\r\n"):  # past the 8190-byte line limit
+        answer = await raw_exchange(daemon, data)
+        assert answer.startswith(b"HTTP/1.0 400 ") and json_body(answer)["error"]["code"] == "bad_http_request"
+        assert not [secret for secret in secrets if secret.encode() in answer], answer
+    logged = capsys.readouterr().err
+    assert "bad_http_request" in logged and not [secret for secret in secrets if secret in logged]
+
+
 async def test_an_unknown_expectation_is_a_417_in_the_error_shape(daemon: Daemon) -> None:
     """aiohttp checks ``Expect`` before the app's middlewares run: its 417 was plain text."""
     for path in ("/v1/jobs", "/nope"):
