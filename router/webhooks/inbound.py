@@ -196,7 +196,7 @@ class InboundWebhooks:
             raise WebhookRejected(409, "replayed", "this delivery was already accepted")
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             raise WebhookRejected(400, "bad_request", "webhook body is not JSON") from None
         field = _VENDOR_ID.get(scheme or "", "id")
         vendor_id = payload.get(field) if field is not None and isinstance(payload, dict) else None

@@ -322,6 +322,9 @@ async def test_a_gemini_hint_with_any_body_only_triggers_a_poll(start_router: St
         _, job = await router.call("GET", f"/v1/jobs/{job_id}")
         assert job["status"] == "running"  # a hint finishes nothing
         assert (await router.call("POST", url[len(router.url):].rsplit(".", 1)[0] + ".guess", json={}))[0] == 404
+        # Nesting deeper than json's stack was a RecursionError: a 500 to whoever holds the URL.
+        status, answer = await router.call("POST", url[len(router.url):], data=b"[" * 100_000)
+        assert status == 400 and answer["error"]["code"] == "bad_request", answer
         (vendor_job,) = google.jobs.values()
         vendor_job.finished = True
         delivery = await google.deliver_webhook(vendor_job, url)
