@@ -8,11 +8,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 
 #: Deliveries whose timestamp is further than this from now are refused (replays of old captures).
 TOLERANCE_SECONDS = 300.0
 SECRET_PREFIX = "whsec_"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class WebhookVerificationError(ValueError):
@@ -43,7 +45,9 @@ def headers_for(key: bytes, msg_id: str, timestamp: int, body: bytes) -> dict[st
 
 def check_timestamp(value: str | None, now: float, tolerance: float = TOLERANCE_SECONDS) -> int:
     """The integer timestamp of a delivery, refused when missing, malformed, or more than ``tolerance`` away."""
-    if not value or not value.strip().isdigit():
+    # ASCII digits, as many as a Unix time has: str.isdigit() also takes "²" (int() refuses it) and 5,000 digits
+    # (past int()'s limit), and that ValueError was taken for a failed key fetch (503, "retry later").
+    if not value or not _TIMESTAMP.fullmatch(value.strip()):
         raise WebhookVerificationError("missing or malformed timestamp")
     timestamp = int(value)
     if abs(now - timestamp) > tolerance:

@@ -181,6 +181,9 @@ async def test_forged_replayed_and_unknown_webhooks_change_nothing(start_router:
         stale = {**headers, "X-Fal-Webhook-Timestamp": str(int(time.time()) - 600)}
         status, answer = await post(path, body, stale)
         assert status == 401 and answer["error"]["code"] == "bad_signature"
+        for malformed in ("²", "9" * 5000):  # str.isdigit() takes both, int() neither: was a 503, "retry later"
+            status, answer = await post(path, body, {**headers, "X-Fal-Webhook-Timestamp": malformed})
+            assert status == 401 and answer["error"]["code"] == "bad_signature", answer
         assert (await post(path, b"x" * (4 * 1024 * 1024 + 1), headers))[0] == 413
         assert fal.calls["status"] == 1
         # The real one is accepted once; the same bytes again are a replay.
@@ -189,7 +192,7 @@ async def test_forged_replayed_and_unknown_webhooks_change_nothing(start_router:
         assert status == 409 and answer["error"]["code"] == "replayed"
         job = await router.finished(job_id)
         assert job["status"] == "completed"
-        for provider, result, count in (("fal", "bad_signature", 2), ("fal", "unknown_token", 2),
+        for provider, result, count in (("fal", "bad_signature", 4), ("fal", "unknown_token", 2),
                                         ("replicate", "unknown_token", 1), ("fal", "too_large", 1),
                                         ("fal", "replayed", 1)):
             assert await router.metric("tarash_router_webhooks_received_total", provider=provider,
