@@ -35,6 +35,7 @@ log = structlog.get_logger(logger_name="router.webhooks")
 KEEPALIVE_SECONDS = 15.0
 T = TypeVar("T")
 JOB_STATUSES = get_args(JobStatus)
+KINDS = get_args(Kind)
 
 
 def _service(request: web.Request) -> JobService:
@@ -138,8 +139,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in JOB_STATUSES:
         raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}", param="status")
-    jobs, more = await _list(request, kind=request.query.get("kind"), status=status,
-                             route=request.query.get("model") or None)
+    kind = request.query.get("kind") or None
+    if kind is not None and kind not in KINDS:  # a typo ("videos") would otherwise list nothing, silently
+        raise ApiError(400, f"kind must be one of {', '.join(KINDS)}", param="kind")
+    jobs, more = await _list(request, kind=kind, status=status, route=request.query.get("model") or None)
     return web.json_response({"object": "list", "data": [job_view(j) for j in jobs], "has_more": more})
 
 

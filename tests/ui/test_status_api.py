@@ -160,6 +160,10 @@ async def test_job_list_filters_and_prompt(daemon: Daemon) -> None:
     assert len(body["data"]) == 1
     status, body, _ = await daemon.request("GET", "/v1/jobs?status=done")
     assert status == 400 and body["error"]["param"] == "status"
+    body = (await daemon.request("GET", "/v1/jobs?kind=image"))[1]
+    assert [j["id"] for j in body["data"]] == [ids["image-fast"]]
+    status, body, _ = await daemon.request("GET", "/v1/jobs?kind=videos")  # a typo listed nothing, silently
+    assert status == 400 and body["error"]["param"] == "kind"
     await daemon.request("DELETE", f"/v1/jobs/{ids['video-slow']}")
     body = (await daemon.request("GET", "/v1/jobs?status=cancelled"))[1]
     assert [j["id"] for j in body["data"]] == [ids["video-slow"]]
