@@ -325,10 +325,16 @@ async def create_video(request: web.Request) -> web.Response:
     return web.json_response(video_view(job))
 
 
-async def get_video(request: web.Request) -> web.Response:
+async def _visible_video(request: web.Request) -> JobRecord:
+    """``_visible_job``, if it is a video job: an image job is no video of OpenAI's API (404)."""
     job = await _visible_job(request)
     if job.kind != "video":
         raise ApiError(404, f"{job.id} is not a video", "not_found_error", "job_not_found")
+    return job
+
+
+async def get_video(request: web.Request) -> web.Response:
+    job = await _visible_video(request)
     headers = {} if job.finished else {"openai-poll-after-ms": str(poll_after_ms(job))}
     return web.json_response(video_view(job), headers=headers)
 
@@ -360,7 +366,7 @@ async def delete_video(request: web.Request) -> web.Response:
 
 async def video_content(request: web.Request) -> web.StreamResponse:
     """The video bytes: inline results are decoded; vendor URLs are fetched and streamed through."""
-    job = await _visible_job(request)
+    job = await _visible_video(request)  # an image job's result has no "video" (a KeyError: 500)
     variant = request.query.get("variant", "video")
     if variant not in SORA_VARIANTS:
         raise ApiError(400, f"variant must be one of {', '.join(SORA_VARIANTS)}, got {variant!r}", param="variant")

@@ -187,6 +187,8 @@ async def test_job_content_serves_videos_and_images(daemon: Daemon) -> None:
         assert (await response.read())[:4] == b"\x89PNG"
     status, body, _ = await daemon.request("GET", f"/v1/jobs/{image}/content?index=3")
     assert status == 404 and body["error"]["param"] == "index"
+    status, body, _ = await daemon.request("GET", f"/v1/videos/{image}/content")  # was a 500 (no "video")
+    assert status == 404 and body["error"]["code"] == "job_not_found", body
     status, body, _ = await daemon.request("GET", f"/v1/jobs/{slow}/content")
     assert status == 409
     status, body, _ = await daemon.request("GET", "/v1/jobs/job_nope/content")
