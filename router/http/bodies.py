@@ -30,7 +30,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not raw:
         raise ApiError(400, "request body is empty; send a JSON object", code="invalid_json")
     try:
-        body = json.loads(raw, parse_float=_finite_float, parse_constant=_not_json)
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads(raw) does
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, and integers past Python's 4,300 digits
         raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
@@ -80,6 +80,10 @@ def _finite_float(text: str) -> float:
 def _not_json(name: str) -> NoReturn:
     """Python's ``json`` reads ``NaN``, ``Infinity`` and ``-Infinity``; JSON (RFC 8259) has none of them."""
     raise ValueError(f"{name} is not a JSON value")
+
+
+#: Made once: ``json.loads`` with these hooks would build a decoder per call (4 µs of a request's CPU).
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_not_json)
 
 
 def _depth(value: Any, level: int = 1) -> int:
