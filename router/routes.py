@@ -48,10 +48,16 @@ def looks_like_secret(value: Any) -> bool:
     return isinstance(value, str) and (value.startswith(_KEY_PREFIXES) or bool(_KEY_RUN.search(value)))
 
 
+#: Every spec table: unknown keys are refused, and so is a value of the wrong TOML type (``timeout = true``,
+#: ``retries = "2"``) or a float that is not a number (``timeout = inf``): lax validation would coerce the first
+#: two and let ``inf`` mean "no timeout" without the operator having said so.
+SPEC_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 class AttemptSpec(BaseModel):
     """One ``[[routes."name".attempts]]`` table."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
@@ -77,7 +83,7 @@ class AttemptSpec(BaseModel):
 
 
 class RouteSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
     kind: Literal["video", "image"]
     description: str = ""
@@ -93,7 +99,7 @@ class ClientSpec(BaseModel):
     """``[clients."<name>"]``: a named client's budgets (names come from ``API_KEYS="name=token"``), USD per UTC
     day and per UTC calendar month; a request whose estimate would cross what is left is refused (402)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
     daily_budget_usd: float | None = Field(default=None, gt=0)
     monthly_budget_usd: float | None = Field(default=None, gt=0)
@@ -105,7 +111,7 @@ class ClientSpec(BaseModel):
 class ProviderSpec(BaseModel):
     """``[providers."<name>"]``: limits shared by every route that uses the provider."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
     max_concurrency: int | None = Field(default=None, ge=1)
     requests_per_minute: int | None = Field(default=None, ge=1)

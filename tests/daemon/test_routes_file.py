@@ -118,3 +118,49 @@ def test_the_repo_example_serves_without_keys() -> None:
     assert {"video", "image"} == {route.kind for route in snapshot.routes.values()}
     assert all(config.provider == "mock" for route in snapshot.routes.values() for config in route.chain)
     assert any(len(route.chain) > 1 for route in snapshot.routes.values())  # a fallback to see
+
+
+WRONG_TYPES = """
+[routes."v"]
+kind = "video"
+max_cost_usd = nan
+max_concurrency = 2.0
+[[routes."v".attempts]]
+provider = "mock"
+model = "m"
+timeout = true
+retries = "2"
+webhooks = 1
+[[routes."v".attempts]]
+provider = "mock"
+model = "m"
+timeout = inf
+poll_interval = "0.5"
+
+[clients."app"]
+daily_budget_usd = "5"
+
+[providers."mock"]
+max_concurrency = true
+"""
+
+
+def test_a_value_of_the_wrong_toml_type_is_refused_not_coerced() -> None:
+    # Lax validation read `timeout = true` as 1 s, `"2"` as 2 retries and `inf` as no timeout at all.
+    with pytest.raises(RoutesError) as info:
+        parse(WRONG_TYPES)
+    problems = info.value.problems
+    expected = [
+        'routes."v".max_cost_usd: Input should be a finite number',
+        'routes."v".max_concurrency: Input should be a valid integer',
+        'routes."v".attempts[0].timeout: Input should be a valid number',
+        'routes."v".attempts[0].retries: Input should be a valid integer',
+        'routes."v".attempts[0].webhooks: Input should be a valid boolean',
+        'routes."v".attempts[1].timeout: Input should be a finite number',
+        'routes."v".attempts[1].poll_interval: Input should be a valid number',
+        'clients."app".daily_budget_usd: Input should be a valid number',
+        'providers."mock".max_concurrency: Input should be a valid integer',
+    ]
+    for start in expected:
+        assert any(p.startswith(start) for p in problems), (start, problems)
+    assert len(problems) == len(expected), problems
