@@ -14,6 +14,7 @@ the tuning.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -26,6 +27,7 @@ import prometheus_client
 import structlog
 from aiohttp import web
 
+from router.cli import GC_THRESHOLDS
 from router.models import AttemptMetadata, ExecutionMetadata, ImageGenerationRequest, ImageGenerationResponse
 
 
@@ -85,4 +87,8 @@ async def run_floor(upstream: str, port: int) -> None:
     runner = web.AppRunner(floor_app(upstream), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    # The router's own GC tuning (router/cli.py): without it the floor pays collections the router does not.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     await asyncio.Event().wait()
