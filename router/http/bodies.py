@@ -44,6 +44,17 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def query_int(request: web.Request, name: str, default: int) -> int:
+    """Query parameter ``name`` as a whole number (``default`` when absent), or a 400 naming it. ASCII digits only:
+    int() also took "５", "5_0" and " 5 "."""
+    value = request.query.get(name)
+    if value is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", value):
+        raise ApiError(400, f"{name} must be a whole number, like 20", param=name)
+    return int(value)
+
+
 def refuse_bad_text(fields: dict[str, Any]) -> None:
     """``ApiError(400)`` naming the first field whose text (a string, or a key, at any depth) holds NUL or a lone
     surrogate."""

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.http import sse
-from router.http.bodies import model_name, read_json, refuse_bad_text, route_request
+from router.http.bodies import model_name, query_int, read_json, refuse_bad_text, route_request
 from router.http.errors import ApiError
 from router.http.keys import CLIENT, CREATE_GATE, DAEMON, SCOPES
 from router.jobs import JobRecord, JobService
@@ -189,10 +189,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 def _limit(request: web.Request) -> int:
-    try:
-        return max(1, min(100, int(request.query.get("limit", "20"))))
-    except ValueError:
-        raise ApiError(400, "limit must be an integer", param="limit") from None
+    return max(1, min(100, query_int(request, "limit", 20)))
 
 
 async def _list(request: web.Request, kind: str | None, status: str | None = None,
@@ -235,10 +232,7 @@ async def _video_fields(request: web.Request) -> dict[str, Any]:
         fields = await read_json(request)
     out: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("seconds", "size", "input_reference")}
     if "seconds" in fields:
-        try:
-            out["duration_seconds"] = int(fields["seconds"])
-        except (TypeError, ValueError):
-            raise ApiError(400, "seconds must be a whole number of seconds", param="seconds") from None
+        out["duration_seconds"] = _seconds(fields["seconds"])
     if fields.get("size"):
         out.update(size_to_request(str(fields["size"])))
     reference = fields.get("input_reference")
@@ -246,6 +240,16 @@ async def _video_fields(request: web.Request) -> dict[str, Any]:
         image = reference.get("image_url") or reference
         out["image_list"] = [{"image": image, "type": "first_frame"}]
     return out
+
+
+def _seconds(value: Any) -> int:
+    """OpenAI's ``seconds`` ("8", or 8 from a JSON client) as whole seconds. int() alone took 5.5 as 5, true as 1
+    and "５" as 5: a clip of another length than asked, silently."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value.strip()):
+        return int(value)
+    raise ApiError(400, "seconds must be a whole number of seconds, like \"8\"", param="seconds")
 
 
 async def _multipart_fields(request: web.Request) -> dict[str, Any]:
@@ -359,7 +363,7 @@ async def list_videos(request: web.Request) -> web.Response:
 
 
 async def delete_video(request: web.Request) -> web.Response:
-    job = await _visible_job(request)
+    job = await _visible_video(request)  # an image job is no video to delete here (GET says 404 too)
     await _service(request).delete(job.id)
     return web.json_response({"id": job.id, "object": "video.deleted", "deleted": True})
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from router.activity import summarize
 from router.daemon import Daemon
 from router.errors import TarashError
+from router.http.bodies import query_int
 from router.http.errors import ApiError
 from router.http.jobs_api import _visible_job, send_media, video_content
 from router.http.keys import DAEMON
@@ -162,10 +163,7 @@ async def job_content(request: web.Request) -> web.StreamResponse:
         raise ApiError(409 if not job.finished else 404, f"job {job.id} is {job.status}, no content yet",
                        code="content_not_ready")
     images = job.result.get("images") or []
-    try:
-        index = int(request.query.get("index", "0"))
-    except ValueError:
-        raise ApiError(400, "index must be an integer", param="index") from None
+    index = query_int(request, "index", 0)
     if not 0 <= index < len(images):
         raise ApiError(404, f"job {job.id} has {len(images)} image(s); no index {index}", "not_found_error",
                        "not_found", param="index")

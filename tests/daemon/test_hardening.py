@@ -128,6 +128,38 @@ async def test_non_finite_numbers_are_not_json(daemon: Daemon, path: str, field:
     assert status == 400 and body["error"]["code"] == "invalid_json", body  # never stored, never sent to a vendor
 
 
+@pytest.mark.parametrize("seconds", [5.5, True, "\uff15", "5_0", "-4", "", [8]])
+async def test_seconds_must_be_whole_seconds(daemon: Daemon, seconds: Any) -> None:
+    """int() read 5.5 as 5, true as 1 and a full-width digit as 5: a clip of another length than asked."""
+    status, body, _ = await daemon.request("POST", "/v1/videos", json={"model": "video-fast", "prompt": "x",
+                                                                       "seconds": seconds})
+    assert status == 400 and body["error"]["param"] == "seconds", body
+    for good in ("8", 8):
+        status, body, _ = await daemon.request("POST", "/v1/videos", json={"model": "video-fast", "prompt": "x",
+                                                                           "seconds": good})
+        assert status == 200 and body["seconds"] == "8", body
+
+
+@pytest.mark.parametrize(("path", "param"), [("/v1/jobs?limit=", "limit"), ("/v1/videos?limit=", "limit"),
+                                             ("/v1/jobs/{image}/content?index=", "index")])
+async def test_query_numbers_are_ascii_digits(daemon: Daemon, path: str, param: str) -> None:
+    image = (await daemon.request("POST", "/v1/jobs", json={"model": "image-fast", "prompt": "x"}))[1]["id"]
+    for _ in range(500):  # index is read once the image is there (a queued job's content is a 409 first)
+        if (await daemon.request("GET", f"/v1/jobs/{image}"))[1]["status"] == "completed":
+            break
+        await asyncio.sleep(0.01)
+    for bad in ("%EF%BC%95", "5_0", "-1", "1e3", "abc", "%205"):  # '５' and ' 5' percent-encoded
+        status, body, _ = await daemon.request("GET", path.format(image=image) + bad)
+        assert status == 400 and body["error"]["param"] == param, (bad, body)
+
+
+async def test_an_image_job_is_no_video_to_delete(daemon: Daemon) -> None:
+    image = (await daemon.request("POST", "/v1/jobs", json={"model": "image-fast", "prompt": "x"}))[1]["id"]
+    status, body, _ = await daemon.request("DELETE", f"/v1/videos/{image}")  # GET /v1/videos/{id} said 404 too
+    assert status == 404 and body["error"]["code"] == "job_not_found", body
+    assert (await daemon.request("GET", f"/v1/jobs/{image}"))[0] == 200  # still there
+
+
 # ---- 9. 413 from Content-Length, before the body -----------------------------------------------------------
 async def test_oversized_body_is_refused_from_its_content_length(start_daemon: StartDaemon) -> None:
     daemon = await start_daemon(max_body_bytes=1000)
