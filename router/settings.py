@@ -134,6 +134,12 @@ class Settings(BaseSettings):
             return self.log_format
         return "console" if sys.stderr.isatty() else "json"
 
+    @field_validator("log_level", "log_format", "event_loop", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        # LOG_LEVEL=INFO is how most tools spell it (Python's logging, systemd units): the same setting as info.
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("api_keys")
     @classmethod
     def _api_keys_parse(cls, value: SecretStr) -> SecretStr:

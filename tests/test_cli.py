@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import router
+from router.settings import Settings
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 ROUTES = """
@@ -75,6 +76,14 @@ def test_a_bad_setting_is_one_line(workdir: Path, env: dict[str, str], words: st
     result = run("serve", cwd=workdir, env=env)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and words in result.stderr
+
+
+def test_settings_spelled_in_capitals_are_the_same_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TARASH_ROUTER_LOG_LEVEL", "WARNING")  # Python's logging and most units spell it so
+    monkeypatch.setenv("TARASH_ROUTER_LOG_FORMAT", "JSON")
+    monkeypatch.setenv("TARASH_ROUTER_EVENT_LOOP", " AsyncIO ")
+    settings = Settings(_env_file=None)
+    assert (settings.log_level, settings.log_format, settings.event_loop) == ("warning", "json", "asyncio")
 
 
 def test_a_missing_routes_file_points_at_the_routes_flag(tmp_path: Path) -> None:
