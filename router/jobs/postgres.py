@@ -45,6 +45,9 @@ _WRITES = frozenset({"insert", "save", "claim", "renew", "release", "request_can
                      "append_event", "watch_events", "put_outbox", "slot_acquire", "slot_release", "bucket_take",
                      "circuit_open", "circuit_close", "note_push", "take_pushes", "claim_outbox", "release_outbox",
                      "record_outbox_try"})
+#: In the JSON the stores write: an escaped backslash, a valid surrogate pair (both kept), or what jsonb refuses
+#: to hold: ``\u0000`` and a lone surrogate, which json.dumps writes for a vendor's text that has them.
+_UNSTORABLE = re.compile(r"\\\\|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u(0000|d[89a-f][0-9a-f]{2})", re.I)
 #: How long an operation waits for a connection while the database is known to be down.
 DOWN_TIMEOUT_SECONDS = 1.0
 #: Preparing the schema is given up client-side after this many store timeouts (the server's lock_timeout and
@@ -93,6 +96,19 @@ def _passwords(url: str) -> list[str]:
     """The passwords ``redact`` hides in ``url``, as written there."""
     return [match[2] for pattern in (_USERINFO_PASSWORD, _QUERY_PASSWORD) for match in pattern.finditer(url)
             if match[2]]
+
+
+def jsonb(text: str) -> str:
+    """JSON text ``text`` as a jsonb column takes it: NUL and lone surrogates (a vendor's answer may hold either;
+    the API refuses them in requests) become U+FFFD. Without this the save fails on every retry and the job with
+    it. Most texts have neither escape and skip the scan."""
+    if "\\u0000" not in text and "\\ud" not in text and "\\uD" not in text:
+        return text
+    return _UNSTORABLE.sub(lambda m: "\\ufffd" if m[3] else m[0], text)
+
+
+def _dumps(value: Any) -> str:
+    return jsonb(json.dumps(value, default=str))
 
 
 class PostgresJobStore:
@@ -309,8 +325,7 @@ class PostgresJobStore:
         rows, _ = await self._batched(
             "insert", id=job.id, kind=job.kind, route=job.route, status=job.status, owner=job.owner,
             idempotency_key=job.idempotency_key, created_at=job.created_at, updated_at=job.updated_at,
-            request=json.dumps(job.request),
-            chain=json.dumps(job.chain), body=encoded_body(job, body),
+            request=jsonb(json.dumps(job.request)), chain=jsonb(json.dumps(job.chain)), body=jsonb(encoded_body(job, body)),
             worker=job.worker if lease_seconds else None, lease=lease_seconds or 0.0,
         )
         return bool(rows)
@@ -318,7 +333,7 @@ class PostgresJobStore:
     async def save(self, job: JobRecord, *, body: str | None = None) -> bool:
         require_timestamps(job)
         _, count = await self._batched("save", status=job.status, updated_at=job.updated_at, id=job.id,
-                                       worker=job.worker, body=encoded_body(job, body))
+                                       worker=job.worker, body=jsonb(encoded_body(job, body)))
         return count == 1
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[JobRecord]:
@@ -372,7 +387,7 @@ class PostgresJobStore:
 
     # ---- events -------------------------------------------------------------------------------------------
     async def append_event(self, job_id: str, seq: int, event: str, data: dict[str, Any]) -> None:
-        await self._batched("append_event", job_id=job_id, seq=seq, event=event, data=json.dumps(data, default=str))
+        await self._batched("append_event", job_id=job_id, seq=seq, event=event, data=_dumps(data))
 
     async def watch_events(self, job_id: str, seconds: float) -> None:
         await self._rows("watch_events", id=job_id, seconds=seconds)
@@ -388,12 +403,12 @@ class PostgresJobStore:
     # ---- outbox (client webhooks) ---------------------------------------------------------------------------
     async def put_outbox(self, message: OutboxMessage) -> None:
         await self._rows("put_outbox", id=message.id, job_id=message.job_id, status=message.status,
-                         created_at=message.created_at, body=json.dumps(asdict(message), default=str),
+                         created_at=message.created_at, body=_dumps(asdict(message)),
                          due_at=message.next_attempt_at)
 
     async def record_outbox_try(self, message: OutboxMessage, worker: str) -> bool:
         rows = await self._rows("record_outbox_try", id=message.id, status=message.status, worker=worker,
-                                body=json.dumps(asdict(message), default=str), due_at=message.next_attempt_at)
+                                body=_dumps(asdict(message)), due_at=message.next_attempt_at)
         return bool(rows)
 
     async def claim_outbox(self, worker: str, now: datetime, limit: int, lease_seconds: float,

@@ -59,6 +59,22 @@ async def test_a_job_round_trips_whole(store: JobStore) -> None:
     assert await store.get("job_missing") is None
 
 
+async def test_a_vendors_nul_or_lone_surrogate_never_fails_a_write(store: JobStore) -> None:
+    """A vendor may answer text with NUL or a lone surrogate (the API refuses both in requests). PostgreSQL's jsonb
+    cannot hold either: it keeps U+FFFD in their place; the job is kept, never a save failing on every retry."""
+    vendor = {"revised_prompt": "a\x00b", "provider_metadata": {"k\x00": "\ud800", "ok": "x\U0001F600y \\u0000"}}
+    assert await store.insert(job("job_nul", result=vendor, error={"message": "bad\udc00", "status": 502}))
+    assert await store.save(job("job_nul", status="completed", result=vendor, attempts=[{"error": "\x00"}]))
+    await store.append_event("job_nul", 1, "update", {"message": "x\x00y"})
+    got = await store.get("job_nul")
+    assert got is not None and got.status == "completed"
+    kept = got.result["revised_prompt"], got.attempts[0]["error"], (await store.events("job_nul"))[0][2]["message"]
+    assert kept in (("a\x00b", "\x00", "x\x00y"), ("a\ufffdb", "\ufffd", "x\ufffdy"))
+    metadata = got.result["provider_metadata"]
+    assert metadata["ok"] == "x\U0001F600y \\u0000"  # a surrogate pair and an escaped backslash are left alone
+    assert metadata in ({"k\x00": "\ud800", "ok": metadata["ok"]}, {"k\ufffd": "\ufffd", "ok": metadata["ok"]})
+
+
 async def test_save_writes_the_mutable_fields_never_request_or_chain(store: JobStore) -> None:
     await store.insert(job("job_1"))
     later = T0 + timedelta(minutes=5)
