@@ -26,8 +26,9 @@ from typing import Any
 import structlog
 
 from router.jobs.postgres_batch import PostgresGroupCommit, Result
-from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, JobStoreUnavailableError, Notice, OnNotice, OutboxMessage, OutboxStatus, SpendEntry,
-                               encoded_body, job_from, outbox_from, require_timestamps)
+from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, JobStoreUnavailableError, Notice,
+                               OnNotice, OutboxMessage, OutboxStatus, SpendEntry, encoded_body, job_from, outbox_from,
+                               require_timestamps)
 from router.log_setup import redactor
 
 log = structlog.get_logger(logger_name="router.jobs.postgres")
