@@ -96,27 +96,27 @@ class Budgets:
         """Refuse (``BudgetExceededError``) a request whose estimate would cross ``client``'s remaining daily or
         monthly budget, counting what generations still running have reserved; else reserve the estimate under
         ``key`` (a new one by default) until ``recorder(..., key)`` hears the end or ``release``. The key; None
-        when nothing was reserved (a shared store and a client without budgets)."""
+        when nothing was reserved (a client without budgets)."""
+        spec = self._clients().get(client)
+        if spec is None or not (spec.daily_budget_usd or spec.monthly_budget_usd):
+            # Nothing to check and nobody to count it against: no estimate, no reservation (the anonymous client
+            # of a daemon without API_KEYS takes this path on every request).
+            return None
         key = key or self.new_key()
         needed = request_estimate(route, request)
-        spec = self._clients().get(client)
         windows = [(period, budget) for period, budget in zip(
-            periods(self.clock()), (spec.daily_budget_usd, spec.monthly_budget_usd) if spec else (None, None))
-            if budget]
+            periods(self.clock()), (spec.daily_budget_usd, spec.monthly_budget_usd)) if budget]
         if self._shared:
-            if not windows:  # a client without budgets reserves nothing anyone counts
-                return None
             await self._reserve_shared(client, key, needed, windows)
             self._pending.setdefault(client, {})[key] = needed
             return key
-        if windows:
-            pending = sum(self._pending.get(client, {}).values())
-            await self.writer.flush()  # the ledger holds every spend recorded so far
-            for period, budget in windows:
-                spent = sum(e.usd for e in await self.store.spend(client, period.first_day.isoformat(),
-                                                                   period.last_day.isoformat()))
-                if (left := budget - spent - pending) <= 0 or needed > left:
-                    raise _exceeded(client, period, budget, left, needed)
+        pending = sum(self._pending.get(client, {}).values())
+        await self.writer.flush()  # the ledger holds every spend recorded so far
+        for period, budget in windows:
+            spent = sum(e.usd for e in await self.store.spend(client, period.first_day.isoformat(),
+                                                               period.last_day.isoformat()))
+            if (left := budget - spent - pending) <= 0 or needed > left:
+                raise _exceeded(client, period, budget, left, needed)
         self._pending.setdefault(client, {})[key] = needed
         return key
 
