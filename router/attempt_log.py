@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-import structlog
 
+from router.log_setup import get_logger
 from router.errors import TarashError
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.observers import ChainObserver
 from router.provider_job import ProviderJob
 
-log = structlog.get_logger(logger_name="router.attempts")
+log = get_logger("router.attempts")
 
 
 class AttemptLogger(ChainObserver):

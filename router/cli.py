@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import structlog
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 #: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
@@ -305,12 +304,12 @@ def _supervise(settings: Any) -> int:
     from router.daemon import open_job_store
     from router.jobs.service import default_instance_id
     from router.jobs.store import JobStoreError
-    from router.log_setup import configure
+    from router.log_setup import configure, get_logger
     from router.sdnotify import Notifier
     from router.workers import PortError, Supervisor, reserve_port
 
     configure(settings.log_level, settings.resolved_log_format())
-    log = structlog.get_logger(logger_name="router.serve")
+    log = get_logger("router.serve")
     preflight = _preflight(settings, log)
     if isinstance(preflight, int):
         return preflight
@@ -358,7 +357,7 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     from router.workers import STOP_MARGIN_SECONDS
     from router.http.app import create_app
     from router.http.slow_clients import ConnectionLimits, GuardedAppRunner, LogThrottle, accept_error_handler
-    from router.log_setup import configure
+    from router.log_setup import configure, get_logger
     from router.http.keys import DAEMON
     from router.jobs.store import JobStoreError
     from router.reload import RoutesHolder
@@ -372,7 +371,7 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
             return EXIT_OK  # the supervisor is already gone
     configure(settings.log_level, settings.resolved_log_format(),
               fields=None if worker is None else {"worker": worker, "pid": os.getpid()})
-    log = structlog.get_logger(logger_name="router.serve")
+    log = get_logger("router.serve")
     snapshot = _preflight(settings, log)
     if isinstance(snapshot, int):
         return snapshot

@@ -28,13 +28,13 @@ import contextlib
 import uuid
 from typing import Any
 
-import structlog
 
+from router.log_setup import get_logger
 from router.breakers import CircuitBreakers
 from router.jobs.store import Notice
 from router.tasks import cancel_and_wait
 
-log = structlog.get_logger(logger_name="router.cluster")
+log = get_logger("router.cluster")
 
 #: A waiter with no notification re-tries for a free slot this often.
 SLOT_POLL_SECONDS = 1.0

@@ -15,15 +15,14 @@ from datetime import datetime
 from typing import Literal
 from pathlib import Path
 
-import structlog
 import watchfiles
 
 from router import routes as routes_module
-from router.log_setup import redactor
+from router.log_setup import get_logger, redactor
 from router.models import utc_now
 from router.routes import RoutesError, RoutesSnapshot
 
-log = structlog.get_logger(logger_name="router.reload")
+log = get_logger("router.reload")
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import structlog
 
+from router.log_setup import get_logger
 from router.jobs.store import SpendEntry, SpendStore, shared_store
 
-log = structlog.get_logger(logger_name="router.budgets")
+log = get_logger("router.budgets")
 
 #: How long a recorded spend waits for others to share its write: at one request a millisecond, ~50 requests.
 DELAY_SECONDS = 0.05

@@ -40,13 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
 from prometheus_client.multiprocess import mark_process_dead
 
+from router.log_setup import get_logger
 from router.metrics import MULTIPROCESS_ENV
 from router.sdnotify import Notifier
 
-log = structlog.get_logger(logger_name="router.workers")
+log = get_logger("router.workers")
 
 #: A worker slot that exits this many times within the window gives up the whole service.
 MAX_CRASHES = 5

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
 from router import errors as E
+from router.log_setup import get_logger
 from router.http.slow_clients import BodyTimeoutError
 from router.jobs.store import JobStoreUnavailableError
 
-log = structlog.get_logger(logger_name="router.http")
+log = get_logger("router.http")
 
 
 #: ``error.code`` for errors answered by status alone (aiohttp's own, or ours without a more precise code).

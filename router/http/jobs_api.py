@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 import aiohttp
-import structlog
 from aiohttp import web
 
+from router.log_setup import get_logger
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.http import sse
 from router.http.bodies import model_name, query_int, read_json, refuse_bad_text, route_request
@@ -28,7 +28,7 @@ from router.registry import get_handler
 from router.routes import CONFIG_TYPES
 from router.webhooks.outbound import NO_SECRET, WebhookSecretError, WebhookURLError, check_webhook_url
 
-log = structlog.get_logger(logger_name="router.webhooks")
+log = get_logger("router.webhooks")
 
 #: An idle event stream (a job waiting in the queue, a vendor that reports nothing) gets an SSE comment this
 #: often, so proxies with idle timeouts (nginx: 60 s) keep it open.

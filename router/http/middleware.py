@@ -15,13 +15,13 @@ from aiohttp import web
 from router.http.errors import ApiError, error_response
 from router.http.keys import CLIENT, DAEMON, SCOPES
 from router.ids import Ids
-from router.log_setup import redactor
+from router.log_setup import get_logger, redactor
 from router.metrics import Metrics
 from router.settings import Settings
 from router.webhooks.paths import PATH_PREFIX as WEBHOOK_PATH_PREFIX
 from router.webhooks.paths import redact_path
 
-log = structlog.get_logger(logger_name="router.access")
+log = get_logger("router.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Reachable without a client token: probes and the metrics scrape.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from router.log_setup import get_logger
 from router.http.create_gate import HELD_BY
 from router.settings import Settings
 
-log = structlog.get_logger(logger_name="router.http")
+log = get_logger("router.http")
 
 #: An idle keep-alive connection is closed after this long (nginx's default; aiohttp's runners keep one for an hour).
 KEEPALIVE_SECONDS = 75.0

@@ -23,15 +23,14 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-import structlog
 
 from router.jobs.postgres_batch import PostgresGroupCommit, Result
 from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, JobStoreUnavailableError, Notice,
                                OnNotice, OutboxMessage, OutboxStatus, SpendEntry, encoded_body, job_from, outbox_from,
                                require_timestamps)
-from router.log_setup import redactor
+from router.log_setup import get_logger, redactor
 
-log = structlog.get_logger(logger_name="router.jobs.postgres")
+log = get_logger("router.jobs.postgres")
 
 SETTING = "TARASH_ROUTER_JOB_STORE"
 LISTEN_SETTING = "TARASH_ROUTER_JOB_STORE_LISTEN"

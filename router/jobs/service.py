@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import structlog
 
+from router.log_setup import get_logger
 from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
@@ -63,7 +63,7 @@ if TYPE_CHECKING:  # router.budgets and router.webhooks import the store protoco
     from router.webhooks.inbound import InboundWebhooks
     from router.webhooks.outbound import OutboundWebhooks
 
-log = structlog.get_logger(logger_name="router.jobs")
+log = get_logger("router.jobs")
 
 ObserversFor = Callable[[str, str], Sequence[ChainObserver]]
 #: The validated request and the route a job was created from in this process.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, Protocol, cast
 
-import structlog
+from router.log_setup import get_logger
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -217,7 +217,7 @@ class UnreadableRows:
     def report(self, job_id: str, exc: Exception) -> None:
         if job_id not in self._reported:
             self._reported.add(job_id)
-            structlog.get_logger(logger_name="router.jobs").error(
+            get_logger("router.jobs").error(
                 "job_store_row_unreadable", job_id=job_id, error=f"{type(exc).__name__}: {str(exc)[:200]}",
                 hint="the job is skipped; delete or repair its row")
 

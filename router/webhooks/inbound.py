@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import structlog
 
+from router.log_setup import get_logger
 from router.errors import Secret, TarashError
 from router.handler import WEBHOOK_URL_KEY, ProviderHandler, is_stepped
 from router.jobs.store import JobRecord, JobStore, JobStoreUnavailableError, Notice, shared_store
@@ -49,7 +49,7 @@ from router.webhooks import fal, signing
 from router.webhooks.paths import PATH_PREFIX
 from router.webhooks.signing import TOLERANCE_SECONDS, WebhookVerificationError
 
-log = structlog.get_logger(logger_name="router.webhooks")
+log = get_logger("router.webhooks")
 
 #: Env var holding Replicate's webhook secret; without it the secret is fetched once per base URL.
 REPLICATE_SECRET_ENV = "REPLICATE_WEBHOOK_SECRET"

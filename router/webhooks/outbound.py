@@ -29,15 +29,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-import structlog
 
+from router.log_setup import get_logger
 from router.jobs.store import JobRecord, JobStore, OutboxMessage, shared_store
 from router.models import utc_now
 from router.netguard import BlockedURLError, check_url, connector_kwargs
 from router.tasks import cancel_and_wait
 from router.webhooks import signing
 
-log = structlog.get_logger(logger_name="router.webhooks")
+log = get_logger("router.webhooks")
 
 MAX_URL_LENGTH = 2048
 #: Longest wait between two tries of one delivery.

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 import structlog
 
 from router.jobs.postgres import PostgresJobStore
-from router.log_setup import configure
+from router.log_setup import _UtcTimestamp, configure, get_logger
 from tests.daemon.conftest import MOCK_ROUTES, StartDaemon
 
 CANARY = "sk-canary-logs-91c2d7e4a0b3"
@@ -93,3 +95,31 @@ api_key_env = "LOGS_TEST_KEY"
     assert careless["headers"] == {"Authorization": "[REDACTED]", "X-Api-Key": "[REDACTED]",
                                    "api-key": "[REDACTED]", "accept": "*/*"}
     assert "stdlib line with [REDACTED]" in err
+
+
+@pytest.mark.parametrize("nanoseconds", [1_764_768_001_123_456_789, 1_764_768_001_000_000_000,
+                                         1_764_768_001_000_001_999, 1_767_225_599_999_999_999])
+def test_the_timestamp_is_the_one_isoformat_wrote(monkeypatch: pytest.MonkeyPatch, nanoseconds: int) -> None:
+    """The router's stamper caches the second's prefix: to the character what TimeStamper(fmt="iso", utc=True)
+    wrote, also at a whole second (no fraction) and across a day and a year."""
+    monkeypatch.setattr(time, "time_ns", lambda: nanoseconds)
+    stamp = _UtcTimestamp()
+    for _ in range(2):  # the prefix computed, then reused
+        micros = nanoseconds // 1000
+        expected = datetime.fromtimestamp(micros // 1_000_000, timezone.utc).replace(
+            microsecond=micros % 1_000_000).isoformat().replace("+00:00", "Z")
+        assert stamp(None, "info", {})["timestamp"] == expected
+
+
+def test_a_logger_follows_each_configure(capsys: pytest.CaptureFixture[str]) -> None:
+    """Loggers are assembled once and reused, yet a later configure() (another level, fields) reaches them."""
+    log = get_logger("router.test")
+    configure("warning", "json")
+    log.info("hidden")
+    log.warning("shown", n=1)
+    configure("info", "json", fields={"worker": 3})
+    log.info("now_shown")
+    lines = _lines(capsys.readouterr().err)
+    assert [(line["event"], line.get("worker")) for line in lines] == [("shown", None), ("now_shown", 3)]
+    assert lines[0]["logger_name"] == "router.test" and lines[0]["n"] == 1
+    configure("info", "json")
