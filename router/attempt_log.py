@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-
-from router.log_setup import get_logger
 from router.errors import TarashError
+from router.log_setup import get_logger
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
 from router.observers import ChainObserver
 from router.provider_job import ProviderJob

@@ -28,10 +28,9 @@ import contextlib
 import uuid
 from typing import Any
 
-
-from router.log_setup import get_logger
 from router.breakers import CircuitBreakers
 from router.jobs.store import Notice
+from router.log_setup import get_logger
 from router.tasks import cancel_and_wait
 
 log = get_logger("router.cluster")

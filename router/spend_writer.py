@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-
-from router.log_setup import get_logger
 from router.jobs.store import SpendEntry, SpendStore, shared_store
+from router.log_setup import get_logger
 
 log = get_logger("router.budgets")
 

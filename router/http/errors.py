@@ -9,9 +9,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from router import errors as E
-from router.log_setup import get_logger
 from router.http.slow_clients import BodyTimeoutError
 from router.jobs.store import JobStoreUnavailableError
+from router.log_setup import get_logger
 
 log = get_logger("router.http")
 

@@ -13,7 +13,6 @@ from typing import Any, TypeVar, get_args
 import aiohttp
 from aiohttp import web
 
-from router.log_setup import get_logger
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.http import sse
 from router.http.bodies import model_name, query_int, read_json, refuse_bad_text, route_request
@@ -23,6 +22,7 @@ from router.jobs import JobRecord, JobService
 from router.jobs.view import delivery_view, job_view
 from router.jobs.service import IdempotencyKeyReusedError, fingerprint
 from router.jobs.store import JobStatus
+from router.log_setup import get_logger
 from router.models import Kind, media_bytes, media_form
 from router.registry import get_handler
 from router.routes import CONFIG_TYPES

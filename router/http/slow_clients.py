@@ -29,8 +29,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from router.log_setup import get_logger
 from router.http.create_gate import HELD_BY
+from router.log_setup import get_logger
 from router.settings import Settings
 
 log = get_logger("router.http")

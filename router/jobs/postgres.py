@@ -23,7 +23,6 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-
 from router.jobs.postgres_batch import PostgresGroupCommit, Result
 from router.jobs.store import (LIST_REQUEST_FIELDS, JobRecord, JobStoreError, JobStoreUnavailableError, Notice,
                                OnNotice, OutboxMessage, OutboxStatus, SpendEntry, encoded_body, job_from, outbox_from,

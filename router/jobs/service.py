@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from router.log_setup import get_logger
 from router.breakers import CircuitBreakers
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
@@ -38,6 +37,7 @@ from router.jobs.pacer import PollPacer
 from router.jobs.store import (Clock, JobRecord, JobStore, JobStoreUnavailableError, Notice, StoredCopy, VendorJob,
                                shared_store)
 from router.limits import ProviderLimits
+from router.log_setup import get_logger
 from router.metrics import Metrics
 from router.models import (
     CONFIG_TYPES,

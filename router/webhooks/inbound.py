@@ -36,10 +36,10 @@ from typing import Any
 
 import aiohttp
 
-from router.log_setup import get_logger
 from router.errors import Secret, TarashError
 from router.handler import WEBHOOK_URL_KEY, ProviderHandler, is_stepped
 from router.jobs.store import JobRecord, JobStore, JobStoreUnavailableError, Notice, shared_store
+from router.log_setup import get_logger
 from router.models import AnyConfig, AttemptMetadata
 from router.registry import get_handler, known_providers, resolve_api_key
 from router.routes import CONFIG_TYPES

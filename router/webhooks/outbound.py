@@ -30,8 +30,8 @@ from typing import Any
 
 import aiohttp
 
-from router.log_setup import get_logger
 from router.jobs.store import JobRecord, JobStore, OutboxMessage, shared_store
+from router.log_setup import get_logger
 from router.models import utc_now
 from router.netguard import BlockedURLError, check_url, connector_kwargs
 from router.tasks import cancel_and_wait
