@@ -76,6 +76,7 @@ async def servers(out: Path, router_command: tuple[str, ...] = (str(SCRIPT),), b
     ``c0_router_baseline``: a before/after comparison in one run, under the same load. With ``floor``, the
     contract's floor (``bench.floor``) runs beside them as ``b2_contract_floor``. The proxies and the routers
     run on ``loop``."""
+    out = out.resolve()  # the baseline runs in its own checkout: a relative --out would name another file there
     emu_port, proxy_port, router_port, baseline_port = free_port(), free_port(), free_port(), free_port()
     floor_port = free_port()
     emulator = spawn(PYTHON, "-m", "tests.emulators", "openai", "--port", str(emu_port))
