@@ -40,6 +40,9 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
     app[CREATE_GATE] = CreateGate(settings.max_creates_in_progress)
     for module in (ops, openai_compat, native, jobs_api, ui, usage, webhooks_api):
         module.setup(app)
+    for route in app.router.routes():
+        # aiohttp takes an Expect handler only per route, as it is added (no public setter): one place for all.
+        route._expect_handler = middleware.continue_after_admission  # type: ignore[attr-defined]
     app.cleanup_ctx.append(_daemon_running)
     return app
 

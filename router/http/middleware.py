@@ -10,10 +10,12 @@ import time
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 
 from router.http.errors import ApiError, error_response
 from router.http.keys import CLIENT, DAEMON, SCOPES
+from router.http.slow_clients import BODY_NEVER_SENT
 from router.ids import Ids
 from router.log_setup import get_logger, redactor
 from router.metrics import Metrics
@@ -80,9 +82,26 @@ def admission_middleware(settings: Settings) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         refusal = guard_refusal(request, settings) or auth.refusal(request) or rate_refusal(request)
+        expect = request.headers.get(hdrs.EXPECT) if request.version == HttpVersion11 else None
+        if expect is not None:
+            if refusal is None and expect.lower() != "100-continue":
+                refusal = error_response(417, f"Unknown Expect: {expect[:100]}", "invalid_request_error",
+                                         "invalid_request")
+            if refusal is not None:
+                refusal.force_close()  # its body was never sent: the connection cannot carry another request
+                request[BODY_NEVER_SENT] = True
+                return refusal
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # as aiohttp's own handler: the interim answer is not the response's
         return refusal if refusal is not None else await handler(request)
 
     return middleware
+
+
+async def continue_after_admission(request: web.Request) -> None:
+    """Every route's ``Expect`` handler (``create_app``): nothing. aiohttp's own answers ``100 Continue`` before
+    the app's middlewares run, so a client with a bad token, or a body past ``MAX_BODY_BYTES``, was told to send
+    its body (up to 32 MB) only to be refused; the admission middleware sends it once the head has passed."""
 
 
 def guard_refusal(request: web.Request, settings: Settings) -> web.Response | None:

@@ -36,6 +36,9 @@ from router.settings import Settings
 log = get_logger("router.http")
 
 #: An idle keep-alive connection is closed after this long (nginx's default; aiohttp's runners keep one for an hour).
+#: Set on a request refused before its ``100 Continue`` (``admission_middleware``): the client never sent its body,
+#: so the connection is closed once the answer is out, instead of aiohttp lingering 10 s for a body to discard.
+BODY_NEVER_SENT = web.RequestKey("body_never_sent", bool)
 KEEPALIVE_SECONDS = 75.0
 #: How often a repeated connection-level problem (refusals past the cap, accept failures) is logged.
 LOG_EVERY_SECONDS = 10.0
@@ -144,7 +147,9 @@ class _GuardedHandler(RequestHandler):
             return await super().finish_response(request, resp, start_time)
         finally:
             self._awaiting_head = True
-            if request.content.exception() is not None and not self._force_close:
+            if request.get(BODY_NEVER_SENT) and not self._force_close:
+                self.force_close()  # the answer is written: the transport sends it, then closes
+            elif request.content.exception() is not None and not self._force_close:
                 # A body that failed (undecodable, too slow): aiohttp would drain the rest, which raises the same
                 # error again and logs it as an unhandled exception. The answer said Connection: close; close now.
                 self.force_close()

@@ -288,6 +288,38 @@ async def test_an_unknown_expectation_is_a_417_in_the_error_shape(daemon: Daemon
                                               "code": "invalid_request", "param": None}
 
 
+async def test_100_continue_waits_for_the_token_and_the_size_check(start_daemon: StartDaemon) -> None:
+    """A client that asks before sending its body (curl does past 1 MB) is refused at once, its body never sent:
+    aiohttp answered 100 Continue before the app's middlewares ran, so it uploaded up to 32 MB for a 401."""
+    daemon = await start_daemon(api_keys="tok-aaaaaaaaaaaa", max_body_bytes=1_000_000)
+    body = json.dumps({"model": "image-fast", "prompt": "x"}).encode()
+
+    async def ask(headers: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(daemon.server.host, daemon.server.port)
+        writer.write(f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Expect: 100-continue\r\n{headers}\r\n".encode())  # the head alone
+        return reader, writer
+
+    for headers, status, code in [(f"Content-Length: {len(body)}\r\n", 401, "missing_api_key"),
+                                  (f"Authorization: Bearer nope\r\nContent-Length: {len(body)}\r\n", 401,
+                                   "invalid_api_key"),
+                                  ("Authorization: Bearer tok-aaaaaaaaaaaa\r\nContent-Length: 2000000\r\n", 413,
+                                   "body_too_large")]:
+        reader, writer = await ask(headers)
+        answer = await asyncio.wait_for(read_response(reader), 5)
+        assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]  # no 100 Continue before it
+        assert json_body(answer)["error"]["code"] == code and b"Connection: close" in answer
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once: no body is waited for
+        writer.close()
+
+    reader, writer = await ask(f"Authorization: Bearer tok-aaaaaaaaaaaa\r\nContent-Length: {len(body)}\r\n")
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(body)
+    final = await asyncio.wait_for(read_response(reader), 5)
+    assert final.startswith(b"HTTP/1.1 202 "), final[:300]
+    writer.close()
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 @pytest.mark.parametrize(("path", "content_type"), [("/v1/jobs", "application/json"),
                                                     ("/v1/videos", "multipart/form-data; boundary=b"),
