@@ -123,3 +123,25 @@ def test_a_logger_follows_each_configure(capsys: pytest.CaptureFixture[str]) -> 
     assert [(line["event"], line.get("worker")) for line in lines] == [("shown", None), ("now_shown", 3)]
     assert lines[0]["logger_name"] == "router.test" and lines[0]["n"] == 1
     configure("info", "json")
+
+
+def test_a_router_logger_writes_what_structlog_wrote(capsys: pytest.CaptureFixture[str]) -> None:
+    """``Logger`` sends its lines through the processors itself: the same lines as structlog's own bound logger,
+    key for key, in both formats, with a worker's fields, interpolation, a numeric level and an exception."""
+    structlog.contextvars.bind_contextvars(request_id="r1")
+    try:
+        for fmt in ("json", "console"):
+            configure("info", fmt, fields={"worker": 2})
+            for log in (get_logger("router.same"), structlog.get_logger(logger_name="router.same")):
+                log.info("event", a=1, b="two", c=None, d=1.5)
+                log.log(30, "warned %s", "x", e=[1, {"f": 2}])
+                log.debug("hidden")
+                log.error("failed", exc_info=ValueError("boom"))
+            lines = [line.split(" ", 1)[1] if fmt == "console" else json.dumps(
+                {k: v for k, v in json.loads(line).items() if k != "timestamp"})
+                for line in capsys.readouterr().err.splitlines() if line]
+            half = len(lines) // 2
+            assert lines[:half] == lines[half:] and half >= 3, lines
+    finally:
+        structlog.contextvars.clear_contextvars()
+        configure("info", "json")
