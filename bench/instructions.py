@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench._common import PYTHON, ROOT, drive, free_port, machine, spawn, wait_http
-from bench.overhead import proxy_command, sender
+from bench.overhead import image_routes, proxy_command, router_env, sender
 
 _TOTALS = re.compile(rb"^totals:\s+(\d+)", re.M)
 
@@ -65,29 +65,20 @@ async def main(requests: int, concurrency: int, baseline: Path | None, floor: bo
     emu_port = free_port()
     emulator = spawn(PYTHON, "-m", "tests.emulators", "openai", "--port", str(emu_port))
     upstream = f"http://127.0.0.1:{emu_port}/v1/images/generations"
-    (work / "routes.toml").write_text(f"""
-[routes."img"]
-kind = "image"
-[[routes."img".attempts]]
-provider = "openai"
-model = "dall-e-2"
-base_url = "http://127.0.0.1:{emu_port}/v1"
-api_key_env = "BENCH_OPENAI_KEY"
-""")
-    router_env = {"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json",
-                  "TARASH_ROUTER_EVENT_LOOP": "asyncio", **env}
+    (work / "routes.toml").write_text(image_routes(emu_port))
+    routers = {**router_env("asyncio"), **env}
     serve = (PYTHON, "-m", "router.cli", "serve", "--routes", str(work / "routes.toml"), "--port")
     # name -> (the command for a port, its environment, its working directory, the URL path that says it is up)
     targets: dict[str, tuple[Callable[[int], tuple[str, ...]], dict[str, str], Path, str]] = {
         "b_bare_proxy": (lambda port: proxy_command(upstream, port, "asyncio"), {}, ROOT, "/"),
-        "c_tarash_router": (lambda port: (*serve, str(port)), router_env, ROOT, "/healthz"),
+        "c_tarash_router": (lambda port: (*serve, str(port)), routers, ROOT, "/healthz"),
     }
     if floor:
         targets["b2_contract_floor"] = (
             lambda port: proxy_command(upstream, port, "asyncio", "bench.floor:run_floor"), {}, ROOT, "/")
     if baseline:
         targets["c0_router_baseline"] = (lambda port: (*serve, str(port)),
-                                         {**router_env, "PYTHONPATH": str(baseline)}, baseline, "/healthz")
+                                         {**routers, "PYTHONPATH": str(baseline)}, baseline, "/healthz")
     figures: dict[str, float] = {}
     try:
         await wait_http(f"http://127.0.0.1:{emu_port}/_media/x.png")

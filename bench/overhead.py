@@ -53,6 +53,24 @@ def proxy_app(upstream: str) -> web.Application:
     return app
 
 
+def image_routes(emu_port: int) -> str:
+    """The routes file of the request-path benchmarks: one image route on the OpenAI emulator at ``emu_port``."""
+    return f"""
+[routes."img"]
+kind = "image"
+[[routes."img".attempts]]
+provider = "openai"
+model = "dall-e-2"
+base_url = "http://127.0.0.1:{emu_port}/v1"
+api_key_env = "BENCH_OPENAI_KEY"
+"""
+
+
+def router_env(loop: str) -> dict[str, str]:
+    """The router's environment for ``image_routes``: the emulator's key, JSON logs, ``loop``."""
+    return {"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json", "TARASH_ROUTER_EVENT_LOOP": loop}
+
+
 def proxy_command(upstream: str, port: int, loop: str, server: str = "bench.overhead:run_proxy") -> tuple[str, ...]:
     """(b), or another ``module:function(upstream, port)`` server such as the floor (b2), as a process of its
     own, on ``loop`` (asyncio or uvloop)."""
@@ -84,16 +102,8 @@ async def servers(out: Path, router_command: tuple[str, ...] = (str(SCRIPT),), b
     proxy = spawn(*proxy_command(upstream, proxy_port, loop))
     proxies = [proxy, *([spawn(*proxy_command(upstream, floor_port, loop, "bench.floor:run_floor"))] if floor else [])]
     routes = out.parent / "overhead-routes.toml"
-    routes.write_text(f"""
-[routes."img"]
-kind = "image"
-[[routes."img".attempts]]
-provider = "openai"
-model = "dall-e-2"
-base_url = "http://127.0.0.1:{emu_port}/v1"
-api_key_env = "BENCH_OPENAI_KEY"
-""")
-    env = {"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json", "TARASH_ROUTER_EVENT_LOOP": loop}
+    routes.write_text(image_routes(emu_port))
+    env = router_env(loop)
     daemon = spawn(*router_command, "serve", "--routes", str(routes), "--port", str(router_port),
                    env={**env, "TARASH_ROUTER_DATA_DIR": str(out.parent / "overhead-data")})
     daemons = [daemon]

@@ -30,6 +30,12 @@ mock = {{ polling = {{ status_sequence = ["completed"], delay_between_updates = 
 """
 
 
+def slow_routes() -> str:
+    """``routes()`` whose generations run 30 s: long enough to look at what they hold while they run."""
+    return routes().replace('status_sequence = ["completed"], delay_between_updates = 0',
+                            'status_sequence = ["processing", "completed"], delay_between_updates = 30')
+
+
 class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -165,9 +171,7 @@ async def test_a_retried_job_post_gets_its_job_back_even_once_the_budget_is_spen
 
 async def test_a_client_without_a_budget_reserves_nothing(start_daemon: StartDaemon, clock: Clock) -> None:
     """As the README says, and as on PostgreSQL: on SQLite a running job of bob's (no budget) held its estimate."""
-    slow = routes().replace('status_sequence = ["completed"], delay_between_updates = 0',
-                            'status_sequence = ["processing", "completed"], delay_between_updates = 30')
-    daemon = await start_daemon(slow, clock=clock, api_keys=KEYS)
+    daemon = await start_daemon(slow_routes(), clock=clock, api_keys=KEYS)
     status, job, _ = await daemon.request("POST", "/v1/jobs", json=GENERATE, headers=auth("tok-bob"))
     assert status == 202
     _, usage, _ = await daemon.request("GET", "/v1/usage", headers=auth("tok-bob"))
@@ -179,9 +183,7 @@ async def test_a_client_without_a_budget_reserves_nothing(start_daemon: StartDae
 async def test_usage_counts_what_running_generations_hold(start_daemon: StartDaemon, clock: Clock) -> None:
     """``reserved_usd``: the estimates of generations still running, which an admission counts too, so
     ``remaining_usd`` is what the next request can get (this process's, on SQLite)."""
-    slow = routes().replace('status_sequence = ["completed"], delay_between_updates = 0',
-                            'status_sequence = ["processing", "completed"], delay_between_updates = 30')
-    daemon = await start_daemon(slow, clock=clock, api_keys=KEYS)
+    daemon = await start_daemon(slow_routes(), clock=clock, api_keys=KEYS)
     status, job, _ = await daemon.request("POST", "/v1/jobs", json=GENERATE, headers=auth("tok-alice"))
     assert status == 202
     _, usage, _ = await daemon.request("GET", "/v1/usage", headers=auth("tok-alice"))
