@@ -324,7 +324,8 @@ class PostgresJobStore:
         rows, _ = await self._batched(
             "insert", id=job.id, kind=job.kind, route=job.route, status=job.status, owner=job.owner,
             idempotency_key=job.idempotency_key, created_at=job.created_at, updated_at=job.updated_at,
-            request=jsonb(json.dumps(job.request)), chain=jsonb(json.dumps(job.chain)), body=jsonb(encoded_body(job, body)),
+            request=jsonb(json.dumps(job.request)), chain=jsonb(json.dumps(job.chain)),
+            body=jsonb(encoded_body(job, body)),
             worker=job.worker if lease_seconds else None, lease=lease_seconds or 0.0,
         )
         return bool(rows)
