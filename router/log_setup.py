@@ -157,7 +157,8 @@ class _UtcTimestamp:
 #: Bumped by every ``configure``: a ``Logger`` assembled under an older configuration assembles itself again.
 _generation = 0
 #: The level ``configure`` set: below it a ``Logger``'s methods return at once (as structlog's filtering logger).
-_min_level = logging.INFO
+#: Before any ``configure`` (the library in someone else's program), every level reaches structlog, which decides.
+_min_level = logging.NOTSET
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error",
                 logging.CRITICAL: "critical"}
 
@@ -170,8 +171,10 @@ class Logger:
     and a line's fields were copied into a new dict at each of its four layers: a line of the attempt's 15 fields
     was 50,000 instructions before its processors ran (``bench.instructions``). This assembles once per
     ``configure`` and builds the event once. What it does not define itself (``bind``, ``exception``...) is
-    structlog's own bound logger's. A ``structlog.configure`` outside ``configure`` reaches it only through the
-    processor list it changes in place (as ``structlog.testing.capture_logs`` does).
+    structlog's own bound logger's. Once ``configure`` ran (the daemon, the CLI), a ``structlog.configure`` outside
+    it reaches these loggers only through the processor list it changes in place (as
+    ``structlog.testing.capture_logs`` does); before (the library in another program), every call is structlog's
+    own, with whatever configuration that program set, as before.
     """
 
     __slots__ = ("_name", "_bound", "_built", "_processors", "_output")
@@ -189,13 +192,21 @@ class Logger:
         self._processors, self._output = config["processors"], config["logger_factory"]()
         self._built = _generation
 
-    def __getattr__(self, name: str) -> Any:  # bind, exception, new...: structlog's bound logger
+    def _structlog(self) -> Any:
+        """structlog's own logger: the one assembled at this ``configure``; before the first (the library in a
+        program that configures structlog itself, maybe later), a lazy proxy that reads structlog's configuration
+        at every call, as it always did."""
+        if not _generation:
+            return structlog.get_logger(logger_name=self._name)
         if self._built != _generation:
             self._assemble()
-        return getattr(self._bound, name)
+        return self._bound
+
+    def __getattr__(self, name: str) -> Any:  # bind, exception, new...: structlog's bound logger
+        return getattr(self._structlog(), name)
 
     def is_enabled_for(self, level: int) -> bool:
-        return level >= _min_level
+        return level >= _min_level if _generation else bool(self._structlog().is_enabled_for(level))
 
     def log(self, level: int, event: str, *args: Any, **fields: Any) -> None:
         if level >= _min_level:
@@ -218,6 +229,9 @@ class Logger:
             self._emit("error", event, args, fields)
 
     def _emit(self, method: str, event: str, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
+        if not _generation:  # not configured here: structlog's own path and configuration (see ``_structlog``)
+            getattr(self._structlog(), method)(event, *args, **fields)
+            return
         if self._built != _generation:
             self._assemble()
         line: Any = {"logger_name": self._name, **fields, "event": event % args if args else event}

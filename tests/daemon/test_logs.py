@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -145,3 +147,22 @@ def test_a_router_logger_writes_what_structlog_wrote(capsys: pytest.CaptureFixtu
     finally:
         structlog.contextvars.clear_contextvars()
         configure("info", "json")
+
+
+def test_as_a_library_the_programs_own_structlog_configuration_holds() -> None:
+    """Before the daemon's configure() (a program using the library), every line is structlog's own, with the
+    configuration the program sets, also after the first line was logged."""
+    program = (
+        "import structlog\n"
+        "from router.log_setup import get_logger\n"
+        "log = get_logger('router.lib')\n"
+        "log.info('before', n=1)\n"
+        "structlog.configure(processors=[lambda _l, m, e: f'CUSTOM {m} {e[\"event\"]} {e[\"n\"]}'],\n"
+        "                    logger_factory=structlog.PrintLoggerFactory())\n"
+        "log.info('after', n=2)\n"
+        "log.debug('debug too', n=3)\n"
+        "assert log.is_enabled_for(10)\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "before" in lines[0] and lines[1:] == ["CUSTOM info after 2", "CUSTOM debug debug too 3"], lines
