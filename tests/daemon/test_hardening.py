@@ -20,6 +20,7 @@ from router.log_setup import configure
 from tests.daemon.conftest import Daemon, StartDaemon
 from tests.emulators._base import png
 from tests.net import free_port
+from tests.waiting import until
 
 SCRIPT = Path(sys.executable).parent / "tarash-router"
 
@@ -144,10 +145,11 @@ async def test_seconds_must_be_whole_seconds(daemon: Daemon, seconds: Any) -> No
                                              ("/v1/jobs/{image}/content?index=", "index")])
 async def test_query_numbers_are_ascii_digits(daemon: Daemon, path: str, param: str) -> None:
     image = (await daemon.request("POST", "/v1/jobs", json={"model": "image-fast", "prompt": "x"}))[1]["id"]
-    for _ in range(500):  # index is read once the image is there (a queued job's content is a 409 first)
-        if (await daemon.request("GET", f"/v1/jobs/{image}"))[1]["status"] == "completed":
-            break
-        await asyncio.sleep(0.01)
+
+    async def completed() -> bool:
+        return bool((await daemon.request("GET", f"/v1/jobs/{image}"))[1]["status"] == "completed")
+
+    await until(completed)  # index is read once the image is there (a queued job's content is a 409 first)
     for bad in ("%EF%BC%95", "5_0", "-1", "1e3", "abc", "%205"):  # '５' and ' 5' percent-encoded
         status, body, _ = await daemon.request("GET", path.format(image=image) + bad)
         assert status == 400 and body["error"]["param"] == param, (bad, body)

@@ -24,6 +24,7 @@ from router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGe
 from router.orchestrator import ChainObserver
 from router.routes import Route
 from tests.jobs.stores import STORES, FakeClock
+from tests.waiting import until
 
 _names = itertools.count()
 
@@ -94,14 +95,6 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
     """Each store of the contract suite, for the service tests that need no restart."""
     kind = STORES[request.param]
     return kind.make(kind.storage_for(request))
-
-
-async def until(predicate: Any, timeout: float = 2.0) -> None:
-    for _ in range(int(timeout / 0.005)):
-        if await predicate():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met")
 
 
 async def completed_in(service: JobService, job_id: str) -> bool:

@@ -27,6 +27,7 @@ from tests.emulators._base import Fault
 from tests.emulators.fal import FalEmulator
 from tests.jobs.test_restart_kill9 import FAL_KEY, FAL_VIDEO_ROUTES
 from tests.served import ServedDaemon
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -40,12 +41,6 @@ async def fal(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FalEmulator]:
 def fal_route(fal: FalEmulator) -> Route:
     config = VideoGenerationConfig(provider="fal", model="fal-ai/veo3", base_url=fal.url, poll_interval=0.01)
     return Route(name="video", kind="video", description="", defaults={}, chain=(config,))
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.005)
 
 
 def prompt_body(prompt: str) -> dict[str, Any]:
@@ -107,7 +102,7 @@ async def test_sigterm_while_a_submit_is_out_records_its_answer_then_the_restart
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
                 await daemon.ready(session)
                 job_id = await daemon.post_job(session, {"model": "video", "prompt": "a fox"})
-                await until_async(lambda: fal.calls["submit"] == 1)  # out, and held by the vendor
+                await until(lambda: fal.calls["submit"] == 1)  # out, and held by the vendor
                 daemon.process.send_signal(signal.SIGTERM)
                 await daemon.log_line("waiting_for_submits")  # the stop waits for it...
                 fal.submit_gate.set()  # ...and the vendor answers
@@ -121,9 +116,3 @@ async def test_sigterm_while_a_submit_is_out_records_its_answer_then_the_restart
         assert job["status"] == "completed", job
         assert fal.calls["submit"] == 1 and len(fal.jobs) == 1 and fal.calls["cancel"] == 0
         assert job["execution_metadata"]["attempts"][0]["request_id"] == next(iter(fal.jobs))
-
-
-async def until_async(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)

@@ -47,6 +47,7 @@ from providers._engine.wire import (
 from providers.fal import FalProvider
 from router.models import VideoGenerationConfig
 from tests.providers.vendors import CANARY
+from tests.waiting import until
 
 WAIT = 5.0  # bound on waiting for an event that happens at once; never reached when the code is right
 
@@ -114,12 +115,6 @@ async def raw_server(handle: Handler) -> AsyncIterator[RawServer]:
         yield server
     finally:
         listener.close()
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(WAIT):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 def client_closed(server: RawServer) -> None:

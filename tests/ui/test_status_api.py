@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from router.activity import Activity, summarize
 from router.http.ui import CONTENT_SECURITY_POLICY
 from tests.daemon.conftest import MOCK_ROUTES, Daemon, StartDaemon
+from tests.waiting import until
 
 KEYS = "user-token-1111:,admin-token-2222:admin"
 ADMIN = {"Authorization": "Bearer admin-token-2222"}
@@ -42,14 +42,6 @@ api_key_env = "UI_TEST_PRESENT_KEY"
 max_concurrency = 3
 requests_per_minute = 600
 """
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if await predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 async def test_static_files_are_public_with_a_strict_csp(start_daemon: StartDaemon) -> None:
