@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 #: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
 GC_THRESHOLDS = (1_000, 3, 400)

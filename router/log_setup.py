@@ -266,7 +266,7 @@ def configure(level: str = "info", fmt: str = "json", fields: dict[str, Any] | N
     """
     global _generation, _min_level
     _generation += 1
-    _min_level = logging.getLevelName(level.upper())
+    _min_level = logging.getLevelName(level.upper())  # also the filtering logger's and the stdlib root's
     shared: list[Any] = [
         *([_adding(fields)] if fields else []),
         structlog.contextvars.merge_contextvars,
@@ -281,7 +281,7 @@ def configure(level: str = "info", fmt: str = "json", fields: dict[str, Any] | N
     )
     structlog.configure(
         processors=[*shared, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(_min_level),
         logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         # No caching by structlog's proxies: configure() may run again and must take effect (``Logger`` caches).
         cache_logger_on_first_use=False,
@@ -293,6 +293,6 @@ def configure(level: str = "info", fmt: str = "json", fields: dict[str, Any] | N
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(_min_level)
     # aiohttp's access log is replaced by our own per-request line (with route, request id, latency).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

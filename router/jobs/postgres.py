@@ -99,8 +99,8 @@ def _passwords(url: str) -> list[str]:
 
 def jsonb(text: str) -> str:
     """JSON text ``text`` as a jsonb column takes it: NUL and lone surrogates (a vendor's answer may hold either;
-    the API refuses them in requests) become U+FFFD. Without this the save fails on every retry and the job with
-    it. Most texts have neither escape and skip the scan."""
+    the API refuses them in requests) become U+FFFD. Without this jsonb refuses the write (UntranslatableCharacter)
+    and the job's outcome or event is not stored. Most texts have neither escape and skip the scan."""
     if "\\u0000" not in text and "\\ud" not in text and "\\uD" not in text:
         return text
     return _UNSTORABLE.sub(lambda m: "\\ufffd" if m[3] else m[0], text)
