@@ -58,6 +58,24 @@ def fal_job_env(jobs: int, *, log_level: str = "warning", **settings: str) -> di
             **{f"TARASH_ROUTER_{name}": value for name, value in settings.items()}}
 
 
+def image_routes(emu_port: int) -> str:
+    """The routes file the request-path benchmarks serve: one image route on the OpenAI emulator at ``emu_port``."""
+    return f"""
+[routes."img"]
+kind = "image"
+[[routes."img".attempts]]
+provider = "openai"
+model = "dall-e-2"
+base_url = "http://127.0.0.1:{emu_port}/v1"
+api_key_env = "BENCH_OPENAI_KEY"
+"""
+
+
+def router_env(loop: str) -> dict[str, str]:
+    """The router's environment for ``image_routes``: the emulator's key, JSON logs, ``loop``."""
+    return {"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json", "TARASH_ROUTER_EVENT_LOOP": loop}
+
+
 def spawn(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT,
           stdin: int | None = None) -> subprocess.Popen[bytes]:
     """``args`` as a process of its own, quiet (``stdin=subprocess.PIPE``: unbuffered, written to by the caller)."""

@@ -27,8 +27,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._common import PYTHON, ROOT, drive, free_port, machine, spawn, wait_http
-from bench.overhead import image_routes, proxy_command, router_env, sender
+from bench._common import PYTHON, ROOT, drive, free_port, image_routes, machine, router_env, spawn, wait_http
+from bench.overhead import proxy_command, sender
 
 _TOTALS = re.compile(rb"^totals:\s+(\d+)", re.M)
 

@@ -26,7 +26,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench._common import PYTHON, SCRIPT, cpu_seconds, drive, free_port, machine, spawn, wait_http
+from bench._common import (PYTHON, SCRIPT, cpu_seconds, drive, free_port, image_routes, machine, router_env,
+                           spawn, wait_http)
 
 BODY = {"model": "img", "prompt": "a red fox", "response_format": "url"}
 
@@ -51,24 +52,6 @@ def proxy_app(upstream: str) -> web.Application:
     app.on_cleanup.append(cleanup)
     app.router.add_post("/v1/images/generations", forward)
     return app
-
-
-def image_routes(emu_port: int) -> str:
-    """The routes file of the request-path benchmarks: one image route on the OpenAI emulator at ``emu_port``."""
-    return f"""
-[routes."img"]
-kind = "image"
-[[routes."img".attempts]]
-provider = "openai"
-model = "dall-e-2"
-base_url = "http://127.0.0.1:{emu_port}/v1"
-api_key_env = "BENCH_OPENAI_KEY"
-"""
-
-
-def router_env(loop: str) -> dict[str, str]:
-    """The router's environment for ``image_routes``: the emulator's key, JSON logs, ``loop``."""
-    return {"BENCH_OPENAI_KEY": "test-key", "TARASH_ROUTER_LOG_FORMAT": "json", "TARASH_ROUTER_EVENT_LOOP": loop}
 
 
 def proxy_command(upstream: str, port: int, loop: str, server: str = "bench.overhead:run_proxy") -> tuple[str, ...]:
