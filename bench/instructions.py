@@ -9,6 +9,7 @@ same code measured twice differs by < 0.1 %. Instructions are not time (a cache 
 this ranks cuts; the wall-clock benchmarks say what a user sees.
 
     .venv/bin/python -m bench.instructions [--requests 1000] [--baseline DIR] [--floor] [--env NAME=VALUE ...]
+                                           [--keep DIR]
 
 Targets: the bare pass-through (b), the contract's floor (b2, ``--floor``), the router of this checkout (c) and,
 with ``--baseline DIR``, the router of another checkout (c0), all on the image route of the OpenAI emulator
@@ -58,7 +59,7 @@ async def count(name: str, url: str, pid: int, out: Path, requests: int, concurr
 
 
 async def main(requests: int, concurrency: int, baseline: Path | None, floor: bool, env: dict[str, str],
-               out: Path) -> None:
+               out: Path, keep: Path | None = None) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     work = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
@@ -95,6 +96,10 @@ async def main(requests: int, concurrency: int, baseline: Path | None, floor: bo
                 process.terminate()
                 process.wait()
             figures[name] = total / requests
+            if keep is not None:  # for callgrind_annotate: where, by C function, the instructions went
+                keep.mkdir(parents=True, exist_ok=True)
+                for part in work.glob(f"{dump.name}.*"):
+                    shutil.copy(part, keep / part.name)
             print(f"{name:<20} {figures[name] / 1e6:8.3f} M instructions per request", flush=True)
     finally:
         emulator.terminate()
@@ -121,6 +126,8 @@ if __name__ == "__main__":
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for the routers (repeatable)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "instructions.json")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each target's callgrind dump in DIR (read them with callgrind_annotate)")
     args = parser.parse_args()
     asyncio.run(main(args.requests, args.concurrency, args.baseline, args.floor,
-                     dict(item.split("=", 1) for item in args.env), args.out))
+                     dict(item.split("=", 1) for item in args.env), args.out, args.keep))
