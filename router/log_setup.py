@@ -3,6 +3,7 @@ and a redaction processor that is the last line of defence for secrets."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ SECRET_KEYS = frozenset({"api_key", "apikey", "authorization", "x-api-key", "api
 REDACTED = "[REDACTED]"
 #: Value types a log line carries that can hold no secret text (checked by identity before ``isinstance``).
 _SCALARS = frozenset({int, float, bool})
+#: The value types of a flat line: JSON's own, nothing to walk.
+_FLAT = frozenset({str, int, float, bool, type(None)})
 
 
 class Redactor:
@@ -37,6 +40,9 @@ class Redactor:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._safe_keys: set[str] = set()
+        #: Whether every secret reads the same inside a JSON line (printable ASCII, no quote or backslash): then
+        #: a line's text holds a secret wherever one of its values does (``render_clean``).
+        self._json_safe = True
 
     def add_values(self, values: Iterable[str]) -> None:
         self._values |= {v for v in values if v and len(v) >= 6}
@@ -44,6 +50,8 @@ class Redactor:
             re.compile("|".join(re.escape(v) for v in sorted(self._values, key=len, reverse=True)))
             if self._values else None
         )
+        self._json_safe = all(v.isascii() and v.isprintable() and '"' not in v and "\\" not in v
+                              for v in self._values)
 
     def add_env(self, names: Iterable[str]) -> None:
         self.add_values(os.environ.get(name, "") for name in names)
@@ -60,10 +68,20 @@ class Redactor:
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         return event if self._clean(event) else self.scrub(event)  # type: ignore[no-any-return]
 
-    def _clean(self, event: dict[str, Any]) -> bool:
-        """True when a flat event has no secret key and no known secret value: nearly every line, checked with
-        one regex search over its strings instead of one per value (and no copy). Anything nested, or a
-        possible match, takes the full ``scrub``."""
+    def render_clean(self, event: dict[str, Any]) -> str | None:
+        """``event`` as its JSON line when it needs no scrub, else None (then the processors decide): its keys
+        known as not secret, its values flat (str, int, float, bool, None), and no secret in the encoded text.
+        The same answer as ``_clean``, from three C-level passes instead of a Python loop over the values."""
+        if not self._json_safe or not self._safe_keys_only(event) or not _FLAT.issuperset(map(type, event.values())):
+            return None
+        text = _json_line(event)
+        for value in self._values:
+            if value in text:  # maybe a false alarm (a key, or across two values): the processors scrub per value
+                return None
+        return text
+
+    def _safe_keys_only(self, event: dict[str, Any]) -> bool:
+        """No key of ``event`` names a secret (``SECRET_KEYS``); the keys seen are remembered."""
         if not self._safe_keys.issuperset(event):  # one set operation for the keys of nearly every line
             for key in event:
                 if key not in self._safe_keys:
@@ -71,6 +89,14 @@ class Redactor:
                         return False
                     if len(self._safe_keys) < self.MAX_SAFE_KEYS:
                         self._safe_keys.add(key)
+        return True
+
+    def _clean(self, event: dict[str, Any]) -> bool:
+        """True when a flat event has no secret key and no known secret value: nearly every line, checked with
+        one regex search over its strings instead of one per value (and no copy). Anything nested, or a
+        possible match, takes the full ``scrub``."""
+        if not self._safe_keys_only(event):
+            return False
         texts = []
         for value in event.values():
             kind = type(value)
@@ -154,11 +180,39 @@ class _UtcTimestamp:
         return event
 
 
+class _JsonChain:
+    """``configure``'s JSON processors in one function, for a router ``Logger``'s line: the same text, key for key
+    and byte for byte, as the processors write it, without a call per processor (a fifth of a line's cost)."""
+
+    __slots__ = ("processors", "_fields", "_timestamp")
+
+    def __init__(self, processors: list[Any], fields: dict[str, Any] | None, timestamp: _UtcTimestamp) -> None:
+        #: The chain this stands for: while structlog's list still equals it (``capture_logs`` edits it in place).
+        self.processors = list(processors)
+        self._fields = fields
+        self._timestamp = timestamp
+
+    def render(self, method: str, line: dict[str, Any]) -> str | None:
+        """The text of ``line``, or None when the processors themselves must run on it (an exception to format,
+        or what the redactor must look at): each step here leaves the line as the processor would, so running
+        them after it writes the same line."""
+        if self._fields:
+            line.update(self._fields)  # _adding
+        for var, value in contextvars.copy_context().items():  # merge_contextvars, one lookup per variable
+            if value is not Ellipsis and var.name.startswith("structlog_"):
+                line.setdefault(var.name[10:], value)
+        line["level"] = method  # add_log_level: a Logger's methods are level names
+        self._timestamp(None, method, line)
+        return None if "exc_info" in line else redactor.render_clean(line)
+
+
 #: Bumped by every ``configure``: a ``Logger`` assembled under an older configuration assembles itself again.
 _generation = 0
 #: The level ``configure`` set: below it a ``Logger``'s methods return at once (as structlog's filtering logger).
 #: Before any ``configure`` (the library in someone else's program), every level reaches structlog, which decides.
 _min_level = logging.NOTSET
+#: ``configure``'s JSON chain fused (None for the console format): see ``_JsonChain``.
+_json_chain: _JsonChain | None = None
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error",
                 logging.CRITICAL: "critical"}
 
@@ -235,6 +289,12 @@ class Logger:
         if self._built != _generation:
             self._assemble()
         line: Any = {"logger_name": self._name, **fields, "event": event % args if args else event}
+        chain = _json_chain
+        if chain is not None and self._processors == chain.processors:
+            text = chain.render(method, line)
+            if text is not None:
+                self._output.msg(text)
+                return
         try:
             for processor in self._processors:
                 line = processor(self._output, method, line)
@@ -264,14 +324,15 @@ def configure(level: str = "info", fmt: str = "json", fields: dict[str, Any] | N
     line per attempt for every request). ``fields`` are added to every line (a ``--workers`` worker's slot and
     pid: its lines share the supervisor's stream).
     """
-    global _generation, _min_level
+    global _generation, _min_level, _json_chain
     _generation += 1
     _min_level = logging.getLevelName(level.upper())  # also the filtering logger's and the stdlib root's
+    timestamp = _UtcTimestamp()
     shared: list[Any] = [
         *([_adding(fields)] if fields else []),
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        _UtcTimestamp(),
+        timestamp,
         structlog.processors.format_exc_info,
         redactor,
     ]
@@ -279,8 +340,10 @@ def configure(level: str = "info", fmt: str = "json", fields: dict[str, Any] | N
         structlog.processors.JSONRenderer(serializer=_json_line) if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    processors = [*shared, renderer]
+    _json_chain = _JsonChain(processors, fields, timestamp) if fmt == "json" else None
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_min_level),
         logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         # No caching by structlog's proxies: configure() may run again and must take effect (``Logger`` caches).

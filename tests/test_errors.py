@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -95,3 +96,26 @@ def test_the_log_redactors_fast_path_agrees_with_the_full_scrub(event: dict[obje
     assert redactor(None, "info", dict(event)) == expected
     assert redactor(None, "info", dict(event)) == expected  # again, with the event keys now known as safe
     assert "tok-live-123456" not in str(expected) and (REDACTED in str(expected)) is (len(event) == 2)
+
+
+@pytest.mark.parametrize("secrets", [["tok-live-123456"], ["tok-live-123456", 'tok"quoted"-1']])
+@pytest.mark.parametrize("event", [
+    {"event": "http_request", "status": 200, "latency_ms": 1.5, "path": "/v1/jobs", "ok": True, "none": None},
+    {"event": "attempt_finished", "error": "vendor said tok-live-123456 was wrong"},
+    {"event": "x", "first": "tok-live", "second": "-123456"},
+    {"event": "x", "Authorization": "Bearer abc"},
+    {"event": "x", "nested": {"token": "t"}},
+    {"event": "x", "note": 'said tok"quoted"-1'},
+])
+def test_a_clean_lines_text_is_its_json_and_anything_else_goes_to_the_processors(
+        event: dict[str, object], secrets: list[str]) -> None:
+    """``render_clean`` (the router's JSON lines) writes a line only when the redactor would pass it unchanged,
+    and then exactly as the JSON renderer would; a secret JSON escapes (a quote) turns the shortcut off."""
+    redactor = Redactor()
+    redactor.add_values(secrets)
+    text = redactor.render_clean(dict(event))
+    if text is not None:
+        assert text == json.dumps(event) and redactor(None, "info", dict(event)) == event
+    clean = len(secrets) == 1 and set(event) != {"event", "Authorization"} and "nested" not in event and \
+        not any(isinstance(value, str) and any(secret in value for secret in secrets) for value in event.values())
+    assert (text is not None) is clean
