@@ -72,6 +72,31 @@ def test_redact_copies_only_the_paths_that_held_a_secret() -> None:
     assert redact(clean, [secret]) is clean and redact(tree, []) is tree and redact(tree, ["abc"]) is tree
 
 
+class _Text(str):
+    """A str subclass (an enum's value, say): not a type the quick check knows."""
+
+
+@pytest.mark.parametrize("tree", [
+    {"id": "req-1", "data": [{"url": "https://x/1.png", "n": 1, "ok": True, "none": None}], "t": ("a", 2.5)},
+    {"echo": ["a", {"deep": [{"deeper": "key=sk-secret-1234!"}]}]},
+    {"sk-secret-1234": 1},
+    {"split": ["sk-secret", "-1234"]},  # the secret only across two texts: a false alarm, nothing to redact
+    {"sub": _Text("sk-secret-1234")},
+    {1: "x", None: ["sk-secret-1234"]},
+    "sk-secret-1234",
+    ["no", "secret", 3],
+])
+@pytest.mark.parametrize("secrets", [["sk-secret-1234"], ["sk-secret-1234", "sk%2Dsecret"], ["a\x00secret"]])
+def test_redacting_a_tree_agrees_with_the_walk_and_keeps_a_clean_tree_as_it_is(tree: object,
+                                                                                secrets: list[str]) -> None:
+    """``redact``'s quick check over the joined texts answers what the recursive walk answers, and hands back the
+    same object when nothing was found."""
+    walked = E._redact(tree, tuple(secrets), ())
+    assert redact(tree, secrets) == walked
+    assert (redact(tree, secrets) is tree) is (walked is tree)
+    assert "sk-secret-1234" not in repr(redact(tree, secrets)) or "sk-secret-1234" not in secrets
+
+
 def test_a_pattern_secret_redacts_whatever_has_its_shape() -> None:
     # A webhook token known only by its hash after a restart: every token after the attempt's prefix goes.
     token = re.compile(r"(?<=job_1\.1\.)[A-Za-z0-9_-]+")

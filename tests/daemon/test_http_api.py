@@ -70,6 +70,15 @@ async def test_bad_input_gets_a_precise_error(daemon: Daemon, payload: bytes, st
     assert body["error"]["message"] and body["error"]["type"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+async def test_a_json_body_is_read_in_any_encoding_json_allows(daemon: Daemon, encoding: str) -> None:
+    """RFC 8259 text in UTF-8, -16 or -32, as ``json.loads`` of the bytes reads it (UTF-8 is told at a glance)."""
+    payload = json.dumps({"model": "image-fast", "prompt": "ünïcode"}).encode(encoding)
+    status, body, _ = await daemon.request("POST", "/v1/image/generations", data=payload,
+                                           headers={"Content-Type": "application/json"})
+    assert status == 200 and body["images"], body
+
+
 async def test_kind_mismatch_names_the_route_kind(daemon: Daemon) -> None:
     _, body, _ = await daemon.request("POST", "/v1/image/generations", json={"model": "video-fast", "prompt": "x"})
     assert "serves video generation" in body["error"]["message"]
