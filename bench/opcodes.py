@@ -28,11 +28,11 @@ from bench.overhead import sender, servers
 def package(where: str) -> str:
     """The package a code location belongs to: router/…, providers, a site-package, or the stdlib module."""
     path = where.rsplit(":", 2)[0]
+    if "site-packages/" in path:  # before the checkout's own: the venv may live in it
+        return path.split("site-packages/")[1].split("/")[0]
     if path.startswith(str(ROOT)):
         parts = Path(path).relative_to(ROOT).parts
         return "/".join(parts[:2]) if parts[0] == "router" and len(parts) > 2 else parts[0]
-    if "site-packages/" in path:
-        return path.split("site-packages/")[1].split("/")[0]
     if "python3." in path:
         return "stdlib:" + path.split("/python3.")[1].split("/", 1)[1].split("/")[0].removesuffix(".py")
     return path
@@ -62,10 +62,10 @@ async def count(requests: int, concurrency: int, out: Path) -> dict[str, int]:
 
 def short(where: str) -> str:
     path, line, name = where.rsplit(":", 2)
-    if path.startswith(str(ROOT)):
-        path = str(Path(path).relative_to(ROOT))
-    elif "site-packages/" in path:
+    if "site-packages/" in path:
         path = path.split("site-packages/")[1]
+    elif path.startswith(str(ROOT)):
+        path = str(Path(path).relative_to(ROOT))
     elif "/python3." in path:
         path = path.split("/python3.")[1].split("/", 1)[1]
     return f"{path}:{line} {name}"

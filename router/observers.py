@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from router.errors import TarashError
@@ -111,38 +113,67 @@ def check_observer(observer: object) -> None:
                         "(subclass router.ChainObserver for no-op defaults)")
 
 
+@dataclass(frozen=True, slots=True)
+class _Hearers:
+    """For one list of observers, per event the positions of those that handle it (``handled_events``)."""
+
+    attempt_started: tuple[int, ...]
+    provider_job: tuple[int, ...]
+    attempt_finished: tuple[int, ...]
+    fallback: tuple[int, ...]
+    update: tuple[int, ...]
+    chain_finished: tuple[int, ...]
+
+    @classmethod
+    def of(cls, handled: Sequence[frozenset[str]]) -> _Hearers:
+        return cls(*(tuple(i for i, events in enumerate(handled) if name in events) for name in EVENTS))
+
+
+@functools.lru_cache(maxsize=256)
+def _class_hearers(classes: tuple[type, ...]) -> _Hearers | None:
+    """The hearers for observers of these classes when the classes alone decide it (``ChainObserver`` subclasses
+    whose instances have no ``__dict__`` to shadow an event with: the router's own), else None. The same few
+    classes hear every generation: worked out once per combination instead of per generation and event."""
+    if all(getattr(cls, "_events_checked", False) and not cls.__dictoffset__ for cls in classes):
+        return _Hearers.of([cls._handled for cls in classes])  # type: ignore[attr-defined]
+    return None
+
+
 class ChainEvents:
     """One generation's events, each delivered to the progress callback (updates) and every observer; each
     failure contained, so one broken listener neither fails the generation nor starves the others."""
 
-    __slots__ = ("_on_progress", "_observers", "_handled", "active")
+    __slots__ = ("_on_progress", "_observers", "_hearers", "active")
 
     def __init__(self, on_progress: ProgressCallback | None, observers: Sequence[ChainObserver]) -> None:
         self._on_progress = on_progress
-        self._observers = tuple(observers)
-        # Each observer checked (``TypeError`` for one that is not a ChainObserver) as its events are read; the
-        # events each handles, in the same order (two tuples: a job keeps these for its whole run).
-        self._handled = tuple([handled_events(observer) for observer in self._observers])
+        self._observers = observers = tuple(observers)
+        # Who hears each event (a job keeps this for its whole run: shared by every generation with observers of
+        # the same classes); otherwise each observer checked (``TypeError`` for one that is not a ChainObserver).
+        self._hearers = _class_hearers(tuple(map(type, observers))) or _Hearers.of(
+            [handled_events(observer) for observer in observers])
         #: Whether anyone listens to updates: they are only built when someone will read them (a hot path).
-        self.active = on_progress is not None or any(["update" in handled for handled in self._handled])
-
-    def _hearing(self, event: str) -> list[ChainObserver]:
-        return [o for o, handled in zip(self._observers, self._handled) if event in handled]
+        self.active = on_progress is not None or bool(self._hearers.update)
 
     async def attempt_started(self, attempt: AttemptMetadata, config: AnyConfig) -> None:
-        await self._deliver([o.attempt_started(attempt, config) for o in self._hearing("attempt_started")])
+        if hearers := self._hearers.attempt_started:
+            await _deliver([self._observers[i].attempt_started(attempt, config) for i in hearers])
 
     async def provider_job(self, attempt: AttemptMetadata, config: AnyConfig, job: ProviderJob) -> None:
-        await self._deliver([o.provider_job(attempt, config, job) for o in self._hearing("provider_job")])
+        if hearers := self._hearers.provider_job:
+            await _deliver([self._observers[i].provider_job(attempt, config, job) for i in hearers])
 
     async def attempt_finished(self, attempt: AttemptMetadata, config: AnyConfig, error: TarashError | None) -> None:
-        await self._deliver([o.attempt_finished(attempt, config, error) for o in self._hearing("attempt_finished")])
+        if hearers := self._hearers.attempt_finished:
+            await _deliver([self._observers[i].attempt_finished(attempt, config, error) for i in hearers])
 
     async def fallback(self, from_config: AnyConfig, to_config: AnyConfig, error: TarashError) -> None:
-        await self._deliver([o.fallback(from_config, to_config, error) for o in self._hearing("fallback")])
+        if hearers := self._hearers.fallback:
+            await _deliver([self._observers[i].fallback(from_config, to_config, error) for i in hearers])
 
     async def chain_finished(self, metadata: ExecutionMetadata, error: TarashError | None) -> None:
-        await self._deliver([o.chain_finished(metadata, error) for o in self._hearing("chain_finished")])
+        if hearers := self._hearers.chain_finished:
+            await _deliver([self._observers[i].chain_finished(metadata, error) for i in hearers])
 
     async def progress(self, update: AnyUpdate) -> None:
         """An update: to the caller's callback first, then to every observer's ``update``."""
@@ -153,21 +184,22 @@ class ChainEvents:
                     await result
             except Exception:  # noqa: BLE001 - a broken callback must not kill the generation
                 log.exception("on_progress callback raised; generation continues")
-        await self._deliver([o.update(update) for o in self._hearing("update")])
+        if hearers := self._hearers.update:
+            await _deliver([self._observers[i].update(update) for i in hearers])
 
-    @staticmethod
-    async def _deliver(calls: list[Coroutine[Any, Any, None]]) -> None:
-        # The calls are made (coroutines created) by the caller, outside any ``try``: only what an observer's
-        # own code raises is contained here.
-        cancelled: asyncio.CancelledError | None = None
-        for call in calls:
-            try:
-                await call
-            except asyncio.CancelledError as exc:
-                # Cancelled while one observer awaited (a job-store write): the others still hear the event,
-                # then the cancel goes on.
-                cancelled = exc
-            except Exception:  # noqa: BLE001
-                log.exception("observer %s raised", call.__qualname__)
-        if cancelled is not None:
-            raise cancelled
+
+async def _deliver(calls: list[Coroutine[Any, Any, None]]) -> None:
+    """Await each observer's call in turn. The calls are made (coroutines created) by the caller, outside any
+    ``try``: only what an observer's own code raises is contained here."""
+    cancelled: asyncio.CancelledError | None = None
+    for call in calls:
+        try:
+            await call
+        except asyncio.CancelledError as exc:
+            # Cancelled while one observer awaited (a job-store write): the others still hear the event, then the
+            # cancel goes on.
+            cancelled = exc
+        except Exception:  # noqa: BLE001
+            log.exception("observer %s raised", call.__qualname__)
+    if cancelled is not None:
+        raise cancelled
