@@ -133,6 +133,7 @@ class Metrics:
         #: Labelled children by (metric, label values): ``labels()`` validates and locks on every call, eight
         #: times a request. Label sets are bounded (config names, fixed sets), as the registry's own are.
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._routes_series: dict[tuple[str, str], _RouteSeries] = {}
         self.last_reload.set_to_current_time()  # created once a valid config is loaded
         self.last_reload_ok.set(1)
         self.reloads.labels("success")
@@ -144,6 +145,16 @@ class Metrics:
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def route_series(self, route: str, kind: str) -> _RouteSeries:
+        """The series a generation on ``route`` (a label already: ``route_label``) ends with, found together once per
+        route (at its first end, as each was before: no series shows before it counts)."""
+        found = self._routes_series.get((route, kind))
+        if found is None:
+            found = self._routes_series[(route, kind)] = _RouteSeries(
+                self, route, kind, self.child(self.jobs_in_flight, kind),
+                self.child(self.request_duration, route, kind), self.child(self.overhead, route, kind))
         return found
 
     # ---- generation events --------------------------------------------------------------------------------
@@ -217,6 +228,25 @@ class Metrics:
         self.child(self.http_requests, method, path, str(status)).inc()
 
 
+class _RouteSeries:
+    """One route's generation series, looked up together: the in-flight gauge, the two durations, and the request
+    counter per outcome (created at its first use)."""
+
+    __slots__ = ("in_flight", "duration", "overhead", "_metrics", "_route", "_kind", "_requests")
+
+    def __init__(self, metrics: Metrics, route: str, kind: str, in_flight: Any, duration: Any, overhead: Any) -> None:
+        self.in_flight, self.duration, self.overhead = in_flight, duration, overhead
+        self._metrics, self._route, self._kind = metrics, route, kind
+        self._requests: dict[str, Any] = {}
+
+    def requests(self, outcome: str) -> Any:
+        found = self._requests.get(outcome)
+        if found is None:
+            found = self._requests[outcome] = self._metrics.child(self._metrics.requests, self._route, self._kind,
+                                                                  outcome)
+        return found
+
+
 class _MetricsObserver(ChainObserver):
     __slots__ = ("m", "route", "kind", "started", "in_attempts", "_attempt_started", "_open")
 
@@ -251,7 +281,8 @@ class _MetricsObserver(ChainObserver):
         self._open = False
         total = time.perf_counter() - self.started
         outcome = "success" if error is None else "cancelled" if isinstance(error, GenerationCancelledError) else "failed"
-        self.m.child(self.m.requests, self.route, self.kind, outcome).inc()
-        self.m.child(self.m.request_duration, self.route, self.kind).observe(total)
-        self.m.child(self.m.overhead, self.route, self.kind).observe(max(0.0, total - self.in_attempts))
-        self.m.child(self.m.jobs_in_flight, self.kind).dec()
+        series = self.m.route_series(self.route, self.kind)
+        series.requests(outcome).inc()
+        series.duration.observe(total)
+        series.overhead.observe(max(0.0, total - self.in_attempts))
+        series.in_flight.dec()

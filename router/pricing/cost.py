@@ -32,11 +32,13 @@ UNKNOWN = "unknown"
 
 @dataclass(frozen=True)
 class Quote:
-    """An attempt's price and estimate. ``usd`` is None when the price or the units are unknown."""
+    """An attempt's price and estimate. ``usd`` is None when the price or the units are unknown; ``unit_usd`` is
+    the price's unit price for the request's facts (its tier), worked out once for the estimate and the charge."""
 
     price: Price | None
     usd: float | None
     facts: dict[str, str]
+    unit_usd: float = 0.0
 
     @property
     def source(self) -> str:
@@ -75,8 +77,9 @@ def estimate(config: AnyConfig, request: AnyRequest, table: PriceTable | None = 
     if price is None:
         return Quote(None, None, facts)
     units = _requested_units(price, request)
-    usd = None if units is None else _round(units * price.unit_usd(facts))
-    return Quote(price, usd, facts)
+    unit_usd = price.unit_usd(facts)
+    usd = None if units is None else _round(units * unit_usd)
+    return Quote(price, usd, facts, unit_usd)
 
 
 def charged(quote: Quote, request: AnyRequest, response: AnyResponse) -> float | None:
@@ -85,7 +88,7 @@ def charged(quote: Quote, request: AnyRequest, response: AnyResponse) -> float |
     price = quote.price
     if price is None:
         return None
-    unit_usd = price.unit_usd(quote.facts)
+    unit_usd = quote.unit_usd
     meta = response.provider_metadata
     billable = _number(meta.get("billable_units"))
     if billable is not None:
@@ -109,7 +112,7 @@ def failed_cost(provider: str, sent: bool, error_raw: dict[str, Any] | None, quo
     if quote is not None and quote.price is not None and quote.price.unit == "prediction_second" and error_raw:
         seconds = _number((error_raw.get("metrics") or {}).get("predict_time"))
         if seconds is not None:
-            return _round(seconds * quote.price.unit_usd(quote.facts))
+            return _round(seconds * quote.unit_usd)
     return None
 
 
