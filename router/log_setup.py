@@ -4,17 +4,17 @@ and a redaction processor that is the last line of defence for secrets."""
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import os
 import re
 import sys
 import time
 from collections.abc import Iterable
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import structlog
+
+from router.json_text import encoder
 
 #: Event keys whose values are always secrets.
 SECRET_KEYS = frozenset({"api_key", "apikey", "authorization", "x-api-key", "api-key", "token", "password",
@@ -74,7 +74,7 @@ class Redactor:
         The same answer as ``_clean``, from three C-level passes instead of a Python loop over the values."""
         if not self._json_safe or not self._safe_keys_only(event) or not _FLAT.issuperset(map(type, event.values())):
             return None
-        text = _json_line(event)
+        text = _line_text(event)
         for value in self._values:
             if value in text:  # maybe a false alarm (a key, or across two values): the processors scrub per value
                 return None
@@ -143,22 +143,13 @@ def _fallback(value: Any) -> Any:
         return repr(value)
 
 
-#: ``json.dumps`` with a ``default`` builds an encoder per call; a log line reuses this one (the same bytes).
-_LINE_ENCODER = json.JSONEncoder(default=_fallback)
-#: What ``_LINE_ENCODER.encode`` builds on every call, built once: its C encoder (json's own arguments for
-#: ``JSONEncoder()`` defaults), without the circular-reference check, which the fallback below still makes.
-_C_ENCODER = (c_make_encoder(None, _fallback, encode_basestring_ascii, None, ": ", ", ", False, False, True)
-              if c_make_encoder is not None else None)
+#: A log line's JSON: ``json.dumps(event, default=_fallback)``, from an encoder built once.
+_line_text = encoder(_fallback)
 
 
 def _json_line(event: dict[str, Any], **_: Any) -> str:
-    """The JSON renderer's serializer: the event as ``json.dumps(event)`` would render it."""
-    if _C_ENCODER is not None:
-        try:
-            return "".join(_C_ENCODER(event, 0))
-        except (ValueError, RecursionError):  # a circular value: json's own error, as before
-            pass
-    return _LINE_ENCODER.encode(event)
+    """The JSON renderer's serializer (it passes its own ``default``: ``_fallback`` does what structlog's would)."""
+    return _line_text(event)
 
 
 class _UtcTimestamp:

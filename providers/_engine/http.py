@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from multidict import CIMultiDictProxy
+
+from router import json_text
 
 Step = Literal["submit", "status", "result", "cancel", "content"]
 
@@ -52,7 +53,7 @@ class VendorResponse:
 
     def json(self) -> Any:
         if self._parsed is None:
-            self._parsed = json.loads(self.body) if self.body else {}
+            self._parsed = json_text.loads(self.body) if self.body else {}
         return self._parsed
 
     def text(self, limit: int = 2000) -> str:

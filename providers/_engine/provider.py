@@ -10,7 +10,6 @@ reader, content-policy words) and small build/parse hooks for each step.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -36,6 +35,7 @@ from router.errors import (
     scrub,
     secret_forms,
 )
+from router import json_text
 from router.handler import WEBHOOK_URL_KEY, PollStatus, ProviderHandler, ProviderJob
 from router.models import AnyConfig, AnyRequest, AnyResponse, Kind, StatusType
 from router.steps import submit_going_out
@@ -314,7 +314,7 @@ class HttpProvider(ProviderHandler):
                        seconds: float) -> VendorResponse:
         bound, exact = pool.deadlines.limit(seconds)
         # aiohttp's ``json=``: json.dumps with its default separators, UTF-8, as application/json.
-        body = None if request.json is None else json.dumps(request.json).encode()
+        body = None if request.json is None else json_text.dumps(request.json).encode()
         async with bound:
             raw = await pool.wire.request(
                 request.method, where, headers, body, content_type="application/json" if body is not None else None,

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from router.http.errors import ApiError
 from router.http.intake import Limits, check_request
+from router.json_text import text_of
 from router.http.keys import DAEMON
 from router.models import AnyRequest, Kind
 from router.routes import Route
@@ -30,7 +31,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not raw:
         raise ApiError(400, "request body is empty; send a JSON object", code="invalid_json")
     try:
-        body = _DECODER.decode(raw.decode(_encoding(raw), "surrogatepass"))  # as json.loads(raw) does
+        body = _DECODER.decode(text_of(raw))  # as json.loads(raw) does, with the number hooks
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, and integers past Python's 4,300 digits
         raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
@@ -42,12 +43,6 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if b"\\u" in raw or b"\xed" in raw:
         refuse_bad_text(body)
     return body
-
-
-def _encoding(raw: bytes) -> str:
-    """``json.detect_encoding(raw)``: UTF-8 at once for a body that opens with ``{`` and no NUL after it (no BOM
-    or UTF-16/32 text starts so), nearly every body."""
-    return "utf-8" if raw[:1] == b"{" and raw[1:2] != b"\x00" else json.detect_encoding(raw)
 
 
 def query_int(request: web.Request, name: str, default: int) -> int:

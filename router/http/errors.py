@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from router import errors as E
+from router.http.answers import json_response
 from router.http.slow_clients import BodyTimeoutError
 from router.jobs.store import JobStoreUnavailableError
 from router.log_setup import get_logger
@@ -39,7 +40,7 @@ def error_response(
     headers: dict[str, str] | None = None, **extra: Any,
 ) -> web.Response:
     body = {"error": {"message": message, "type": type, "code": code, "param": param}, **extra}
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
 def tarash_response(error: E.TarashError) -> web.Response:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.http import sse
+from router.http.answers import json_response
 from router.http.bodies import model_name, query_int, read_json, refuse_bad_text, route_request
 from router.http.errors import ApiError
 from router.http.keys import CLIENT, CREATE_GATE, DAEMON, SCOPES
@@ -127,12 +128,12 @@ async def create_job(request: web.Request) -> web.Response:
     snapshot = request.app[DAEMON].routes.current
     kind = snapshot.routes[model].kind if model in snapshot.routes else "video"
     job = await _create(request, body, kind)
-    return web.json_response({"id": job.id, "kind": job.kind, "model": job.route, "status": job.status},
+    return json_response({"id": job.id, "kind": job.kind, "model": job.route, "status": job.status},
                              status=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(await _with_delivery(request, await _visible_job(request)))
+    return json_response(await _with_delivery(request, await _visible_job(request)))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -143,7 +144,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if kind is not None and kind not in KINDS:  # a typo ("videos") would otherwise list nothing, silently
         raise ApiError(400, f"kind must be one of {', '.join(KINDS)}", param="kind")
     jobs, more = await _list(request, kind=kind, status=status, route=request.query.get("model") or None)
-    return web.json_response({"object": "list", "data": [job_view(j) for j in jobs], "has_more": more})
+    return json_response({"object": "list", "data": [job_view(j) for j in jobs], "has_more": more})
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
@@ -185,7 +186,7 @@ async def with_keepalives(items: AsyncIterator[T], every: float) -> AsyncIterato
 async def cancel_job(request: web.Request) -> web.Response:
     job = await _visible_job(request)
     cancelled = await _service(request).cancel(job.id)
-    return web.json_response(job_view(cancelled or job))
+    return json_response(job_view(cancelled or job))
 
 
 def _limit(request: web.Request) -> int:
@@ -326,7 +327,7 @@ def size_of(request: dict[str, Any]) -> str:
 
 async def create_video(request: web.Request) -> web.Response:
     job = await _create(request, await _video_fields(request), "video")
-    return web.json_response(video_view(job))
+    return json_response(video_view(job))
 
 
 async def _visible_video(request: web.Request) -> JobRecord:
@@ -340,7 +341,7 @@ async def _visible_video(request: web.Request) -> JobRecord:
 async def get_video(request: web.Request) -> web.Response:
     job = await _visible_video(request)
     headers = {} if job.finished else {"openai-poll-after-ms": str(poll_after_ms(job))}
-    return web.json_response(video_view(job), headers=headers)
+    return json_response(video_view(job), headers=headers)
 
 
 def poll_after_ms(job: JobRecord) -> int:
@@ -357,7 +358,7 @@ def poll_after_ms(job: JobRecord) -> int:
 
 async def list_videos(request: web.Request) -> web.Response:
     jobs, more = await _list(request, kind="video")
-    return web.json_response({"object": "list", "data": [video_view(j) for j in jobs],
+    return json_response({"object": "list", "data": [video_view(j) for j in jobs],
                               "first_id": jobs[0].id if jobs else None, "last_id": jobs[-1].id if jobs else None,
                               "has_more": more})
 
@@ -365,7 +366,7 @@ async def list_videos(request: web.Request) -> web.Response:
 async def delete_video(request: web.Request) -> web.Response:
     job = await _visible_video(request)  # an image job is no video to delete here (GET says 404 too)
     await _service(request).delete(job.id)
-    return web.json_response({"id": job.id, "object": "video.deleted", "deleted": True})
+    return json_response({"id": job.id, "object": "video.deleted", "deleted": True})
 
 
 async def video_content(request: web.Request) -> web.StreamResponse:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from router.errors import TarashError, error_body
 from router.http import sse
+from router.http.answers import json_response
 from router.http.bodies import read_json, route_request
 from router.http.keys import CLIENT, DAEMON
 from router.models import AnyRequest, AnyUpdate, Kind
@@ -25,7 +26,7 @@ def _handler(kind: Kind) -> Handler:
         if sse.wants_stream(request):
             return await _stream(request, route, spec_request)
         response = await request.app[DAEMON].generations.generate(route, spec_request, client=request[CLIENT])
-        return web.json_response(response.model_dump(mode="json"))
+        return json_response(response.model_dump(mode="json"))
 
     return handle
 

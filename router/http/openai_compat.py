@@ -9,6 +9,7 @@ from aiohttp import web
 
 from router.errors import BadProviderResponseError
 from router.fetch import RESULT_IMAGE, FetchError, fetch_bytes
+from router.http.answers import json_response
 from router.http.bodies import read_json, route_request
 from router.http.errors import ApiError
 from router.http.keys import CLIENT, DAEMON
@@ -23,13 +24,13 @@ def _model(name: str, snapshot: RoutesSnapshot) -> dict[str, object]:
 
 async def list_models(request: web.Request) -> web.Response:
     snapshot = request.app[DAEMON].routes.current
-    return web.json_response({"object": "list", "data": [_model(name, snapshot) for name in sorted(snapshot.routes)]})
+    return json_response({"object": "list", "data": [_model(name, snapshot) for name in sorted(snapshot.routes)]})
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
     snapshot = request.app[DAEMON].routes.current
     route = snapshot.resolve(request.match_info["model"])  # 404 model_not_found for an unknown name
-    return web.json_response(_model(route.name, snapshot))
+    return json_response(_model(route.name, snapshot))
 
 
 async def images_generations(request: web.Request) -> web.Response:
@@ -44,7 +45,7 @@ async def images_generations(request: web.Request) -> web.Response:
         {response_format: await _image_as(image, response_format, response.content_type), "revised_prompt": response.revised_prompt}
         for image in response.images
     ]
-    return web.json_response({"created": int(time.time()), "data": data})
+    return json_response({"created": int(time.time()), "data": data})
 
 
 async def _image_as(image: str, response_format: str, content_type: str | None) -> str:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from router.http.answers import json_response
 from router.http.keys import DAEMON
 from router.http.middleware import require_admin
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     checks = {"config": daemon.routes.current is not None, "job_store": daemon.jobs.ready}
     ok = all(checks.values())
-    return web.json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
+    return json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
 
 
 async def routes(request: web.Request) -> web.Response:
@@ -26,7 +27,7 @@ async def routes(request: web.Request) -> web.Response:
     circuits = daemon.breakers.snapshot()
     error = daemon.routes.last_error
     last = daemon.routes.last_reload
-    return web.json_response({
+    return json_response({
         "config_hash": snapshot.config_hash,
         "loaded_at": snapshot.loaded_at.isoformat(),
         "path": snapshot.path,

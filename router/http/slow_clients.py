@@ -29,6 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from router.http.answers import json_response
 from router.http.create_gate import HELD_BY
 from router.log_setup import get_logger
 from router.settings import Settings
@@ -96,7 +97,7 @@ _QUOTED_INPUT = re.compile(r":?\s*\n|: (?:bytearray\()?b['\"]")
 
 def _error_response(status: int, message: str, code: str) -> web.Response:
     """A client error in the error shape (``router.http.errors`` imports this module, so it cannot be used)."""
-    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "code": code,
+    return json_response({"error": {"message": message, "type": "invalid_request_error", "code": code,
                                         "param": None}}, status=status)
 
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from router.activity import summarize
 from router.daemon import Daemon
 from router.errors import TarashError
+from router.http.answers import json_response
 from router.http.bodies import query_int
 from router.http.errors import ApiError
 from router.http.jobs_api import _visible_job, send_media, video_content
@@ -150,7 +151,7 @@ async def spend_today(daemon: Daemon) -> dict[str, Any] | None:
 
 async def status(request: web.Request) -> web.Response:
     require_admin(request)
-    return web.json_response(await status_view(request.app[DAEMON]))
+    return json_response(await status_view(request.app[DAEMON]))
 
 
 # ---- GET /v1/jobs/{id}/content ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from router.http.answers import json_response
 from router.http.errors import ApiError
 from router.http.keys import CLIENT, DAEMON, SCOPES
 
@@ -15,14 +16,14 @@ async def usage(request: web.Request) -> web.Response:
     asked = request.query.get("client")
     if "admin" in request[SCOPES]:
         if asked is None:
-            return web.json_response({"object": "list", "data": await budgets.usage(None)})
+            return json_response({"object": "list", "data": await budgets.usage(None)})
         (view,) = await budgets.usage(asked)
-        return web.json_response({"object": "usage", **view})
+        return json_response({"object": "usage", **view})
     if asked is not None and asked != request[CLIENT]:
         raise ApiError(403, "only admin tokens see other clients' usage", "permission_error", "admin_required",
                        param="client")
     (view,) = await budgets.usage(request[CLIENT])
-    return web.json_response({"object": "usage", **view})
+    return json_response({"object": "usage", **view})
 
 
 def setup(app: web.Application) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from router.http.answers import json_response
 from router.http.errors import ApiError
 from router.http.keys import DAEMON
 from router.webhooks.inbound import WebhookRejected
@@ -24,7 +25,7 @@ async def receive(request: web.Request) -> web.Response:
         result = await inbound.receive(provider, token, request.headers, body)
     except WebhookRejected as exc:
         raise ApiError(exc.status, exc.message, _TYPES.get(exc.status, "invalid_request_error"), exc.code) from None
-    return web.json_response({"received": True, "result": result})
+    return json_response({"received": True, "result": result})
 
 
 def setup(app: web.Application) -> None:
