@@ -105,11 +105,12 @@ async def test_the_benchmarks_signal_hooks_survive_the_daemons_own_handlers(tmp_
     # The daemon claims SIGUSR1 once it serves (its tasks line): hooks on it were silently replaced and every
     # profile of bench.cpu_per_request came out empty. A profile of one request names the router's handlers, and
     # a census counts objects.
-    profile, census = tmp_path / "window.prof", tmp_path / "census.jsonl"
+    profile, census, opcodes = tmp_path / "window.prof", tmp_path / "census.jsonl", tmp_path / "opcodes.json"
     env = {**os.environ, "TARASH_ROUTER_DATA_DIR": str(tmp_path / "data"), "BENCH_OBJECTS": str(census)}
     env.pop("NOTIFY_SOCKET", None)
     hooks = [(["bench._profiled_serve", str(profile)], [PROFILE_START, PROFILE_STOP], profile),
-             (["bench._gc_serve", str(tmp_path / "gc.json")], [CENSUS], census)]
+             (["bench._gc_serve", str(tmp_path / "gc.json")], [CENSUS], census),
+             (["bench._opcode_serve", str(opcodes)], [PROFILE_START, PROFILE_STOP], opcodes)]
     for module, signals, written in hooks:
         port = free_port()
         daemon = subprocess.Popen([sys.executable, "-m", *module, "serve", "--routes", str(ROOT / "routes.toml"),
@@ -135,6 +136,17 @@ async def test_the_benchmarks_signal_hooks_survive_the_daemons_own_handlers(tmp_
     functions = {name for _, _, name in pstats.Stats(str(profile)).stats}  # type: ignore[attr-defined]
     assert "list_models" in functions
     assert json.loads(census.read_text().splitlines()[0])["total"] > 0
+    assert any(where.endswith(":list_models") and count > 0 for where, count in json.loads(opcodes.read_text()).items())
+
+
+def test_bytecodes_are_counted_by_the_package_that_runs_them() -> None:
+    from bench.opcodes import package
+
+    assert package(f"{ROOT}/router/orchestrator.py:357:_run_attempt") == "router"
+    assert package(f"{ROOT}/router/http/bodies.py:27:read_json") == "router/http"
+    assert package(f"{ROOT}/providers/_engine/wire.py:438:_fields") == "providers"
+    assert package(f"{ROOT}/.venv/lib/python3.11/site-packages/aiohttp/web_protocol.py:610:start") == "aiohttp"
+    assert package("/usr/lib/python3.11/asyncio/events.py:31:Handle.__init__") == "stdlib:asyncio"
 
 
 def test_rounds_measure_the_targets_in_alternating_order() -> None:
