@@ -57,7 +57,7 @@ import ssl
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import quote_plus
 
 import aiohappyeyeballs
@@ -70,6 +70,8 @@ KEEPALIVE_SECONDS = 15.0
 MAX_REDIRECTS = 10
 #: Bytes an answer's head (status line and headers), a chunk-size line or the trailers may take.
 MAX_HEAD_BYTES = 65536
+#: How many request shapes (method, host, headers, content type) a pool keeps the header text of.
+MAX_HEAD_SHAPES = 256
 #: aiohttp's ``happy_eyeballs_delay``: a host with IPv6 and IPv4 addresses is tried on both, 0.25 s apart.
 HAPPY_EYEBALLS_DELAY = 0.25
 #: Seconds a host name's addresses are reused (aiohttp's ``ttl_dns_cache`` as the engine set it).
@@ -188,18 +190,34 @@ def _target_of(url: URL) -> Target | None:
     return Target(url.scheme, url.raw_host, url.port, url.host_port_subcomponent or url.raw_host, url.raw_path_qs)
 
 
-def _request_bytes(method: str, where: Target, headers: Mapping[str, str], user_agent: str | None,
-                   body: bytes | None, content_type: str | None) -> bytes:
-    """The request's head and body, with aiohttp's headers (in its order) unless the caller set them."""
-    fields: dict[str, tuple[str, str]] = {"host": ("Host", where.authority)}
+def _request_bytes(method: str, where: Target, fields: _HeadFields, body: bytes | None) -> bytes:
+    """The request's head and body: its request line, then ``fields`` (``_head_fields``)."""
+    if "\n" in where.path_qs or "\r" in where.path_qs:  # a target is parsed from a URL, so none has one: a guard
+        raise ValueError("a request target contains a newline")
+    before, after = fields
+    length = "" if after is None else f"\r\nContent-Length: {len(body) if body else 0}{after}"
+    data = f"{method} {where.path_qs} HTTP/1.1{before}{length}\r\n\r\n".encode()
+    return data + body if body else data
+
+
+#: A request's header lines as text, each with its CRLF first: all of them, or those before and after the
+#: Content-Length line the request's own body length goes in (None: no such line).
+_HeadFields = tuple[str, "str | None"]
+
+
+def _head_fields(method: str, authority: str, headers: Mapping[str, str], user_agent: str | None, has_body: bool,
+                 content_type: str | None) -> _HeadFields:
+    """aiohttp's headers, in its order, unless the caller set them, as text. The same for every call with the same
+    arguments (a pool keeps them: ``WirePool._fields``); only the body's length is the request's own."""
+    fields: dict[str, tuple[str, str | None]] = {"host": ("Host", authority)}
     if user_agent:
         fields["user-agent"] = ("User-Agent", user_agent)
     for name, value in headers.items():
         fields[name.lower()] = (name, value)
     fields.setdefault("accept", ("Accept", "*/*"))
     fields.setdefault("accept-encoding", ("Accept-Encoding", "identity"))
-    if body is not None:
-        fields.setdefault("content-length", ("Content-Length", str(len(body))))
+    if has_body:
+        fields.setdefault("content-length", ("Content-Length", None))  # None: the body's own length goes here
         if content_type:
             fields.setdefault("content-type", ("Content-Type", content_type))
     elif method not in _BODYLESS_METHODS:
@@ -207,14 +225,18 @@ def _request_bytes(method: str, where: Target, headers: Mapping[str, str], user_
     if method in _POST_METHODS:
         # aiohttp's default, body or not
         fields.setdefault("content-type", ("Content-Type", "application/octet-stream"))
-    lines = [f"{method} {where.path_qs} HTTP/1.1", *(f"{name}: {value}" for name, value in fields.values()), "", ""]
-    head = "\r\n".join(lines)
+    parts: list[list[str]] = [[]]
+    for name, value in fields.values():
+        if value is None:
+            parts.append([])
+        else:
+            parts[-1].append(f"\r\n{name}: {value}")
+    texts = ["".join(lines) for lines in parts]
     # One CR and one LF per line we joined: any other is inside a name or value (header injection). The values may
     # be secrets: the message names none.
-    if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+    if any(text.count("\n") != len(lines) or text.count("\r") != len(lines) for text, lines in zip(texts, parts)):
         raise ValueError("a request header name or value contains a newline")
-    data = head.encode("utf-8")
-    return data + body if body else data
+    return texts[0], texts[1] if len(texts) > 1 else None
 
 
 # Parser states of an answer in flight.
@@ -488,6 +510,8 @@ class WirePool:
     def __init__(self, *, user_agent: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  keepalive: float = KEEPALIVE_SECONDS) -> None:
         self._user_agent = user_agent
+        #: ``_head_fields`` per request shape: a vendor's calls share a few (its key, its content type).
+        self._heads: dict[tuple[Any, ...], _HeadFields] = {}
         self._ssl_context = ssl_context
         self._keepalive = keepalive
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
@@ -523,6 +547,18 @@ class WirePool:
             if not same_origin:
                 headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
 
+    def _fields(self, method: str, authority: str, headers: Mapping[str, str], has_body: bool,
+                content_type: str | None) -> _HeadFields:
+        """``_head_fields`` for a request of this shape, worked out once per shape."""
+        key = (method, authority, tuple(headers.items()), has_body, content_type)
+        found = self._heads.get(key)
+        if found is None:
+            if len(self._heads) >= MAX_HEAD_SHAPES:
+                self._heads.clear()  # shapes are per vendor config; many more means headers that vary per call
+            found = self._heads[key] = _head_fields(method, authority, headers, self._user_agent, has_body,
+                                                    content_type)
+        return found
+
     def close(self) -> None:
         """Close every connection (their sockets once the loop runs its next callbacks); requests still waiting on
         one fail with ``WireDisconnected``."""
@@ -536,7 +572,8 @@ class WirePool:
 
     async def _send(self, method: str, where: Target, headers: Mapping[str, str], body: bytes | None,
                     content_type: str | None, connect_timeout: float, deadline: float | None) -> WireResponse:
-        data = _request_bytes(method, where, headers, self._user_agent, body, content_type)
+        data = _request_bytes(method, where, self._fields(method, where.authority, headers, body is not None,
+                                                          content_type), body)
         may_resend = method in IDEMPOTENT_METHODS
         while True:
             connection = await self._connection(where, connect_timeout, deadline)

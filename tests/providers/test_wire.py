@@ -42,6 +42,7 @@ from providers._engine.wire import (
     WireProtocolError,
     WireRedirectError,
     WireResponse,
+    _request_bytes,
     target,
 )
 from providers.fal import FalProvider
@@ -194,6 +195,19 @@ async def test_the_request_is_what_aiohttp_sends_but_for_accept_encoding(
     assert [line for line in our_lines if not line.startswith(b"Accept-Encoding")] == \
         [line for line in their_lines if not line.startswith(b"Accept-Encoding")]
     assert b"Accept-Encoding: identity" in our_lines  # we never have to decompress (see the module docstring)
+
+
+def test_a_pools_kept_header_text_is_per_request_shape_and_each_body_has_its_own_length() -> None:
+    wire = WirePool(user_agent=USER_AGENT)
+    where = target("http://127.0.0.1:1/x")
+    assert where is not None
+    heads = [_request_bytes("POST", where, wire._fields("POST", where.authority, {"Authorization": key}, True,
+                                                          "application/json"), body).split(b"\r\n\r\n")[0]
+             for key, body in (("Bearer a", b"{}"), ("Bearer b", b"{}"), ("Bearer a", b'{"n": 10}'))]
+    assert [b"Authorization: Bearer a" in head for head in heads] == [True, False, True]
+    assert [head.count(b"Content-Length: ") for head in heads] == [1, 1, 1]
+    assert b"Content-Length: 2\r" in heads[0] and b"Content-Length: 9\r" in heads[2]
+    assert len(wire._heads) == 2
 
 
 def test_a_newline_in_a_header_value_is_refused_without_naming_it() -> None:
