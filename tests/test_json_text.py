@@ -10,7 +10,7 @@ import pytest
 from router import json_text
 
 VALUES = [{"a": 1, "b": [1.5, None, True], "c": {"d": "é\u2028\"\\\n"}}, [], "x", 10**30, -0.0, math.inf, math.nan,
-          {1: "int key", None: "none key", 2.5: "float key", True: "bool key"}, ("a", "tuple")]
+          {1: "int key", None: "none key", 2.5: "float key", False: "bool key"}, ("a", "tuple")]
 
 
 @pytest.mark.parametrize("value", VALUES)
