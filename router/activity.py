@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from router.errors import GenerationCancelledError, TarashError
 from router.models import AnyConfig, AttemptMetadata, ExecutionMetadata
@@ -33,8 +33,9 @@ class RouteMinute:
     fallbacks: int = 0
 
 
-@dataclass(frozen=True)
-class AttemptOutcome:
+class AttemptOutcome(NamedTuple):
+    """One attempt's end (a tuple: made for every attempt, read only by the status page)."""
+
     ended_at: float  # Unix time
     route: str
     status: str  # "success" | "failed" | "skipped"
@@ -68,7 +69,11 @@ class Activity:
             self._minutes.append(_Minute(minute))
             while self._minutes[0].start <= minute - self.window:
                 self._minutes.popleft()
-        return self._minutes[-1].routes.setdefault(route, RouteMinute())
+        routes = self._minutes[-1].routes
+        counts = routes.get(route)
+        if counts is None:
+            counts = routes[route] = RouteMinute()
+        return counts
 
     def request_finished(self, route: str, failed: bool) -> None:
         counts = self._route_minute(route)
@@ -80,7 +85,9 @@ class Activity:
 
     def attempt_finished(self, route: str, provider: str, model: str, status: str, seconds: float,
                          error_type: str | None) -> None:
-        recent = self._attempts.setdefault((provider, model), deque(maxlen=RECENT_ATTEMPTS))
+        recent = self._attempts.get((provider, model))
+        if recent is None:
+            recent = self._attempts[(provider, model)] = deque(maxlen=RECENT_ATTEMPTS)
         recent.append(AttemptOutcome(self._clock(), route, status, seconds, error_type))
 
     # ---- reading ------------------------------------------------------------------------------------------

@@ -63,11 +63,14 @@ class CircuitBreakers:
     def record(self, provider: str, model: str, *, success: bool, counts: bool = True) -> None:
         """Record an attempt's end. ``counts=False`` for failures that say nothing about vendor health."""
         key = (provider, model)
-        circuit = self._circuits.setdefault(key, _Circuit())
+        circuit = self._circuits.get(key)
+        if circuit is None:
+            circuit = self._circuits[key] = _Circuit()
         if success:
-            self._circuits[key] = _Circuit()
-            if circuit.opened_at is not None:
-                self._tell(provider, model, False, 0)
+            if circuit.failures or circuit.opened_at is not None or circuit.probing:  # a closed one stays as it is
+                self._circuits[key] = _Circuit()
+                if circuit.opened_at is not None:
+                    self._tell(provider, model, False, 0)
             return
         circuit.probing = False
         if not counts:

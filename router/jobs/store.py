@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, NamedTuple, Protocol, cast
 
 from router.log_setup import get_logger
 
@@ -112,10 +112,10 @@ def require_timestamps(job: JobRecord) -> None:
         raise ValueError(f"job {job.id} has no created_at/updated_at: JobService stamps them from its clock")
 
 
-@dataclass(frozen=True)
-class SpendEntry:
+class SpendEntry(NamedTuple):
     """Charged USD of one client on one UTC day, per route, provider and model (``generations``: how many
-    generations contributed). Recorded from charged costs when a generation ends (router/budgets.py)."""
+    generations contributed). Recorded from charged costs when a generation ends (router/budgets.py). A tuple: one
+    is made for every generation."""
 
     client: str
     day: str  # YYYY-MM-DD, UTC

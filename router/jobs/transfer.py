@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict
 from typing import Any
 
 from router.jobs.store import JobStore, SpendEntry, job_body, job_from
@@ -30,7 +29,7 @@ async def export_lines(store: JobStore) -> AsyncIterator[str]:
             break
         after = page[-1].id
     for entry in await store.spend(None, *_ALL_DAYS):
-        yield json.dumps({"type": "spend", **asdict(entry)})
+        yield json.dumps({"type": "spend", **entry._asdict()})
 
 
 async def import_lines(store: JobStore, lines: Iterable[str]) -> dict[str, int]:

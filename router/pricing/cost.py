@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from router.errors import ConfigurationError
 from router.models import (
@@ -30,10 +29,10 @@ DEFAULT_IMAGE_PIXELS = 1024 * 1024
 UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):
     """An attempt's price and estimate. ``usd`` is None when the price or the units are unknown; ``unit_usd`` is
-    the price's unit price for the request's facts (its tier), worked out once for the estimate and the charge."""
+    the price's unit price for the request's facts (its tier), worked out once for the estimate and the charge. A
+    tuple: one is made for every attempt."""
 
     price: Price | None
     usd: float | None
