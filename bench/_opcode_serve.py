@@ -34,7 +34,9 @@ def run() -> int:
 
     def stop(*_: object) -> None:
         sys.settrace(None)
-        rows = {f"{code.co_filename}:{code.co_firstlineno}:{code.co_qualname}": n for code, n in counts.items()}
+        rows: Counter[str] = Counter()
+        for code, n in counts.items():  # generated code (a dataclass's __init__) shares one name: summed
+            rows[f"{code.co_filename}:{code.co_firstlineno}:{code.co_qualname}"] += n
         with open(out, "w") as file:
             json.dump(rows, file)
 

@@ -14,7 +14,8 @@ from router.daemon import Daemon
 from router.http import jobs_api, middleware, native, openai_compat, ops, ui, usage, webhooks_api
 from router.http.errors import error_middleware
 from router.http.create_gate import CreateGate
-from router.http.keys import CREATE_GATE, DAEMON
+from router.http.intake import Limits
+from router.http.keys import CREATE_GATE, DAEMON, INTAKE_LIMITS
 from router.jobs import JobStore
 from router.jobs.store import Clock
 from router.models import utc_now
@@ -38,6 +39,7 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
     )
     app[DAEMON] = daemon
     app[CREATE_GATE] = CreateGate(settings.max_creates_in_progress)
+    app[INTAKE_LIMITS] = Limits(settings.max_prompt_chars)
     for module in (ops, openai_compat, native, jobs_api, ui, usage, webhooks_api):
         module.setup(app)
     for route in app.router.routes():

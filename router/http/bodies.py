@@ -12,9 +12,9 @@ import structlog
 from aiohttp import web
 
 from router.http.errors import ApiError
-from router.http.intake import Limits, check_request
+from router.http.intake import check_request
 from router.json_text import text_of
-from router.http.keys import DAEMON
+from router.http.keys import DAEMON, INTAKE_LIMITS
 from router.models import AnyRequest, Kind
 from router.routes import Route
 
@@ -122,7 +122,7 @@ def route_request(request: web.Request, body: dict[str, Any], kind: Kind) -> tup
     fields = {key: value for key, value in body.items() if key not in ("model", "max_cost_usd")}
     spec_request = generations.build_request(route, fields)
     try:
-        spec_request = check_request(spec_request, Limits(request.app[DAEMON].settings.max_prompt_chars))
+        spec_request = check_request(spec_request, request.app[INTAKE_LIMITS])
     except ApiError:
         generations.metrics.request_rejected(route.name, kind)
         raise

@@ -10,11 +10,14 @@ from aiohttp import web
 
 from router.daemon import Daemon
 from router.http.create_gate import CreateGate
+from router.http.intake import Limits
 
 #: The daemon's services (``router.daemon``): handlers read what they need from ``request.app[DAEMON]``.
 DAEMON = web.AppKey("daemon", Daemon)
 #: The bound on job creates in progress (``MAX_CREATES_IN_PROGRESS``).
 CREATE_GATE = web.AppKey("create_gate", CreateGate)
+#: What a generation request may hold (``MAX_PROMPT_CHARS``), made once from the settings.
+INTAKE_LIMITS = web.AppKey("intake_limits", Limits)
 #: Client identity of the request (a token fingerprint, never the token), for job ownership.
 CLIENT = web.RequestKey("client", str)
 #: The client token's scopes (``admin``...).

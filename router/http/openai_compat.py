@@ -41,15 +41,17 @@ async def images_generations(request: web.Request) -> web.Response:
     route, spec_request = route_request(request, body, "image")
     response = await request.app[DAEMON].generations.generate(route, spec_request, client=request[CLIENT])
     assert isinstance(response, ImageGenerationResponse)
-    data = [
-        {response_format: await _image_as(image, response_format, response.content_type), "revised_prompt": response.revised_prompt}
-        for image in response.images
-    ]
+    data = []
+    for image in response.images:
+        answer = _image_as(image, response_format, response.content_type)
+        data.append({response_format: answer if answer is not None else await _fetched_base64(image),
+                     "revised_prompt": response.revised_prompt})
     return json_response({"created": int(time.time()), "data": data})
 
 
-async def _image_as(image: str, response_format: str, content_type: str | None) -> str:
-    """Convert between what the provider gave (URL or base64) and what the client asked for.
+def _image_as(image: str, response_format: str, content_type: str | None) -> str | None:
+    """Convert between what the provider gave (URL or base64) and what the client asked for; None when only
+    fetching it will do (``_fetched_base64``).
 
     A client asking ``url`` for a provider that returns base64 gets a ``data:`` URI (there is no URL to give);
     a client asking ``b64_json`` for a provider that returns a URL gets the fetched bytes, base64-encoded.
@@ -61,8 +63,13 @@ async def _image_as(image: str, response_format: str, content_type: str | None) 
         return image
     if image.startswith("data:"):
         return image.partition(",")[2]
+    return None
+
+
+async def _fetched_base64(url: str) -> str:
+    """The image at the provider's ``url``, base64-encoded (a client asked ``b64_json``)."""
     try:
-        data, _ = await fetch_bytes(image, RESULT_IMAGE)
+        data, _ = await fetch_bytes(url, RESULT_IMAGE)
     except FetchError as exc:
         raise BadProviderResponseError(f"cannot fetch the provider's image to return b64_json: {exc}") from exc
     return base64.b64encode(data).decode()
