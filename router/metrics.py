@@ -230,21 +230,16 @@ class Metrics:
 
 class _RouteSeries:
     """One route's generation series, looked up together: the in-flight gauge, the two durations, and the request
-    counter per outcome (created at its first use)."""
+    counter per outcome (``Metrics.child``'s, created at its first use)."""
 
-    __slots__ = ("in_flight", "duration", "overhead", "_metrics", "_route", "_kind", "_requests")
+    __slots__ = ("in_flight", "duration", "overhead", "_metrics", "_route", "_kind")
 
     def __init__(self, metrics: Metrics, route: str, kind: str, in_flight: Any, duration: Any, overhead: Any) -> None:
         self.in_flight, self.duration, self.overhead = in_flight, duration, overhead
         self._metrics, self._route, self._kind = metrics, route, kind
-        self._requests: dict[str, Any] = {}
 
     def requests(self, outcome: str) -> Any:
-        found = self._requests.get(outcome)
-        if found is None:
-            found = self._requests[outcome] = self._metrics.child(self._metrics.requests, self._route, self._kind,
-                                                                  outcome)
-        return found
+        return self._metrics.child(self._metrics.requests, self._route, self._kind, outcome)
 
 
 class _MetricsObserver(ChainObserver):

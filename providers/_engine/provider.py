@@ -23,6 +23,7 @@ from providers._engine.deadlines import connect_bound
 from providers._engine.errors import first_text, for_status, looks_like_content_policy, retry_after_seconds
 from providers._engine.http import FormFile, HttpRequest, Step, VendorResponse
 from providers._engine.sessions import ProviderPool, pool_for
+from router import json_text
 from router.errors import (
     AmbiguousSubmitError,
     BadProviderResponseError,
@@ -35,7 +36,6 @@ from router.errors import (
     scrub,
     secret_forms,
 )
-from router import json_text
 from router.handler import WEBHOOK_URL_KEY, PollStatus, ProviderHandler, ProviderJob
 from router.models import AnyConfig, AnyRequest, AnyResponse, Kind, StatusType
 from router.steps import submit_going_out

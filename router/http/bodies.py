@@ -13,8 +13,8 @@ from aiohttp import web
 
 from router.http.errors import ApiError
 from router.http.intake import check_request
-from router.json_text import text_of
 from router.http.keys import DAEMON, INTAKE_LIMITS
+from router.json_text import text_of
 from router.models import AnyRequest, Kind
 from router.routes import Route
 
