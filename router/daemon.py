@@ -23,6 +23,7 @@ from router.activity import Activity
 from router.attempt_log import AttemptLogger
 from router.breakers import CircuitBreakers
 from router.budgets import BudgetExceededError, Budgets
+from router.deadlines import CallDeadlines
 from router.cluster import SharedVendorState
 from router.errors import ProviderBusyError, TarashError
 from router.ids import Ids
@@ -66,6 +67,8 @@ class Generations:
         #: Several instances on one PostgreSQL job store: limits hold for the cluster (router/cluster.py).
         self.shared: SharedVendorState | None = None
         self._ids = Ids()  # the generations' request ids
+        #: The attempts' long timeouts on one tick (``router.deadlines``), shared with the job service.
+        self.deadlines = CallDeadlines()
 
     def route(self, model: str, kind: Kind) -> Route:
         """The route named ``model`` in the live config (``RouteNotFoundError``, ``RouteKindError`` otherwise,
@@ -153,6 +156,7 @@ class Generations:
             return await run_generation(Generation(
                 route.kind, request, route.chain, generation_id=self._ids.next(), on_progress=on_progress,
                 observers=observers, breakers=self.breakers, limits=self.provider_limits(), policies=route.policies,
+                deadlines=self.deadlines,
             ))
         finally:
             self._in_flight[route.name] -= 1
@@ -271,6 +275,7 @@ class Daemon:
             instance_id=instance_id,
             lease_seconds=settings.job_lease_seconds,
             vendor_job_grace=settings.vendor_job_save_grace_seconds,
+            deadlines=generations.deadlines,
         )
         if generations.shared is not None:
             jobs.notice_listeners.append(generations.shared.on_notice)

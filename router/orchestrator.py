@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from router.breakers import CircuitBreakers
+from router.deadlines import CallDeadlines
 from router.errors import (
     AllAttemptsFailedError,
     AmbiguousSubmitError,
@@ -87,9 +88,11 @@ class ResumePoint:
     submit_unanswered: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Generation:
-    """One generation as the orchestrator runs it: built once by the caller, read by every attempt.
+    """One generation as the orchestrator runs it: built once by the caller, read by every attempt, changed by
+    nobody (not a frozen dataclass: its ``__init__`` would set each of its fields through ``object.__setattr__``,
+    2.6 against 0.4 µs a generation).
 
     ``generation_id`` is the response's ``request_id`` (the job id for a job). ``breakers`` skips attempts on
     providers whose circuit is open; ``limits`` caps each provider's concurrency and rate: a busy provider is
@@ -101,7 +104,9 @@ class Generation:
     crash before the answer is recorded is never followed by a second submit). ``pause`` is how an attempt
     waits between status polls (``asyncio.sleep``; a job service passes its ``PollPacer``'s: see ``drive``).
     ``policies``, when given, are the chain's ``AttemptPolicy`` per attempt (a route works them out once per routes
-    load, ``Route.policies``); otherwise each is read from its config as its attempt starts.
+    load, ``Route.policies``); otherwise each is read from its config as its attempt starts. ``deadlines``, when
+    given, bounds an attempt's ``timeout`` of 5 s or more on its shared tick (``router.deadlines``: within a second
+    after it is due, with no timer of the attempt's own); otherwise each attempt has an exact timer.
     """
 
     kind: Kind
@@ -119,6 +124,7 @@ class Generation:
     before_submit: Callable[[AttemptMetadata], Awaitable[None]] | None = None
     pause: Callable[[float], Awaitable[None]] = asyncio.sleep
     policies: Sequence[AttemptPolicy] = ()
+    deadlines: CallDeadlines | None = None
 
 
 async def run_chain(
@@ -455,7 +461,8 @@ async def _with_retries(attempt: _Attempt, handler: Any, config: AnyConfig) -> A
         raise AmbiguousSubmitError(f"{config.provider} submit was sent before a restart and its answer was never "
                                    "recorded; the vendor may have accepted the job, so it is not submitted again",
                                    provider=config.provider)
-    async with asyncio.timeout(config.timeout), generation.limits.slot(config.provider, wait=generation.wait_for_capacity):
+    deadline = generation.deadlines.block(config.timeout) if generation.deadlines else asyncio.timeout(config.timeout)
+    async with deadline, generation.limits.slot(config.provider, wait=generation.wait_for_capacity):
         tried = 0
         while True:
             try:

@@ -25,7 +25,9 @@ from router import (
     VideoGenerationResponse,
     VideoGenerationUpdate,
 )
-from router.orchestrator import ChainObserver, ResumePoint, run_chain
+from router.deadlines import CallDeadlines
+from router.models import flatten_chain
+from router.orchestrator import ChainObserver, Generation, ResumePoint, run_chain, run_generation
 
 SECRET = "sk-canary-orchestrator-0123456789"
 
@@ -221,6 +223,18 @@ async def test_attempt_timeout_falls_back(provider: Any) -> None:
     response = await router.generate_video_async(config, REQUEST)
     attempt = response.execution_metadata.attempts[0]  # type: ignore[union-attr]
     assert attempt.error_type == "ProviderTimeoutError" and attempt.is_retryable and "0.05" in (attempt.error_message or "")
+
+
+async def test_attempt_timeout_on_a_shared_tick_falls_back_the_same(provider: Any) -> None:
+    """A daemon's attempts bound a long timeout on one tick (``Generation.deadlines``): the same error and fallback
+    as an exact timer, and nothing left open. 10-ms ticks stand for the daemon's 1-s ones."""
+    deadlines = CallDeadlines(tick=0.01, exact_below=0.05)
+    config = chain(provider(Scripted(delay=3600)), provider(Scripted())).model_copy(update={"timeout": 0.05})
+    response = await run_generation(Generation("video", REQUEST, tuple(flatten_chain(config)), deadlines=deadlines))
+    attempt = response.execution_metadata.attempts[0]  # type: ignore[union-attr]
+    assert attempt.error_type == "ProviderTimeoutError" and attempt.is_retryable and "0.05" in (attempt.error_message or "")
+    assert response.execution_metadata.successful_attempt == 2  # type: ignore[union-attr]
+    assert not deadlines._due  # noqa: SLF001
 
 
 async def test_stepped_polls_and_reports_progress(provider: Any) -> None:

@@ -19,7 +19,7 @@ import aiohttp
 
 from providers._engine import wire
 from providers._engine.capabilities import missing_reason
-from providers._engine.deadlines import connect_bound
+from router.deadlines import connect_bound
 from providers._engine.errors import first_text, for_status, looks_like_content_policy, retry_after_seconds
 from providers._engine.http import FormFile, HttpRequest, Step, VendorResponse
 from providers._engine.sessions import ProviderPool, pool_for
@@ -273,7 +273,7 @@ class HttpProvider(ProviderHandler):
     async def _exchange(self, pool: ProviderPool, config: AnyConfig, request: HttpRequest, step: Step,
                         url: str, headers: dict[str, str], context: dict[str, Any]) -> VendorResponse:
         """The call itself, on a connection slot the caller holds, bounded by ``call_timeout`` (see
-        ``providers._engine.deadlines``: a long one on the pool's shared timer, not a timer of its own). A JSON or
+        ``router.deadlines``: a long one on the pool's shared timer, not a timer of its own). A JSON or
         bodyless call goes on the pool's lean client (``providers._engine.wire``), the rest through aiohttp."""
         job_id = context["provider_request_id"]
         seconds = self.call_timeout(config)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from providers._engine.deadlines import CallDeadlines
+from router.deadlines import CallDeadlines
 from providers._engine.wire import WirePool
 from router.sync import register_loop_cleanup
 

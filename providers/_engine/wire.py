@@ -33,7 +33,7 @@ body.
 Timeouts: the connect phase (DNS, TCP, TLS) is bounded by ``connect_timeout`` and, when given, the call's own
 ``timeout``, whichever ends first, so a call that cannot connect always fails as ``WireConnectError``; the
 exchange by ``timeout`` (one timer per call) or, when it is None, by the caller (the engine's shared tick, see
-``providers._engine.deadlines``).
+``router.deadlines``).
 
 What it does not do (the engine sends those calls through aiohttp): multipart or streamed request bodies,
 credentials in the URL, non-http schemes, proxies, HTTP/2, ``Expect: 100-continue``, protocol upgrades. It keeps no

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from router.breakers import CircuitBreakers
+from router.deadlines import CallDeadlines
 from router.errors import GenerationCancelledError, TarashError, error_body
 from router.fetch import RESULT_VIDEO, FetchError, iter_limited, open_url
 from router.handler import is_stepped
@@ -140,6 +141,7 @@ class JobService:
         lease_seconds: float = 30.0,
         vendor_job_grace: float = 10.0,
         submit_grace: float = SUBMIT_GRACE_SECONDS,
+        deadlines: CallDeadlines | None = None,
     ) -> None:
         self.store = store
         #: Records each job's spend for its owner's budget when the job ends.
@@ -159,6 +161,8 @@ class JobService:
         self._breakers = breakers
         self._metrics = metrics
         self._limits = limits
+        #: The attempts' long timeouts on one tick (``router.deadlines``): a running job holds no timer of its own.
+        self._deadlines = deadlines or CallDeadlines()
         #: When set, finished videos given as vendor URLs are copied here (vendor URLs expire).
         self.media_dir = media_dir
         self._ids = SecretIds()  # job ids: unguessable
@@ -642,7 +646,7 @@ class JobService:
                 # An accepted job is never dropped for capacity: it waits for a provider slot.
                 wait_for_capacity=True, keep_vendor_job=observer.keeps_vendor_job,
                 resume=_resume_point(job), push_for=self.push.channels(job) if self.push is not None else None,
-                before_submit=observer.submitting, pause=self._pacer.sleep,
+                before_submit=observer.submitting, pause=self._pacer.sleep, deadlines=self._deadlines,
             ))
         except TarashError as exc:
             job.status = "failed"

@@ -10,7 +10,7 @@ import contextlib
 import pytest
 
 import router
-from providers._engine.deadlines import CallDeadlines
+from router.deadlines import CallDeadlines
 from providers._engine.sessions import pool_for
 from router.orchestrator import run_chain
 from tests.emulators._base import Fault
@@ -22,7 +22,7 @@ TICK = 0.01
 
 def shared(deadlines: CallDeadlines) -> bool:
     """Whether ``deadlines`` holds no open call and no timer (private state: nothing else shows it)."""
-    return not deadlines._open and deadlines._timer is None  # noqa: SLF001
+    return not deadlines._due and deadlines._timer is None  # noqa: SLF001
 
 
 async def test_a_short_timeout_keeps_aiohttps_exact_total() -> None:
@@ -54,7 +54,7 @@ async def test_calls_that_end_in_time_are_forgotten_and_the_timer_stops() -> Non
         return "answered"
 
     assert await asyncio.gather(*(call(i * TICK / 4) for i in range(20))) == ["answered"] * 20
-    assert not deadlines._open  # noqa: SLF001
+    assert not deadlines._due  # noqa: SLF001
     await asyncio.sleep(2 * TICK)
     assert shared(deadlines)
 
@@ -73,6 +73,33 @@ async def test_a_cancel_from_outside_stays_a_cancel() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    await asyncio.sleep(2 * TICK)
+    assert shared(deadlines)
+
+
+async def test_a_block_below_the_tick_keeps_an_exact_timer() -> None:
+    assert isinstance(CallDeadlines(tick=TICK, exact_below=0.05).block(0.04), asyncio.Timeout)
+
+
+async def test_blocks_expire_each_at_its_own_tick_never_before_their_deadline() -> None:
+    """The timing wheel: blocks of different lengths, open together, each raise ``TimeoutError`` at a tick at or
+    after its deadline; one that ended in time is not expired; nothing is left."""
+    deadlines = CallDeadlines(tick=TICK, exact_below=0.01)
+    loop = asyncio.get_running_loop()
+
+    async def block(seconds: float, work: float = 3600) -> float | str:
+        started = loop.time()
+        try:
+            async with deadlines.block(seconds):
+                await asyncio.sleep(work)
+        except TimeoutError:
+            return loop.time() - started
+        return "done"
+
+    results = await asyncio.gather(block(0.05), block(0.02), block(0.08), block(0.05, work=0.01))
+    assert results[3] == "done"
+    for seconds, took in zip((0.05, 0.02, 0.08), results[:3]):
+        assert isinstance(took, float) and took >= seconds  # never early (late by a tick on a free loop: not timed)
     await asyncio.sleep(2 * TICK)
     assert shared(deadlines)
 
@@ -99,4 +126,4 @@ async def test_a_hung_vendor_call_on_the_shared_timer_fails_as_with_its_own(vend
     error = error.last_error if isinstance(error, router.AllAttemptsFailedError) else error
     assert type(error).__name__ == error_type, repr(error)
     assert "TimeoutError" in error.message
-    assert not deadlines._open  # noqa: SLF001
+    assert not deadlines._due  # noqa: SLF001

@@ -31,7 +31,7 @@ from yarl import URL
 
 import router
 from providers._engine.http import HttpRequest
-from providers._engine.deadlines import EXACT_BELOW, CallDeadlines
+from router.deadlines import EXACT_BELOW, CallDeadlines
 from providers._engine.sessions import USER_AGENT, close_sessions, pool_for
 from providers._engine.wire import (
     MAX_REDIRECTS,
