@@ -25,7 +25,7 @@ from pathlib import Path
 from bench._common import CENSUS
 from bench._lag import LagRecorder
 from bench._stalls import StallTracer
-import router.cli
+import router.gc_tuning
 from router.cli import main
 
 
@@ -46,8 +46,9 @@ def run() -> int:
             pauses[info["generation"]].append(time.perf_counter() - started[0])
             cpu[info["generation"]].append(time.thread_time() - started[1])
 
-    if thresholds := os.environ.get("BENCH_GC_THRESHOLDS"):  # e.g. "10000,2,50": try other thresholds
-        router.cli.GC_THRESHOLDS = tuple(int(x) for x in thresholds.split(","))  # type: ignore[assignment]
+    if thresholds := os.environ.get("BENCH_GC_THRESHOLDS"):  # e.g. "10000,2,50": try other thresholds (both bands)
+        fixed = tuple(int(x) for x in thresholds.split(","))
+        router.gc_tuning.LIGHT = router.gc_tuning.HEAVY = fixed  # type: ignore[assignment]
     lag = LagRecorder()
     lag.install()
     tracer = StallTracer() if os.environ.get("BENCH_STALLS") == "1" else None

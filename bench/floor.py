@@ -27,7 +27,7 @@ import prometheus_client
 import structlog
 from aiohttp import web
 
-from router.cli import GC_THRESHOLDS
+from router.gc_tuning import LIGHT
 from router.models import AttemptMetadata, ExecutionMetadata, ImageGenerationRequest, ImageGenerationResponse
 
 
@@ -87,8 +87,9 @@ async def run_floor(upstream: str, port: int) -> None:
     runner = web.AppRunner(floor_app(upstream), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    # The router's own GC tuning (router/cli.py): without it the floor pays collections the router does not.
+    # The router's own GC tuning for requests (router/cli.py, router/gc_tuning.py): without it the floor pays
+    # collections the router does not.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*LIGHT)
     await asyncio.Event().wait()

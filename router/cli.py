@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-#: The daemon's cyclic-GC thresholds (CPython's default: 700, 10, 10); see serve.
-GC_THRESHOLDS = (1_000, 3, 400)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,6 +351,7 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     import router
     from router.daemon import describe_job_store
     from router.diagnostics import log_tasks, stop_within
+    from router.gc_tuning import GcTuning
     from router.workers import STOP_MARGIN_SECONDS
     from router.http.app import create_app
     from router.http.slow_clients import ConnectionLimits, GuardedAppRunner, LogThrottle, accept_error_handler
@@ -407,17 +406,9 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     # the cyclic GC's sight, a full collection walks only what requests and jobs create (#18).
     gc.collect()
     gc.freeze()
-    # Thresholds for 10,000 running jobs (#18). A pause is as long as the generations it walks, and the young
-    # threshold counts allocations net of deallocations, of old objects too: each finished poll frees objects an
-    # older collection promoted, so a young generation of "2,500" held 3,000-17,000 objects and a middle
-    # collection (young + 3 young generations' survivors) walked up to ~50,000: 55-95 ms once vendor calls made
-    # fewer objects (providers/_engine/wire). 1,000 halves a run's longest middle pause (median ~40 ms against
-    # ~73 over 15 and 6 runs of bench.scale --jobs 10000, 2026-12-01 evening) for the same GC CPU in all (2.3-3.4 s
-    # either way: more collections, each shorter). A full collection walks every object of every job (0.3-0.8 s
-    # with 10,000 in memory): 400 middle ones, and CPython's own rule (25 % more long-lived objects than the last
-    # one saw), keep it rare.
-    # Earlier rounds: 700/10/10 -> 50,000/2/50 -> 10,000/3/50 -> 2,500/3/400 (docs/performance.md).
-    gc.set_threshold(*GC_THRESHOLDS)
+    # Thresholds by how many jobs run here (router/gc_tuning.py: high for requests, lower for thousands of jobs).
+    gc_tuning = GcTuning(lambda: app[DAEMON].jobs.running)
+    gc_tuning.apply()
     # Signals first: a SIGTERM right after the "listening" line must stop the daemon cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -442,6 +433,7 @@ async def _serve(settings: Any, worker: int | None = None, supervisor_pid: int |
     tasks = [
         asyncio.create_task(holder.watch(settings.reload_debounce_ms, stop)),
         asyncio.create_task(notifier.watchdog()),
+        asyncio.create_task(gc_tuning.run()),
     ]
     notifier.ready(f"serving {len(snapshot.routes)} routes on {host}:{port}")
     await stop.wait()

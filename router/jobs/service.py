@@ -772,6 +772,11 @@ class JobService:
         if claimed:
             await self._adopt(claimed)
 
+    @property
+    def running(self) -> int:
+        """How many jobs this instance is running now."""
+        return len(self._tasks)
+
     def _free_slots(self) -> int:
         return self.max_running - len(self._tasks) - self._promised
 
