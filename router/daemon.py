@@ -23,8 +23,8 @@ from router.activity import Activity
 from router.attempt_log import AttemptLogger
 from router.breakers import CircuitBreakers
 from router.budgets import BudgetExceededError, Budgets
-from router.deadlines import CallDeadlines
 from router.cluster import SharedVendorState
+from router.deadlines import CallDeadlines
 from router.errors import ProviderBusyError, TarashError
 from router.ids import Ids
 from router.jobs import JobService, JobStore

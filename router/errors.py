@@ -57,9 +57,7 @@ def redact(value: Any, secrets: Sequence[Secret]) -> Any:
     known secret replaced; the very same object when none occurs, so clean answers cost no copy."""
     exact = tuple(secret for secret in secrets if isinstance(secret, str) and len(secret) >= 4)
     patterns = tuple(secret for secret in secrets if isinstance(secret, re.Pattern))
-    if patterns:
-        return _redact(value, exact, patterns)
-    if not exact or _surely_clean(value, exact):
+    if not patterns and (not exact or _surely_clean(value, exact)):
         return value
     return _redact(value, exact, patterns)
 

@@ -19,11 +19,11 @@ import aiohttp
 
 from providers._engine import wire
 from providers._engine.capabilities import missing_reason
-from router.deadlines import connect_bound
 from providers._engine.errors import first_text, for_status, looks_like_content_policy, retry_after_seconds
 from providers._engine.http import FormFile, HttpRequest, Step, VendorResponse
 from providers._engine.sessions import ProviderPool, pool_for
 from router import json_text
+from router.deadlines import connect_bound
 from router.errors import (
     AmbiguousSubmitError,
     BadProviderResponseError,

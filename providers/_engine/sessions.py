@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from router.deadlines import CallDeadlines
 from providers._engine.wire import WirePool
+from router.deadlines import CallDeadlines
 from router.sync import register_loop_cleanup
 
 #: Connection pool per provider: enough for thousands of concurrent polls without exhausting sockets.

@@ -129,7 +129,7 @@ async def create_job(request: web.Request) -> web.Response:
     kind = snapshot.routes[model].kind if model in snapshot.routes else "video"
     job = await _create(request, body, kind)
     return json_response({"id": job.id, "kind": job.kind, "model": job.route, "status": job.status},
-                             status=202, headers={"Location": f"/v1/jobs/{job.id}"})
+                         status=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -359,8 +359,8 @@ def poll_after_ms(job: JobRecord) -> int:
 async def list_videos(request: web.Request) -> web.Response:
     jobs, more = await _list(request, kind="video")
     return json_response({"object": "list", "data": [video_view(j) for j in jobs],
-                              "first_id": jobs[0].id if jobs else None, "last_id": jobs[-1].id if jobs else None,
-                              "has_more": more})
+                          "first_id": jobs[0].id if jobs else None, "last_id": jobs[-1].id if jobs else None,
+                          "has_more": more})
 
 
 async def delete_video(request: web.Request) -> web.Response:

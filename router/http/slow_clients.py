@@ -98,7 +98,7 @@ _QUOTED_INPUT = re.compile(r":?\s*\n|: (?:bytearray\()?b['\"]")
 def _error_response(status: int, message: str, code: str) -> web.Response:
     """A client error in the error shape (``router.http.errors`` imports this module, so it cannot be used)."""
     return json_response({"error": {"message": message, "type": "invalid_request_error", "code": code,
-                                        "param": None}}, status=status)
+                                    "param": None}}, status=status)
 
 
 class _GuardedHandler(RequestHandler):

@@ -778,7 +778,7 @@ class JobService:
         return len(self._tasks)
 
     def _free_slots(self) -> int:
-        return self.max_running - len(self._tasks) - self._promised
+        return self.max_running - self.running - self._promised
 
     async def _adopt(self, claimed: list[JobRecord]) -> None:
         last_seqs = await self.store.last_seqs([job.id for job in claimed])

@@ -10,8 +10,8 @@ import contextlib
 import pytest
 
 import router
-from router.deadlines import CallDeadlines
 from providers._engine.sessions import pool_for
+from router.deadlines import CallDeadlines
 from router.orchestrator import run_chain
 from tests.emulators._base import Fault
 from tests.providers.test_faults import SYNC_IMAGE

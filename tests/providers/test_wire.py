@@ -31,7 +31,6 @@ from yarl import URL
 
 import router
 from providers._engine.http import HttpRequest
-from router.deadlines import EXACT_BELOW, CallDeadlines
 from providers._engine.sessions import USER_AGENT, close_sessions, pool_for
 from providers._engine.wire import (
     MAX_REDIRECTS,
@@ -46,6 +45,7 @@ from providers._engine.wire import (
     target,
 )
 from providers.fal import FalProvider
+from router.deadlines import EXACT_BELOW, CallDeadlines
 from router.models import VideoGenerationConfig
 from tests.providers.vendors import CANARY
 from tests.waiting import until
