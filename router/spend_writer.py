@@ -18,8 +18,11 @@ from router.log_setup import get_logger
 
 log = get_logger("router.budgets")
 
-#: How long a recorded spend waits for others to share its write: at one request a millisecond, ~50 requests.
-DELAY_SECONDS = 0.05
+#: How long a recorded spend waits for others to share its write: at one request a millisecond, ~250 requests.
+#: Each write is a transaction on the store's thread, and a request that coincides with one waits for the GIL:
+#: at 50 ms (20 writes a second at c = 1) they set the p99 of a synchronous request (1.60 against 1.44-1.50 ms at
+#: 0.25-1 s, docs/performance.md); longer would widen what a ``kill -9`` loses for little more.
+DELAY_SECONDS = 0.25
 #: After a failed write (the store is down), the next try; entries are kept until one succeeds.
 RETRY_SECONDS = 1.0
 
