@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,7 +115,9 @@ class RoutesHolder:
         target = self.path.resolve()
 
         def is_target(change: watchfiles.Change, path: str) -> bool:
-            return Path(path).resolve() == target
+            # The name first: resolving is a stat per path component, and every file written in the directory
+            # is a change to filter (a DATA_DIR there: each SQLite write; a log file there: each line).
+            return os.path.basename(path) == target.name and Path(path).resolve() == target
 
         rearmed = False
         while stop is None or not stop.is_set():

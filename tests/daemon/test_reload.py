@@ -120,3 +120,23 @@ async def test_a_burst_of_saves_is_debounced_into_one_reload(daemon: Daemon) -> 
     finally:
         stop.set()
         await task
+
+
+async def test_other_files_written_beside_the_routes_file_reload_nothing(daemon: Daemon) -> None:
+    # A DATA_DIR or a log file in the routes file's directory: their writes are changes the watcher sees, and
+    # must not each re-read the routes file (an unchanged reload is still reported to every listener).
+    reloads: list[bool] = []
+    daemon.state.routes.listeners.append(lambda ok, snapshot: reloads.append(ok))
+    task, stop = await _watching(daemon)
+    try:
+        for i in range(20):
+            (daemon.routes_path.parent / "jobs.sqlite3-wal").write_bytes(b"x" * i)
+            (daemon.routes_path.parent / f"daemon-{i % 3}.log").write_text(f"line {i}\n")
+            await asyncio.sleep(0.005)
+        daemon.routes_path.write_text(MOCK_ROUTES + EXTRA_ROUTE)  # then one save: the reload it makes is the only one
+        await _wait_for(lambda: "image-new" in daemon.state.routes.current.routes)
+        await asyncio.sleep(0.1)  # a reload the sibling writes had queued would land by now (debounce 20 ms)
+        assert reloads == [True]
+    finally:
+        stop.set()
+        await task
