@@ -19,6 +19,26 @@ pytest_plugins = ["tests.emulators.pytest_plugin"]
 os.environ.setdefault("TARASH_ROUTER_EVENT_LOOP", "asyncio")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (``kill``, ``timeout``) ends the run as Ctrl-C does, so the fixtures' finalizers still run: by
+    default it killed pytest outright, and the session's PostgreSQL server and any daemon or emulator a test had
+    started kept running (one was found an hour later, under a benchmark)."""
+    _terminate_as_interrupt()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _terminate_as_interrupt()  # again: an event loop that handled SIGTERM in a test puts back the default as it closes
+
+
+def _terminate_as_interrupt() -> None:
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
 def _provider_names() -> Iterator[int]:
     return itertools.count()
