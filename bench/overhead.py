@@ -5,7 +5,8 @@ An image route whose provider is an emulator that answers at once, driven at fix
 (c) through tarash-router. Reports p50/p99 latency, the added latency, the ratio (c)/(b), and each server process's own CPU µs per request
 (from /proc, so it holds on a loaded machine where wall-clock latency does not).
 
-    .venv/bin/python -m bench.overhead [--requests 2000] [--concurrency 1 32 256] [--rounds 3]
+    .venv/bin/python -m bench.overhead [--requests 2000] [--concurrency 1 32 256] [--rounds 3] [--floor]
+                                       [--baseline DIR]
 Each server is its own process (as in production); the load generator is this process. ``--loop uvloop`` runs
 the bare proxy and the router on uvloop (the emulator and the load generator stay on asyncio); the default runs
 both on asyncio, whatever is installed, so the two are always compared on the same event loop.
@@ -148,8 +149,9 @@ async def measure(name: str, url: str, pid: int, *, requests: int, concurrency: 
     return {"target": name, **result}
 
 
-async def main(requests: int, levels: list[int], rounds: int, out: Path, loop: str, floor: bool = False) -> None:
-    async with servers(out, loop=loop, floor=floor) as targets:
+async def main(requests: int, levels: list[int], rounds: int, out: Path, loop: str, floor: bool = False,
+               baseline: Path | None = None) -> None:
+    async with servers(out, loop=loop, floor=floor, baseline=baseline) as targets:
         results: list[dict[str, Any]] = []
         # Interleaved: every round runs every level through every target, so drift on a shared machine (other
         # processes' load) hits all targets alike; the summary takes each figure's median over the rounds.
@@ -170,9 +172,10 @@ async def main(requests: int, levels: list[int], rounds: int, out: Path, loop: s
             print(f"c={row['concurrency']:<4} router adds p50 {row['added_p50_ms']:.2f} ms, p99 {row['added_p99_ms']:.2f} ms; "
                   f"(c)/(b) p50 {row['ratio_c_over_b_p50']:.2f}, p99 {row['ratio_c_over_b_p99']:.2f}, "
                   f"cpu {row['ratio_c_over_b_cpu']:.2f}")
-            if "ratio_floor_over_b_cpu" in row:
-                print(f"c={row['concurrency']:<4} the contract's floor over (b): p50 {row['ratio_floor_over_b_p50']:.2f}, "
-                      f"p99 {row['ratio_floor_over_b_p99']:.2f}, cpu {row['ratio_floor_over_b_cpu']:.2f}")
+            for name, what in (("floor", "the contract's floor"), ("baseline", "the baseline router")):
+                if f"ratio_{name}_over_b_cpu" in row:
+                    print(f"c={row['concurrency']:<4} {what} over (b): p50 {row[f'ratio_{name}_over_b_p50']:.2f}, "
+                          f"p99 {row[f'ratio_{name}_over_b_p99']:.2f}, cpu {row[f'ratio_{name}_over_b_cpu']:.2f}")
         out.write_text(json.dumps({"machine": machine(), "load_average": os.getloadavg(), "loop": loop,
                                    "requests": requests,
                                    "rounds": rounds, "results": results, "summary": summary}, indent=2) + "\n")
@@ -193,6 +196,8 @@ def summarize(results: list[dict[str, Any]], level: int) -> dict[str, Any]:
     }
     if (floor := figures.get("b2_contract_floor")) is not None:
         row.update(_ratios("floor", floor, b))
+    if (before := figures.get("c0_router_baseline")) is not None:
+        row.update(_ratios("baseline", before, b))
     return row
 
 
@@ -211,7 +216,9 @@ if __name__ == "__main__":
                         help="event loop of the bare proxy and the router alike")
     parser.add_argument("--floor", action="store_true",
                         help="also measure the contract's floor (bench.floor) in the same rounds, as b2_contract_floor")
+    parser.add_argument("--baseline", type=Path, help="another checkout (e.g. a git worktree of main): its router "
+                        "runs beside this one in the same rounds, as c0_router_baseline (a before/after in one run)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "overhead.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(args.requests, args.concurrency, args.rounds, args.out, args.loop, args.floor))
+    asyncio.run(main(args.requests, args.concurrency, args.rounds, args.out, args.loop, args.floor, args.baseline))

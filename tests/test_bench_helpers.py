@@ -155,3 +155,20 @@ def test_rounds_measure_the_targets_in_alternating_order() -> None:
     targets = {name: ("http://127.0.0.1:1/", 1) for name in ("a", "b", "c")}
     assert [[name for name, _ in round_order(targets, index)] for index in range(3)] == [
         ["a", "b", "c"], ["c", "b", "a"], ["a", "b", "c"]]
+
+
+def test_the_overhead_summary_gives_each_router_its_ratio_to_the_bare_proxy() -> None:
+    from bench.overhead import summarize
+
+    def result(target: str, round_: int, p50: float) -> dict[str, float | int | str]:
+        return {"target": target, "concurrency": 32, "round": round_, "p50_ms": p50, "p99_ms": 2 * p50,
+                "rps": 1000 / p50, "cpu_us_per_request": 100 * p50}
+
+    results = [result(target, index, p50 + index) for index in (0, 1, 2)
+               for target, p50 in (("a_direct", 1.0), ("b_bare_proxy", 2.0), ("c_tarash_router", 3.0),
+                                   ("c0_router_baseline", 4.0))]
+    row = summarize(results, 32)
+    assert row["ratio_c_over_b_p50"] == 4.0 / 3.0  # medians over the rounds: 4 / 3
+    assert row["ratio_baseline_over_b_p50"] == 5.0 / 3.0
+    assert row["ratio_baseline_over_b_cpu"] == 5.0 / 3.0
+    assert "ratio_floor_over_b_p50" not in row
