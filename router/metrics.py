@@ -223,9 +223,11 @@ class Metrics:
         """Count one answered HTTP request (the access middleware calls it with the status it logs)."""
         # The route template ("/v1/jobs/{id}"), never the raw path: bounded cardinality.
         route = request.match_info.route.resource
-        path = route.canonical if route is not None else "unmatched"
-        method = request.method if request.method in HTTP_METHODS else "other"
-        self.child(self.http_requests, method, path, str(status)).inc()
+        self.http_answered(request.method, route.canonical if route is not None else "unmatched", status)
+
+    def http_answered(self, method: str, path: str, status: int) -> None:
+        """Count one answered HTTP request to the route template ``path`` (the fast path's, or ``http_request``'s)."""
+        self.child(self.http_requests, method if method in HTTP_METHODS else "other", path, str(status)).inc()
 
 
 class _RouteSeries:

@@ -29,12 +29,13 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
     """Build the daemon's aiohttp application. The routes holder is loaded (and valid) already; the job store
     is the one the settings choose unless ``job_store`` is given."""
     daemon = Daemon.build(settings, routes, notifier=notifier, job_store=job_store, clock=clock)
+    auth = middleware.AuthCheck(settings)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
             middleware.access_middleware(daemon.metrics),
             error_middleware,
-            middleware.admission_middleware(settings),
+            middleware.admission_middleware(settings, auth),
         ],
     )
     app[DAEMON] = daemon

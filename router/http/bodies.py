@@ -27,7 +27,11 @@ _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a precise 400."""
-    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    return parse_json(await request.read())  # aiohttp raises 413 past client_max_size
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """``raw`` (a request body) as a JSON object, or a precise 400."""
     if not raw:
         raise ApiError(400, "request body is empty; send a JSON object", code="invalid_json")
     try:
@@ -113,16 +117,16 @@ def model_name(body: dict[str, Any]) -> str:
     return model
 
 
-def route_request(request: web.Request, body: dict[str, Any], kind: Kind) -> tuple[Route, AnyRequest]:
+def route_request(app: web.Application, body: dict[str, Any], kind: Kind) -> tuple[Route, AnyRequest]:
     """Route + spec request from a generation body (``model`` and the request fields). An unknown model is a
     404, a field the spec refuses a 400 (the error middleware shapes both)."""
-    generations = request.app[DAEMON].generations
+    generations = app[DAEMON].generations
     route = generations.route(model_name(body), kind)
     structlog.contextvars.bind_contextvars(route=route.name)  # on every later line, the access line too
     fields = {key: value for key, value in body.items() if key not in ("model", "max_cost_usd")}
     spec_request = generations.build_request(route, fields)
     try:
-        spec_request = check_request(spec_request, request.app[INTAKE_LIMITS])
+        spec_request = check_request(spec_request, app[INTAKE_LIMITS])
     except ApiError:
         generations.metrics.request_rejected(route.name, kind)
         raise

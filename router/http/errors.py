@@ -72,40 +72,48 @@ _HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "inval
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return answer_for(exc, request.method, request.path, request.app._client_max_size)  # noqa: SLF001
+    except Exception as exc:  # noqa: BLE001 - every failure leaves in the error shape (answer_for logs the unknown)
+        return answer_for(exc, request.method, request.path, request.app._client_max_size)  # noqa: SLF001
+
+
+def answer_for(exc: Exception, method: str, path: str, max_body_bytes: int) -> web.Response:
+    """The error-shaped answer to a request of ``method`` on ``path`` whose handling raised ``exc``; an exception
+    no branch knows is logged (with its traceback: call it in the ``except`` block) and answered 500."""
+    if isinstance(exc, ApiError):
         return error_response(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
-    except E.TarashError as exc:
+    if isinstance(exc, E.TarashError):
         return tarash_response(exc)
-    except ValidationError as exc:
+    if isinstance(exc, ValidationError):
         err = validation_error(exc)
         return error_response(err.status, err.message, err.type, err.code, err.param)
-    except JobStoreUnavailableError:
+    if isinstance(exc, JobStoreUnavailableError):
         # Logged once per outage by the job service; the message names no host or password.
         return error_response(503, "the job store is unreachable right now; nothing was stored, retry shortly",
                               "service_unavailable_error", "job_store_unavailable", headers={"Retry-After": "1"})
-    except web.RequestPayloadError as exc:
+    if isinstance(exc, web.RequestPayloadError):
         # aiohttp could not decode the body it was reading: a broken gzip/deflate stream, bad chunked framing.
         reason = getattr(exc.__cause__, "message", None) or str(exc)
         response = error_response(400, f"request body cannot be read: {reason}", "invalid_request_error",
                                   "invalid_request")
         response.force_close()
         return response
-    except BodyTimeoutError as exc:
+    if isinstance(exc, BodyTimeoutError):
         response = error_response(408, str(exc), "invalid_request_error", "body_timeout")
         response.force_close()
         return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if isinstance(exc, web.HTTPException):
         message = {
-            404: f"no such endpoint: {request.method} {request.path}",
-            405: f"method {request.method} not allowed on {request.path}",
-            413: f"request body too large (limit {request.app._client_max_size} bytes)",  # noqa: SLF001
+            404: f"no such endpoint: {method} {path}",
+            405: f"method {method} not allowed on {path}",
+            413: f"request body too large (limit {max_body_bytes} bytes)",
         }.get(exc.status, exc.reason)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, message, _HTTP_TYPES.get(exc.status, "invalid_request_error"),
                               code=HTTP_CODES.get(exc.status, "invalid_request"), headers=headers)
-    except Exception:
-        log.exception("unhandled_error", path=request.path)
-        return error_response(500, "internal error; see the daemon log for this request id", "server_error",
-                              code="internal_error")
+    log.exception("unhandled_error", path=path)
+    return error_response(500, "internal error; see the daemon log for this request id", "server_error",
+                          code="internal_error")

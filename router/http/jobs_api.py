@@ -69,7 +69,7 @@ async def _create_held(request: web.Request, body: dict[str, Any], kind: Kind) -
     # retry is checked against it.
     sent = fingerprint(request.path, body) if key else None
     webhook_url = _webhook_url(request, body)
-    route, spec_request = route_request(request, {k: v for k, v in body.items() if k != "webhook_url"}, kind)
+    route, spec_request = route_request(request.app, {k: v for k, v in body.items() if k != "webhook_url"}, kind)
     generations, client, service = request.app[DAEMON].generations, request[CLIENT], _service(request)
     # A retried POST gets its job back whatever the budget says now; a new job is checked first (402 before
     # anything is stored) and its estimate is held until it ends.

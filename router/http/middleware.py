@@ -39,11 +39,8 @@ def access_middleware(metrics: Metrics) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        http_request_id = incoming if _REQUEST_ID.match(incoming) else ids.next()
+        http_request_id = new_request_id(ids, request.headers.get("X-Request-ID", ""))
         started = time.perf_counter()
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=http_request_id)
         status = 500
         try:
             response = await handler(request)
@@ -59,17 +56,30 @@ def access_middleware(metrics: Metrics) -> Any:
             raise
         finally:
             metrics.http_request(request, status)
-            log.info("http_request", method=request.method, path=redact_path(request.path), status=status,
-                     latency_ms=round((time.perf_counter() - started) * 1000, 2))
+            log_access(request.method, request.path, status, started)
 
     return middleware
+
+
+def new_request_id(ids: Ids, incoming: str) -> str:
+    """The client's ``X-Request-ID`` if it is sane, else a new one; bound into every log line from here on."""
+    http_request_id = incoming if _REQUEST_ID.match(incoming) else ids.next()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=http_request_id)
+    return http_request_id
+
+
+def log_access(method: str, path: str, status: int, started: float) -> None:
+    """The access line (``http_request``) of a request answered ``status``, started at ``started`` (perf_counter)."""
+    log.info("http_request", method=method, path=redact_path(path), status=status,
+             latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
 #: Longest ``Idempotency-Key`` accepted (Stripe's limit; a key is an id, not a payload).
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
-def admission_middleware(settings: Settings) -> Any:
+def admission_middleware(settings: Settings, auth: AuthCheck) -> Any:
     """What a request must pass before its handler, in this order (one middleware, three checks):
 
     1. the head (``guard_refusal``): a body announced larger than ``MAX_BODY_BYTES``, a URL with NUL in it, a
@@ -77,7 +87,6 @@ def admission_middleware(settings: Settings) -> Any:
     2. the client token (``AuthCheck``), which also names the request's client and scopes;
     3. the client's rate on the calls that start work (``rate_refusal``).
     """
-    auth = AuthCheck(settings)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -148,22 +157,36 @@ class AuthCheck:
                 or request.path.startswith(WEBHOOK_PATH_PREFIX)):  # a webhook: its token and signature authenticate it
             return None
         header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
+        if not _bearer(header):
             return error_response(401, "missing bearer token: send Authorization: Bearer <key>",
                                   "authentication_error", "missing_api_key",
                                   headers={"WWW-Authenticate": 'Bearer realm="tarash-router"'})
-        # Constant-time compare against every configured token (no early exit on a prefix match).
-        match = None
-        for token, client in tokens.items():
-            if hmac.compare_digest(presented.encode(), token.encode()):
-                match = client
-        if match is None:
+        identity = self.client_of(header)
+        if identity is None:
             return error_response(401, "invalid bearer token", "authentication_error", "invalid_api_key",
                                   headers={"WWW-Authenticate": 'Bearer realm="tarash-router", error="invalid_token"'})
-        request[CLIENT] = match.name
-        request[SCOPES] = match.scopes
+        request[CLIENT], request[SCOPES] = identity
         return None
+
+    def client_of(self, authorization: str) -> tuple[str, frozenset[str]] | None:
+        """The client name and scopes an ``Authorization`` header value proves, or None (no token matches); with
+        no client tokens configured, every request is the "anonymous" admin."""
+        if not self.tokens:
+            return "anonymous", frozenset({"admin"})
+        if not _bearer(authorization):
+            return None
+        presented = authorization.partition(" ")[2]
+        # Constant-time compare against every configured token (no early exit on a prefix match).
+        match = None
+        for token, client in self.tokens.items():
+            if hmac.compare_digest(presented.encode(), token.encode()):
+                match = client
+        return None if match is None else (match.name, match.scopes)
+
+
+def _bearer(authorization: str) -> bool:
+    scheme, _, presented = authorization.partition(" ")
+    return scheme.lower() == "bearer" and bool(presented)
 
 
 def require_admin(request: web.Request) -> None:
@@ -175,9 +198,13 @@ def require_admin(request: web.Request) -> None:
 def rate_key(request: web.Request) -> str:
     """Whose bucket a request draws from: its client token's identity, or without client tokens (one shared
     "anonymous" identity) its remote address. Behind a reverse proxy that is the proxy's address for everyone."""
-    client = request.get(CLIENT)
+    return rate_key_of(request.get(CLIENT), request.remote)
+
+
+def rate_key_of(client: str | None, remote: str | None) -> str:
+    """``rate_key`` from a request's client name and remote address."""
     if client is None or client == "anonymous":
-        return f"address:{request.remote or 'unknown'}"
+        return f"address:{remote or 'unknown'}"
     return client
 
 

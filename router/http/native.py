@@ -22,13 +22,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _handler(kind: Kind) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        route, spec_request = route_request(request, await read_json(request), kind)
+        body = await read_json(request)
         if sse.wants_stream(request):
-            return await _stream(request, route, spec_request)
-        response = await request.app[DAEMON].generations.generate(route, spec_request, client=request[CLIENT])
-        return json_response(response.model_dump(mode="json"))
+            return await _stream(request, *route_request(request.app, body, kind))
+        return json_response(await generation_answer(request.app, kind, body, request[CLIENT]))
 
     return handle
+
+
+async def generation_answer(app: web.Application, kind: Kind, body: dict[str, Any], client: str) -> dict[str, Any]:
+    """The answer to a generation body that waits for its result: the spec's response as JSON."""
+    route, spec_request = route_request(app, body, kind)
+    response = await app[DAEMON].generations.generate(route, spec_request, client=client)
+    return response.model_dump(mode="json")
 
 
 async def _stream(request: web.Request, route: Route, spec_request: AnyRequest) -> web.StreamResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -34,19 +35,23 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 
 async def images_generations(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    return json_response(await image_answer(request.app, await read_json(request), request[CLIENT]))
+
+
+async def image_answer(app: web.Application, body: dict[str, Any], client: str) -> dict[str, Any]:
+    """The OpenAI-shaped answer to an image generation body."""
     response_format = body.pop("response_format", None) or "url"
     if response_format not in ("url", "b64_json"):
         raise ApiError(400, "response_format must be 'url' or 'b64_json'", code="invalid_value", param="response_format")
-    route, spec_request = route_request(request, body, "image")
-    response = await request.app[DAEMON].generations.generate(route, spec_request, client=request[CLIENT])
+    route, spec_request = route_request(app, body, "image")
+    response = await app[DAEMON].generations.generate(route, spec_request, client=client)
     assert isinstance(response, ImageGenerationResponse)
     data = []
     for image in response.images:
         answer = _image_as(image, response_format, response.content_type)
         data.append({response_format: answer if answer is not None else await _fetched_base64(image),
                      "revised_prompt": response.revised_prompt})
-    return json_response({"created": int(time.time()), "data": data})
+    return {"created": int(time.time()), "data": data}
 
 
 def _image_as(image: str, response_format: str, content_type: str | None) -> str | None:
