@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=60.0, gt=0)
     #: Open client connections at most; more are answered 503 and closed (keep it under the fd limit).
     max_connections: int = Field(default=1000, ge=1)
+    #: Serve plain synchronous generation requests without aiohttp's request objects (router.http.fast_path);
+    #: the same answers, about a sixth less CPU a request. false: every request goes through aiohttp.
+    fast_path: bool = True
     #: Job creates (POST /v1/jobs, /v1/videos) worked on at once; a keep-alive connection past it is read again
     #: when one ends (router.http.create_gate), so a batch cannot stall the API's other requests. 0: no bound.
     max_creates_in_progress: int = Field(default=24, ge=0)

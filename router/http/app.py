@@ -14,8 +14,10 @@ from router.daemon import Daemon
 from router.http import jobs_api, middleware, native, openai_compat, ops, ui, usage, webhooks_api
 from router.http.errors import error_middleware
 from router.http.create_gate import CreateGate
+from router.http.fast_path import FastPath
 from router.http.intake import Limits
 from router.http.keys import CREATE_GATE, DAEMON, INTAKE_LIMITS
+from router.http.slow_clients import CONNECTION_FRONT
 from router.jobs import JobStore
 from router.jobs.store import Clock
 from router.models import utc_now
@@ -41,6 +43,8 @@ def create_app(settings: Settings, routes: RoutesHolder, *, notifier: Notifier |
     app[DAEMON] = daemon
     app[CREATE_GATE] = CreateGate(settings.max_creates_in_progress)
     app[INTAKE_LIMITS] = Limits(settings.max_prompt_chars)
+    if settings.fast_path:
+        app[CONNECTION_FRONT] = FastPath(app, settings, auth)
     for module in (ops, openai_compat, native, jobs_api, ui, usage, webhooks_api):
         module.setup(app)
     for route in app.router.routes():

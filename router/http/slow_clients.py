@@ -80,7 +80,7 @@ class LogThrottle:
         log.warning(event, suppressed=self._suppressed.pop(event, 0), **fields)
 
 
-def _raw_error(status: int, message: str, code: str) -> bytes:
+def raw_error(status: int, message: str, code: str) -> bytes:
     """A complete ``Connection: close`` response in the error shape, for moments without a request object."""
     body = json.dumps({"error": {"message": message, "type": "invalid_request_error" if status < 500 else
                                  "server_error", "code": code, "param": None}}).encode()
@@ -116,7 +116,7 @@ class _GuardedHandler(RequestHandler):
         if self._manager is not None and len(self._manager.connections) > self._limits.max_connections:
             self._throttle("connection_refused", reason="max_connections reached",
                            max_connections=self._limits.max_connections)
-            self._close_with(_raw_error(503, "too many open connections; retry shortly", "too_many_connections"))
+            self._close_with(raw_error(503, "too many open connections; retry shortly", "too_many_connections"))
             return
         self._head_timer = self._loop.call_later(self._limits.header_timeout, self._head_expired)
 
@@ -198,7 +198,7 @@ class _GuardedHandler(RequestHandler):
     def _head_expired(self) -> None:
         self._head_timer = None
         if self._awaiting_head and self._body is None and self.transport is not None:
-            self._close_with(_raw_error(408, f"request head not received within {self._limits.header_timeout:g} s",
+            self._close_with(raw_error(408, f"request head not received within {self._limits.header_timeout:g} s",
                                         "header_timeout"))
 
     def _body_expired(self) -> None:
@@ -226,11 +226,20 @@ class _GuardedHandler(RequestHandler):
             self._body_timer = None
 
 
+#: What takes a new connection before aiohttp does (``router.http.fast_path.FastPath``): its ``connection(server)``
+#: makes the protocol, which calls ``server.guarded_handler()`` when it hands the connection to aiohttp.
+CONNECTION_FRONT = web.AppKey("connection_front", object)
+
+
 class _GuardedServer(Server):
     limits: ConnectionLimits
     throttle: LogThrottle
+    front: Any
 
-    def __call__(self) -> RequestHandler:
+    def __call__(self) -> Any:
+        return self.guarded_handler() if self.front is None else self.front.connection(self)
+
+    def guarded_handler(self) -> _GuardedHandler:
         return _GuardedHandler(self, loop=self._loop, limits=self.limits, throttle=self.throttle, **self._kwargs)
 
 
@@ -247,6 +256,7 @@ class GuardedAppRunner(web.AppRunner):
         server.__class__ = _GuardedServer
         server.limits = self._limits  # type: ignore[attr-defined]
         server.throttle = LogThrottle()  # type: ignore[attr-defined]
+        server.front = self.app.get(CONNECTION_FRONT)  # type: ignore[attr-defined]
         return server
 
 

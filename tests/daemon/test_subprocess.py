@@ -168,3 +168,39 @@ async def test_sigint_after_the_grace_period_cuts_a_stuck_request_and_exits_0(tm
     assert any(e["event"] == "http_request" and e["path"] == "/v1/video/generations" and e["status"] == 499
                for e in events)
     assert events[-1]["event"] == "stopped"
+
+
+async def test_sigterm_drains_a_request_on_the_fast_path_then_cuts_it(tmp_path: Path) -> None:
+    # A raw connection whose first request is a plain generation: served by router.http.fast_path, not aiohttp,
+    # so the runner's graceful shutdown must reach it too (wait the grace, cancel, close, exit 0).
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES.replace("0.25", "3600"))
+    port = free_port()
+    env = {**os.environ, "TARASH_ROUTER_SHUTDOWN_GRACE_SECONDS": "0.3", "TARASH_ROUTER_DATA_DIR": str(tmp_path / "d")}
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([str(SCRIPT), "serve", "--routes", str(routes), "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loop = asyncio.get_running_loop()
+    try:
+        async with aiohttp.ClientSession() as session:
+            await until_healthy(session, f"http://127.0.0.1:{port}", proc)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            body = b'{"model": "video-half-second", "prompt": "x"}'
+            writer.write(b"POST /v1/video/generations HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                         + body)
+            deadline = time.monotonic() + 30
+            while True:  # until the generation is running
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    if 'tarash_router_jobs_in_flight{kind="video"} 1.0' in await response.text():
+                        break
+                assert time.monotonic() < deadline, "the generation never started"
+                await asyncio.sleep(0.01)
+        started = loop.time()
+        proc.send_signal(signal.SIGTERM)
+        assert await loop.run_in_executor(None, proc.wait, 10) == 0
+        assert loop.time() - started < 5
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # cut after the grace: closed, nothing half-written
+        writer.close()
+    finally:
+        proc.terminate()
+        proc.wait()
