@@ -10,8 +10,9 @@ non-ASCII or repeated headers, a body over the limit, a refused token or rate, a
 connection, with every byte read so far, to aiohttp's guarded handler (``router.http.slow_clients``) for good: what
 it answers is what it always answered. The connection guards hold here too: a head within ``header_timeout``, a
 body within ``body_timeout`` of its head, an idle keep-alive connection closed after ``KEEPALIVE_SECONDS``, the
-connection cap, a generation cancelled when its client goes away, and the runner's graceful shutdown.
-``FAST_PATH=false`` turns it off.
+connection cap, a generation cancelled when its client goes away, and the runner's graceful shutdown. The
+deadlines are looked at once a second for all fast connections (``DEADLINE_TICK_SECONDS``), so a 408 or an idle
+close may come up to a second late. ``FAST_PATH=false`` turns it off.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ ENDPOINTS: dict[str, Answer] = {
 MAX_LINE = 8190
 MAX_HEADERS = 100
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Deadlines (head, body, idle keep-alive) are checked this often, for every fast connection by one timer: a timer per
+#: connection re-armed three times a request cost more than the request's admission.
+DEADLINE_TICK_SECONDS = 1.0
 #: Headers whose presence means aiohttp must read the request (framing, interim answers, streams, decoding).
 _HANDED_OFF_BY = frozenset({"transfer-encoding", "expect", "upgrade", "content-encoding"})
 
@@ -63,12 +67,31 @@ class FastPath:
         self.max_body_bytes = settings.max_body_bytes
         self.auth = auth
         self.ids = Ids()
+        #: How often the open connections' deadlines are looked at: a 408 or an idle close comes at most this late.
+        self.tick = min(DEADLINE_TICK_SECONDS, self.limits.header_timeout / 2, self.limits.body_timeout / 2)
+        self._open: dict[FastConnection, None] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._date_second = -1
         self._date = b""
 
     def connection(self, server: Any) -> FastConnection:
         """The protocol for a new connection of ``server`` (the guarded aiohttp server it hands off to)."""
         return FastConnection(self, server)
+
+    def watch(self, connection: FastConnection) -> None:
+        """Look at ``connection``'s deadline every tick until ``forget``."""
+        self._open[connection] = None
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self.tick, self._sweep)
+
+    def forget(self, connection: FastConnection) -> None:
+        self._open.pop(connection, None)
+
+    def _sweep(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for connection in [c for c in self._open if c.deadline <= now]:
+            connection.expired()
+        self._sweeper = asyncio.get_running_loop().call_later(self.tick, self._sweep) if self._open else None
 
     def date(self) -> bytes:
         """The ``Date`` header's value, worked out once a second (as aiohttp does)."""
@@ -127,7 +150,9 @@ class FastConnection(asyncio.Protocol):
         self._head_end = 0
         self._task: asyncio.Task[None] | None = None
         self._task_handler = None  # aiohttp's Server: no handler task to wait for when the connection is lost
-        self._timer: asyncio.TimerHandle | None = None
+        #: When the current wait (a head, a body, an idle keep-alive) runs out, and what happens then.
+        self.deadline = float("inf")
+        self._when_due: Callable[[], None] = self._close_transport
         self._idle = False  # answered, no byte of the next request yet
         self._closing = False
 
@@ -135,6 +160,7 @@ class FastConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport, but quacks
         self._server.connection_made(self, transport)
+        self._fast.watch(self)
         if len(self._server.connections) > self._fast.limits.max_connections:
             self._hand_off()  # the guarded handler answers 503 and closes, as for any connection past the cap
             return
@@ -151,7 +177,7 @@ class FastConnection(asyncio.Protocol):
             self._transport.pause_reading()  # type: ignore[union-attr]  # pipelined past one request: wait
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm()
+        self._fast.forget(self)
         self._transport = None
         self._server.connection_lost(self, exc)
         if self._task is not None:
@@ -269,7 +295,7 @@ class FastConnection(asyncio.Protocol):
     def _hand_off(self) -> None:
         """aiohttp's guarded handler takes the connection and what was read of it; nothing was answered yet."""
         transport, data = self._transport, bytes(self._buffer)
-        self._disarm()
+        self._fast.forget(self)
         self._server.connection_lost(self, None)
         self._transport, self._buffer = None, bytearray()
         if transport is None or transport.is_closing():
@@ -283,7 +309,6 @@ class FastConnection(asyncio.Protocol):
             handler.data_received(data)
 
     def _head_expired(self) -> None:
-        self._timer = None
         if self._transport is not None and self._task is None:
             self._transport.write(raw_error(408, f"request head not received within "
                                                  f"{self._fast.limits.header_timeout:g} s", "header_timeout"))
@@ -291,7 +316,6 @@ class FastConnection(asyncio.Protocol):
 
     def _body_expired(self) -> None:
         """The head came, the body did not: the 408 aiohttp's path answers (the handler's read fails), logged."""
-        self._timer = None
         head = self._head
         if self._transport is None or head is None:
             return
@@ -305,14 +329,17 @@ class FastConnection(asyncio.Protocol):
         log_access("POST", head.path, 408, started)
         self._close_transport()
 
+    def expired(self) -> None:
+        """``FastPath``'s sweep: this connection's deadline has passed."""
+        self.deadline = float("inf")
+        self._when_due()
+
     def _arm(self, seconds: float, then: Callable[[], None]) -> None:
-        self._disarm()
-        self._timer = asyncio.get_running_loop().call_later(seconds, then)
+        self.deadline = asyncio.get_running_loop().time() + seconds
+        self._when_due = then
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = float("inf")
 
     def _close_transport(self) -> None:
         self._disarm()
