@@ -25,6 +25,16 @@ mock = { polling = { status_sequence = ["queued", "processing", "completed"], de
 """
 
 
+async def until_one_video_runs(session: aiohttp.ClientSession, base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        async with session.get(base + "/metrics") as response:
+            if 'tarash_router_jobs_in_flight{kind="video"} 1.0' in await response.text():
+                return
+        assert time.monotonic() < deadline, "the generation never started"
+        await asyncio.sleep(0.01)
+
+
 async def until_healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
     """Until the daemon answers /healthz: a loaded machine may take seconds to start a Python process, so the
     bound is generous and a daemon that exited fails at once."""
@@ -142,13 +152,7 @@ async def test_sigint_after_the_grace_period_cuts_a_stuck_request_and_exits_0(tm
             await until_healthy(session, base, proc)
             stuck = asyncio.create_task(session.post(base + "/v1/video/generations",
                                                      json={"model": "video-half-second", "prompt": "x"}))
-            deadline = time.monotonic() + 30
-            while True:  # until the generation is running
-                async with session.get(base + "/metrics") as response:
-                    if 'tarash_router_jobs_in_flight{kind="video"} 1.0' in await response.text():
-                        break
-                assert time.monotonic() < deadline, "the generation never started"
-                await asyncio.sleep(0.01)
+            await until_one_video_runs(session, base)
             started = loop.time()
             proc.send_signal(signal.SIGINT)
             assert await loop.run_in_executor(None, proc.wait, 10) == 0
@@ -188,13 +192,7 @@ async def test_sigterm_drains_a_request_on_the_fast_path_then_cuts_it(tmp_path: 
             body = b'{"model": "video-half-second", "prompt": "x"}'
             writer.write(b"POST /v1/video/generations HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
                          + body)
-            deadline = time.monotonic() + 30
-            while True:  # until the generation is running
-                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                    if 'tarash_router_jobs_in_flight{kind="video"} 1.0' in await response.text():
-                        break
-                assert time.monotonic() < deadline, "the generation never started"
-                await asyncio.sleep(0.01)
+            await until_one_video_runs(session, f"http://127.0.0.1:{port}")
         started = loop.time()
         proc.send_signal(signal.SIGTERM)
         assert await loop.run_in_executor(None, proc.wait, 10) == 0
