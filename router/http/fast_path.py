@@ -51,6 +51,8 @@ ENDPOINTS: dict[str, Answer] = {
 MAX_LINE = 8190
 MAX_HEADERS = 100
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: How much of the next requests a connection reads while one is being served.
+PIPELINED_BYTES = 64 * 1024
 #: Deadlines (head, body, idle keep-alive) are checked this often, for every fast connection by one timer: a timer per
 #: connection re-armed three times a request cost more than the request's admission.
 DEADLINE_TICK_SECONDS = 1.0
@@ -173,8 +175,10 @@ class FastConnection(asyncio.Protocol):
         self._buffer += data
         if self._task is None:
             self._next()
-        elif len(self._buffer) > MAX_LINE + self._fast.max_body_bytes:
-            self._transport.pause_reading()  # type: ignore[union-attr]  # pipelined past one request: wait
+        elif len(self._buffer) > PIPELINED_BYTES:
+            # Pipelined while a request is served: stop reading until it is answered, so no client can make this
+            # connection hold more than one body (up to MAX_BODY_BYTES) and a little of the next.
+            self._transport.pause_reading()  # type: ignore[union-attr]
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._fast.forget(self)

@@ -152,3 +152,20 @@ def test_only_plain_heads_are_served_here() -> None:
         plain.replace(b"10", b"1000"), plain.replace(b"10", b"-1"),
     ):
         assert parse_head(head, 100) is None, head
+
+
+async def test_a_client_pipelining_while_it_is_served_is_not_read_past_a_little(daemon: Daemon) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.server.port)
+    writer.write(_request("/v1/video/generations", b'{"model": "video-slow", "prompt": "x"}'))  # never finishes
+    for _ in range(200):
+        connections = daemon.server.runner.server.connections  # type: ignore[union-attr]
+        if connections and connections[0]._task is not None:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.01)
+    big = b'{"model": "video-slow", "prompt": "' + b"x" * 4_000_000 + b'"}'
+    writer.write(_request("/v1/video/generations", big))
+    await asyncio.sleep(0.2)
+    assert len(connections[0]._buffer) < 1_000_000  # type: ignore[attr-defined]  # paused: the rest waits unread
+    # A paused connection does not see its client leave: end the generation here, not at the server's shutdown.
+    connections[0]._task.cancel()  # type: ignore[attr-defined]
+    writer.close()
