@@ -72,11 +72,9 @@ _HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "inval
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return answer_for(exc, request.method, request.path, request.app._client_max_size)  # noqa: SLF001
     except Exception as exc:  # noqa: BLE001 - every failure leaves in the error shape (answer_for logs the unknown)
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise  # a redirect, not a failure
         return answer_for(exc, request.method, request.path, request.app._client_max_size)  # noqa: SLF001
 
 

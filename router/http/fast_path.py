@@ -58,6 +58,7 @@ PIPELINED_BYTES = 64 * 1024
 DEADLINE_TICK_SECONDS = 1.0
 #: Headers whose presence means aiohttp must read the request (framing, interim answers, streams, decoding).
 _HANDED_OFF_BY = frozenset({"transfer-encoding", "expect", "upgrade", "content-encoding"})
+_SERVER = SERVER_SOFTWARE.encode()
 
 
 class FastPath:
@@ -90,10 +91,11 @@ class FastPath:
         self._open.pop(connection, None)
 
     def _sweep(self) -> None:
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for connection in [c for c in self._open if c.deadline <= now]:
             connection.expired()
-        self._sweeper = asyncio.get_running_loop().call_later(self.tick, self._sweep) if self._open else None
+        self._sweeper = loop.call_later(self.tick, self._sweep) if self._open else None
 
     def date(self) -> bytes:
         """The ``Date`` header's value, worked out once a second (as aiohttp does)."""
@@ -251,21 +253,32 @@ class FastConnection(asyncio.Protocol):
         try:
             try:
                 answer = await ENDPOINTS[head.path](fast.app, parse_json(body), client)
-                status, payload, extra, close = 200, dumps(answer).encode(), b"", False
             except Exception as exc:  # noqa: BLE001 - the error shape, as the error middleware answers
-                response = answer_for(exc, "POST", head.path, fast.max_body_bytes)
-                status, payload, close = response.status, response.body, response.keep_alive is False
-                extra = b"".join(f"{name}: {value}\r\n".encode() for name, value in response.headers.items()
-                                 if name != "Content-Type")
-            self._write(status, payload, extra, request_id, close)
+                status = self._write_error(exc, head.path, request_id)
+            else:
+                status = 200
+                self._write(200, dumps(answer).encode(), b"", request_id, close=False)
         except asyncio.CancelledError:
             status = 499  # the client went away (or shutdown's grace ran out), as the access middleware logs it
             raise
         finally:
-            fast.app[DAEMON].metrics.http_answered("POST", head.path, status)
-            log_access("POST", head.path, status, started)
+            self._answered(head.path, status, started)
             self._task = None
             self._done()
+
+    def _write_error(self, exc: Exception, path: str, request_id: str) -> int:
+        """Write the error middleware's answer to ``exc``; its status. (An exception of no known kind is logged with
+        its traceback: pass it from its ``except`` block.)"""
+        response = answer_for(exc, "POST", path, self._fast.max_body_bytes)
+        extra = b"".join(f"{name}: {value}\r\n".encode() for name, value in response.headers.items()
+                         if name != "Content-Type")
+        self._write(response.status, response.body, extra, request_id, close=response.keep_alive is False)
+        return response.status
+
+    def _answered(self, path: str, status: int, started: float) -> None:
+        """What the access middleware records of an answered request: the HTTP counter and the access line."""
+        self._fast.app[DAEMON].metrics.http_answered("POST", path, status)
+        log_access("POST", path, status, started)
 
     def _write(self, status: int, payload: bytes, extra: bytes, request_id: str, close: bool) -> None:
         if self._transport is None:
@@ -275,7 +288,7 @@ class FastConnection(asyncio.Protocol):
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n%sX-Request-ID: %s\r\n"
             b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\n%s\r\n"
             % (status, phrase.encode(), extra, request_id.encode(), len(payload), self._fast.date(),
-               SERVER_SOFTWARE.encode(), b"Connection: close\r\n" if close else b"") + payload)
+               _SERVER, b"Connection: close\r\n" if close else b"") + payload)
         if close:
             self._closing = True
 
@@ -286,7 +299,7 @@ class FastConnection(asyncio.Protocol):
             return
         if self._transport is None:
             return
-        if self._transport.is_reading() is False:
+        if not self._transport.is_reading():
             self._transport.resume_reading()
         if self._buffer:  # pipelined: the next request was read while this one was served
             self._arm(self._fast.limits.header_timeout, self._head_expired)
@@ -325,12 +338,9 @@ class FastConnection(asyncio.Protocol):
             return
         request_id = new_request_id(self._fast.ids, head.headers.get("x-request-id", ""))
         started = time.perf_counter()
-        response = answer_for(BodyTimeoutError(f"request body not received within "
-                                               f"{self._fast.limits.body_timeout:g} s"),
-                              "POST", head.path, self._fast.max_body_bytes)
-        self._write(408, response.body, b"", request_id, True)
-        self._fast.app[DAEMON].metrics.http_answered("POST", head.path, 408)
-        log_access("POST", head.path, 408, started)
+        timeout = BodyTimeoutError(f"request body not received within {self._fast.limits.body_timeout:g} s")
+        status = self._write_error(timeout, head.path, request_id)  # 408, Connection: close
+        self._answered(head.path, status, started)
         self._close_transport()
 
     def expired(self) -> None:

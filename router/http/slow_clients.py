@@ -199,7 +199,7 @@ class _GuardedHandler(RequestHandler):
         self._head_timer = None
         if self._awaiting_head and self._body is None and self.transport is not None:
             self._close_with(raw_error(408, f"request head not received within {self._limits.header_timeout:g} s",
-                                        "header_timeout"))
+                                       "header_timeout"))
 
     def _body_expired(self) -> None:
         self._body_timer = None
